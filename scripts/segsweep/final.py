@@ -1,0 +1,80 @@
+"""Choose the final models on validation only: the best runs overall and, per group, the best run
+of each combination of `final.group_by` hyperparameters (the PET/CT thesis took the best model per
+input modality). Only these runs are ever scored on the test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segsweep.sweep import Run, expand_sweep
+
+
+def selection_scores(runs: list[Run], results: Path) -> pd.DataFrame:
+    """Each run's selected validation score with its hyperparameters."""
+    rows = []
+    for run in runs:
+        with open(results / "runs" / run.run_id / "selection.json") as handle:
+            selected = json.load(handle)["selected"]
+        rows.append({"run_id": run.run_id, **run.params, "score": selected["score"]})
+    return pd.DataFrame(rows)
+
+
+def choose_final(
+    scores: pd.DataFrame, n_best: int, group_by: list[str], higher_is_better: bool
+) -> pd.DataFrame:
+    """Rows (run_id, group, score): `overall` for the n best runs, `name=value, …` per group.
+
+    Runs with an undefined score (NaN) are never chosen; ties go to the smaller run id so the
+    choice is reproducible.
+    """
+    unknown = sorted(set(group_by) - set(scores.columns))
+    if unknown:
+        raise ValueError(f"final.group_by names unknown hyperparameters: {unknown}")
+    ranked = scores[scores["score"].map(lambda s: s is not None and not math.isnan(s))]
+    ranked = ranked.sort_values(["score", "run_id"], ascending=[not higher_is_better, True])
+    ranked = ranked.reset_index(drop=True)
+    if ranked.empty:
+        raise ValueError("no run has a defined validation score; cannot choose final models")
+    groups: dict[str, list[str]] = {}
+    for run_id in ranked["run_id"].head(n_best):
+        groups.setdefault(run_id, []).append("overall")
+    if group_by:
+        for key, group in ranked.groupby(group_by, sort=True):
+            values = key if isinstance(key, tuple) else (key,)
+            label = ", ".join(f"{n}={v}" for n, v in zip(group_by, values, strict=True))
+            groups.setdefault(group["run_id"].iloc[0], []).append(label)
+    score = ranked.set_index("run_id")["score"]
+    rows = [{"run_id": r, "group": "; ".join(g), "score": score[r]} for r, g in groups.items()]
+    return pd.DataFrame(rows, columns=["run_id", "group", "score"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write results/summary/final.csv from every run's selection.json."""
+    parser = argparse.ArgumentParser(prog="segsweep final", description=main.__doc__)
+    parser.add_argument("--config-json", required=True, help="the whole validated config")
+    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = json.loads(args.config_json)
+    runs = expand_sweep(json.loads(args.sweep_json), config["train"])
+    final = choose_final(
+        selection_scores(runs, args.results),
+        n_best=config["final"]["n_best"],
+        group_by=config["final"]["group_by"],
+        higher_is_better=config["selection"]["higher_is_better"],
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    final.to_csv(args.out, index=False)
+    print(final.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+# Selection of every run's checkpoint on validation, its validation metrics, the choice of the
+# final models, and — only for those — the test set. No other rule reads test data.
+
+
+rule select:
+    input:
+        index="results/runs/{run}/checkpoints/index.json",
+        val="results/datasets/val.h5",
+    output:
+        "results/runs/{run}/selection.json",
+    params:
+        cfg=as_json(config["selection"]),
+    threads: config["threads"]
+    log:
+        "logs/select/{run}.log",
+    benchmark:
+        "benchmarks/select/{run}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m segsweep select --run-dir results/runs/{wildcards.run} --val {input.val}"
+        " --config-json {params.cfg:q} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        selection="results/runs/{run}/selection.json",
+        val="results/datasets/val.h5",
+    output:
+        per_slice="results/runs/{run}/val/per_slice.csv",
+        per_patient="results/runs/{run}/val/per_patient.csv",
+    threads: config["threads"]
+    log:
+        "logs/evaluate/{run}.log",
+    benchmark:
+        "benchmarks/evaluate/{run}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
+        " --selection {input.selection} --data {input.val} --split val"
+        " --out-dir results/runs/{wildcards.run}/val --threads {threads} > {log} 2>&1"
+
+
+checkpoint choose_final:
+    input:
+        selections=expand("results/runs/{run}/selection.json", run=sorted(RUNS)),
+        per_patient=expand("results/runs/{run}/val/per_patient.csv", run=sorted(RUNS)),
+    output:
+        table=report(
+            "results/summary/final.csv",
+            caption="../../report/final.rst",
+            category="Results",
+        ),
+    params:
+        cfg=as_json(config),
+        sweep=as_json(SWEEP),
+    log:
+        "logs/final/choose.log",
+    benchmark:
+        "benchmarks/final/choose.tsv"
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m segsweep final --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
+        " --results results --out {output.table} > {log} 2>&1"
+
+
+rule final_test:
+    input:
+        final="results/summary/final.csv",
+        selection="results/runs/{run}/selection.json",
+        test="results/datasets/test.h5",
+        crops=expand("results/crop/{subject}/image.nii.gz", subject=LABELLED),
+    output:
+        per_slice="results/final/{run}/test/per_slice.csv",
+        per_patient="results/final/{run}/test/per_patient.csv",
+        predictions=directory("results/final/{run}/predictions"),
+    params:
+        labels=as_json(config["data"]["labels"]),
+    threads: config["threads"]
+    log:
+        "logs/final/{run}.log",
+    benchmark:
+        "benchmarks/final/{run}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
+        " --selection {input.selection} --data {input.test} --split test"
+        " --out-dir results/final/{wildcards.run}/test"
+        " --predictions-dir {output.predictions} --crop-dir results/crop"
+        " --labels-json {params.labels:q} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,35 @@
+# The thesis document: HTML and PDF from the same Jinja2 templates.
+
+
+rule report:
+    input:
+        rules.analysis.output,
+        rules.figures.output,
+        "results/splits/splits.csv",
+        "results/data/manifest.csv",
+        templates=multiext(os.path.join(workflow.basedir, "report/thesis"), ".html.j2", ".css"),
+    output:
+        html=report(
+            "results/report/thesis.html",
+            caption="../../report/thesis.rst",
+            category="Thesis",
+        ),
+        pdf=report(
+            "results/report/thesis.pdf",
+            caption="../../report/thesis.rst",
+            category="Thesis",
+        ),
+    params:
+        cfg=as_json(config),
+        sweep=as_json(SWEEP),
+        templates=os.path.join(workflow.basedir, "report"),
+    log:
+        "logs/report/report.log",
+    benchmark:
+        "benchmarks/report/report.tsv"
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m segsweep report --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
+        " --results results --templates {params.templates:q}"
+        " --out-html {output.html} --out-pdf {output.pdf} > {log} 2>&1"
