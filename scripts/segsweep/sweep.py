@@ -84,9 +84,7 @@ def swept_names(sweep: dict[str, Any]) -> list[str]:
     return sorted(names)
 
 
-def expand_sweep(
-    sweep: dict[str, Any], defaults: dict[str, Any], validate=None
-) -> list[Run]:
+def expand_sweep(sweep: dict[str, Any], defaults: dict[str, Any], validate=None) -> list[Run]:
     """All runs of a sweep, duplicates collapsed, sorted by id.
 
     `validate`, when given, checks a parameter set and raises on invalid values (the Snakefile

@@ -1,0 +1,167 @@
+"""The real Snakefile on a tiny synthetic cohort in a tmp dir, all the way to the thesis report.
+
+One workflow run is shared by the tests of this module (module-scoped fixture); the tests then
+check contents against the CSVs the workflow wrote, and the incremental behaviour of the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.workflow
+
+TINY_CONFIG = {
+    "data": {
+        "synthetic": {
+            "seed": 7,
+            "scale": 0.08,
+            "sources": {
+                "epi": {"n": 4, "labelled": 0.75},
+                "jopp": {"n": 4, "labelled": 0.75},
+                "maas": {"n": 1, "labelled": 0.0},
+            },
+        }
+    },
+    "preprocess": {
+        "n4": {"iterations": [20, 10], "fitting_levels": 2},
+        "crop": {"size": 32, "slices": 8},
+    },
+    "train": {"depth": 2, "base_channels": 4, "epochs": 2, "batch_size": 8},
+    "threads": 1,
+}
+TINY_SWEEP = {
+    "grids": {
+        "loss_vs_labels": {"loss": ["cross_entropy", "dice"], "labels": ["merged", "separate"]}
+    }
+}
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=1800)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts from the 'Job stats' table of a dry run."""
+    counts = {}
+    for line in result.stdout.splitlines():
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("workflow")
+    (root / "config").mkdir()
+    (root / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    (root / "config" / "sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
+    result = snakemake(root)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return root
+
+
+def test_every_run_has_its_files_and_only_final_runs_see_the_test_set(workdir: Path) -> None:
+    runs = sorted(p.name for p in (workdir / "results/runs").iterdir())
+    assert runs == [
+        "default",
+        "labels-separate",
+        "labels-separate_loss-cross-entropy",
+        "loss-cross-entropy",
+    ]
+    for run in runs:
+        folder = workdir / "results/runs" / run
+        for name in [
+            "params.yaml",
+            "train_log.csv",
+            "selection.json",
+            "val/per_patient.csv",
+            "val/per_slice.csv",
+            "checkpoints/index.json",
+        ]:
+            assert (folder / name).is_file(), f"{run}: {name}"
+        selection = json.loads((folder / "selection.json").read_text())
+        index = json.loads((folder / "checkpoints/index.json").read_text())
+        assert len(selection["scores"]) == len(index["checkpoints"]) == 2
+    final = pd.read_csv(workdir / "results/summary/final.csv")
+    assert sorted((workdir / "results/final").iterdir()) == sorted(
+        workdir / "results/final" / run for run in final["run_id"]
+    )
+    for run in final["run_id"]:
+        per_patient = pd.read_csv(workdir / "results/final" / run / "test/per_patient.csv")
+        assert set(per_patient["split"]) == {"test"}
+        assert list((workdir / "results/final" / run / "predictions").glob("*.nii.gz"))
+
+
+def test_final_model_is_the_best_on_validation(workdir: Path) -> None:
+    runs = pd.read_csv(workdir / "results/summary/runs.csv")
+    final = pd.read_csv(workdir / "results/summary/final.csv")
+    assert final["run_id"].tolist() == [runs.loc[runs["score"].idxmax(), "run_id"]]
+
+
+def test_report_tables_hold_the_numbers_of_the_csvs(workdir: Path) -> None:
+    html = (workdir / "results/report/thesis.html").read_text()
+    for column in ["Min", "Max", "STD", "Mean", "Median", "No. experiments"]:
+        assert f">{column}<" in html
+    runs = pd.read_csv(workdir / "results/summary/runs.csv")
+    for name in ["loss", "labels"]:
+        for level, scores in runs.groupby(name)["score"]:
+            assert f"{scores.mean():.3f}" in html, (name, level)
+            assert f"{scores.median():.3f}" in html, (name, level)
+    pairs = pd.read_csv(workdir / "results/tables/pairs.csv")
+    for _, row in pairs.iterrows():
+        cell = f"{row['mean']:.2f}/{row['median']:.2f} ({row['count']})"
+        assert cell in html
+    assert re.search(r"Table \d+(\.\d+)?", html) and re.search(r"Figure \d+(\.\d+)?", html)
+    assert html.count("data:image/png;base64,") >= 4  # jitter plots, boxplots, curves
+
+
+def test_pdf_has_several_pages(workdir: Path) -> None:
+    pdf = (workdir / "results/report/thesis.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) > 1
+
+
+def test_second_dry_run_has_nothing_to_do(workdir: Path) -> None:
+    result = snakemake(workdir, "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_adding_a_value_trains_only_the_new_combinations(workdir: Path) -> None:
+    sweep = yaml.safe_load(yaml.safe_dump(TINY_SWEEP))
+    sweep["grids"]["loss_vs_labels"]["labels"].append("separate")  # duplicates collapse
+    sweep["grids"]["lr"] = {"lr": [0.001, 0.01]}
+    (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    try:
+        result = snakemake(workdir, "--dry-run")
+    finally:
+        (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    assert jobs["train"] == 1 and jobs["select"] == 1 and jobs["evaluate"] == 1, jobs
+    assert "lr-0.01" in result.stdout
