@@ -1,10 +1,11 @@
 # segsweep: raw 3D images → preprocessing → one training job per sweep combination → selection,
 # evaluation → analysis → thesis report. Logic lives in scripts/segsweep; rules only call it.
 import os
+import shlex
 import sys
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
-
 
 min_version("9.0")
 
@@ -18,13 +19,18 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "report/workflow.rst"
 
 
-# Every job's shell runs this interpreter and finds the package (a conda env, when used, puts
-# its own bin first); set once here so each rule's command stays short.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (os.path.join(workflow.basedir, "scripts"), os.environ.get("PYTHONPATH")) if p
+# The package is importable here and in every job's shell. Without conda, jobs run this very
+# interpreter; with `--sdm conda` the rule's environment provides python.
+PACKAGE_DIR = os.path.join(workflow.basedir, "scripts")
+sys.path.insert(0, PACKAGE_DIR)
+_PYTHON_BIN = (
+    ""
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
 )
-os.environ["PATH"] = os.pathsep.join(
-    (os.path.dirname(sys.executable), os.environ.get("PATH", ""))
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    + _PYTHON_BIN
 )
 
 

@@ -17,15 +17,15 @@ rule analysis:
         pairs="results/tables/pairs.csv",
         best="results/tables/best_runs.csv",
         final="results/tables/final_per_patient.csv",
-    params:
-        cfg=as_json(config),
-        sweep=as_json(SWEEP),
     log:
         "logs/analysis/analysis.log",
     benchmark:
         "benchmarks/analysis/analysis.tsv"
     conda:
         "../../envs/report.yaml"
+    params:
+        cfg=as_json(config),
+        sweep=as_json(SWEEP),
     shell:
         "python -m segsweep analysis --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
         " --results results > {log} 2>&1"
@@ -57,15 +57,15 @@ rule figures:
             category="Results",
             subcategory="Final models",
         ),
-    params:
-        cfg=as_json(config),
-        sweep=as_json(SWEEP),
     log:
         "logs/analysis/figures.log",
     benchmark:
         "benchmarks/analysis/figures.tsv"
     conda:
         "../../envs/report.yaml"
+    params:
+        cfg=as_json(config),
+        sweep=as_json(SWEEP),
     shell:
         "python -m segsweep figures --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
         " --results results > {log} 2>&1"

@@ -38,7 +38,9 @@ def _load_subjects():
             }
         return table
     if not data["manifest"]:
-        raise ConfigError("data.manifest", None, "a CSV path when data.source is 'manifest'")
+        raise ConfigError(
+            "data.manifest", None, "a CSV path when data.source is 'manifest'"
+        )
     manifest = Path(data["manifest"])
     with open(manifest, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -72,7 +74,9 @@ SWEEP = load_sweep(config["sweep"])
 validate(SWEEP, "../schemas/sweep.schema.yaml")
 with open(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml") as _handle:
     _TRAIN_SCHEMA = yaml.safe_load(_handle)["properties"]["train"]
-RUNS = {run.run_id: run for run in expand_sweep(SWEEP, config["train"], _validate_train)}
+RUNS = {
+    run.run_id: run for run in expand_sweep(SWEEP, config["train"], _validate_train)
+}
 SWEPT = swept_names(SWEEP)
 
 

@@ -8,14 +8,14 @@ rule cohort_subject:
         multiext("results/cohort/{subject}/roi", ".mhd", ".zraw"),
         multiext("results/cohort/{subject}/bias", ".mhd", ".zraw"),
         truth="results/cohort/{subject}/truth.json",
-    params:
-        cfg=as_json(config["data"]["synthetic"]),
     log:
         "logs/cohort/{subject}.log",
     benchmark:
         "benchmarks/cohort/{subject}.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        cfg=as_json(config["data"]["synthetic"]),
     shell:
         "python -m segsweep cohort subject --config-json {params.cfg:q}"
         " --subject {wildcards.subject} --out results/cohort/{wildcards.subject} > {log} 2>&1"
@@ -24,14 +24,14 @@ rule cohort_subject:
 rule cohort_manifest:
     output:
         "results/cohort/manifest.csv",
-    params:
-        cfg=as_json(config["data"]["synthetic"]),
     log:
         "logs/cohort/manifest.log",
     benchmark:
         "benchmarks/cohort/manifest.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        cfg=as_json(config["data"]["synthetic"]),
     shell:
         "python -m segsweep cohort manifest --config-json {params.cfg:q} --out {output} > {log} 2>&1"
 
@@ -42,16 +42,16 @@ rule ingest_image:
     output:
         image="results/data/{subject}/image.nii.gz",
         record="results/data/{subject}/ingest.json",
-    params:
-        image=lambda w: SUBJECTS[w.subject]["image"],
-        source=lambda w: SUBJECTS[w.subject]["source"],
-        perspective=lambda w: SUBJECTS[w.subject]["perspective"],
     log:
         "logs/ingest/{subject}.log",
     benchmark:
         "benchmarks/ingest/{subject}.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        image=lambda w: SUBJECTS[w.subject]["image"],
+        source=lambda w: SUBJECTS[w.subject]["source"],
+        perspective=lambda w: SUBJECTS[w.subject]["perspective"],
     shell:
         "python -m segsweep ingest image --subject {wildcards.subject} --image {params.image:q}"
         " --source {params.source:q} --perspective {params.perspective:q}"
@@ -64,16 +64,16 @@ rule ingest_mask:
         mask=raw_mask,
     output:
         "results/data/{subject}/mask.nii.gz",
-    params:
-        image=lambda w: SUBJECTS[w.subject]["image"],
-        mask=lambda w: SUBJECTS[w.subject]["mask"],
-        labels=as_json(config["data"]["labels"]),
     log:
         "logs/ingest/{subject}.mask.log",
     benchmark:
         "benchmarks/ingest/{subject}.mask.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        image=lambda w: SUBJECTS[w.subject]["image"],
+        mask=lambda w: SUBJECTS[w.subject]["mask"],
+        labels=as_json(config["data"]["labels"]),
     shell:
         "python -m segsweep ingest mask --subject {wildcards.subject} --image {params.image:q}"
         " --mask {params.mask:q} --labels-json {params.labels:q} --out-mask {output} > {log} 2>&1"
@@ -83,7 +83,9 @@ rule data_manifest:
     input:
         records=expand("results/data/{subject}/ingest.json", subject=sorted(SUBJECTS)),
         cohort=(
-            "results/cohort/manifest.csv" if config["data"]["source"] == "synthetic" else []
+            "results/cohort/manifest.csv"
+            if config["data"]["source"] == "synthetic"
+            else []
         ),
     output:
         report(

@@ -8,15 +8,15 @@ rule select:
         val="results/datasets/val.h5",
     output:
         "results/runs/{run}/selection.json",
-    params:
-        cfg=as_json(config["selection"]),
-    threads: config["threads"]
     log:
         "logs/select/{run}.log",
     benchmark:
         "benchmarks/select/{run}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        cfg=as_json(config["selection"]),
     shell:
         "python -m segsweep select --run-dir results/runs/{wildcards.run} --val {input.val}"
         " --config-json {params.cfg:q} --out {output} --threads {threads} > {log} 2>&1"
@@ -29,13 +29,13 @@ rule evaluate:
     output:
         per_slice="results/runs/{run}/val/per_slice.csv",
         per_patient="results/runs/{run}/val/per_patient.csv",
-    threads: config["threads"]
     log:
         "logs/evaluate/{run}.log",
     benchmark:
         "benchmarks/evaluate/{run}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: config["threads"]
     shell:
         "python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
         " --selection {input.selection} --data {input.val} --split val"
@@ -52,15 +52,15 @@ checkpoint choose_final:
             caption="../../report/final.rst",
             category="Results",
         ),
-    params:
-        cfg=as_json(config),
-        sweep=as_json(SWEEP),
     log:
         "logs/final/choose.log",
     benchmark:
         "benchmarks/final/choose.tsv"
     conda:
         "../../envs/report.yaml"
+    params:
+        cfg=as_json(config),
+        sweep=as_json(SWEEP),
     shell:
         "python -m segsweep final --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
         " --results results --out {output.table} > {log} 2>&1"
@@ -76,15 +76,15 @@ rule final_test:
         per_slice="results/final/{run}/test/per_slice.csv",
         per_patient="results/final/{run}/test/per_patient.csv",
         predictions=directory("results/final/{run}/predictions"),
-    params:
-        labels=as_json(config["data"]["labels"]),
-    threads: config["threads"]
     log:
         "logs/final/{run}.log",
     benchmark:
         "benchmarks/final/{run}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        labels=as_json(config["data"]["labels"]),
     shell:
         "python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
         " --selection {input.selection} --data {input.test} --split test"

@@ -7,14 +7,14 @@ rule n4:
     output:
         image="results/n4/{subject}/image.nii.gz",
         field="results/n4/{subject}/bias_field.nii.gz",
-    params:
-        cfg=as_json(config["preprocess"]["n4"]),
     log:
         "logs/n4/{subject}.log",
     benchmark:
         "benchmarks/n4/{subject}.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        cfg=as_json(config["preprocess"]["n4"]),
     shell:
         "python -m segsweep n4 --image {input} --config-json {params.cfg:q}"
         " --out-image {output.image} --out-field {output.field} > {log} 2>&1"
@@ -33,14 +33,14 @@ rule crop_image:
             subcategory="Crop",
             labels={"subject": "{subject}"},
         ),
-    params:
-        cfg=as_json(config["preprocess"]["crop"]),
     log:
         "logs/crop/{subject}.log",
     benchmark:
         "benchmarks/crop/{subject}.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        cfg=as_json(config["preprocess"]["crop"]),
     shell:
         "python -m segsweep crop image --image {input} --config-json {params.cfg:q}"
         " --out-image {output.image} --out-json {output.info} --out-qc {output.qc} > {log} 2>&1"
@@ -53,14 +53,14 @@ rule crop_mask:
     output:
         mask="results/crop/{subject}/mask.nii.gz",
         kept="results/crop/{subject}/mask.json",
-    params:
-        labels=as_json(config["data"]["labels"]),
     log:
         "logs/crop/{subject}.mask.log",
     benchmark:
         "benchmarks/crop/{subject}.mask.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        labels=as_json(config["data"]["labels"]),
     shell:
         "python -m segsweep crop mask --mask {input.mask} --crop-json {input.info}"
         " --labels-json {params.labels:q} --out-mask {output.mask} --out-json {output.kept}"

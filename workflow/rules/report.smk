@@ -7,7 +7,9 @@ rule report:
         rules.figures.output,
         "results/splits/splits.csv",
         "results/data/manifest.csv",
-        templates=multiext(os.path.join(workflow.basedir, "report/thesis"), ".html.j2", ".css"),
+        templates=multiext(
+            os.path.join(workflow.basedir, "report/thesis"), ".html.j2", ".css"
+        ),
     output:
         html=report(
             "results/report/thesis.html",
@@ -19,16 +21,16 @@ rule report:
             caption="../../report/thesis.rst",
             category="Thesis",
         ),
-    params:
-        cfg=as_json(config),
-        sweep=as_json(SWEEP),
-        templates=os.path.join(workflow.basedir, "report"),
     log:
         "logs/report/report.log",
     benchmark:
         "benchmarks/report/report.tsv"
     conda:
         "../../envs/report.yaml"
+    params:
+        cfg=as_json(config),
+        sweep=as_json(SWEEP),
+        templates=lambda w, input: os.path.dirname(input.templates[0]),
     shell:
         "python -m segsweep report --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
         " --results results --templates {params.templates:q}"

@@ -11,14 +11,14 @@ rule split:
             category="Data",
         ),
         audit="results/splits/splits_audit.csv",
-    params:
-        cfg=as_json(config["split"]),
     log:
         "logs/split/split.log",
     benchmark:
         "benchmarks/split/split.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        cfg=as_json(config["split"]),
     shell:
         "python -m segsweep split --manifest {input} --config-json {params.cfg:q}"
         " --out {output.splits} > {log} 2>&1"
@@ -30,14 +30,14 @@ rule normalisation:
         images=expand("results/crop/{subject}/image.nii.gz", subject=LABELLED),
     output:
         "results/datasets/normalisation.json",
-    params:
-        cfg=as_json({"normalise": config["preprocess"]["normalise"]}),
     log:
         "logs/pack/normalisation.log",
     benchmark:
         "benchmarks/pack/normalisation.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        cfg=as_json({"normalise": config["preprocess"]["normalise"]}),
     shell:
         "python -m segsweep pack stats --splits {input.splits} --crop-dir results/crop"
         " --config-json {params.cfg:q} --out {output} > {log} 2>&1"
@@ -51,14 +51,14 @@ rule pack:
         masks=expand("results/crop/{subject}/mask.nii.gz", subject=LABELLED),
     output:
         "results/datasets/{split}.h5",
-    params:
-        labels=as_json(config["data"]["labels"]),
     log:
         "logs/pack/{split}.log",
     benchmark:
         "benchmarks/pack/{split}.tsv"
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        labels=as_json(config["data"]["labels"]),
     shell:
         "python -m segsweep pack pack --split {wildcards.split} --splits {input.splits}"
         " --crop-dir results/crop --stats {input.stats} --labels-json {params.labels:q}"
