@@ -1,0 +1,71 @@
+"""Binary overlap metrics from confusion counts, vectorised over slices, patients and classes.
+
+Metrics are computed from TP/FP/FN/TN counts rather than from masks, so per-patient (3D) values
+can be obtained exactly by summing per-slice counts, and every table carries the counts it was
+computed from.
+
+    dice        = 2 TP / (2 TP + FP + FN)      (F1)
+    iou         = TP / (TP + FP + FN)          (Jaccard)
+    sensitivity = TP / (TP + FN)               (recall, true positive rate)
+    specificity = TN / (TN + FP)               (true negative rate)
+    precision   = TP / (TP + FP)               (positive predictive value)
+    accuracy    = (TP + TN) / (TP + FP + FN + TN)
+
+Empty conventions (as MONAI: a metric whose denominator is zero is NaN, never a warning):
+
+- reference and prediction both empty: dice, iou, sensitivity and precision are NaN (undefined;
+  excluded from means and counted separately by the analysis);
+- reference empty, prediction not (false positives only): dice = iou = precision = 0, sensitivity
+  NaN (there is nothing to recall);
+- reference not empty, prediction empty (a missed structure): dice = iou = sensitivity = 0,
+  precision NaN (there are no positive predictions);
+- specificity is NaN only when TN + FP == 0 (the reference covers every voxel);
+- accuracy is always defined (NaN only for a region of zero voxels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "accuracy")
+
+
+def confusion_counts(
+    pred: np.ndarray, ref: np.ndarray, axis: int | tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """TP, FP, FN, TN (int64) of boolean masks, summed over `axis` (all axes when None)."""
+    pred = np.asarray(pred, dtype=bool)
+    ref = np.asarray(ref, dtype=bool)
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} != reference shape {ref.shape}")
+    axes = tuple(range(pred.ndim)) if axis is None else normalize_axis_tuple(axis, pred.ndim)
+    n_voxels = int(np.prod([pred.shape[a] for a in axes], dtype=np.int64))
+    tp = np.asarray(np.count_nonzero(pred & ref, axis=axes), dtype=np.int64)
+    n_pred = np.asarray(np.count_nonzero(pred, axis=axes), dtype=np.int64)
+    n_ref = np.asarray(np.count_nonzero(ref, axis=axes), dtype=np.int64)
+    fp = n_pred - tp
+    fn = n_ref - tp
+    tn = n_voxels - tp - fp - fn
+    return tp, fp, fn, tn
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den as float64, NaN where den == 0, without a numpy warning."""
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, np.float64))
+    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
+
+
+def overlap_metrics(
+    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every metric of METRICS from confusion counts (broadcast), with the module's conventions."""
+    tp, fp, fn, tn = (np.asarray(c, dtype=np.int64) for c in (tp, fp, fn, tn))
+    return {
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
+        "iou": _ratio(tp, tp + fp + fn),
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "precision": _ratio(tp, tp + fp),
+        "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
+    }

@@ -1,0 +1,188 @@
+"""Patient-level train/val/test split, stratified and seeded, so no patient leaks across splits.
+
+Each stratum (e.g. `source`) is split by the configured fractions with largest-remainder rounding;
+when there are at least three labelled subjects, every split receives at least one. Subjects are
+sorted by id before anything else, so the result depends only on the set of subjects, the
+fractions, the stratify column and the seed. Unlabelled subjects form the `unlabelled` set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from segsweep.errors import ConfigError, InputError
+
+SPLITS = ("train", "val", "test")
+UNLABELLED = "unlabelled"
+SINGLE_STRATUM = "all"
+
+
+def _as_bool(values: pd.Series) -> pd.Series:
+    """Booleans from a CSV column that may hold bools, 0/1 or 'true'/'false' strings."""
+    if values.dtype == bool:
+        return values
+    text = values.astype(str).str.strip().str.lower()
+    return text.isin({"true", "1", "yes"})
+
+
+def _check_fractions(fractions: dict[str, float]) -> dict[str, float]:
+    """Fractions for exactly train/val/test, positive and summing to one."""
+    if set(fractions) != set(SPLITS):
+        raise ConfigError("split.fractions", fractions, f"one fraction for each of {SPLITS}")
+    values = {s: float(fractions[s]) for s in SPLITS}
+    if min(values.values()) <= 0 or not np.isclose(sum(values.values()), 1.0):
+        raise ConfigError("split.fractions", fractions, "positive fractions summing to 1")
+    return values
+
+
+def _largest_remainder(
+    n: int, fractions: dict[str, float], deficit: dict[str, float]
+) -> dict[str, int]:
+    """Round n * fractions to integers summing to n; equal remainders go to the most-owed split."""
+    quotas = {s: n * f for s, f in fractions.items()}
+    counts = {s: int(np.floor(q)) for s, q in quotas.items()}
+    order = sorted(
+        SPLITS, key=lambda s: (-round(quotas[s] - counts[s], 9), -deficit[s], SPLITS.index(s))
+    )
+    for s in order[: n - sum(counts.values())]:
+        counts[s] += 1
+    return counts
+
+
+def _allocate(sizes: dict[str, int], fractions: dict[str, float]) -> dict[str, dict[str, int]]:
+    """Subjects per (stratum, split): largest remainder per stratum, then no split left empty."""
+    counts: dict[str, dict[str, int]] = {}
+    owed = dict.fromkeys(SPLITS, 0.0)
+    for stratum in sorted(sizes):
+        n = sizes[stratum]
+        owed = {s: owed[s] + n * fractions[s] for s in SPLITS}
+        counts[stratum] = _largest_remainder(n, fractions, owed)
+        owed = {s: owed[s] - counts[stratum][s] for s in SPLITS}
+    if sum(sizes.values()) >= len(SPLITS):
+        _fill_empty_splits(counts, sizes, fractions)
+    return counts
+
+
+def _fill_empty_splits(
+    counts: dict[str, dict[str, int]], sizes: dict[str, int], fractions: dict[str, float]
+) -> None:
+    """Move one subject into each empty split, from where it is most over its quota."""
+    while True:
+        totals = {s: sum(c[s] for c in counts.values()) for s in SPLITS}
+        empty = [s for s in SPLITS if totals[s] == 0]
+        if not empty:
+            return
+        target = empty[0]
+        candidates = [
+            (
+                (c[donor] - sizes[st] * fractions[donor])
+                + (sizes[st] * fractions[target] - c[target]),
+                -sorted(counts).index(st),
+                -SPLITS.index(donor),
+                st,
+                donor,
+            )
+            for st, c in counts.items()
+            for donor in SPLITS
+            if c[donor] > 0 and totals[donor] >= 2
+        ]
+        *_, stratum, donor = max(candidates)
+        counts[stratum][donor] -= 1
+        counts[stratum][target] += 1
+
+
+def _stratum_rng(seed: int, stratum: str) -> np.random.Generator:
+    """A generator per stratum, so adding a stratum does not reshuffle the others."""
+    return np.random.default_rng([seed, zlib.crc32(stratum.encode())])
+
+
+def split_subjects(
+    manifest: pd.DataFrame, fractions: dict[str, float], stratify: str | None, seed: int
+) -> pd.DataFrame:
+    """Assign every subject of `manifest` to train/val/test (labelled) or unlabelled.
+
+    Returns columns subject_id, split, stratum (and source when the manifest has it), sorted by
+    subject_id.
+    """
+    fractions = _check_fractions(fractions)
+    if stratify is not None and stratify not in manifest.columns:
+        raise ConfigError("split.stratify", stratify, f"null or a column of {list(manifest)}")
+    duplicated = manifest["subject_id"].astype(str).duplicated()
+    if duplicated.any():
+        raise InputError(str(manifest["subject_id"][duplicated].iloc[0]), None, "duplicate id")
+    table = manifest.assign(subject_id=manifest["subject_id"].astype(str))
+    table = table.sort_values("subject_id", kind="stable").reset_index(drop=True)
+    if stratify is None:
+        table["stratum"] = SINGLE_STRATUM
+    else:
+        table["stratum"] = table[stratify].astype("string").fillna("unknown").astype(str)
+    labelled = _as_bool(table["labelled"])
+    table["split"] = UNLABELLED
+
+    groups = {st: ids.tolist() for st, ids in table[labelled].groupby("stratum")["subject_id"]}
+    counts = _allocate({st: len(ids) for st, ids in groups.items()}, fractions)
+    split_of: dict[str, str] = {}
+    for stratum, ids in groups.items():
+        shuffled = _stratum_rng(seed, stratum).permutation(np.array(ids, dtype=object))
+        bounds = np.cumsum([counts[stratum][s] for s in SPLITS])[:-1]
+        for split, part in zip(SPLITS, np.split(shuffled, bounds), strict=True):
+            split_of.update(dict.fromkeys(part, split))
+    table.loc[labelled, "split"] = table.loc[labelled, "subject_id"].map(split_of)
+    columns = ["subject_id", "split", "stratum"] + (["source"] if "source" in table else [])
+    return table[columns]
+
+
+def audit_splits(splits: pd.DataFrame) -> pd.DataFrame:
+    """Subjects per split and per stratum; raises InputError if a subject is in two splits."""
+    seen = splits.groupby("subject_id")["split"].agg(list)
+    for subject, in_splits in seen.items():
+        if len(in_splits) > 1:
+            raise InputError(str(subject), None, f"listed in more than one split: {in_splits}")
+    order = [s for s in (*SPLITS, UNLABELLED) if s in set(splits["split"])]
+    per_stratum = pd.crosstab(splits["split"], splits["stratum"]).reindex(order)
+    audit = per_stratum.assign(n_subjects=per_stratum.sum(axis=1))
+    audit = audit[["n_subjects", *per_stratum.columns]].rename_axis(None, axis=1)
+    return audit.reset_index().rename(columns={"index": "split"})
+
+
+def _read_manifest(path: Path) -> pd.DataFrame:
+    """The valid rows of the ingest manifest (all rows when there is no `valid` column)."""
+    manifest = pd.read_csv(path, dtype={"subject_id": str})
+    for column in ("subject_id", "labelled"):
+        if column not in manifest:
+            raise InputError(None, str(path), f"manifest has no '{column}' column")
+    if "valid" in manifest:
+        manifest = manifest[_as_bool(manifest["valid"])]
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write splits.csv and splits_audit.csv (next to it) from the ingest manifest."""
+    parser = argparse.ArgumentParser(prog="segsweep split", description=__doc__)
+    parser.add_argument("--manifest", type=Path, required=True, help="results/data/manifest.csv")
+    parser.add_argument("--config-json", required=True, help="split section: fractions, ...")
+    parser.add_argument("--out", type=Path, required=True, help="results/splits/splits.csv")
+    args = parser.parse_args(argv)
+
+    config = json.loads(args.config_json)
+    splits = split_subjects(
+        _read_manifest(args.manifest),
+        fractions=config["fractions"],
+        stratify=config.get("stratify", "source"),
+        seed=int(config.get("seed", 0)),
+    )
+    audit = audit_splits(splits)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    splits.to_csv(args.out, index=False)
+    audit.to_csv(args.out.parent / "splits_audit.csv", index=False)
+    print(audit.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
