@@ -1,0 +1,200 @@
+"""Per-slice and per-patient metrics of a run's selected checkpoint on one split, and optionally
+the predictions as one NIfTI label map per patient on the grid of its cropped image.
+
+Tables are in the long format of the workflow: one row per (slice or patient, class) with the
+confusion counts and every metric of `segsweep.metrics`. Classes are those the run predicts plus
+"foreground", the union of the run's classes, present for every run so that runs with merged and
+separate labels compare on one class. Per-patient metrics come from the counts summed over the
+patient's slices (a 3D metric), not from averaging slice metrics. Space is "processed": the
+cropped, slice-harmonised grid the network sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from segsweep.devices import choose_device
+from segsweep.errors import InputError
+from segsweep.metrics import METRICS, confusion_counts, overlap_metrics
+from segsweep.predict import load_checkpoint, predict_labels
+from segsweep.train import Split, read_split
+
+COUNTS = ("tp", "fp", "fn", "tn")
+
+
+def _class_pairs(
+    pred: np.ndarray, masks: np.ndarray, classes_of_run: list[str], class_names_of_data: list[str]
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(class, predicted mask, reference mask) for each class of the run and the foreground."""
+    if list(classes_of_run) == ["foreground"]:  # merged labels: one class, all data classes
+        return [("foreground", pred > 0, masks.any(axis=-1))]
+    unknown = [c for c in classes_of_run if c not in class_names_of_data]
+    if unknown:
+        raise ValueError(f"run classes {unknown} are not in the data's {class_names_of_data}")
+    channels = [class_names_of_data.index(c) for c in classes_of_run]
+    pairs = [
+        (name, pred == index, masks[..., channel].astype(bool))
+        for index, (name, channel) in enumerate(zip(classes_of_run, channels, strict=True), 1)
+    ]
+    return [*pairs, ("foreground", pred > 0, masks[..., channels].any(axis=-1))]
+
+
+def _with_metrics(table: pd.DataFrame) -> pd.DataFrame:
+    metrics = overlap_metrics(*(table[c].to_numpy() for c in COUNTS))
+    return table.assign(**{name: metrics[name] for name in METRICS})
+
+
+def metrics_tables(
+    pred: np.ndarray,
+    masks: np.ndarray,
+    patient_id: np.ndarray,
+    slice_id: np.ndarray,
+    classes_of_run: list[str],
+    class_names_of_data: list[str],
+    *,
+    run_id: str,
+    split: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per_slice, per_patient) tables of class-index predictions [n, H, W] against one-hot
+    masks [n, H, W, m], rows sorted by patient, slice, then class in the run's order."""
+    pairs = _class_pairs(pred, masks, list(classes_of_run), list(class_names_of_data))
+    names = [name for name, _, _ in pairs]
+    # counts [n, classes, 4]: per slice, per class, (tp, fp, fn, tn)
+    counts = np.stack(
+        [np.stack(confusion_counts(p, r, axis=(1, 2)), axis=-1) for _, p, r in pairs], axis=1
+    )
+    patient_id, slice_id = np.asarray(patient_id, dtype=str), np.asarray(slice_id)
+    order = np.lexsort((slice_id, patient_id))
+    counts = counts[order].reshape(-1, 4)
+    per_slice = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "split": split,
+            "space": "processed",
+            "patient_id": np.repeat(patient_id[order], len(names)),
+            "slice_id": np.repeat(slice_id[order], len(names)),
+            "class": np.tile(names, len(order)),
+            **{c: counts[:, i] for i, c in enumerate(COUNTS)},
+        }
+    )
+    keys = ["run_id", "split", "space", "patient_id", "class"]
+    per_patient = per_slice.groupby(keys, sort=False)[list(COUNTS)].sum().reset_index()
+    return _with_metrics(per_slice), _with_metrics(per_patient)
+
+
+def evaluate_model(
+    model: nn.Module, meta: dict, data: Split, run_id: str, split: str, device: torch.device
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Tables of a loaded model on an in-memory split, and its class-index predictions."""
+    pred = predict_labels(model, data.images, device)
+    tables = metrics_tables(
+        pred,
+        data.masks,
+        data.patient_id,
+        data.slice_id,
+        meta["classes"],
+        data.classes,
+        run_id=run_id,
+        split=split,
+    )
+    return *tables, pred
+
+
+def evaluate_checkpoint(
+    checkpoint: Path, h5: Path, run_id: str, split: str, device: torch.device
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per_slice, per_patient) tables of one checkpoint on one HDF5 split."""
+    model, meta = load_checkpoint(checkpoint, device)
+    per_slice, per_patient, _ = evaluate_model(model, meta, read_split(h5), run_id, split, device)
+    return per_slice, per_patient
+
+
+def label_values(classes_of_run: list[str], labels: dict[str, int]) -> np.ndarray:
+    """Lookup table class index → label value of the data (merged foreground → 1)."""
+    if list(classes_of_run) == ["foreground"]:
+        return np.array([0, 1], dtype=np.uint8)
+    missing = [c for c in classes_of_run if c not in labels]
+    if missing:
+        raise ValueError(f"classes {missing} have no label value in {labels}")
+    return np.array([0, *(labels[c] for c in classes_of_run)], dtype=np.uint8)
+
+
+def export_predictions(
+    pred: np.ndarray,
+    data: Split,
+    classes_of_run: list[str],
+    labels: dict[str, int],
+    crop_dir: Path,
+    out_dir: Path,
+) -> list[Path]:
+    """One uint8 label map per patient, {out_dir}/{patient}.nii.gz, with the geometry of
+    {crop_dir}/{patient}/image.nii.gz; slices absent from the split stay background."""
+    lut = label_values(classes_of_run, labels)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for patient in np.unique(data.patient_id):
+        grid_path = Path(crop_dir) / patient / "image.nii.gz"
+        if not grid_path.is_file():
+            raise InputError(patient, str(grid_path), "cropped image not found")
+        grid = sitk.ReadImage(str(grid_path))
+        volume = np.zeros(grid.GetSize()[::-1], dtype=np.uint8)  # (z, y, x)
+        rows = data.patient_id == patient
+        slices = data.slice_id[rows]
+        if pred.shape[1:] != volume.shape[1:] or slices.min() < 0 or slices.max() >= len(volume):
+            raise InputError(
+                patient,
+                str(grid_path),
+                f"grid {volume.shape} does not hold slices {sorted(set(slices.tolist()))} of "
+                f"shape {pred.shape[1:]}",
+            )
+        volume[slices] = lut[pred[rows]]
+        image = sitk.GetImageFromArray(volume)
+        image.CopyInformation(grid)
+        path = out_dir / f"{patient}.nii.gz"
+        sitk.WriteImage(image, str(path), useCompression=True)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="segsweep evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", required=True, type=Path, help="results/runs/{run}")
+    parser.add_argument("--selection", required=True, type=Path, help="selection.json")
+    parser.add_argument("--data", required=True, type=Path, help="HDF5 split to evaluate on")
+    parser.add_argument("--split", required=True, help="name of the split (val | test)")
+    parser.add_argument("--out-dir", required=True, type=Path, help="for per_slice/per_patient")
+    parser.add_argument("--predictions-dir", type=Path, help="export predictions here")
+    parser.add_argument("--crop-dir", type=Path, help="results/crop (grids of the predictions)")
+    parser.add_argument("--labels-json", help="label values of the data, e.g. '{\"femur\": 1}'")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    args = parser.parse_args(argv)
+    if args.predictions_dir and not (args.crop_dir and args.labels_json):
+        parser.error("--predictions-dir needs --crop-dir and --labels-json")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = choose_device(args.device)
+    selected = json.loads(args.selection.read_text())["selected"]
+    model, meta = load_checkpoint(args.run_dir / "checkpoints" / selected["file"], device)
+    data = read_split(args.data)
+    per_slice, per_patient, pred = evaluate_model(
+        model, meta, data, args.run_dir.name, args.split, device
+    )
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    per_slice.to_csv(args.out_dir / "per_slice.csv", index=False)
+    per_patient.to_csv(args.out_dir / "per_patient.csv", index=False)
+    if args.predictions_dir:
+        labels = json.loads(args.labels_json)
+        export_predictions(pred, data, meta["classes"], labels, args.crop_dir, args.predictions_dir)
+
+
+if __name__ == "__main__":
+    main()
