@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import yaml
 
 from segsweep import cohort
 from segsweep.errors import ConfigError
@@ -31,9 +33,9 @@ def _spec(subject_id: str, cfg: dict = cohort.DEFAULT_SYNTHETIC) -> cohort.Subje
 def test_plan_counts_sizes_and_labelled_fraction():
     specs = cohort.plan_cohort(cohort.DEFAULT_SYNTHETIC)
     by_source = {src: [s for s in specs if s.source == src] for src in ("epi", "jopp", "maas")}
-    assert [len(v) for v in by_source.values()] == [8, 6, 2]
-    assert [sum(s.labelled for s in v) for v in by_source.values()] == [4, 3, 0]
-    assert [s.subject_id for s in by_source["jopp"]] == [f"jopp-{i:03d}" for i in range(6)]
+    assert [len(v) for v in by_source.values()] == [10, 8, 2]
+    assert [sum(s.labelled for s in v) for v in by_source.values()] == [5, 4, 0]
+    assert [s.subject_id for s in by_source["jopp"]] == [f"jopp-{i:03d}" for i in range(8)]
     assert {s.size for s in by_source["epi"]} == {(100, 100, 41)}
     assert {s.size for s in by_source["jopp"]} == {(64, 64, 24)}
     assert {s.perspective for s in by_source["maas"]} == {"sagittal"}
@@ -247,13 +249,11 @@ def test_cli_subject_and_manifest(tmp_path):
         cohort.main(["subject", "--config-json", cfg, "--subject", "jopp-009", "--out", str(out)])
 
 
-def test_default_config_is_the_contract():
-    assert cohort.DEFAULT_SYNTHETIC == {
-        "seed": 42,
-        "scale": 0.125,
-        "sources": {
-            "epi": {"n": 8, "labelled": 0.5},
-            "jopp": {"n": 6, "labelled": 0.55},
-            "maas": {"n": 2, "labelled": 0.0},
-        },
-    }
+def test_default_config_matches_schema_and_config_yaml():
+    """The CLI's defaults are the workflow's: schema default and config/config.yaml agree."""
+    repo = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    synthetic = schema["properties"]["data"]["properties"]["synthetic"]["properties"]
+    defaults = {key: spec["default"] for key, spec in synthetic.items()}
+    config = yaml.safe_load((repo / "config/config.yaml").read_text())["data"]["synthetic"]
+    assert cohort.DEFAULT_SYNTHETIC == defaults == config
