@@ -33,7 +33,7 @@ TINY_CONFIG = {
         }
     },
     "preprocess": {
-        "n4": {"iterations": [20, 10], "fitting_levels": 2},
+        "n4": {"iterations": [20, 10]},
         "crop": {"size": 32, "slices": 8},
     },
     "train": {"depth": 2, "base_channels": 4, "epochs": 2, "batch_size": 8},

@@ -1,0 +1,333 @@
+"""Crop: joint-centre detection, window geometry, slice harmonisation, mask replay, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from segsweep import crop
+
+LABELS = {"femur": 1, "tibia": 2, "fibula": 3}
+LIP = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)
+_IN_PLANE_CROSS = np.zeros((3, 3, 3), bool)
+_IN_PLANE_CROSS[1] = ndimage.generate_binary_structure(2, 1)
+
+
+def _volume(array: np.ndarray, spacing=(1.5, 1.5, 3.0), origin=(-40.0, 10.0, 60.0)) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(LIP)
+    return image
+
+
+# --- slice harmonisation ------------------------------------------------------------------------
+
+
+def test_harmonise_41_to_24_pads_to_48_and_takes_every_second():
+    plan = crop.harmonise_slices(41, 24)
+    assert plan["step"] == 2
+    assert sorted(plan["padding"]) == [3, 4] and sum(plan["padding"]) == 7
+    kept = plan["kept"]
+    assert len(kept) == 24
+    real = [k for k in kept if k is not None]
+    assert len(real) == 21  # the phase keeping most real slices: 0, 2, ..., 40
+    assert real == list(range(0, 41, 2))
+    assert all(b - a == 2 for a, b in zip(real, real[1:], strict=False))
+
+
+def test_harmonise_equal_and_fewer_slices():
+    same = crop.harmonise_slices(24, 24)
+    assert same["step"] == 1 and same["padding"] == [0, 0] and same["kept"] == list(range(24))
+    few = crop.harmonise_slices(10, 24)
+    assert few["step"] == 1 and few["padding"] == [7, 7]
+    assert few["kept"] == [None] * 7 + list(range(10)) + [None] * 7
+    odd = crop.harmonise_slices(11, 24)
+    assert sum(odd["padding"]) == 13 and odd["kept"].count(None) == 13
+
+
+def test_harmonise_multiples():
+    plan = crop.harmonise_slices(48, 24)
+    assert plan["step"] == 2 and plan["padding"] == [0, 0] and None not in plan["kept"]
+    plan = crop.harmonise_slices(64, 24)  # 3 * 24 = 72: pad 8, keep every 3rd
+    assert plan["step"] == 3 and plan["padding"] == [4, 4]
+    assert len(plan["kept"]) == 24
+
+
+# --- crop_subject geometry ----------------------------------------------------------------------
+
+
+def _ramp_image(n_slices=41) -> sitk.Image:
+    """Voxel value = physical x (mm) + 1000 * slice index: linear in-plane, exact per slice."""
+    nz, ny, nx = n_slices, 80, 90
+    image = _volume(np.zeros((nz, ny, nx), np.float32))
+    x = image.GetOrigin()[0] + np.arange(nx) * 1.5
+    array = x[None, None, :] + 1000.0 * np.arange(nz)[:, None, None] + np.zeros((1, ny, 1))
+    out = _volume(array.astype(np.float32))
+    return out
+
+
+def test_crop_subject_geometry_and_values():
+    image = _ramp_image()
+    centre = image.TransformContinuousIndexToPhysicalPoint((45.0, 40.0, 20.0))
+    cropped, info = crop.crop_subject(image, centre, window_mm=60.0, size=32, slices=24)
+    assert cropped.GetSize() == (32, 32, 24)
+    assert cropped.GetPixelID() == sitk.sitkFloat32
+    np.testing.assert_allclose(cropped.GetSpacing(), (60 / 32, 60 / 32, 6.0))
+    np.testing.assert_allclose(cropped.GetDirection(), LIP)
+    # the window is centred on the centre (in-plane), and the output slices sit on kept slices
+    mid = cropped.TransformContinuousIndexToPhysicalPoint((15.5, 15.5, 0))
+    np.testing.assert_allclose(mid[0], centre[0], atol=1e-6)  # x (left)
+    np.testing.assert_allclose(mid[2], centre[2], atol=1e-6)  # superior: the row axis
+    array = sitk.GetArrayFromImage(cropped)
+    kept = info["slices"]["kept"]
+    for j, k in enumerate(kept):
+        if k is None:
+            assert np.all(array[j] == info["pad_value"])
+            continue
+        # no mixing across slices: the slice term is exactly 1000 * kept index
+        x = [cropped.TransformIndexToPhysicalPoint((i, 0, j))[0] for i in range(32)]
+        np.testing.assert_allclose(array[j, 5], np.array(x) + 1000.0 * k, atol=0.05)
+        # slice j lies at the physical position of original slice k
+        p_out = cropped.TransformIndexToPhysicalPoint((0, 0, j))
+        p_in = image.TransformContinuousIndexToPhysicalPoint((0, 0, k))
+        assert p_out[1] == pytest.approx(p_in[1])  # y: posterior, the slice axis
+    assert info["centre_index"] == pytest.approx([45.0, 40.0, 20.0])
+    assert info["window_mm"] == 60.0 and info["size"] == [32, 32, 24]
+    assert info["slices"]["original"] == 41 and info["slices"]["step"] == 2
+
+
+def test_crop_subject_pads_with_image_minimum_outside():
+    array = np.full((24, 40, 40), 50.0, np.float32)
+    array[0, 0, 0] = -7.0
+    image = _volume(array)
+    corner = image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, 12.0))
+    cropped, info = crop.crop_subject(image, corner, window_mm=60.0, size=40, slices=24)
+    out = sitk.GetArrayFromImage(cropped)
+    assert info["pad_value"] == -7.0
+    assert out[12, 0, 0] == -7.0  # top-left quadrant lies outside the image
+    assert out[12, -1, -1] == pytest.approx(50.0)  # bottom-right inside
+
+
+def test_crop_subject_accepts_other_orientations():
+    """A PIR (sagittal) input is cropped on the canonical LIP grid."""
+    image = _ramp_image(24)
+    pir = sitk.DICOMOrient(image, "PIR")
+    centre = image.TransformContinuousIndexToPhysicalPoint((45.0, 40.0, 12.0))
+    a, _ = crop.crop_subject(image, centre, 60.0, 32, 24)
+    b, _ = crop.crop_subject(pir, centre, 60.0, 32, 24)
+    np.testing.assert_allclose(b.GetDirection(), LIP)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b), atol=1e-3)
+
+
+# --- crop_mask ------------------------------------------------------------------------------
+
+
+def _labelled_pair():
+    """Image + mask: femur block inside the window, tibia block cut by it, no fibula."""
+    nz, ny, nx = 30, 80, 80
+    mask = np.zeros((nz, ny, nx), np.uint8)
+    mask[5:25, 20:38, 30:50] = 1  # femur: well inside a 60 mm window around the centre
+    mask[5:25, 42:78, 10:70] = 2  # tibia: reaches beyond the window
+    image = _volume((mask * 40.0 + 10.0).astype(np.float32))
+    return image, _volume(mask)
+
+
+def test_crop_mask_values_and_kept_fraction():
+    image, mask = _labelled_pair()
+    centre = image.TransformContinuousIndexToPhysicalPoint((40.0, 40.0, 15.0))
+    cropped, info = crop.crop_subject(image, centre, window_mm=60.0, size=47, slices=24)
+    out, kept = crop.crop_mask(mask, info, LABELS)
+    array = sitk.GetArrayFromImage(out)
+    assert out.GetPixelID() == sitk.sitkUInt8
+    assert set(np.unique(array)) <= {0, 1, 2}
+    assert set(np.unique(array)) == {0, 1, 2}
+    assert out.GetSize() == cropped.GetSize()
+    np.testing.assert_allclose(out.GetOrigin(), cropped.GetOrigin())
+    np.testing.assert_allclose(out.GetSpacing(), cropped.GetSpacing())
+    assert kept["femur"] == 1.0
+    # window rows 40 +- 20 px (60 mm / 1.5): tibia rows 42..60 of 42..77, columns 20..60 of 10..69
+    assert kept["tibia"] == pytest.approx((19 / 36) * (41 / 60))
+    assert math.isnan(kept["fibula"])
+
+
+def test_crop_mask_has_no_cross_slice_interpolation():
+    image, mask = _labelled_pair()
+    m = sitk.GetArrayFromImage(mask)
+    m[::2] = 0  # labels only on odd slices
+    mask = _volume(m)
+    centre = image.TransformContinuousIndexToPhysicalPoint((40.0, 40.0, 15.0))
+    _, info = crop.crop_subject(image, centre, window_mm=60.0, size=40, slices=15)
+    out, _ = crop.crop_mask(mask, info, LABELS)
+    array = sitk.GetArrayFromImage(out)
+    for j, k in enumerate(info["slices"]["kept"]):
+        has_labels = bool(array[j].any())
+        assert has_labels == (k is not None and k % 2 == 1 and 5 <= k < 25)
+
+
+# --- joint centre ---------------------------------------------------------------------------
+
+
+def _knee_phantom(centre_mm: tuple[float, float, float], seed: int = 0) -> sitk.Image:
+    """Coronal T1-like knee: fat ring, femur above and tibia below a 7 mm dark gap, growth
+    plates, cortex, intercondylar notch. `centre_mm` = (left, inferior, posterior) offsets of the
+    joint from the image corner."""
+    spacing = (1.6, 1.6, 3.0)
+    nz, ny, nx = 36, 100, 100
+    axes = [np.arange(n) * s for n, s in zip((nz, ny, nx), spacing[::-1], strict=True)]
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    cx, cy, cz = centre_mm
+    u, v, w = x - cx, y - cy, z - cz
+    image = np.zeros((nz, ny, nx), np.float32)
+    leg = (u / 62) ** 2 + (w / 52) ** 2 < 1
+    image[leg] = 95.0  # fat
+    image[(u / 54) ** 2 + (w / 45) ** 2 < 1] = 30.0  # muscle
+    femur_w = np.where(v < -25, 14, 34)
+    femur = (np.abs(u) < femur_w) & (v < -3.5) & (np.abs(w) < 28)
+    tibia_w = np.where(v > 20, 16, 37)
+    tibia = (np.abs(u) < tibia_w) & (v > 3.5) & (np.abs(w) < 26)
+    bone = (femur | tibia) & leg
+    image[bone] = 5.0  # cortex
+    marrow = ndimage.binary_erosion(bone, _IN_PLANE_CROSS, iterations=2)
+    image[marrow] = 100.0
+    image[marrow & (np.abs(v + 24) < 1.5)] = 28.0  # femoral growth plate
+    image[marrow & (np.abs(v - 19) < 1.5)] = 28.0  # tibial growth plate
+    image[(np.abs(u) < 8) & (v < -3) & (v > -22) & (np.abs(w) < 10)] = 10.0  # notch
+    rng = np.random.default_rng(seed)
+    image = np.abs(image + rng.normal(0, 4.0, image.shape)).astype(np.float32)
+    out = sitk.GetImageFromArray(image)
+    out.SetSpacing(spacing)
+    out.SetDirection(LIP)
+    return out
+
+
+@pytest.mark.parametrize(
+    "centre", [(88.0, 70.0, 54.0), (70.0, 60.0, 50.0), (90.0, 95.0, 58.0), (95.0, 72.0, 40.0)]
+)
+def test_find_joint_centre_on_phantom(centre):
+    image = _knee_phantom(centre)
+    found = np.array(crop.find_joint_centre(image))
+    truth = np.array(
+        image.TransformContinuousIndexToPhysicalPoint(
+            [c / s for c, s in zip(centre, image.GetSpacing(), strict=True)]
+        )
+    )
+    error = found - truth  # physical LPS: x left, y posterior, z superior
+    assert abs(error[0]) < 2.0
+    assert abs(error[2]) < 2.0  # the gap row
+    assert abs(error[1]) < 4.0  # the slice direction (3 mm slices)
+
+
+def test_find_joint_centre_without_a_joint_falls_back_to_image_centre(caplog):
+    image = _volume(np.random.default_rng(0).random((10, 40, 40)).astype(np.float32))
+    with caplog.at_level("WARNING"):
+        found = crop.find_joint_centre(image)
+    expected = image.TransformContinuousIndexToPhysicalPoint((19.5, 19.5, 4.5))
+    np.testing.assert_allclose(found, expected)
+    assert "no joint gap found" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> list[Path]:
+    """Two synthetic subjects of each source (coronal epi/jopp, sagittal maas)."""
+    cohort = pytest.importorskip("segsweep.cohort")
+    root = tmp_path_factory.mktemp("cohort")
+    cfg = {
+        "seed": 5,
+        "scale": 0.125,
+        "sources": {s: {"n": 2, "labelled": 1.0} for s in ("epi", "jopp", "maas")},
+    }
+    folders = []
+    for spec in cohort.plan_cohort(cfg):
+        cohort.generate_subject(spec, root / spec.subject_id)
+        folders.append(root / spec.subject_id)
+    return folders
+
+
+@pytest.mark.parametrize("bias", ["corrected", "raw"])
+def test_find_joint_centre_on_generated_subjects(generated, bias):
+    """Error against the generator's truth; 'corrected' divides out the true bias (ideal N4)."""
+    errors = []
+    for folder in generated:
+        image = sitk.ReadImage(str(folder / "image.mhd"))
+        if bias == "corrected":
+            image = image / sitk.ReadImage(str(folder / "bias.mhd"))
+        truth = json.loads((folder / "truth.json").read_text())["joint_centre_mm"]
+        errors.append(np.subtract(crop.find_joint_centre(image), truth))
+    distance = np.linalg.norm(errors, axis=1)
+    assert distance.mean() < 6.0, distance
+    assert distance.max() < 9.0, distance
+    # in-plane (coronal: x left-right, z superior-inferior), what the crop window depends on
+    in_plane = np.linalg.norm(np.array(errors)[:, [0, 2]], axis=1)
+    assert in_plane.mean() < 4.5, in_plane
+
+
+def test_crop_mask_on_generated_subject_keeps_the_bones(generated):
+    folder = generated[0]
+    image = sitk.ReadImage(str(folder / "image.mhd")) / sitk.ReadImage(str(folder / "bias.mhd"))
+    mask = sitk.ReadImage(str(folder / "mask.mhd"))
+    cropped, info = crop.crop_subject(image, crop.find_joint_centre(image), 90.0, 64, 24)
+    out, kept = crop.crop_mask(mask, info, LABELS)
+    assert cropped.GetSize() == out.GetSize() == (64, 64, 24)
+    assert set(np.unique(sitk.GetArrayFromImage(out))) == {0, 1, 2, 3}
+    assert kept["femur"] > 0.85 and kept["tibia"] > 0.85 and 0 < kept["fibula"] <= 1
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def test_main_image_and_mask(tmp_path):
+    image, mask = _labelled_pair()
+    sitk.WriteImage(image, str(tmp_path / "n4.nii.gz"))
+    sitk.WriteImage(mask, str(tmp_path / "mask.nii.gz"))
+    out = tmp_path / "crop"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # matplotlib font cache etc.
+        crop.main(
+            [
+                "image",
+                "--image",
+                str(tmp_path / "n4.nii.gz"),
+                "--config-json",
+                json.dumps({"window_mm": 60.0, "size": 32, "slices": 24}),
+                "--out-image",
+                str(out / "image.nii.gz"),
+                "--out-json",
+                str(out / "crop.json"),
+                "--out-qc",
+                str(out / "qc.png"),
+            ]
+        )
+    crop.main(
+        [
+            "mask",
+            "--mask",
+            str(tmp_path / "mask.nii.gz"),
+            "--crop-json",
+            str(out / "crop.json"),
+            "--labels-json",
+            json.dumps(LABELS),
+            "--out-mask",
+            str(out / "mask.nii.gz"),
+            "--out-json",
+            str(out / "mask.json"),
+        ]
+    )
+    info = json.loads((out / "crop.json").read_text())
+    assert set(info) >= {"centre_mm", "centre_index", "window_mm", "size", "slices"}
+    assert info["size"] == [32, 32, 24]
+    assert (out / "qc.png").stat().st_size > 1000
+    assert (out / "qc.png").read_bytes()[:4] == b"\x89PNG"
+    cropped = sitk.ReadImage(str(out / "image.nii.gz"))
+    cropped_mask = sitk.ReadImage(str(out / "mask.nii.gz"))
+    assert cropped.GetSize() == cropped_mask.GetSize() == (32, 32, 24)
+    assert cropped_mask.GetPixelID() == sitk.sitkUInt8
+    kept = json.loads((out / "mask.json").read_text())["kept_fraction"]
+    assert set(kept) == set(LABELS) and kept["fibula"] is None

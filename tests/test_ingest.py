@@ -1,0 +1,416 @@
+"""Ingest: validation messages, canonical reorientation, manifests."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from segsweep import ingest
+from segsweep.errors import InputError
+
+LABELS = {"femur": 1, "tibia": 2, "fibula": 3}
+PIR = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # sagittal: x->P, y->I, z->R
+
+
+def _image(shape=(4, 5, 6), direction=PIR, dtype=np.float32, seed=0) -> sitk.Image:
+    array = np.random.default_rng(seed).random(shape).astype(dtype) * 100
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.5, 0.7, 3.0))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    image.SetDirection(direction)
+    return image
+
+
+def _mask_like(image: sitk.Image, values=(0, 1, 2)) -> sitk.Image:
+    shape = image.GetSize()[::-1]
+    array = np.resize(np.array(values, np.uint8), int(np.prod(shape))).reshape(shape)
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(image)
+    return mask
+
+
+def _write(image: sitk.Image, path: Path) -> Path:
+    sitk.WriteImage(image, str(path), useCompression=path.suffix != ".mha")
+    return path
+
+
+# --- read_image ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a.mhd", "a.mha", "a.nii", "a.nii.gz"])
+def test_read_image_supported_formats(tmp_path, name):
+    image = _image()
+    back = ingest.read_image(_write(image, tmp_path / name), "s1")
+    np.testing.assert_allclose(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
+    np.testing.assert_allclose(back.GetDirection(), PIR, atol=1e-6)
+
+
+def test_read_image_missing_file_names_subject_and_path(tmp_path):
+    with pytest.raises(InputError) as info:
+        ingest.read_image(tmp_path / "nope.nii.gz", "s7")
+    assert str(info.value) == f"subject s7: {tmp_path / 'nope.nii.gz'}: file not found"
+
+
+def test_read_image_corrupt_file(tmp_path):
+    path = tmp_path / "bad.nii.gz"
+    path.write_bytes(b"not an image at all" * 10)
+    with pytest.raises(InputError, match="unreadable file: Unable to determine"):
+        ingest.read_image(path, "s1")
+
+
+def test_read_image_truncated_data(tmp_path):
+    path = _write(_image(shape=(8, 30, 30)), tmp_path / "a.mhd")
+    raw = tmp_path / "a.zraw"
+    raw.write_bytes(raw.read_bytes()[: raw.stat().st_size // 2])
+    with pytest.raises(InputError, match="data file a.zraw is truncated or corrupt"):
+        ingest.read_image(path, "s1")
+
+
+def test_read_image_missing_data_file(tmp_path):
+    path = _write(_image(), tmp_path / "a.mhd")
+    (tmp_path / "a.zraw").unlink()
+    with pytest.raises(InputError, match="MetaImage data file a.zraw not found"):
+        ingest.read_image(path, "s1")
+
+
+def test_read_image_rejects_nan_and_inf(tmp_path):
+    image = _image()
+    array = sitk.GetArrayFromImage(image)
+    array[0, 0, 0], array[1, 1, 1], array[2, 2, 2] = np.nan, np.inf, -np.inf
+    bad = sitk.GetImageFromArray(array)
+    bad.CopyInformation(image)
+    with pytest.raises(InputError, match="3 NaN/inf voxels"):
+        ingest.read_image(_write(bad, tmp_path / "a.nii.gz"), "s1")
+
+
+def test_read_image_rejects_unsupported_suffix_and_2d(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(InputError, match="unsupported format"):
+        ingest.read_image(tmp_path / "a.png", "s1")
+    flat = sitk.GetImageFromArray(np.zeros((5, 6), np.float32))
+    with pytest.raises(InputError, match="expected a 3D image, got 2D"):
+        ingest.read_image(_write(flat, tmp_path / "flat.nii.gz"), "s1")
+
+
+def _write_dicom_series(folder: Path, series_uid: str, n: int = 3, first: int = 0) -> None:
+    """Minimal DICOM slices (int16) of one series, as a scanner export would give."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(n):
+        slice_ = sitk.GetImageFromArray(np.full((1, 6, 5), k + first, np.int16))
+        slice_.SetSpacing((0.8, 0.8, 2.0))
+        tags = {
+            "0008|0060": "MR",
+            "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
+            "0020|000e": series_uid,
+            "0020|0013": str(k + 1),
+            "0020|0032": f"0\\0\\{2.0 * k}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0008|0018": f"{series_uid}.{k + 1}",
+            "0028|0030": "0.8\\0.8",
+        }
+        for tag, value in tags.items():
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{series_uid[-3:]}_{k:03d}.dcm"))
+        writer.Execute(slice_)
+
+
+def test_read_dicom_series_folder(tmp_path):
+    _write_dicom_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.101")
+    image = ingest.read_image(tmp_path / "dcm", "s1")
+    assert image.GetSize() == (5, 6, 3)
+    assert sitk.GetArrayFromImage(image)[:, 0, 0].tolist() == [0, 1, 2]
+
+
+def test_read_dicom_folder_with_two_series_or_none_fails(tmp_path):
+    _write_dicom_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.101")
+    _write_dicom_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.202", first=10)
+    with pytest.raises(InputError, match="holds 2 DICOM series"):
+        ingest.read_image(tmp_path / "dcm", "s1")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no DICOM series"):
+        ingest.read_image(tmp_path / "empty", "s1")
+
+
+# --- ingest_image / ingest_mask ----------------------------------------------------------------
+
+
+def test_ingest_image_reorients_to_lip_and_records_geometry(tmp_path):
+    image = _image(dtype=np.int16)
+    src = _write(image, tmp_path / "in.mhd")
+    record = ingest.ingest_image(
+        "s1",
+        src,
+        tmp_path / "out" / "image.nii.gz",
+        tmp_path / "out" / "ingest.json",
+        source="maas",
+        perspective="sagittal",
+        mask_path="m.mhd",
+    )
+    out = sitk.ReadImage(str(tmp_path / "out" / "image.nii.gz"))
+    assert out.GetPixelID() == sitk.sitkFloat32
+    assert ingest.orientation(out) == "LIP"
+    # PIR -> LIP: x (L) was the reversed z axis, y stays I, z (P) was x
+    assert out.GetSize() == (4, 5, 6)
+    np.testing.assert_allclose(out.GetSpacing(), (3.0, 0.7, 0.5), atol=1e-6)
+    # same voxel value at the same physical point
+    point = image.TransformIndexToPhysicalPoint((2, 3, 1))
+    index = out.TransformPhysicalPointToIndex(point)
+    assert out[index] == pytest.approx(float(image[2, 3, 1]))
+    saved = json.loads((tmp_path / "out" / "ingest.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert saved["original"]["orientation"] == "PIR"
+    assert saved["original"]["size"] == [6, 5, 4]
+    assert saved["canonical"]["orientation"] == "LIP"
+    assert saved["labelled"] is True and saved["valid"] is True
+    assert saved["source"] == "maas" and saved["perspective"] == "sagittal"
+
+
+def test_ingest_mask_ok_writes_uint8_lip(tmp_path):
+    image = _image()
+    src = _write(image, tmp_path / "image.mhd")
+    msk = _write(_mask_like(image, (0, 1, 2, 3)), tmp_path / "mask.mhd")
+    info = ingest.ingest_mask("s1", src, msk, tmp_path / "mask.nii.gz", LABELS)
+    out = sitk.ReadImage(str(tmp_path / "mask.nii.gz"))
+    assert out.GetPixelID() == sitk.sitkUInt8
+    assert ingest.orientation(out) == "LIP"
+    assert set(np.unique(sitk.GetArrayFromImage(out))) == {0, 1, 2, 3}
+    assert info["voxels"] == {"femur": 30, "tibia": 30, "fibula": 30}
+
+
+def test_ingest_mask_shape_mismatch(tmp_path):
+    src = _write(_image(), tmp_path / "image.mhd")
+    msk = _write(_mask_like(_image(shape=(4, 5, 7))), tmp_path / "mask.mhd")
+    with pytest.raises(InputError, match=r"shape mismatch: mask size \[7, 5, 4\] != image"):
+        ingest.ingest_mask("s1", src, msk, tmp_path / "m.nii.gz", LABELS)
+
+
+def test_ingest_mask_geometry_mismatch_names_property_and_amount(tmp_path):
+    image = _image()
+    src = _write(image, tmp_path / "image.mhd")
+    mask = _mask_like(image)
+    mask.SetSpacing((0.5, 0.7, 3.5))
+    msk = _write(mask, tmp_path / "mask.mhd")
+    with pytest.raises(InputError, match="geometry mismatch: spacing differs by 0.5") as info:
+        ingest.ingest_mask("s1", src, msk, tmp_path / "m.nii.gz", LABELS)
+    assert "origin" not in str(info.value)
+    mask = _mask_like(image)
+    mask.SetOrigin((10.0, -20.0, 30.0002))  # within tolerance
+    ingest.ingest_mask("s1", src, _write(mask, tmp_path / "ok.mhd"), tmp_path / "m.nii.gz", LABELS)
+    mask.SetOrigin((12.0, -20.0, 30.0))
+    with pytest.raises(InputError, match="origin differs by 2"):
+        ingest.ingest_mask(
+            "s1", src, _write(mask, tmp_path / "o.mhd"), tmp_path / "m.nii.gz", LABELS
+        )
+
+
+def test_ingest_mask_rejects_unknown_and_non_integer_labels(tmp_path):
+    image = _image()
+    src = _write(image, tmp_path / "image.mhd")
+    msk = _write(_mask_like(image, (0, 1, 5, 7)), tmp_path / "mask.mhd")
+    with pytest.raises(InputError, match=r"label values \[5, 7\] not in data.labels"):
+        ingest.ingest_mask("s1", src, msk, tmp_path / "m.nii.gz", LABELS)
+    frac = _mask_like(image)
+    frac = sitk.Cast(frac, sitk.sitkFloat32) * 0.5
+    with pytest.raises(InputError, match=r"non-integer label values \[0.5\]"):
+        ingest.ingest_mask(
+            "s1", src, _write(frac, tmp_path / "f.nii.gz"), tmp_path / "m.nii.gz", LABELS
+        )
+
+
+def test_ingest_mask_empty_warns_but_keeps(tmp_path):
+    image = _image()
+    src = _write(image, tmp_path / "image.mhd")
+    msk = _write(_mask_like(image, (0,)), tmp_path / "mask.mhd")
+    with pytest.warns(UserWarning, match="mask is empty"):
+        ingest.ingest_mask("s1", src, msk, tmp_path / "m.nii.gz", LABELS)
+    assert (tmp_path / "m.nii.gz").exists()
+
+
+# --- manifests -------------------------------------------------------------------------------
+
+
+def test_read_manifest_resolves_paths_and_labelled(tmp_path):
+    (tmp_path / "data").mkdir()
+    csv = tmp_path / "data" / "cohort.csv"
+    csv.write_text(
+        "subject_id,image,mask,source\n"
+        "a,a/img.nii.gz,a/mask.nii.gz,x\n"
+        f"b,{tmp_path}/elsewhere/b.mha,,y\n"
+    )
+    table = ingest.read_manifest(csv)
+    assert table["image"].tolist() == [
+        str(tmp_path / "data" / "a" / "img.nii.gz"),
+        str(tmp_path / "elsewhere" / "b.mha"),
+    ]
+    assert table["mask"].tolist() == [str(tmp_path / "data" / "a" / "mask.nii.gz"), ""]
+    assert table["roi"].tolist() == ["", ""]
+    assert table["labelled"].tolist() == [True, False]
+    assert table["source"].tolist() == ["x", "y"]
+
+
+def test_read_manifest_errors(tmp_path):
+    csv = tmp_path / "m.csv"
+    csv.write_text("subject,image\na,a.nii\n")
+    with pytest.raises(InputError, match="lacks required column 'subject_id'"):
+        ingest.read_manifest(csv)
+    csv.write_text("subject_id,mask\na,a.nii\n")
+    with pytest.raises(InputError, match="lacks required column 'image'"):
+        ingest.read_manifest(csv)
+    csv.write_text("subject_id,image\na,1.nii\nb,2.nii\na,3.nii\nb,4.nii\nc,5.nii\n")
+    with pytest.raises(InputError, match="duplicate subject ids: a, b$"):
+        ingest.read_manifest(csv)
+    csv.write_text("subject_id,image\na,1.nii\nb,\n")
+    with pytest.raises(InputError, match="no image given for: b"):
+        ingest.read_manifest(csv)
+    with pytest.raises(InputError, match="manifest not found"):
+        ingest.read_manifest(tmp_path / "missing.csv")
+
+
+def test_write_data_manifest_columns_and_relative_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    records = [
+        ingest.invalid_record("b", "results/cohort/b/image.mhd", "file not found", "jopp"),
+        {
+            "subject_id": "a",
+            "source": "epi",
+            "perspective": "coronal",
+            "image": "results/cohort/a/image.mhd",
+            "mask": "results/cohort/a/mask.mhd",
+            "roi": None,
+            "labelled": True,
+            "valid": True,
+            "problem": None,
+        },
+    ]
+    ingest.write_data_manifest(records, "results/data/manifest.csv")
+    table = pd.read_csv(tmp_path / "results/data/manifest.csv", keep_default_na=False)
+    assert table.columns.tolist() == ingest.MANIFEST_COLUMNS
+    assert table["subject_id"].tolist() == ["a", "b"]
+    assert table["image"].tolist() == ["../cohort/a/image.mhd", "../cohort/b/image.mhd"]
+    assert table["mask"].tolist() == ["../cohort/a/mask.mhd", ""]
+    assert table["valid"].tolist() == [True, False]
+    assert table["problem"].tolist() == ["", "file not found"]
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def test_main_image_mask_manifest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    image = _image()
+    _write(image, tmp_path / "image.mhd")
+    _write(_mask_like(image), tmp_path / "mask.mhd")
+    ingest.main(
+        [
+            "image",
+            "--subject",
+            "s1",
+            "--image",
+            "image.mhd",
+            "--source",
+            "epi",
+            "--perspective",
+            "coronal",
+            "--mask",
+            "mask.mhd",
+            "--out-image",
+            "d/s1/image.nii.gz",
+            "--out-json",
+            "d/s1/ingest.json",
+        ]
+    )
+    ingest.main(
+        [
+            "mask",
+            "--subject",
+            "s1",
+            "--image",
+            "image.mhd",
+            "--mask",
+            "mask.mhd",
+            "--labels-json",
+            json.dumps(LABELS),
+            "--out-mask",
+            "d/s1/mask.nii.gz",
+        ]
+    )
+    ingest.main(
+        [
+            "image",
+            "--subject",
+            "s2",
+            "--image",
+            "missing.mhd",
+            "--on-invalid",
+            "skip",
+            "--out-image",
+            "d/s2/image.nii.gz",
+            "--out-json",
+            "d/s2/ingest.json",
+        ]
+    )
+    with pytest.raises(InputError, match="subject s3: missing.mhd: file not found"):
+        ingest.main(
+            [
+                "image",
+                "--subject",
+                "s3",
+                "--image",
+                "missing.mhd",
+                "--out-image",
+                "d/s3/image.nii.gz",
+                "--out-json",
+                "d/s3/ingest.json",
+            ]
+        )
+    (tmp_path / "records.txt").write_text("d/s2/ingest.json\n\n")
+    ingest.main(
+        [
+            "manifest",
+            "--records",
+            "d/s1/ingest.json",
+            "--records-file",
+            "records.txt",
+            "--out",
+            "d/manifest.csv",
+        ]
+    )
+    assert (tmp_path / "d/s1/mask.nii.gz").exists()
+    assert not (tmp_path / "d/s2/image.nii.gz").exists()
+    table = pd.read_csv(tmp_path / "d/manifest.csv", keep_default_na=False)
+    assert table["subject_id"].tolist() == ["s1", "s2"]
+    assert table["valid"].tolist() == [True, False]
+    assert table["labelled"].tolist() == [True, False]
+    assert table["image"].tolist() == ["../image.mhd", "../missing.mhd"]
+    assert table["problem"].tolist() == ["", "file not found"]
+
+
+def test_ingest_of_generated_subject_keeps_values_at_physical_points(tmp_path):
+    """A sagittal synthetic subject ends up LIP with unchanged voxel values."""
+    cohort = pytest.importorskip("segsweep.cohort")
+    spec = next(
+        s for s in cohort.plan_cohort({"seed": 1, "scale": 0.0625, "sources": {"maas": {"n": 1}}})
+    )
+    cohort.generate_subject(spec, tmp_path / "subj")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ingest.ingest_image(
+            "m", tmp_path / "subj/image.mhd", tmp_path / "i.nii.gz", tmp_path / "i.json"
+        )
+    raw = sitk.ReadImage(str(tmp_path / "subj/image.mhd"))
+    out = sitk.ReadImage(str(tmp_path / "i.nii.gz"))
+    assert ingest.orientation(raw) == "PIR" and ingest.orientation(out) == "LIP"
+    np.testing.assert_allclose(
+        np.sort(sitk.GetArrayFromImage(out).ravel()), np.sort(sitk.GetArrayFromImage(raw).ravel())
+    )
+    for index in [(0, 0, 0), (3, 7, 2), (raw.GetSize()[0] - 1, 5, raw.GetSize()[2] - 1)]:
+        point = raw.TransformIndexToPhysicalPoint(index)
+        assert out[out.TransformPhysicalPointToIndex(point)] == pytest.approx(raw[index])
