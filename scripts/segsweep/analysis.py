@@ -1,0 +1,289 @@
+"""Analysis of a sweep: the runs table and the tables of the PET/CT thesis's chapter 5.
+
+- `runs_table`: one row per run with its swept values and validation scores (results/summary).
+- `hyperparameter_table`: per level of one hyperparameter, Min, Max, STD, Mean, Median and
+  No. experiments of the selection score (thesis Tables 5.1–5.7).
+- `pair_table` / `pair_grid`: "mean/median (count)" per combination of two hyperparameters
+  (Tables 5.8–5.10); combinations without runs are kept with count 0 and shown as "-/- (0)".
+- `best_runs_table`: the best runs and their swept values (Tables 5.11, 5.13).
+- `final_per_patient`: per patient "mean (median)" of per-slice foreground Dice of each final model
+  on validation and test (Tables 5.16, 5.19).
+
+Conventions: the score is the selected checkpoint's validation score (`selection.json`). A run with
+an undefined score (NaN) still counts as an experiment but is left out of Min … Median. Levels are
+ordered by value (numbers ascending, text alphabetically); long CSVs store them as display text,
+because one column holds the levels of hyperparameters of different types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segsweep.sweep import Run, expand_sweep, swept_names
+
+FOREGROUND = "foreground"
+RUN_METRICS = ["score", "selected_epoch", "dice_mean", "dice_median", "dice_std"]
+STAT_COLUMNS = ["Min", "Max", "STD", "Mean", "Median", "No. experiments"]
+PAIR_COLUMNS = ["a", "b", "a_level", "b_level", "mean", "median", "count"]
+FINAL_SPLITS = ("val", "test")
+METRIC_NAMES = {
+    "dice": "Dice",
+    "iou": "IoU",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "precision": "precision",
+    "accuracy": "accuracy",
+}
+
+
+def format_level(value: Any) -> str:
+    """Display text of a hyperparameter level: 1e-05 → 0.00001, True → true, [a, b] → a+b."""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return "none"
+        return np.format_float_positional(float(value), trim="-")
+    if isinstance(value, list | tuple):
+        return "+".join(format_level(v) for v in value)
+    if value is None:
+        return "none"
+    return str(value)
+
+
+def level_order(values: pd.Series) -> list[Any]:
+    """The distinct levels of a column, sorted by value (by text when types are mixed)."""
+    levels = list(dict.fromkeys(values.tolist()))
+    try:
+        return sorted(levels)
+    except TypeError:
+        return sorted(levels, key=format_level)
+
+
+def score_label(selection: dict[str, Any]) -> str:
+    """What a run's score is, e.g. "mean per-patient Dice (foreground)"."""
+    metric = METRIC_NAMES.get(selection["metric"], selection["metric"])
+    return f"{selection['aggregate']} per-{selection['level']} {metric} ({selection['class']})"
+
+
+def swept_columns(runs_df: pd.DataFrame) -> list[str]:
+    """The hyperparameter columns of a runs table (everything but the id and the scores)."""
+    return [c for c in runs_df.columns if c != "run_id" and c not in RUN_METRICS]
+
+
+def _score(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _foreground(table: pd.DataFrame) -> pd.DataFrame:
+    """Foreground rows in the processed space, the space selection and the sweep tables use."""
+    rows = table["class"] == FOREGROUND
+    if "space" in table:
+        rows &= table["space"] == "processed"
+    return table[rows]
+
+
+def runs_table(runs: list[Run], results: Path) -> pd.DataFrame:
+    """One row per run: swept values, selected score and epoch, per-patient validation Dice."""
+    rows = []
+    for run in runs:
+        folder = Path(results) / "runs" / run.run_id
+        with open(folder / "selection.json") as handle:
+            selected = json.load(handle)["selected"]
+        dice = _foreground(pd.read_csv(folder / "val" / "per_patient.csv"))["dice"]
+        # lists (e.g. channel subsets) become text so that they can be grouped on
+        values = {k: format_level(v) if isinstance(v, list) else v for k, v in run.values.items()}
+        rows.append(
+            {
+                "run_id": run.run_id,
+                **values,
+                "score": _score(selected.get("score")),
+                "selected_epoch": selected.get("epoch"),
+                "dice_mean": dice.mean(),
+                "dice_median": dice.median(),
+                "dice_std": dice.std(ddof=1),
+            }
+        )
+    columns = ["run_id", *(runs[0].values if runs else []), *RUN_METRICS]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _stats(scores: pd.Series) -> dict[str, float | int]:
+    defined = scores.dropna()
+    return {
+        "Min": defined.min(),
+        "Max": defined.max(),
+        "STD": defined.std(ddof=1),
+        "Mean": defined.mean(),
+        "Median": defined.median(),
+        "No. experiments": int(scores.size),
+    }
+
+
+def hyperparameter_table(runs_df: pd.DataFrame, name: str, score: str = "score") -> pd.DataFrame:
+    """Min, Max, STD (ddof=1), Mean, Median and No. experiments of `score` per level of `name`."""
+    rows = []
+    for level in level_order(runs_df[name]):
+        scores = runs_df.loc[runs_df[name] == level, score]
+        rows.append({"level": level, **_stats(scores)})
+    return pd.DataFrame(rows, columns=["level", *STAT_COLUMNS])
+
+
+def hyperparameter_tables(runs_df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The tables of all `names` in one long table, levels as display text."""
+    tables = []
+    for name in names:
+        table = hyperparameter_table(runs_df, name)
+        table["level"] = table["level"].map(format_level)
+        tables.append(table.assign(hyperparameter=name))
+    columns = ["hyperparameter", "level", *STAT_COLUMNS]
+    return pd.concat(tables)[columns] if tables else pd.DataFrame(columns=columns)
+
+
+def configured_pairs(config: dict[str, Any], swept: list[str]) -> list[tuple[str, str]]:
+    """Pairs from `report.pairs` whose both names are swept; else the first two swept names.
+
+    The fallback also applies when every configured pair names an unswept hyperparameter, so a
+    sweep of two or more hyperparameters always gets at least one pairwise table.
+    """
+    pairs = []
+    for pair in (config.get("report") or {}).get("pairs") or []:
+        a, b = pair
+        if a in swept and b in swept and a != b and (a, b) not in pairs:
+            pairs.append((a, b))
+    if not pairs and len(swept) >= 2:
+        pairs.append((swept[0], swept[1]))
+    return pairs
+
+
+def hue_partner(name: str, swept: list[str], pairs: list[tuple[str, str]]) -> str | None:
+    """The hyperparameter colouring the jitter plot of `name`: its partner in the first pair
+    containing it, else the next swept name (cyclically); None when nothing else is swept."""
+    for a, b in pairs:
+        if name in (a, b):
+            return b if name == a else a
+    others = [s for s in swept if s != name]
+    if not others:
+        return None
+    if name not in swept:
+        return others[0]
+    return swept[(swept.index(name) + 1) % len(swept)]
+
+
+def pair_table(runs_df: pd.DataFrame, a: str, b: str, score: str = "score") -> pd.DataFrame:
+    """mean, median and count of `score` for every combination of the levels of `a` and `b`."""
+    rows = []
+    for a_level in level_order(runs_df[a]):
+        for b_level in level_order(runs_df[b]):
+            cell = runs_df[(runs_df[a] == a_level) & (runs_df[b] == b_level)][score]
+            rows.append(
+                {
+                    "a_level": a_level,
+                    "b_level": b_level,
+                    "mean": cell.mean(),
+                    "median": cell.median(),
+                    "count": int(cell.size),
+                }
+            )
+    return pd.DataFrame(rows, columns=["a_level", "b_level", "mean", "median", "count"])
+
+
+def pair_cell(mean: float, median: float, count: int, digits: int = 3) -> str:
+    """One "mean/median (count)" cell; "-" for an undefined mean or median (no runs)."""
+
+    def number(x: float) -> str:
+        return "-" if x is None or pd.isna(x) else f"{x:.{digits}f}"
+
+    return f"{number(mean)}/{number(median)} ({int(count)})"
+
+
+def pair_grid(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The thesis layout of a pair table: levels of a as rows, of b as columns, cells as text."""
+    a_levels = list(dict.fromkeys(table["a_level"].map(format_level)))
+    b_levels = list(dict.fromkeys(table["b_level"].map(format_level)))
+    grid = pd.DataFrame(pair_cell(math.nan, math.nan, 0), index=a_levels, columns=b_levels)
+    for row in table.itertuples(index=False):
+        cell = pair_cell(row.mean, row.median, row.count, digits)
+        grid.loc[format_level(row.a_level), format_level(row.b_level)] = cell
+    return grid
+
+
+def pair_tables(runs_df: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """All pair tables in one long table (columns a, b, a_level, b_level, mean, median, count)."""
+    tables = []
+    for a, b in pairs:
+        table = pair_table(runs_df, a, b)
+        table["a_level"] = table["a_level"].map(format_level)
+        table["b_level"] = table["b_level"].map(format_level)
+        tables.append(table.assign(a=a, b=b))
+    return pd.concat(tables)[PAIR_COLUMNS] if tables else pd.DataFrame(columns=PAIR_COLUMNS)
+
+
+def best_runs_table(
+    runs_df: pd.DataFrame, n: int = 5, higher_is_better: bool = True
+) -> pd.DataFrame:
+    """The n best runs by score (undefined scores last, ties to the smaller run id)."""
+    ranked = runs_df.assign(_undefined=runs_df["score"].isna()).sort_values(
+        ["_undefined", "score", "run_id"], ascending=[True, not higher_is_better, True]
+    )
+    best = ranked.head(n)[["run_id", *swept_columns(runs_df), "score"]].reset_index(drop=True)
+    best.insert(0, "rank", range(1, len(best) + 1))
+    return best
+
+
+def final_per_patient(final: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """Per patient mean and median of per-slice foreground Dice of each final model and split.
+
+    Validation slices come from the run's own evaluation, test slices from the final stage; slices
+    with an undefined Dice (reference and prediction both empty) are left out of both statistics.
+    """
+    tables = []
+    for run_id in final["run_id"]:
+        paths = {
+            "val": Path(results) / "runs" / run_id / "val" / "per_slice.csv",
+            "test": Path(results) / "final" / run_id / "test" / "per_slice.csv",
+        }
+        for split in FINAL_SPLITS:
+            slices = _foreground(pd.read_csv(paths[split], dtype={"patient_id": str}))
+            stats = slices.groupby("patient_id", sort=True)["dice"].agg(["mean", "median"])
+            tables.append(stats.reset_index().assign(run_id=run_id, split=split))
+    columns = ["patient_id", "run_id", "split", "mean", "median"]
+    return pd.concat(tables)[columns] if tables else pd.DataFrame(columns=columns)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the runs table and the hyperparameter, pair, best-run and final-model tables."""
+    parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
+    parser.add_argument("--config-json", required=True, help="the whole validated config")
+    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = json.loads(args.config_json)
+    sweep: dict[str, Any] = json.loads(args.sweep_json)
+    swept = swept_names(sweep)
+    runs_df = runs_table(expand_sweep(sweep, config["train"]), args.results)
+    higher = config["selection"]["higher_is_better"]
+    final = pd.read_csv(args.results / "summary" / "final.csv")
+    outputs = {
+        "summary/runs.csv": runs_df,
+        "tables/hyperparameters.csv": hyperparameter_tables(runs_df, swept),
+        "tables/pairs.csv": pair_tables(runs_df, configured_pairs(config, swept)),
+        "tables/best_runs.csv": best_runs_table(runs_df, higher_is_better=higher),
+        "tables/final_per_patient.csv": final_per_patient(final, args.results),
+    }
+    for name, table in outputs.items():
+        path = args.results / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=False)
+        print(f"wrote {path} ({len(table)} rows)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,690 @@
+"""The thesis document: one self-contained HTML file and a PDF printed from the same HTML.
+
+`build_context` gathers everything the document shows — tables read from results/tables, figures
+as PNG data URIs, text written from the configuration — and numbers every table and figure per
+chapter ("Table 4.2", "Figure A.1") in document order, so the template can refer to them by number.
+`render_html` fills `report/thesis.html.j2` (which inlines `thesis.css`); `render_pdf` prints that
+HTML with WeasyPrint (page numbers and running headers come from the CSS's @page rules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import hashlib
+import json
+import platform
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+import yaml
+from markupsafe import Markup
+
+from segsweep.analysis import (
+    METRIC_NAMES,
+    configured_pairs,
+    format_level,
+    hue_partner,
+    level_order,
+    pair_grid,
+    score_label,
+)
+from segsweep.sweep import expand_sweep, swept_names
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "report"
+TEMPLATE = "thesis.html.j2"
+PACKAGES = ("snakemake", "torch", "simpleitk", "numpy", "pandas")
+SPLIT_ORDER = ["train", "val", "test", "unlabelled"]
+SPLIT_NAMES = {"val": "validation set", "test": "test set"}
+PAIR_NOTE = (
+    "The format is “mean/median (count)”, where count is the number of experiments with this "
+    "particular parameter configuration."
+)
+NA = "–"
+NUMERIC = re.compile(r"^(–|-/-.*|[-+]?\d[\d.e+-]*(\W.*)?)$")  # numbers, "0.6 (0.5)", "-/- (0)"
+
+
+@dataclass
+class Table:
+    """A numbered table: header, rows of text (or Markup for bold cells), notes under it."""
+
+    id: str
+    number: str
+    caption: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+    group_header: list[tuple[str, int]] = field(default_factory=list)
+    long: bool = False
+    kind: str = "Table"
+
+    @property
+    def numeric(self) -> list[bool]:
+        """Per column: do all cells hold numbers (right-aligned)?"""
+        return [
+            all(NUMERIC.match(Markup(row[i]).striptags()) for row in self.rows)
+            for i in range(len(self.columns))
+        ]
+
+    @property
+    def short(self) -> str:
+        return short_caption(self.caption)
+
+
+@dataclass
+class Figure:
+    """A numbered figure embedded as a data URI, so the HTML is one self-contained file."""
+
+    id: str
+    number: str
+    caption: str
+    src: str
+    kind: str = "Figure"
+
+    @property
+    def short(self) -> str:
+        return short_caption(self.caption)
+
+
+def short_caption(caption: str) -> str:
+    """The first sentence of a caption, for the lists of tables and figures."""
+    first = caption.split(". ")[0]
+    return first if first.endswith(".") else first + "."
+
+
+class Numbering:
+    """Numbers per kind and chapter in creation order; build in document order to match."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self.tables: list[Table] = []
+        self.figures: list[Figure] = []
+
+    def _next(self, kind: str, chapter: str) -> tuple[str, str]:
+        self._counts[kind, chapter] += 1
+        number = f"{chapter}.{self._counts[kind, chapter]}"
+        return f"{kind.lower()}-{number.replace('.', '-')}", number
+
+    def table(self, chapter: str, caption: str, frame: pd.DataFrame, **options: Any) -> Table:
+        """A table from a frame of display text (format numbers before)."""
+        ident, number = self._next("Table", chapter)
+        rows = [list(row) for row in frame.itertuples(index=False)]
+        table = Table(ident, number, caption, [str(c) for c in frame.columns], rows, **options)
+        self.tables.append(table)
+        return table
+
+    def figure(self, chapter: str, caption: str, png: Path) -> Figure:
+        """A figure from a PNG file, inlined as base64."""
+        ident, number = self._next("Figure", chapter)
+        src = "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode("ascii")
+        figure = Figure(ident, number, caption, src)
+        self.figures.append(figure)
+        return figure
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A number with `digits` decimals; undefined values as a dash."""
+    if value is None or pd.isna(value):
+        return NA
+    return f"{float(value):.{digits}f}"
+
+
+def integer(value: Any) -> str:
+    return NA if value is None or pd.isna(value) else str(int(value))
+
+
+def sentence_case(text: str) -> str:
+    """First letter upper case, the rest untouched ("Dice" stays "Dice")."""
+    return text[:1].upper() + text[1:]
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _read(path: Path, text: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+    """A CSV whose `text` columns stay verbatim ("none", "true" are levels, not missing)."""
+    table = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False)
+    for column in table.columns:
+        if column not in text:
+            converted = pd.to_numeric(table[column].replace("", None), errors="coerce")
+            if not (converted.isna() & (table[column] != "")).any():
+                table[column] = converted
+    return table
+
+
+# ---------------------------------------------------------------- chapter 1: data
+def dataset_frame(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Per source: perspective(s), number of subjects, labelled and valid ones, plus a total."""
+    manifest = manifest.assign(
+        source=manifest["source"].replace("", "unknown"),
+        labelled=_flag(manifest["labelled"]),
+        valid=_flag(manifest["valid"]),
+    )
+    rows = []
+    for source, group in manifest.groupby("source", sort=True):
+        perspectives = ", ".join(sorted(p for p in group["perspective"].unique() if p)) or NA
+        counts = [len(group), group["labelled"].sum(), group["valid"].sum()]
+        rows.append([source, perspectives, *counts])
+    rows.append(["Total", "", len(manifest), manifest["labelled"].sum(), manifest["valid"].sum()])
+    columns = ["Source", "Perspective", "Subjects", "Labelled", "Valid"]
+    return pd.DataFrame(rows, columns=columns).astype({c: str for c in columns})
+
+
+def _flag(values: pd.Series) -> pd.Series:
+    """Booleans from a CSV column that may hold True/False, true/false or 1/0."""
+    return values.astype(str).str.strip().str.lower().isin(["true", "1", "yes"])
+
+
+def split_frame(splits: pd.DataFrame) -> pd.DataFrame:
+    """Subjects per split (rows) and stratum (columns), with totals."""
+    column = "stratum" if "stratum" in splits else None
+    if column is None:
+        counts = splits.groupby("split").size().to_frame("Total")
+    else:
+        counts = pd.crosstab(splits["split"], splits[column])
+        counts["Total"] = counts.sum(axis=1)
+    order = [s for s in SPLIT_ORDER if s in counts.index] + sorted(
+        s for s in counts.index if s not in SPLIT_ORDER
+    )
+    counts = counts.reindex(order).rename_axis(None, axis=1)
+    frame = counts.reset_index().rename(columns={"split": "Split"})
+    return frame.astype(str)
+
+
+def data_text(config: dict[str, Any]) -> str:
+    """Where the subjects come from, in one sentence."""
+    data = config.get("data", {})
+    if data.get("source") == "synthetic":
+        seed = data.get("synthetic", {}).get("seed")
+        return f"The subjects are a synthetic knee MRI cohort generated by segsweep (seed {seed})."
+    return f"The subjects are those listed in the manifest {data.get('manifest')}."
+
+
+# ---------------------------------------------------------------- chapter 2: preprocessing
+def preprocessing_text(config: dict[str, Any]) -> list[str]:
+    """The preprocessing chapter as paragraphs, written from config["preprocess"] and the labels."""
+    pre = config.get("preprocess", {})
+    paragraphs = [
+        "Every image was read, validated and reoriented to one canonical orientation (DICOM "
+        "“LIP”), so that each slice is a coronal plane with superior at the top."
+    ]
+    n4 = pre.get("n4", {})
+    if n4.get("enabled", False):
+        iterations = ", ".join(str(i) for i in n4.get("iterations", []))
+        paragraphs.append(
+            "Intensity inhomogeneity was corrected with N4 bias field correction (SimpleITK), "
+            f"fitted on the image shrunk in-plane by a factor of {n4.get('shrink')} with "
+            f"{len(n4.get('iterations', []))} fitting levels, at most {iterations} iterations per "
+            f"level and a convergence threshold of {n4.get('convergence')}; the estimated field "
+            "was applied to the image at full resolution."
+        )
+    else:
+        paragraphs.append("No bias field correction was applied.")
+    crop = pre.get("crop", {})
+    if crop:
+        size = crop.get("size")
+        paragraphs.append(
+            f"Each volume was cropped to a square in-plane window of {crop.get('window_mm')} mm "
+            f"around the joint centre detected from the image and resampled to {size} × {size} "
+            f"pixels. The number of slices was harmonised to {crop.get('slices')} by padding to a "
+            "multiple and keeping every n-th slice; masks were never interpolated across slices."
+        )
+    method = pre.get("normalise")
+    if method:
+        name = "z-scoring (subtracting the mean and dividing by the standard deviation)"
+        how = name if method == "zscore" else f"the “{method}” method"
+        paragraphs.append(
+            f"Intensities were normalised by {how}, with statistics computed on the training split "
+            "only, so that no information from validation or test subjects reaches training."
+        )
+    labels = config.get("data", {}).get("labels", {})
+    if labels:
+        listed = ", ".join(f"{name} ({value})" for name, value in labels.items())
+        paragraphs.append(
+            f"The masks label {listed}; “foreground” denotes the union of all classes and is the "
+            "class every run is compared on."
+        )
+    return paragraphs
+
+
+# ---------------------------------------------------------------- chapter 3: methods
+def selection_sentence(selection: dict[str, Any], checkpoint_every: Any = None) -> str:
+    """The checkpoint-selection rule of config["selection"] as a sentence."""
+    best = "highest" if selection.get("higher_is_better", True) else "lowest"
+    level = {"patient": "per-patient (3D)", "slice": "per-slice"}.get(
+        selection["level"], f"per-{selection['level']}"
+    )
+    metric = METRIC_NAMES.get(selection["metric"], selection["metric"])
+    every = "every epoch" if checkpoint_every == 1 else f"every {checkpoint_every} epochs"
+    saved = f"Checkpoints were saved {every}. " if checkpoint_every else ""
+    return (
+        f"{saved}For each run, the checkpoint with the {best} {selection['aggregate']} {level} "
+        f"{metric} of the {selection['class']} class on the validation set was selected; this "
+        "validation score is the run's score in all tables and figures of chapter 4."
+    )
+
+
+def final_sentence(final_config: dict[str, Any]) -> str:
+    """How the final models were chosen, from config["final"]."""
+    n_best = int(final_config.get("n_best", 1))
+    best = "best run" if n_best == 1 else f"{n_best} best runs"
+    text = f"The final models are the {best} overall on validation"
+    group_by = final_config.get("group_by") or []
+    if group_by:
+        text += " and the best run for each combination of " + ", ".join(f"“{g}”" for g in group_by)
+    return text + "; only these were evaluated on the test set."
+
+
+def swept_frame(runs: list, sweep: dict[str, Any], base: dict[str, Any]) -> pd.DataFrame:
+    """Swept hyperparameters with their levels and the value every other run keeps."""
+    rows = []
+    for name in swept_names(sweep):
+        levels = level_order(pd.Series([run.values[name] for run in runs]))
+        rows.append([name, ", ".join(format_level(v) for v in levels), format_level(base[name])])
+    return pd.DataFrame(rows, columns=["Hyperparameter", "Levels", "Base value"])
+
+
+def fixed_frame(sweep: dict[str, Any], defaults: dict[str, Any]) -> pd.DataFrame:
+    """Settings shared by all runs: train defaults with the sweep's `fixed` overrides applied."""
+    fixed = sweep.get("fixed") or {}
+    swept = set(swept_names(sweep))
+    rows = [
+        [name, format_level(fixed.get(name, value)), "sweep: fixed" if name in fixed else "config"]
+        for name, value in sorted(defaults.items())
+        if name not in swept
+    ]
+    return pd.DataFrame(rows, columns=["Setting", "Value", "Set in"])
+
+
+# ---------------------------------------------------------------- chapter 4: results
+def hyperparameter_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """One hyperparameter's rows of hyperparameters.csv in the thesis layout."""
+    frame = table[["level", "Min", "Max", "STD", "Mean", "Median", "No. experiments"]].copy()
+    for column in ["Min", "Max", "STD", "Mean", "Median"]:
+        frame[column] = frame[column].map(number)
+    frame["No. experiments"] = frame["No. experiments"].map(integer)
+    return frame.rename(columns={"level": "Level"})
+
+
+def extremes(table: pd.DataFrame, higher_is_better: bool) -> dict[str, Any] | None:
+    """The best and worst level by mean score, for the text; None with fewer than two levels."""
+    defined = table.dropna(subset=["Mean"])
+    if len(defined) < 2:
+        return None
+    ordered = defined.sort_values("Mean", ascending=not higher_is_better)
+    best, worst = ordered.iloc[0], ordered.iloc[-1]
+    return {
+        "tie": best["Mean"] == worst["Mean"],
+        "best": best["level"],
+        "best_mean": number(best["Mean"]),
+        "best_n": int(best["No. experiments"]),
+        "worst": worst["level"],
+        "worst_mean": number(worst["Mean"]),
+    }
+
+
+def pair_frame(table: pd.DataFrame, a: str) -> pd.DataFrame:
+    """A pair grid with the levels of `a` as its first column."""
+    grid = pair_grid(table)
+    return grid.reset_index(names=a)
+
+
+def runs_frame(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """Runs (all, or the best ones) as display text: levels verbatim, scores with 3 decimals."""
+    frame = runs_df.copy()
+    for column in frame.columns:
+        if column in {"score", "dice_mean", "dice_median", "dice_std"}:
+            frame[column] = frame[column].map(number)
+        elif column in {"rank", "selected_epoch"}:
+            frame[column] = frame[column].map(integer)
+        else:
+            frame[column] = frame[column].map(format_level)
+    names = {"rank": "Rank", "run_id": "Run", "score": "Score", "selected_epoch": "Epoch"}
+    names |= {"dice_mean": "Dice mean", "dice_median": "Dice median", "dice_std": "Dice STD"}
+    return frame.rename(columns=names)
+
+
+def final_models_frame(final: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Run": final["run_id"].astype(str),
+            "Chosen as": final["group"].astype(str),
+            "Validation score": final["score"].map(number),
+        }
+    )
+
+
+def per_patient_frame(table: pd.DataFrame, run_ids: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Patients × final models as "mean (median)", the best mean per patient in bold.
+
+    Bold marks every model tied for the highest mean Dice of a patient, and only when two or
+    more models have a defined mean for that patient. Also returns each model's number of wins.
+    """
+    patients = sorted(table["patient_id"].astype(str).unique(), key=_natural)
+    cells = table.assign(patient_id=table["patient_id"].astype(str)).set_index(
+        ["patient_id", "run_id"]
+    )
+    wins = dict.fromkeys(run_ids, 0)
+    rows = []
+    for patient in patients:
+        means = {r: cells["mean"].get((patient, r), float("nan")) for r in run_ids}
+        defined = {r: m for r, m in means.items() if not pd.isna(m)}
+        top = max(defined.values()) if len(defined) >= 2 else None
+        row = [patient]
+        for run in run_ids:
+            text = f"{number(means[run])} ({number(cells['median'].get((patient, run)))})"
+            if top is not None and run in defined and defined[run] == top:
+                wins[run] += 1
+                text = Markup("<strong>{}</strong>").format(text)
+            row.append(text)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["Patient", *run_ids]), wins
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that puts patient 9 before patient 10."""
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)
+
+
+# ---------------------------------------------------------------- appendix C: provenance
+def config_hash(config: dict[str, Any], sweep: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of config and sweep: equal hashes mean equal settings."""
+    canonical = json.dumps(
+        {"config": config, "sweep": sweep}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def git_revision(where: Path = TEMPLATES.parent) -> str:
+    """The commit of the code that wrote the report, or "unknown" outside a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance_frame(config: dict[str, Any], sweep: dict[str, Any]) -> pd.DataFrame:
+    rows = [["python", platform.python_version()]]
+    rows += [[name, package_version(name)] for name in PACKAGES]
+    rows += [["git revision", git_revision()], ["config hash (sha256)", config_hash(config, sweep)]]
+    return pd.DataFrame(rows, columns=["Item", "Value"])
+
+
+def benchmarks_frame(folder: Path) -> pd.DataFrame | None:
+    """Runtime per rule from Snakemake's benchmark files (benchmarks/<rule>/*.tsv), if any."""
+    rows = []
+    for rule in sorted(p for p in Path(folder).glob("*") if p.is_dir()):
+        tables = [pd.read_csv(f, sep="\t") for f in sorted(rule.rglob("*.tsv"))]
+        seconds = pd.concat([t["s"] for t in tables if "s" in t]) if tables else pd.Series()
+        if seconds.empty:
+            continue
+        rows.append([rule.name, len(tables), number(seconds.sum(), 1), number(seconds.max(), 1)])
+    if not rows:
+        return None
+    return pd.DataFrame(rows, columns=["Rule", "Jobs", "Total (s)", "Longest job (s)"])
+
+
+# ---------------------------------------------------------------- the document
+def build_context(
+    config: dict[str, Any],
+    sweep: dict[str, Any],
+    results: Path,
+    date: str | None = None,
+    benchmarks: Path | None = None,
+) -> dict[str, Any]:
+    """Everything the template shows; tables and figures numbered in document order."""
+    results = Path(results)
+    tables, figures = results / "tables", results / "figures"
+    numbering = Numbering()
+    swept = swept_names(sweep)
+    base = {**config["train"], **(sweep.get("fixed") or {})}
+    runs = expand_sweep(sweep, config["train"])
+    selection = config["selection"]
+    higher = bool(selection.get("higher_is_better", True))
+    score = score_label(selection)
+
+    manifest = pd.read_csv(results / "data" / "manifest.csv", dtype=str, keep_default_na=False)
+    splits = pd.read_csv(results / "splits" / "splits.csv", dtype=str, keep_default_na=False)
+    data = {
+        "text": data_text(config),
+        "n_subjects": len(manifest),
+        "n_labelled": int(_flag(manifest["labelled"]).sum()),
+        "dataset": numbering.table(
+            "1",
+            "Subjects per source: perspective, number, labelled and valid.",
+            dataset_frame(manifest),
+        ),
+        "splits": numbering.table(
+            "1", "Subjects per split and stratum (patient-level split).", split_frame(splits)
+        ),
+        "stratify": config.get("split", {}).get("stratify"),
+        "split_seed": config.get("split", {}).get("seed"),
+    }
+
+    methods = {
+        "n_runs": len(runs),
+        "grids": sorted((sweep.get("grids") or {}).keys()),
+        "repeats": int(sweep.get("repeats", 1)),
+        "swept": numbering.table(
+            "3",
+            "Swept hyperparameters, their levels and the value of the base run.",
+            swept_frame(runs, sweep, base),
+        )
+        if swept
+        else None,
+        "fixed": numbering.table(
+            "3",
+            "Settings shared by all runs (train defaults, with the sweep's fixed overrides).",
+            fixed_frame(sweep, config["train"]),
+        ),
+        "selection": selection_sentence(selection, base.get("checkpoint_every")),
+        "final": final_sentence(config.get("final", {})),
+    }
+
+    long_table = _read(tables / "hyperparameters.csv", text=["hyperparameter", "level"])
+    hyperparameters = []
+    for name in swept:
+        rows = long_table[long_table["hyperparameter"] == name]
+        hyperparameters.append(
+            {
+                "name": name,
+                "table": numbering.table(
+                    "4",
+                    f"{sentence_case(score)} on the validation set per level of “{name}”.",
+                    hyperparameter_frame(rows),
+                ),
+                "extremes": extremes(rows, higher),
+            }
+        )
+    pairs_long = _read(tables / "pairs.csv", text=["a", "b", "a_level", "b_level"])
+    pairs = []
+    for (a, b), table in pairs_long.groupby(["a", "b"], sort=False):
+        pairs.append(
+            {
+                "a": a,
+                "b": b,
+                "table": numbering.table(
+                    "4",
+                    f"{sentence_case(score)} on the validation set for “{a}” (rows) and “{b}” "
+                    "(columns).",
+                    pair_frame(table, a),
+                    notes=[PAIR_NOTE],
+                    group_header=[("", 1), (b, len(pair_grid(table).columns))],
+                ),
+            }
+        )
+    for entry in hyperparameters:
+        name = entry["name"]
+        hue = hue_partner(name, swept, configured_pairs(config, swept))
+        entry["figure"] = numbering.figure(
+            "4",
+            f"Jitter plot of the {score} of every run on the validation set per level of "
+            f"“{name}”" + (f", coloured by “{hue}”." if hue else "."),
+            figures / f"jitter_{name}.png",
+        )
+
+    final = pd.read_csv(results / "summary" / "final.csv", keep_default_na=False)
+    final_ids = final["run_id"].astype(str).tolist()
+    best = _read(results / "tables" / "best_runs.csv", text=["run_id"])
+    best_models = {
+        "best_run": best["run_id"].iloc[0] if len(best) else None,
+        "best_score": number(best["score"].iloc[0]) if len(best) else None,
+        "table": numbering.table(
+            "4",
+            f"The {plural(len(best), 'best run')} by {score} on the validation set.",
+            runs_frame(best),
+        ),
+        "final": numbering.table(
+            "4", "The final models chosen on the validation set.", final_models_frame(final)
+        ),
+    }
+    best_models["curves"] = numbering.figure(
+        "4",
+        "Training curves of the final models. Left: training loss as a rolling mean (dark line) "
+        "with bands of one (dark) and two (light) standard deviations, validation loss as orange "
+        "points; right: validation Dice per epoch.",
+        figures / "training_curves.png",
+    )
+
+    per_patient = _read(tables / "final_per_patient.csv", text=["patient_id", "run_id", "split"])
+    final_splits = []
+    for split in ("val", "test"):
+        frame, wins = per_patient_frame(per_patient[per_patient["split"] == split], final_ids)
+        notes = ["The format is “mean (median)” of the per-slice foreground Dice."]
+        if len(final_ids) > 1:
+            notes.append("The model with the highest mean Dice for the patient is in bold.")
+        table = numbering.table(
+            "4",
+            f"Mean and median Dice per slice of the final models for each patient of the "
+            f"{SPLIT_NAMES[split]}.",
+            frame,
+            notes=notes,
+        )
+        figure = numbering.figure(
+            "4",
+            f"Dice per slice for each patient of the {SPLIT_NAMES[split]}, one panel per final "
+            "model. The line in each box is the median, the box spans the 25% to 75% quantiles, "
+            "the whiskers reach the furthest slice within 1.5 times the interquartile range and "
+            "outliers beyond are marked with diamonds. Slices where reference and prediction are "
+            "both empty have no Dice and are not shown.",
+            figures / f"boxplot_{split}.png",
+        )
+        final_splits.append(
+            {
+                "split": split,
+                "name": SPLIT_NAMES[split],
+                "table": table,
+                "figure": figure,
+                "n_patients": len(frame),
+                "wins": wins,
+            }
+        )
+
+    runs_df = _read(results / "summary" / "runs.csv", text=["run_id"])
+    appendix = {
+        "runs": numbering.table(
+            "A",
+            f"All {plural(len(runs_df), 'run')} of the sweep with their validation scores "
+            "(score: the selection score; Dice: per-patient foreground Dice of the selected "
+            "checkpoint on the validation set).",
+            runs_frame(runs_df),
+            long=True,
+        ),
+        "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+        "sweep_yaml": yaml.safe_dump(sweep, sort_keys=False, allow_unicode=True),
+        "provenance": numbering.table(
+            "C",
+            "Software versions, code revision and configuration hash.",
+            provenance_frame(config, sweep),
+        ),
+    }
+    bench = benchmarks_frame(benchmarks or results.parent / "benchmarks")
+    appendix["benchmarks"] = (
+        numbering.table("C", "Runtime per rule from Snakemake's benchmark files.", bench)
+        if bench is not None
+        else None
+    )
+
+    report = config.get("report", {})
+    return {
+        "title": report.get("title", "Segmentation sweep"),
+        "author": report.get("author", ""),
+        "date": date or datetime.date.today().isoformat(),
+        "score": score,
+        "higher_is_better": higher,
+        "swept": swept,
+        "data": data,
+        "preprocessing": preprocessing_text(config),
+        "methods": methods,
+        "hyperparameters": hyperparameters,
+        "pairs": pairs,
+        "best_models": best_models,
+        "final_splits": final_splits,
+        "final_ids": final_ids,
+        "appendix": appendix,
+        "tables": numbering.tables,
+        "figures": numbering.figures,
+    }
+
+
+def render_html(context: dict[str, Any], templates: Path = TEMPLATES) -> str:
+    """The thesis as one HTML string (CSS inlined, images as data URIs)."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return environment.get_template(TEMPLATE).render(**context)
+
+
+def render_pdf(html: str, out: Path) -> int:
+    """Print the HTML to PDF with WeasyPrint; returns the number of pages."""
+    import weasyprint  # only here: importing it loads fonts, which the HTML path does not need
+
+    document = weasyprint.HTML(string=html).render()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    document.write_pdf(out)
+    return len(document.pages)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the thesis as HTML and as PDF."""
+    parser = argparse.ArgumentParser(prog="segsweep report", description=main.__doc__)
+    parser.add_argument("--config-json", required=True, help="the whole validated config")
+    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--templates", type=Path, default=TEMPLATES)
+    parser.add_argument("--out-html", type=Path, default=Path("results/report/thesis.html"))
+    parser.add_argument("--out-pdf", type=Path, default=Path("results/report/thesis.pdf"))
+    args = parser.parse_args(argv)
+    context = build_context(json.loads(args.config_json), json.loads(args.sweep_json), args.results)
+    html = render_html(context, args.templates)
+    args.out_html.parent.mkdir(parents=True, exist_ok=True)
+    args.out_html.write_text(html, encoding="utf-8")
+    pages = render_pdf(html, args.out_pdf)
+    print(f"wrote {args.out_html} and {args.out_pdf} ({pages} pages)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""Sweep tables against hand-computed numbers, on a fake results tree of five runs.
+
+`write_fake_results` is shared with test_figures and test_report: it writes every file the
+analysis, figures and report stages read, with scores chosen so the tables can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from segsweep.analysis import (
+    best_runs_table,
+    configured_pairs,
+    final_per_patient,
+    format_level,
+    hue_partner,
+    hyperparameter_table,
+    hyperparameter_tables,
+    main,
+    pair_grid,
+    pair_table,
+    runs_table,
+)
+from segsweep.sweep import expand_sweep
+
+TRAIN = {
+    "model": "unet2d",
+    "depth": 3,
+    "labels": "merged",
+    "loss": "dice",
+    "lr": 0.001,
+    "epochs": 6,
+    "checkpoint_every": 1,
+    "seed": 0,
+}
+SWEEP = {
+    "fixed": {"epochs": 6},
+    "grids": {
+        "loss_vs_labels": {"loss": ["cross_entropy", "dice"], "labels": ["merged", "separate"]},
+        "learning_rate": {"lr": [0.001, 0.0001]},
+    },
+    "repeats": 1,
+}
+CONFIG = {
+    "data": {
+        "source": "synthetic",
+        "labels": {"femur": 1, "tibia": 2, "fibula": 3},
+        "synthetic": {"seed": 42},
+    },
+    "preprocess": {
+        "n4": {
+            "enabled": True,
+            "shrink": 4,
+            "iterations": [50, 50, 30],
+            "convergence": 0.001,
+        },
+        "crop": {"window_mm": 90.0, "size": 64, "slices": 24},
+        "normalise": "zscore",
+    },
+    "split": {
+        "fractions": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "stratify": "source",
+        "seed": 0,
+    },
+    "train": TRAIN,
+    "selection": {
+        "metric": "dice",
+        "aggregate": "mean",
+        "level": "patient",
+        "class": "foreground",
+        "higher_is_better": True,
+    },
+    "final": {"n_best": 1, "group_by": ["labels"]},
+    "report": {
+        "title": "Fake sweep",
+        "author": "Tester",
+        "pairs": [["loss", "labels"], ["lr", "labels"]],
+    },
+}
+# selected validation score of each run (loss, labels, lr in the comments)
+SCORES = {
+    "default": 0.80,  # dice, merged, 0.001
+    "labels-separate": 0.70,  # dice, separate, 0.001
+    "loss-cross-entropy": 0.60,  # cross_entropy, merged, 0.001
+    "labels-separate_loss-cross-entropy": 0.50,  # cross_entropy, separate, 0.001
+    "lr-0.0001": 0.40,  # dice, merged, 0.0001
+}
+FINAL = {"default": "overall; labels=merged", "labels-separate": "labels=separate"}
+VAL_PATIENTS = ["p1", "p2", "p3"]
+TEST_PATIENTS = ["t1", "t2"]
+METRIC_COLUMNS = [
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "iou",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "accuracy",
+]
+
+
+def _metric_rows(run_id: str, split: str, keys: list[dict], dice: list[float], cls: str) -> list:
+    return [
+        {
+            "run_id": run_id,
+            "split": split,
+            "space": "processed",
+            **key,
+            "class": cls,
+            **dict.fromkeys(METRIC_COLUMNS, 0),
+            "dice": d,
+        }
+        for key, d in zip(keys, dice, strict=True)
+    ]
+
+
+def slice_dice(score: float, patient: int, slice_id: int) -> float:
+    """Per-slice Dice of the fakes: varies with patient and slice, NaN for the last slice."""
+    if slice_id == 4:
+        return math.nan  # reference and prediction both empty
+    return round(min(1.0, max(0.0, score - 0.1 * patient + 0.05 * slice_id)), 6)
+
+
+def write_per_slice(path: Path, run_id: str, split: str, patients: list[str], score: float):
+    keys, dice = [], []
+    for p, patient in enumerate(patients):
+        for k in range(5):
+            keys.append({"patient_id": patient, "slice_id": k})
+            dice.append(slice_dice(score, p, k))
+    rows = _metric_rows(run_id, split, keys, dice, "foreground")
+    rows += _metric_rows(run_id, split, keys, [0.0] * len(keys), "femur")  # must be ignored
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = [
+        "run_id",
+        "split",
+        "space",
+        "patient_id",
+        "slice_id",
+        "class",
+        "tp",
+        "fp",
+        "fn",
+        "tn",
+        "dice",
+        *METRIC_COLUMNS[4:],
+    ]
+    pd.DataFrame(rows)[columns].to_csv(path, index=False)
+
+
+def write_fake_results(root: Path) -> Path:
+    """A results tree with everything analysis, figures and report read; returns results/."""
+    results = root / "results"
+    for run in expand_sweep(SWEEP, TRAIN):
+        folder = results / "runs" / run.run_id
+        (folder / "val").mkdir(parents=True)
+        score = SCORES[run.run_id]
+        (folder / "params.yaml").write_text(yaml.safe_dump({**run.params, "run_id": run.run_id}))
+        checkpoints = [
+            {
+                "file": f"epoch-000{e}.pt",
+                "epoch": e,
+                "step": 10 * e,
+                "score": score - 0.1 * (e != 3),
+            }
+            for e in (1, 2, 3)
+        ]
+        selection = {**CONFIG["selection"], "scores": checkpoints, "selected": checkpoints[2]}
+        (folder / "selection.json").write_text(json.dumps(selection))
+        epochs = range(1, 7)
+        pd.DataFrame(
+            {
+                "epoch": epochs,
+                "step": [10 * e for e in epochs],
+                "lr": 0.001,
+                "train_loss": [1.0 / e + 0.02 * (e % 2) for e in epochs],
+                "val_loss": [1.1 / e for e in epochs],
+                "val_dice": [score * e / 6 for e in epochs],
+                "time_s": 1.0,
+            }
+        ).to_csv(folder / "train_log.csv", index=False)
+        per_patient = _metric_rows(
+            run.run_id,
+            "val",
+            [{"patient_id": p} for p in VAL_PATIENTS],
+            [score - 0.1, score, score + 0.1],
+            "foreground",
+        )
+        per_patient += _metric_rows(run.run_id, "val", [{"patient_id": "p1"}], [0.0], "femur")
+        pd.DataFrame(per_patient).to_csv(folder / "val" / "per_patient.csv", index=False)
+        write_per_slice(folder / "val" / "per_slice.csv", run.run_id, "val", VAL_PATIENTS, score)
+    for run_id in FINAL:
+        test = results / "final" / run_id / "test"
+        write_per_slice(test / "per_slice.csv", run_id, "test", TEST_PATIENTS, SCORES[run_id])
+        (test / "per_patient.csv").write_text("run_id\n")  # not read by these stages
+    (results / "summary").mkdir(parents=True)
+    pd.DataFrame(
+        {"run_id": list(FINAL), "group": list(FINAL.values()), "score": [0.8, 0.7]}
+    ).to_csv(results / "summary" / "final.csv", index=False)
+    subjects = [
+        ("epi-000", "epi", "coronal", True, "train"),
+        ("epi-001", "epi", "coronal", True, "val"),
+        ("epi-002", "epi", "coronal", False, "unlabelled"),
+        ("jopp-000", "jopp", "coronal", True, "test"),
+        ("jopp-001", "jopp", "coronal", True, "train"),
+        ("maas-000", "maas", "sagittal", False, "unlabelled"),
+    ]
+    (results / "data").mkdir(parents=True)
+    (results / "splits").mkdir(parents=True)
+    pd.DataFrame(
+        [
+            {
+                "subject_id": s,
+                "source": src,
+                "perspective": view,
+                "image": f"{s}/image.mhd",
+                "mask": f"{s}/mask.mhd" if lab else "",
+                "roi": "",
+                "labelled": lab,
+                "valid": True,
+                "problem": "",
+            }
+            for s, src, view, lab, _ in subjects
+        ]
+    ).to_csv(results / "data" / "manifest.csv", index=False)
+    pd.DataFrame(
+        [
+            {"subject_id": s, "split": split, "stratum": src, "source": src}
+            for s, src, _, _, split in subjects
+        ]
+    ).to_csv(results / "splits" / "splits.csv", index=False)
+    return results
+
+
+def cli_args(results: Path) -> list[str]:
+    return [
+        "--config-json",
+        json.dumps(CONFIG),
+        "--sweep-json",
+        json.dumps(SWEEP),
+        "--results",
+        str(results),
+    ]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_results(tmp_path_factory.mktemp("analysis"))
+
+
+@pytest.fixture(scope="module")
+def runs_df(results: Path) -> pd.DataFrame:
+    return runs_table(expand_sweep(SWEEP, TRAIN), results)
+
+
+def test_runs_table_reads_selection_and_foreground_validation_dice(runs_df: pd.DataFrame) -> None:
+    assert runs_df.columns.tolist() == [
+        "run_id",
+        "labels",
+        "loss",
+        "lr",
+        "score",
+        "selected_epoch",
+        "dice_mean",
+        "dice_median",
+        "dice_std",
+    ]
+    table = runs_df.set_index("run_id")
+    assert table["score"].to_dict() == pytest.approx(SCORES)
+    assert set(table["selected_epoch"]) == {3}
+    row = table.loc["labels-separate"]
+    assert (row["labels"], row["loss"], row["lr"]) == ("separate", "dice", 0.001)
+    # per-patient foreground Dice [s - 0.1, s, s + 0.1]; the femur row (0.0) is ignored
+    assert row["dice_mean"] == pytest.approx(0.70)
+    assert row["dice_median"] == pytest.approx(0.70)
+    assert row["dice_std"] == pytest.approx(0.1)
+
+
+def test_hyperparameter_table_matches_hand_computed_values(runs_df: pd.DataFrame) -> None:
+    loss = hyperparameter_table(runs_df, "loss").set_index("level")
+    assert loss.columns.tolist() == ["Min", "Max", "STD", "Mean", "Median", "No. experiments"]
+    assert loss.index.tolist() == ["cross_entropy", "dice"]
+    assert loss.loc["cross_entropy"].tolist() == pytest.approx(
+        [0.50, 0.60, math.sqrt(0.005), 0.55, 0.55, 2]
+    )
+    # dice: 0.8, 0.7, 0.4 → mean 0.6333, median 0.7, sample variance 0.0866667 / 2
+    assert loss.loc["dice"].tolist() == pytest.approx(
+        [0.40, 0.80, math.sqrt(0.0866667 / 2), 0.633333, 0.70, 3], abs=1e-6
+    )
+    lr = hyperparameter_table(runs_df, "lr").set_index("level")
+    assert lr.index.tolist() == [0.0001, 0.001]
+    assert math.isnan(lr.loc[0.0001, "STD"])  # one experiment: no sample STD
+    assert lr.loc[0.0001, "No. experiments"] == 1
+    assert lr.loc[0.001, "STD"] == pytest.approx(math.sqrt(0.05 / 3))
+
+
+def test_undefined_scores_count_as_experiments_but_not_in_statistics() -> None:
+    runs = pd.DataFrame({"run_id": list("abc"), "loss": "dice", "score": [0.5, math.nan, 0.7]})
+    row = hyperparameter_table(runs, "loss").iloc[0]
+    assert (row["Min"], row["Mean"], row["No. experiments"]) == (0.5, pytest.approx(0.6), 3)
+
+
+def test_long_hyperparameter_table_has_text_levels(runs_df: pd.DataFrame) -> None:
+    long = hyperparameter_tables(runs_df, ["labels", "loss", "lr"])
+    assert long.columns[:2].tolist() == ["hyperparameter", "level"]
+    assert long[long["hyperparameter"] == "lr"]["level"].tolist() == ["0.0001", "0.001"]
+    assert len(long) == 6
+
+
+def test_pair_table_and_grid_cells(runs_df: pd.DataFrame) -> None:
+    table = pair_table(runs_df, "loss", "labels")
+    cell = table[(table["a_level"] == "dice") & (table["b_level"] == "merged")].iloc[0]
+    assert cell[["mean", "median"]].tolist() == pytest.approx([0.6, 0.6])
+    assert cell["count"] == 2
+    grid = pair_grid(table, digits=2)
+    assert grid.index.tolist() == ["cross_entropy", "dice"]
+    assert grid.columns.tolist() == ["merged", "separate"]
+    assert grid.loc["dice", "merged"] == "0.60/0.60 (2)"
+    assert grid.loc["cross_entropy", "separate"] == "0.50/0.50 (1)"
+    assert pair_grid(table).loc["dice", "separate"] == "0.700/0.700 (1)"
+    empty = pair_grid(pair_table(runs_df, "lr", "labels"))
+    assert empty.loc["0.0001", "separate"] == "-/- (0)"
+    assert empty.loc["0.001", "merged"] == "0.700/0.700 (2)"
+
+
+def test_configured_pairs_and_jitter_colour() -> None:
+    swept = ["labels", "loss", "lr"]
+    assert configured_pairs(CONFIG, swept) == [("loss", "labels"), ("lr", "labels")]
+    only_unswept = {"report": {"pairs": [["loss", "dropout"]]}}
+    assert configured_pairs(only_unswept, swept) == [("labels", "loss")]
+    assert configured_pairs({"report": {"pairs": []}}, ["lr"]) == []
+    pairs = configured_pairs(CONFIG, swept)
+    assert hue_partner("labels", swept, pairs) == "loss"
+    assert hue_partner("lr", swept, pairs) == "labels"
+    assert hue_partner("seed", ["seed", "lr"], []) == "lr"
+    assert hue_partner("lr", ["seed", "lr"], []) == "seed"
+    assert hue_partner("lr", ["lr"], []) is None
+
+
+def test_best_runs_order_follows_the_metric_direction(runs_df: pd.DataFrame) -> None:
+    best = best_runs_table(runs_df, n=2)
+    assert best.columns.tolist() == ["rank", "run_id", "labels", "loss", "lr", "score"]
+    assert best["run_id"].tolist() == ["default", "labels-separate"]
+    assert best["rank"].tolist() == [1, 2]
+    worst = best_runs_table(
+        runs_df.assign(score=runs_df["score"].where(runs_df["run_id"] != "lr-0.0001")),
+        n=5,
+        higher_is_better=False,
+    )
+    assert worst["run_id"].tolist()[:2] == [
+        "labels-separate_loss-cross-entropy",
+        "loss-cross-entropy",
+    ]
+    assert worst["run_id"].iloc[-1] == "lr-0.0001"  # undefined score last
+
+
+def test_final_per_patient_mean_and_median_over_slices(results: Path) -> None:
+    final = pd.read_csv(results / "summary" / "final.csv")
+    table = final_per_patient(final, results)
+    assert table.columns.tolist() == ["patient_id", "run_id", "split", "mean", "median"]
+    assert len(table) == 2 * (3 + 2)
+    row = table[(table.run_id == "default") & (table.split == "test") & (table.patient_id == "t2")]
+    # patient index 1: 0.8 - 0.1 + 0.05 k for k = 0..3 (slice 4 NaN) → 0.70, 0.75, 0.80, 0.85
+    assert row["mean"].item() == pytest.approx(0.775)
+    assert row["median"].item() == pytest.approx(0.775)
+
+
+def test_format_level() -> None:
+    assert [format_level(v) for v in (1e-5, 0.001, True, 3, "dice", ["ct", "pet"], None)] == [
+        "0.00001",
+        "0.001",
+        "true",
+        "3",
+        "dice",
+        "ct+pet",
+        "none",
+    ]
+
+
+def test_main_writes_every_table(tmp_path: Path) -> None:
+    results = write_fake_results(tmp_path)
+    main(cli_args(results))
+    runs = pd.read_csv(results / "summary" / "runs.csv")
+    assert sorted(runs["run_id"]) == sorted(SCORES)
+    hyper = pd.read_csv(results / "tables" / "hyperparameters.csv", dtype={"level": str})
+    assert sorted(set(hyper["hyperparameter"])) == ["labels", "loss", "lr"]
+    pairs = pd.read_csv(results / "tables" / "pairs.csv")
+    assert pairs.columns.tolist() == ["a", "b", "a_level", "b_level", "mean", "median", "count"]
+    assert pairs.groupby(["a", "b"]).size().to_dict() == {
+        ("loss", "labels"): 4,
+        ("lr", "labels"): 4,
+    }
+    best = pd.read_csv(results / "tables" / "best_runs.csv")
+    assert best["run_id"].iloc[0] == "default" and len(best) == 5
+    final = pd.read_csv(results / "tables" / "final_per_patient.csv")
+    assert set(final["split"]) == {"val", "test"}

@@ -1,0 +1,71 @@
+"""Figures are written as valid PNG + SVG for the files the Snakefile declares, reproducibly."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_analysis import cli_args, write_fake_results
+
+from segsweep import analysis, figures
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DECLARED = ["jitter_labels", "jitter_loss", "jitter_lr", "boxplot_val", "boxplot_test"]
+DECLARED += ["training_curves"]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (after checking the signature)."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    results = write_fake_results(tmp_path_factory.mktemp("figures"))
+    analysis.main(cli_args(results))
+    figures.main(cli_args(results))
+    return results
+
+
+@pytest.mark.parametrize("name", DECLARED)
+def test_declared_figures_are_valid_png_with_svg(results: Path, name: str) -> None:
+    png = results / "figures" / f"{name}.png"
+    width, height = png_size(png)
+    assert width > 300 and height > 200
+    svg = png.with_suffix(".svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+
+
+def test_one_boxplot_panel_per_final_model_is_taller(results: Path) -> None:
+    # two final models: two panels stacked, so taller than one panel of the same width
+    single = results.parent / "single.png"
+    slices = pd.read_csv(results / "final" / "default" / "test" / "per_slice.csv")
+    figures.boxplot({"default": slices}, single, "one model")
+    two = png_size(results / "figures" / "boxplot_test.png")
+    one = png_size(single)
+    assert two[1] > 1.6 * one[1]
+
+
+def test_jitter_plot_is_reproducible(results: Path, tmp_path: Path) -> None:
+    runs = pd.read_csv(results / "summary" / "runs.csv")
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    figures.jitter_plot(runs, "loss", "labels", first)
+    figures.jitter_plot(runs, "loss", "labels", second)
+    assert first.read_bytes() == second.read_bytes()
+    assert first.with_suffix(".svg").read_bytes() == second.with_suffix(".svg").read_bytes()
+
+
+def test_jitter_plot_without_hue(results: Path, tmp_path: Path) -> None:
+    runs = pd.read_csv(results / "summary" / "runs.csv")
+    out = tmp_path / "jitter.png"
+    figures.jitter_plot(runs, "lr", None, out)
+    assert png_size(out)[0] > 300
+
+
+def test_rolling_window_grows_with_the_log() -> None:
+    assert [figures.rolling_window(n) for n in (1, 6, 60, 1000)] == [2, 2, 12, 51]

@@ -1,0 +1,146 @@
+"""The thesis from a fake results tree: thesis tables, numbered and referenced captions, embedded
+figures, text written from the configuration, and a multi-page PDF from the same HTML.
+
+The whole chain (analysis → figures → report, HTML and PDF) runs once for the module.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_analysis import CONFIG, SWEEP, cli_args, write_fake_results
+
+from segsweep import analysis, figures, report
+
+
+def pdf_pages(pdf: bytes) -> int:
+    """Page objects in a PDF, looking inside compressed object streams (no pypdf needed)."""
+    try:
+        from pypdf import PdfReader
+    except ImportError:
+        texts = [pdf]
+        for match in re.finditer(rb"stream\r?\n", pdf):
+            try:
+                texts.append(zlib.decompressobj().decompress(pdf[match.end() :]))
+            except zlib.error:
+                continue
+        return sum(len(re.findall(rb"/Type\s*/Page(?!s)\b", t)) for t in texts)
+    import io
+
+    return len(PdfReader(io.BytesIO(pdf)).pages)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("report")
+    results = write_fake_results(root)
+    analysis.main(cli_args(results))
+    figures.main(cli_args(results))
+    html, pdf = root / "out" / "thesis.html", root / "out" / "thesis.pdf"
+    report.main([*cli_args(results), "--out-html", str(html), "--out-pdf", str(pdf)])
+    return {"results": results, "html": html.read_text(encoding="utf-8"), "pdf": pdf.read_bytes()}
+
+
+def test_single_hyperparameter_tables_have_the_thesis_columns(built: dict) -> None:
+    html = built["html"]
+    header = "".join(f'<th class="num">{c}</th>' for c in ["Min", "Max", "STD", "Mean", "Median"])
+    assert html.count(header + '<th class="num">No. experiments</th>') == 3  # labels, loss, lr
+    # loss = dice: scores 0.8, 0.7, 0.4 → min, max, STD, mean, median, count
+    cells = ["dice", "0.400", "0.800", "0.208", "0.633", "0.700", "3"]
+    assert re.search(r"<tr>\s*" + r"\s*".join(f"<td[^>]*>{c}</td>" for c in cells), html)
+
+
+def test_pair_tables_show_mean_median_count_cells(built: dict) -> None:
+    html = built["html"]
+    pairs = pd.read_csv(built["results"] / "tables" / "pairs.csv")
+    row = pairs[(pairs.a == "loss") & (pairs.a_level == "dice") & (pairs.b_level == "merged")]
+    mean, median, count = row[["mean", "median", "count"]].iloc[0]
+    count = int(count)
+    assert f"{mean:.3f}/{median:.3f} ({count})" == "0.600/0.600 (2)"
+    assert f'<td class="num">{mean:.3f}/{median:.3f} ({count})</td>' in html
+    assert "-/- (0)" in html  # lr 0.0001 was never run with separate labels
+    assert html.count("The format is “mean/median (count)”") == 2
+
+
+def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict) -> None:
+    html = built["html"]
+    captions = re.findall(r'id="((table|figure)-([0-9A-C]+)-(\d+))"', html)
+    numbers: dict[tuple[str, str], list[int]] = {}
+    for ident, kind, chapter, n in captions:
+        numbers.setdefault((kind, chapter), []).append(int(n))
+        label = f"{kind.capitalize()} {chapter}.{n}"
+        assert f'<span class="label">{label}:</span>' in html
+        assert f'<a class="ref" href="#{ident}">{label}</a>' in html, f"{label} not referenced"
+    assert all(ns == list(range(1, len(ns) + 1)) for ns in numbers.values())
+    assert len(numbers[("table", "4")]) == 9  # 3 hyperparameters, 2 pairs, best, final, val, test
+    assert len(numbers[("figure", "4")]) == 6  # 3 jitter plots, curves, 2 boxplots
+    assert "Table 1.1:" in html and "Figure 4.1:" in html and "Table A.1:" in html
+
+
+def test_figures_are_embedded_and_the_html_is_self_contained(built: dict) -> None:
+    html = built["html"]
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == 6
+    assert all(s.startswith("data:image/png;base64,iVBORw0KGgo") for s in sources)
+    assert "<link" not in html and "<style>" in html and "@page" in html
+
+
+def test_best_model_per_patient_is_bold(built: dict) -> None:
+    html = built["html"]
+    # default beats labels-separate by 0.1 on every patient (fake per-slice Dice)
+    assert '<td class="num"><strong>0.875 (0.875)</strong></td>' in html
+    assert '<td class="num">0.775 (0.775)</td>' in html
+    assert html.count("<strong>") == 5  # 3 validation + 2 test patients
+
+
+def test_text_is_written_from_the_configuration(built: dict) -> None:
+    html = built["html"]
+    assert '<h1 class="title">Fake sweep</h1>' in html and "Tester" in html
+    assert "shrunk in-plane by a factor of 4 with 3 fitting levels" in html
+    assert "resampled to 64 × 64 pixels" in html
+    assert "highest mean per-patient (3D) Dice of the foreground class" in html
+    assert "The sweep has 5 training runs" in html
+    for heading in ["1 Data", "2 Preprocessing", "3 Methods", "4 Results", "A All runs"]:
+        assert f"<h1>{heading}</h1>" in html
+    assert "labels-separate_loss-cross-entropy" in html  # appendix A lists every run
+    assert report.config_hash(CONFIG, SWEEP) in html
+    assert "loss_vs_labels:" in html  # the sweep as YAML
+
+
+def test_pdf_has_several_pages(built: dict) -> None:
+    assert built["pdf"].startswith(b"%PDF")
+    assert pdf_pages(built["pdf"]) > 1
+
+
+def test_selection_and_final_sentences() -> None:
+    selection = {**CONFIG["selection"], "higher_is_better": False, "metric": "iou"}
+    selection |= {"aggregate": "median", "level": "slice"}
+    text = report.selection_sentence(selection, 2)
+    assert text.startswith("Checkpoints were saved every 2 epochs. For each run, the checkpoint")
+    assert "lowest median per-slice IoU of the foreground class" in text
+    assert report.final_sentence({"n_best": 1, "group_by": []}) == (
+        "The final models are the best run overall on validation; only these were evaluated "
+        "on the test set."
+    )
+    assert "3 best runs overall on validation and the best run for each combination of “loss”" in (
+        report.final_sentence({"n_best": 3, "group_by": ["loss"]})
+    )
+
+
+def test_config_hash_is_canonical() -> None:
+    reordered = dict(reversed(list(CONFIG.items())))
+    assert report.config_hash(reordered, SWEEP) == report.config_hash(CONFIG, SWEEP)
+    changed = {**CONFIG, "train": {**CONFIG["train"], "lr": 0.01}}
+    assert report.config_hash(changed, SWEEP) != report.config_hash(CONFIG, SWEEP)
+    assert re.fullmatch(r"[0-9a-f]{64}", report.config_hash(CONFIG, SWEEP))
+
+
+def test_render_html_uses_the_given_templates(built: dict, tmp_path: Path) -> None:
+    (tmp_path / "thesis.html.j2").write_text("<title>{{ title }}</title>{{ tables | length }}")
+    context = report.build_context(CONFIG, SWEEP, built["results"], date="2020-01-01")
+    assert report.render_html(context, tmp_path) == "<title>Fake sweep</title>15"
+    assert context["date"] == "2020-01-01"
