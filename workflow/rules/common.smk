@@ -2,6 +2,7 @@
 # and the runs of the sweep. Kept cheap: this code runs again in every cluster job.
 import csv
 import json
+import shlex
 from pathlib import Path
 
 import jsonschema
@@ -32,6 +33,7 @@ def _load_subjects():
             table[spec.subject_id] = {
                 "image": f"{folder}/image.mhd",
                 "mask": f"{folder}/mask.mhd" if spec.labelled else "",
+                "roi": f"{folder}/roi.mhd" if spec.labelled else "",
                 "source": spec.source,
                 "perspective": spec.perspective,
                 "labelled": spec.labelled,
@@ -50,9 +52,11 @@ def _load_subjects():
         if not sid or not row.get("image"):
             continue  # reported with the file and row by the manifest check in ingest
         mask = row.get("mask") or ""
+        roi = row.get("roi") or ""
         table[sid] = {
             "image": str(manifest.parent / row["image"]),
             "mask": str(manifest.parent / mask) if mask else "",
+            "roi": str(manifest.parent / roi) if roi else "",
             "source": row.get("source", ""),
             "perspective": row.get("perspective", ""),
             "labelled": bool(mask),
@@ -88,6 +92,14 @@ def as_json(value):
 def mhd_pair(path):
     """An MHD header and the ZRAW voxel file it points to."""
     return [path, path[: -len(".mhd")] + ".zraw"] if path.endswith(".mhd") else [path]
+
+
+def label_paths(wildcards):
+    """`--mask M --roi R` for ingest's record, for those the subject has."""
+    row = SUBJECTS[wildcards.subject]
+    return " ".join(
+        f"--{key} {shlex.quote(row[key])}" for key in ("mask", "roi") if row[key]
+    )
 
 
 def raw_image(wildcards):

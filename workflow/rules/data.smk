@@ -52,9 +52,10 @@ rule ingest_image:
         image=lambda w: SUBJECTS[w.subject]["image"],
         source=lambda w: SUBJECTS[w.subject]["source"],
         perspective=lambda w: SUBJECTS[w.subject]["perspective"],
+        labels=label_paths,
     shell:
         "python -m segsweep ingest image --subject {wildcards.subject} --image {params.image:q}"
-        " --source {params.source:q} --perspective {params.perspective:q}"
+        " --source {params.source:q} --perspective {params.perspective:q} {params.labels}"
         " --out-image {output.image} --out-json {output.record} > {log} 2>&1"
 
 
