@@ -1,0 +1,156 @@
+"""How fast Snakemake plans a large sweep with segsweep, beside a bare Snakefile of the same shape.
+
+The real Snakefile runs in a scratch directory on the default config with a generated sweep of
+N runs; the bare Snakefile has the same per-run rules and files (train → params.yaml,
+train_log.csv, checkpoints/index.json; select → selection.json; evaluate → two CSVs; one
+aggregate over all runs) but none of segsweep's code, so the ratio is what segsweep adds to the
+limit Snakemake itself sets. Both are timed as `snakemake --dry-run` in one run of this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+
+BARE_SNAKEFILE = """
+RUNS = [f"r{i:05d}" for i in range(int(config["runs"]))]
+
+
+rule all:
+    input:
+        "summary/runs.csv",
+
+
+rule data:
+    output:
+        "datasets/train.h5",
+        "datasets/val.h5",
+    shell:
+        "touch {output}"
+
+
+rule train:
+    input:
+        "datasets/train.h5",
+        "datasets/val.h5",
+    output:
+        "runs/{run}/params.yaml",
+        "runs/{run}/train_log.csv",
+        "runs/{run}/checkpoints/index.json",
+    params:
+        hp=lambda w: w.run,
+    resources:
+        gpu=1,
+    shell:
+        "touch {output}"
+
+
+rule select:
+    input:
+        "runs/{run}/checkpoints/index.json",
+        "datasets/val.h5",
+    output:
+        "runs/{run}/selection.json",
+    shell:
+        "touch {output}"
+
+
+rule evaluate:
+    input:
+        "runs/{run}/selection.json",
+        "datasets/val.h5",
+    output:
+        "runs/{run}/val/per_slice.csv",
+        "runs/{run}/val/per_patient.csv",
+    shell:
+        "touch {output}"
+
+
+rule aggregate:
+    input:
+        expand("runs/{run}/selection.json", run=RUNS),
+        expand("runs/{run}/val/per_patient.csv", run=RUNS),
+    output:
+        "summary/runs.csv",
+    shell:
+        "touch {output}"
+"""
+
+
+def sweep_of(n_runs: int) -> dict:
+    """A sweep of exactly n_runs distinct runs (a multiple of 1,000): 10 lr × 10 batch sizes ×
+    10 base widths, repeated with n_runs / 1,000 seeds."""
+    if n_runs % 1000:
+        raise ValueError("n_runs must be a multiple of 1000")
+    return {
+        "grids": {
+            "scale": {
+                "lr": [round(1e-4 * (i + 1), 6) for i in range(10)],
+                "batch_size": list(range(2, 12)),
+                "base_channels": list(range(4, 14)),
+            }
+        },
+        "repeats": n_runs // 1000,
+    }
+
+
+def dry_run(args: list[str], workdir: Path) -> float:
+    """Seconds of one `snakemake --dry-run`; fails loudly if Snakemake does."""
+    command = [sys.executable, "-m", "snakemake", "--dry-run", "--cores", "1", "--quiet", "all"]
+    start = time.perf_counter()
+    result = subprocess.run(command + args, cwd=workdir, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"snakemake failed in {workdir}:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def time_segsweep(n_runs: int, scratch: Path) -> float:
+    workdir = scratch / f"segsweep-{n_runs}"
+    (workdir / "config").mkdir(parents=True)
+    (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(sweep_of(n_runs)))
+    (workdir / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    return dry_run(["--snakefile", str(REPO / "Snakefile")], workdir)
+
+
+def time_bare(n_runs: int, scratch: Path) -> float:
+    workdir = scratch / f"bare-{n_runs}"
+    workdir.mkdir(parents=True)
+    (workdir / "Snakefile").write_text(BARE_SNAKEFILE)
+    return dry_run(["--config", f"runs={n_runs}"], workdir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the dry-run times and, last, `dag: t1000=… t10000=… overhead=…`."""
+    parser = argparse.ArgumentParser(prog="python -m segsweep.bench dag", description=main.__doc__)
+    parser.add_argument("--sizes", type=int, nargs=2, default=[1000, 10000], metavar="N")
+    args = parser.parse_args(argv)
+    small, large = args.sizes
+    with tempfile.TemporaryDirectory(prefix="segsweep-dag-") as tmp:
+        scratch = Path(tmp)
+        times = {}
+        for n in (small, large):
+            times[("segsweep", n)] = time_segsweep(n, scratch)
+            times[("bare", n)] = time_bare(n, scratch)
+            print(
+                f"{n} runs: segsweep {times[('segsweep', n)]:.1f} s, "
+                f"bare {times[('bare', n)]:.1f} s",
+                flush=True,
+            )
+    overhead = times[("segsweep", large)] / times[("bare", large)]
+    print(
+        f"dag: t{small}={times[('segsweep', small)]:.1f} t{large}={times[('segsweep', large)]:.1f}"
+        f" overhead={overhead:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

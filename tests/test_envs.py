@@ -1,0 +1,92 @@
+"""Conda environments: every env file parses, pins its packages, and holds every third-party
+package that the stages its rules run import (conda cannot resolve here, so this is the check)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "scripts" / "segsweep"
+
+# import name → conda package name, where they differ
+CONDA_NAMES = {"SimpleITK": "simpleitk", "yaml": "pyyaml", "torch": "pytorch", "PIL": "pillow"}
+# imported by our modules only through another listed package (seaborn brings matplotlib etc.)
+PROVIDED_BY = {"matplotlib": {"seaborn"}, "PIL": {"matplotlib", "seaborn"}}
+
+
+def env_packages(path: Path) -> dict[str, str]:
+    """Package name → pinned version of one env file."""
+    env = yaml.safe_load(path.read_text())
+    assert set(env) <= {"name", "channels", "dependencies"}, path
+    packages = {}
+    for spec in env["dependencies"]:
+        assert isinstance(spec, str), f"{path.name}: pip sections are not used"
+        name, _, version = spec.partition("=")
+        assert version, f"{path.name}: {name} is not pinned"
+        packages[name.lower()] = version
+    return packages
+
+
+def module_imports(module: str, seen: set[str] | None = None) -> set[str]:
+    """Top-level third-party imports of a segsweep module and the segsweep modules it imports."""
+    seen = set() if seen is None else seen
+    if module in seen:
+        return set()
+    seen.add(module)
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    third_party: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            top = name.split(".")[0]
+            if top == "segsweep":
+                third_party |= module_imports(name, seen)
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                third_party.add(top)
+    return third_party
+
+
+def rules_with_envs() -> list[tuple[str, str, str]]:
+    """(rule, env file name, segsweep stage) for every rule that runs a stage."""
+    found = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        blocks = re.split(r"^(?=(?:rule|checkpoint) \w+:)", smk.read_text(), flags=re.M)
+        for block in blocks:
+            header = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            stage = re.search(r"python -m segsweep (\w+)", block)
+            if not header or not stage:
+                continue
+            env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
+            assert env, f"rule {header.group(1)} has no conda env"
+            found.append((header.group(1), Path(env.group(1)).name, stage.group(1)))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_files_parse_and_pin(path: Path) -> None:
+    packages = env_packages(path)
+    assert packages["python"].startswith("3.11")
+
+
+def test_every_rule_runs_in_an_env_with_what_its_stage_imports() -> None:
+    rules = rules_with_envs()
+    assert len(rules) >= 10
+    for rule, env, stage in rules:
+        available = set(env_packages(REPO / "envs" / env))
+        for name in module_imports(f"segsweep.{stage}"):
+            conda = CONDA_NAMES.get(name, name).lower()
+            providers = PROVIDED_BY.get(name, set())
+            assert conda in available or providers & available, (
+                f"rule {rule} runs segsweep.{stage}, which imports {name}; envs/{env} lacks {conda}"
+            )
