@@ -16,6 +16,7 @@ STAGES = {
     "select": "score every checkpoint of a run on validation",
     "evaluate": "per-slice and per-patient metrics of a checkpoint",
     "final": "choose the final models on validation",
+    "export": "predictions in each subject's original geometry",
     "analysis": "runs table and hyperparameter tables",
     "figures": "jitter plots and boxplots",
     "report": "thesis HTML and PDF",

@@ -2,6 +2,7 @@
 # and the runs of the sweep. Kept cheap: this code runs again in every cluster job.
 import csv
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -37,31 +38,18 @@ def _load_subjects():
                 "source": spec.source,
                 "perspective": spec.perspective,
                 "labelled": spec.labelled,
+                "images": [f"{folder}/image.mhd"],
+                "class_masks": {},
+                "extra": {},
             }
         return table
     if not data["manifest"]:
         raise ConfigError(
             "data.manifest", None, "a CSV path when data.source is 'manifest'"
         )
-    manifest = Path(data["manifest"])
-    with open(manifest, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    table = {}
-    for row in rows:
-        sid = row.get("subject_id", "")
-        if not sid or not row.get("image"):
-            continue  # reported with the file and row by the manifest check in ingest
-        mask = row.get("mask") or ""
-        roi = row.get("roi") or ""
-        table[sid] = {
-            "image": str(manifest.parent / row["image"]),
-            "mask": str(manifest.parent / mask) if mask else "",
-            "roi": str(manifest.parent / roi) if roi else "",
-            "source": row.get("source", ""),
-            "perspective": row.get("perspective", ""),
-            "labelled": bool(mask),
-        }
-    return table
+    from segsweep.manifest import read_subject_table
+
+    return read_subject_table(data["manifest"], data["labels"], data["channels"])
 
 
 def _validate_train(params):
@@ -94,24 +82,116 @@ def mhd_pair(path):
     return [path, path[: -len(".mhd")] + ".zraw"] if path.endswith(".mhd") else [path]
 
 
-def label_paths(wildcards):
-    """`--mask M --roi R` for ingest's record, for those the subject has."""
-    row = SUBJECTS[wildcards.subject]
-    return " ".join(
-        f"--{key} {shlex.quote(row[key])}" for key in ("mask", "roi") if row[key]
-    )
+def _existing(paths):
+    """Brought files are inputs only if they exist: a missing one is reported by ingest's check
+    (naming the subject), where Snakemake would stop the whole DAG."""
+    if config["data"]["source"] == "synthetic":
+        return paths
+    return [p for p in paths if os.path.exists(p)]
+
+
+def _quoted(paths):
+    return " ".join(shlex.quote(p) for p in paths)
 
 
 def raw_image(wildcards):
-    return mhd_pair(SUBJECTS[wildcards.subject]["image"])
+    """Every channel's image file (with its ZRAW voxel file)."""
+    row = SUBJECTS[wildcards.subject]
+    return _existing([f for image in row["images"] for f in mhd_pair(image)])
 
 
 def raw_mask(wildcards):
-    return mhd_pair(SUBJECTS[wildcards.subject]["mask"])
+    """The label map, or the one-file-per-class masks, of a labelled subject."""
+    row = SUBJECTS[wildcards.subject]
+    masks = list(row["class_masks"].values()) or [row["mask"]]
+    return _existing([f for mask in masks if mask for f in mhd_pair(mask)])
+
+
+def image_args(wildcards):
+    return f"--image {_quoted(SUBJECTS[wildcards.subject]['images'])}"
+
+
+def mask_args(wildcards):
+    """`--mask M` or one `--class-mask NAME=PATH` per class."""
+    row = SUBJECTS[wildcards.subject]
+    if row["class_masks"]:
+        return " ".join(
+            f"--class-mask {shlex.quote(f'{name}={path}')}"
+            for name, path in row["class_masks"].items()
+        )
+    return f"--mask {shlex.quote(row['mask'])}" if row["mask"] else ""
+
+
+def check_args(wildcards):
+    """Everything ingest's check records about a subject, as command-line arguments."""
+    row = SUBJECTS[wildcards.subject]
+    args = [image_args(wildcards), mask_args(wildcards)]
+    args += [
+        f"--{key} {shlex.quote(row[key])}"
+        for key in ("roi", "source", "perspective")
+        if row[key]
+    ]
+    args.append(f"--extra-json {shlex.quote(as_json(row['extra']))}")
+    return " ".join(a for a in args if a)
+
+
+def valid_subjects(wildcards):
+    """Subjects that passed validation: all of them, unless `data.on_invalid: skip`, then
+    those the data manifest (a checkpoint) lists as valid."""
+    if config["data"]["on_invalid"] != "skip":
+        return sorted(SUBJECTS)
+    with open(checkpoints.data_manifest.get().output.manifest, newline="") as handle:
+        return sorted(
+            row["subject_id"]
+            for row in csv.DictReader(handle)
+            if row["valid"] == "True"
+        )
+
+
+def valid_labelled(wildcards):
+    """The labelled subjects among the valid ones (they make up train/val/test)."""
+    return [s for s in valid_subjects(wildcards) if SUBJECTS[s]["labelled"]]
+
+
+def labelled_crops(wildcards):
+    return expand(
+        "results/crop/{subject}/image.nii.gz", subject=valid_labelled(wildcards)
+    )
+
+
+def labelled_crop_masks(wildcards):
+    return expand(
+        "results/crop/{subject}/mask.nii.gz", subject=valid_labelled(wildcards)
+    )
 
 
 def run_params(wildcards):
     return as_json({**RUNS[wildcards.run].params, "run_id": wildcards.run})
+
+
+def init_source(wildcards):
+    """A transfer run depends on the run it initialises from, through its selection.json."""
+    source = RUNS[wildcards.run].params.get("init_from")
+    if not source:
+        return {}
+    if source in RUNS:
+        return {"init": f"results/runs/{source}/selection.json"}
+    if Path(source).is_file():
+        return {"init_checkpoint": source}
+    raise ConfigError(
+        f"run {wildcards.run}: init_from",
+        source,
+        "a run id of the sweep or a checkpoint file",
+    )
+
+
+def init_argument(wildcards, input):
+    """The train option naming what a transfer run initialises from (nothing otherwise)."""
+    if "init" in input.keys():
+        return f"--init-selection {shlex.quote(input.init)}"
+    if "init_checkpoint" in input.keys():
+        return f"--init-checkpoint {shlex.quote(input.init_checkpoint)}"
+    return ""
 
 
 def final_runs():
