@@ -8,11 +8,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
 from segsweep import crop
+from segsweep.errors import ConfigError
 
 LABELS = {"femur": 1, "tibia": 2, "fibula": 3}
 LIP = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)
@@ -331,3 +333,93 @@ def test_main_image_and_mask(tmp_path):
     assert cropped_mask.GetPixelID() == sitk.sitkUInt8
     kept = json.loads((out / "mask.json").read_text())["kept_fraction"]
     assert set(kept) == set(LABELS) and kept["fibula"] is None
+
+
+# --- centre methods, mask-derived centre, cohort tables -----------------------------------------
+
+
+def _blob_image() -> sitk.Image:
+    """Bright box off-centre in a dark LIP volume: foreground centroid known."""
+    array = np.zeros((10, 40, 50), np.float32)
+    array[2:8, 10:20, 30:40] = 100.0  # centre index (34.5, 14.5, 4.5)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((1.0, 2.0, 3.0))
+    image.SetOrigin((5.0, 0.0, -10.0))
+    image.SetDirection((1, 0, 0, 0, 0, -1, 0, 1, 0))
+    return image
+
+
+def test_centre_methods():
+    image = _blob_image()
+    expected = image.TransformContinuousIndexToPhysicalPoint((34.5, 14.5, 4.5))
+    np.testing.assert_allclose(crop.find_centre(image, "foreground"), expected, atol=1e-6)
+    grid_centre = image.TransformContinuousIndexToPhysicalPoint((24.5, 19.5, 4.5))
+    np.testing.assert_allclose(crop.find_centre(image, "image"), grid_centre, atol=1e-6)
+    assert crop.find_centre(image, "fixed", [1, 2, 3]) == (1.0, 2.0, 3.0)
+    with pytest.raises(ConfigError, match="centre_mm"):
+        crop.find_centre(image, "fixed")
+    with pytest.raises(ConfigError, match="joint | foreground | image | fixed"):
+        crop.find_centre(image, "nose")
+
+
+def test_mask_centre_is_where_two_classes_meet():
+    array = np.zeros((10, 40, 50), np.uint8)
+    array[:, 0:20, 10:30] = 1  # femur above
+    array[:, 20:40, 10:30] = 2  # tibia below: contact at rows 19/20
+    array[:, 30:40, 40:45] = 3  # fibula far away from both
+    mask = sitk.GetImageFromArray(array)
+    mask.SetDirection((1, 0, 0, 0, 0, -1, 0, 1, 0))
+    centre = crop.mask_centre(mask, {"femur": 1, "tibia": 2, "fibula": 3})
+    index = mask.TransformPhysicalPointToContinuousIndex(centre)
+    np.testing.assert_allclose(index, (19.5, 19.5, 4.5), atol=1e-6)
+    only = sitk.GetImageFromArray((array == 3).astype(np.uint8))
+    index = crop.mask_centre(only, {"fibula": 1})
+    np.testing.assert_allclose(index, (42.0, 34.5, 4.5), atol=1e-6)
+    assert crop.mask_centre(only * 0, {"fibula": 1}) is None
+
+
+def test_multichannel_crop_keeps_channels():
+    image = _blob_image()
+    vector = sitk.Compose([image, image * 2.0])
+    cropped, info = crop.crop_subject(vector, crop.find_centre(vector, "foreground"), 20.0, 8, 4)
+    assert cropped.GetNumberOfComponentsPerPixel() == 2
+    array = sitk.GetArrayFromImage(cropped)
+    np.testing.assert_allclose(array[..., 1], 2 * array[..., 0], rtol=1e-5)
+
+
+def test_main_mask_records_centre_error_and_tables(tmp_path):
+    image = _blob_image()
+    array = np.zeros((10, 40, 50), np.uint8)
+    array[2:8, 10:15, 30:40] = 1
+    array[2:8, 15:20, 30:40] = 2
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(image)
+    for name, img in (("image", image), ("mask", mask)):
+        sitk.WriteImage(img, str(tmp_path / f"{name}.nii.gz"))
+    out = tmp_path / "crop" / "s1"
+    cfg = {"centre": "foreground", "window_mm": 30.0, "size": 8, "slices": 4}
+    crop.main(
+        ["image", "--image", str(tmp_path / "image.nii.gz"), "--config-json", json.dumps(cfg)]
+        + ["--out-image", str(out / "image.nii.gz"), "--out-json", str(out / "crop.json")]
+        + ["--out-qc", str(out / "qc.png")]
+    )
+    labels = {"femur": 1, "tibia": 2, "fibula": 3}
+    crop.main(
+        ["mask", "--mask", str(tmp_path / "mask.nii.gz"), "--crop-json", str(out / "crop.json")]
+        + ["--labels-json", json.dumps(labels), "--out-mask", str(out / "mask.nii.gz")]
+        + ["--out-json", str(out / "mask.json")]
+    )
+    record = json.loads((out / "mask.json").read_text())
+    # contact zone rows 14/15 vs the box centroid row 14.5: 0 mm apart in y (2 mm rows), 0 else
+    assert record["centre_error_mm"] == pytest.approx(0.0, abs=1e-6)
+    assert record["kept_fraction"] == {"femur": 1.0, "tibia": 1.0, "fibula": None}
+    crop.main(
+        ["tables", "--crop-dir", str(tmp_path / "crop"), "--subjects", "s1"]
+        + ["--out-centre", str(tmp_path / "c.csv"), "--out-kept", str(tmp_path / "k.csv")]
+    )
+    centre = pd.read_csv(tmp_path / "c.csv")
+    assert centre.columns.tolist() == crop.TABLE_CENTRE
+    assert centre.loc[0, "method"] == "foreground"
+    kept = pd.read_csv(tmp_path / "k.csv")
+    assert kept.columns.tolist() == ["subject_id", "femur", "tibia", "fibula"]
+    assert kept.loc[0, "femur"] == 1.0 and np.isnan(kept.loc[0, "fibula"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import locale
 import warnings
 from pathlib import Path
 
@@ -100,6 +101,14 @@ def test_read_image_rejects_unsupported_suffix_and_2d(tmp_path):
 
 def _write_dicom_series(folder: Path, series_uid: str, n: int = 3, first: int = 0) -> None:
     """Minimal DICOM slices (int16) of one series, as a scanner export would give."""
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer switches the process locale to C
+    try:
+        _write_dicom_slices(folder, series_uid, n, first)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_slices(folder: Path, series_uid: str, n: int, first: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -237,43 +246,6 @@ def test_ingest_mask_empty_warns_but_keeps(tmp_path):
 # --- manifests -------------------------------------------------------------------------------
 
 
-def test_read_manifest_resolves_paths_and_labelled(tmp_path):
-    (tmp_path / "data").mkdir()
-    csv = tmp_path / "data" / "cohort.csv"
-    csv.write_text(
-        "subject_id,image,mask,source\n"
-        "a,a/img.nii.gz,a/mask.nii.gz,x\n"
-        f"b,{tmp_path}/elsewhere/b.mha,,y\n"
-    )
-    table = ingest.read_manifest(csv)
-    assert table["image"].tolist() == [
-        str(tmp_path / "data" / "a" / "img.nii.gz"),
-        str(tmp_path / "elsewhere" / "b.mha"),
-    ]
-    assert table["mask"].tolist() == [str(tmp_path / "data" / "a" / "mask.nii.gz"), ""]
-    assert table["roi"].tolist() == ["", ""]
-    assert table["labelled"].tolist() == [True, False]
-    assert table["source"].tolist() == ["x", "y"]
-
-
-def test_read_manifest_errors(tmp_path):
-    csv = tmp_path / "m.csv"
-    csv.write_text("subject,image\na,a.nii\n")
-    with pytest.raises(InputError, match="lacks required column 'subject_id'"):
-        ingest.read_manifest(csv)
-    csv.write_text("subject_id,mask\na,a.nii\n")
-    with pytest.raises(InputError, match="lacks required column 'image'"):
-        ingest.read_manifest(csv)
-    csv.write_text("subject_id,image\na,1.nii\nb,2.nii\na,3.nii\nb,4.nii\nc,5.nii\n")
-    with pytest.raises(InputError, match="duplicate subject ids: a, b$"):
-        ingest.read_manifest(csv)
-    csv.write_text("subject_id,image\na,1.nii\nb,\n")
-    with pytest.raises(InputError, match="no image given for: b"):
-        ingest.read_manifest(csv)
-    with pytest.raises(InputError, match="manifest not found"):
-        ingest.read_manifest(tmp_path / "missing.csv")
-
-
 def test_write_data_manifest_columns_and_relative_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     records = [
@@ -292,7 +264,7 @@ def test_write_data_manifest_columns_and_relative_paths(tmp_path, monkeypatch):
     ]
     ingest.write_data_manifest(records, "results/data/manifest.csv")
     table = pd.read_csv(tmp_path / "results/data/manifest.csv", keep_default_na=False)
-    assert table.columns.tolist() == ingest.MANIFEST_COLUMNS
+    assert table.columns.tolist() == [*ingest.MANIFEST_COLUMNS, *ingest.AUDIT_COLUMNS]
     assert table["subject_id"].tolist() == ["a", "b"]
     assert table["image"].tolist() == ["../cohort/a/image.mhd", "../cohort/b/image.mhd"]
     assert table["mask"].tolist() == ["../cohort/a/mask.mhd", ""]
@@ -414,3 +386,132 @@ def test_ingest_of_generated_subject_keeps_values_at_physical_points(tmp_path):
     for index in [(0, 0, 0), (3, 7, 2), (raw.GetSize()[0] - 1, 5, raw.GetSize()[2] - 1)]:
         point = raw.TransformIndexToPhysicalPoint(index)
         assert out[out.TransformPhysicalPointToIndex(point)] == pytest.approx(raw[index])
+
+
+# --- check: the validation catalogue, one record per subject ---------------------------------
+
+
+def _check(tmp_path, subject, *args, on_invalid="skip") -> dict:
+    out = tmp_path / "d" / subject / "ingest.json"
+    ingest.main(
+        [
+            "check",
+            "--subject",
+            subject,
+            *args,
+            "--labels-json",
+            json.dumps(LABELS),
+            "--on-invalid",
+            on_invalid,
+            "--out-json",
+            str(out),
+        ]
+    )
+    return json.loads(out.read_text())
+
+
+def test_check_records_valid_subject_with_voxels_and_extra_columns(tmp_path):
+    image = _image()
+    src = _write(image, tmp_path / "image.nii.gz")
+    msk = _write(_mask_like(image, (0, 1, 3)), tmp_path / "mask.nii.gz")
+    record = _check(
+        tmp_path, "a", "--image", str(src), "--mask", str(msk), "--extra-json", '{"site": "x"}'
+    )
+    assert record["valid"] is True and record["problem"] is None
+    assert record["voxels"] == {"femur": 40, "tibia": 0, "fibula": 40}
+    assert record["extra"] == {"site": "x"}
+    assert record["original"]["orientation"] == "PIR"
+    assert record["warnings"] == []
+    # the same voxels in another orientation and format hash the same
+    same = _write(sitk.DICOMOrient(image, "LIP"), tmp_path / "same.mha")
+    assert _check(tmp_path, "b", "--image", str(same))["content_hash"] == record["content_hash"]
+
+
+def test_check_skip_records_problem_and_file_and_dropped_csv_lists_it(tmp_path):
+    image = _image()
+    src = _write(image, tmp_path / "image.mhd")
+    bad = _mask_like(_image(shape=(4, 5, 7)))
+    msk = _write(bad, tmp_path / "mask.mhd")
+    empty = _write(_mask_like(image, (0,)), tmp_path / "empty.mhd")
+    shape = _check(tmp_path, "shape", "--image", str(src), "--mask", str(msk))
+    assert shape["valid"] is False
+    assert shape["file"] == str(msk)
+    assert shape["problem"].startswith("shape mismatch: mask size [7, 5, 4]")
+    missing = _check(tmp_path, "missing", "--image", str(tmp_path / "nope.nii.gz"))
+    assert missing["problem"] == "file not found"
+    with pytest.warns(UserWarning, match="mask is empty"):
+        kept = _check(tmp_path, "empty", "--image", str(src), "--mask", str(empty))
+    assert kept["valid"] is True
+    assert kept["warnings"] == [f"{empty}: mask is empty (no labelled voxels)"]
+    with pytest.raises(InputError, match=r"subject shape: .*mask.mhd: shape mismatch"):
+        _check(tmp_path, "shape", "--image", str(src), "--mask", str(msk), on_invalid="error")
+
+    records = [str(tmp_path / "d" / s / "ingest.json") for s in ("shape", "missing", "empty")]
+    ingest.main(
+        [
+            "manifest",
+            "--records",
+            *records,
+            "--out",
+            str(tmp_path / "m.csv"),
+            "--dropped",
+            str(tmp_path / "dropped.csv"),
+        ]
+    )
+    dropped = pd.read_csv(tmp_path / "dropped.csv", keep_default_na=False)
+    assert dropped.columns.tolist() == ["subject_id", "source", "file", "problem"]
+    assert dropped["subject_id"].tolist() == ["missing", "shape"]
+    assert dropped["file"].tolist() == [str(tmp_path / "nope.nii.gz"), str(msk)]
+    table = pd.read_csv(tmp_path / "m.csv", keep_default_na=False)
+    assert table["valid"].tolist() == [True, False, False]
+    assert table["warning"].tolist()[0].endswith("mask is empty (no labelled voxels)")
+
+
+def test_check_dicom_folder_with_two_series_is_dropped(tmp_path):
+    _write_dicom_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.101")
+    _write_dicom_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.202", first=10)
+    record = _check(tmp_path, "d1", "--image", str(tmp_path / "dcm"))
+    assert record["valid"] is False
+    assert record["problem"].startswith("folder holds 2 DICOM series")
+
+
+def test_one_mask_file_per_class_is_combined_with_label_values(tmp_path):
+    image = _image()
+    src = _write(image, tmp_path / "image.nii.gz")
+    femur = _write(_mask_like(image, (0, 1, 0)), tmp_path / "femur.nii.gz")
+    fibula = _write(_mask_like(image, (0, 0, 1)), tmp_path / "fibula.nii.gz")
+    info = ingest.ingest_mask(
+        "s1",
+        src,
+        None,
+        tmp_path / "mask.nii.gz",
+        LABELS,
+        class_masks={"femur": femur, "fibula": fibula},
+    )
+    assert info["voxels"] == {"femur": 40, "tibia": 0, "fibula": 40}
+    out = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "mask.nii.gz")))
+    assert sorted(np.unique(out).tolist()) == [0, 1, 3]
+    with pytest.raises(InputError, match="class 'fibula' overlaps class 'femur' in 40 voxels"):
+        ingest.read_label_map("s1", image, LABELS, class_masks={"femur": femur, "fibula": femur})
+    labels = _write(_mask_like(image, (0, 2)), tmp_path / "two.nii.gz")
+    with pytest.raises(InputError, match=r"two.nii.gz: class mask of 'tibia' is not binary"):
+        ingest.read_label_map("s1", image, LABELS, class_masks={"tibia": labels})
+
+
+def test_channels_are_stacked_and_must_share_geometry(tmp_path):
+    pet = _write(_image(seed=1), tmp_path / "pet.nii.gz")
+    ct = _write(_image(seed=2), tmp_path / "ct.mha")
+    record = ingest.ingest_image("s1", [pet, ct], tmp_path / "out.nii.gz")
+    out = sitk.ReadImage(str(tmp_path / "out.nii.gz"))
+    assert out.GetNumberOfComponentsPerPixel() == 2
+    assert record["canonical"]["orientation"] == "LIP"
+    point = out.TransformIndexToPhysicalPoint((1, 2, 3))
+    ct_image = sitk.ReadImage(str(ct))
+    assert out[(1, 2, 3)][1] == pytest.approx(
+        ct_image[ct_image.TransformPhysicalPointToIndex(point)]
+    )
+    shifted = _image(seed=2)
+    shifted.SetOrigin((11.0, -20.0, 30.0))
+    bad = _write(shifted, tmp_path / "bad.mha")
+    with pytest.raises(InputError, match="bad.mha: channel geometry mismatch: origin differs by 1"):
+        ingest.read_channels([pet, bad], "s1")

@@ -132,3 +132,30 @@ def test_main_enabled_writes_corrected_image(tmp_path):
     )
     field = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "field.nii.gz")))
     assert field.std() > 0.02  # a real, non-constant field was estimated
+
+
+def test_fit_shrink_keeps_enough_pixels_in_plane():
+    assert n4.fit_shrink((800, 800, 41), 8) == 8
+    assert n4.fit_shrink((100, 120, 41), 8) == 3
+    assert n4.fit_shrink((20, 20, 5), 8) == 1
+
+
+def test_multichannel_corrected_per_channel_and_qc_figure(tmp_path):
+    image, tissue, _ = _phantom()
+    second = image * 2.0
+    vector = sitk.Compose([image, second])
+    corrected, field = n4.n4_correct(vector, **FAST)
+    assert corrected.GetNumberOfComponentsPerPixel() == 2
+    assert field.GetNumberOfComponentsPerPixel() == 2
+    arr = sitk.GetArrayFromImage(corrected)
+    assert _cv(arr[..., 1][tissue]) < 0.5 * _cv(sitk.GetArrayFromImage(second)[tissue])
+    n4.qc_figure(vector, field, corrected, tmp_path / "qc.png")
+    assert (tmp_path / "qc.png").stat().st_size > 1000
+
+
+def test_mask_all_and_unknown_mask_name():
+    image, tissue, _ = _phantom(offset=5.0)
+    corrected, _ = n4.n4_correct(image, mask="all", **FAST)
+    assert np.isfinite(sitk.GetArrayFromImage(corrected)).all()
+    with pytest.raises(ConfigError, match="preprocess.n4.mask"):
+        n4.n4_correct(image, mask="bone", **FAST)

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from segsweep.errors import ConfigError, InputError
-from segsweep.pack import compute_stats, main, pack_split
+from segsweep.pack import compute_stats, main, normalise, pack_split
 
 CLASSES = {"femur": 1, "tibia": 2, "fibula": 3}
 SPLITS = {"s01": "train", "s02": "train", "s03": "train", "s04": "val", "s05": "test"}
@@ -196,10 +196,47 @@ def test_bad_inputs_name_the_subject(cohort):
 
 def test_bad_stats_requests(cohort, tmp_path):
     with pytest.raises(ConfigError, match="preprocess.normalise"):
-        compute_stats([cohort["crop"] / "s01" / "image.nii.gz"], method="minmax")
+        compute_stats([cohort["crop"] / "s01" / "image.nii.gz"], method="histogram")
+    with pytest.raises(ConfigError, match="preprocess.windows"):
+        compute_stats([cohort["crop"] / "s01" / "image.nii.gz"], "window", [[10, 5]])
     _write(tmp_path / "flat.nii.gz", np.ones((2, 3, 4), np.float32))
     with pytest.raises(InputError, match="std 0"):
         compute_stats([tmp_path / "flat.nii.gz"])
     pd.DataFrame({"subject_id": ["s01"], "split": ["val"]}).to_csv(cohort["splits"], index=False)
     with pytest.raises(InputError, match="split 'train' has no subjects"):
         _run_stats(cohort)
+
+
+def test_normalisation_variants():
+    rng = np.random.default_rng(0)
+    image = np.stack([rng.normal(50, 300, (3, 4, 5)), rng.normal(5, 2, (3, 4, 5))], axis=-1)
+    stats = {"mean": [0.0, 5.0], "std": [1.0, 2.0], "min": [-1000.0, 0.0], "max": [1000.0, 10.0]}
+    minmax = {**stats, "method": "minmax", "shift": [-1000.0, 0.0], "scale": [2000.0, 10.0]}
+    np.testing.assert_allclose(normalise(image, minmax)[..., 1], image[..., 1] / 10, rtol=1e-5)
+    per_image = normalise(image, {**stats, "method": "image_zscore"})
+    np.testing.assert_allclose(per_image.mean(axis=(0, 1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(per_image.std(axis=(0, 1, 2)), 1, atol=1e-5)
+    window = {**stats, "method": "window", "windows": [[-160, 240], [-1000, 1000]]}
+    window |= {"shift": stats["mean"], "scale": stats["std"]}
+    out = normalise(image, window)
+    assert out.shape == (3, 4, 5, 3)  # two CT windows of channel 0, then channel 1
+    np.testing.assert_allclose(out[..., 0], (np.clip(image[..., 0], -160, 240) + 160) / 400, 1e-5)
+    np.testing.assert_allclose(out[..., 2], (image[..., 1] - 5) / 2, rtol=1e-5)
+
+
+def test_minmax_stats_and_3d_layout(cohort):
+    train = [cohort["crop"] / s / "image.nii.gz" for s, v in SPLITS.items() if v == "train"]
+    stats = compute_stats(train, "minmax")
+    voxels = np.concatenate([cohort["arrays"][s][0].ravel() for s in ("s01", "s02", "s03")])
+    assert stats["shift"] == pytest.approx([voxels.min()])
+    assert stats["scale"] == pytest.approx([voxels.max() - voxels.min()])
+    out = cohort["root"] / "v.h5"
+    pack_split(["s01", "s04"], cohort["crop"], stats, CLASSES, out, volumes=True)
+    with h5py.File(out, "r") as h5:
+        assert h5["volumes/images"].shape == (2, 4, ROWS, COLS, 1)
+        assert h5["volumes/masks"].shape == (2, 4, ROWS, COLS, 3)
+        assert [p.decode() for p in h5["volumes/patient_id"][:]] == ["s01", "s04"]
+        np.testing.assert_array_equal(h5["volumes/images"][1], h5["images"][4:8])
+        np.testing.assert_array_equal(h5["volumes/masks"][0], h5["masks"][0:4])
+    with pytest.raises(InputError, match="3D layout needs one slice count"):
+        pack_split(["s01", "s02"], cohort["crop"], stats, CLASSES, out, volumes=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from segsweep.errors import ConfigError, InputError
-from segsweep.split import audit_splits, main, split_subjects
+from segsweep.split import audit_splits, leakage_checks, main, split_subjects
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
@@ -172,3 +172,59 @@ def test_main_without_valid_column(tmp_path):
     config = {"fractions": FRACTIONS, "stratify": None, "seed": 0}
     main(["--manifest", str(path), "--config-json", json.dumps(config), "--out", str(out)])
     assert np.array_equal(pd.read_csv(out)["split"].value_counts().sort_index(), [1, 3, 1])
+
+
+def test_patients_with_several_scans_stay_in_one_split():
+    manifest = _manifest({"epi": 12})
+    manifest["patient_id"] = [f"p{i // 3}" for i in range(12)]  # 4 patients, 3 scans each
+    splits = split_subjects(manifest, FRACTIONS, "source", 0, group="patient_id")
+    per_patient = splits.groupby("patient_id")["split"].nunique()
+    assert (per_patient == 1).all()
+    assert sorted(splits.groupby("split")["patient_id"].nunique().tolist()) == [1, 1, 2]
+    assert leakage_checks(splits, manifest, "patient_id")["passed"].all()
+
+
+def test_folds_cover_train_and_val_evenly_and_leave_test_out():
+    splits = split_subjects(_manifest({"epi": 14, "jopp": 6}, 2), FRACTIONS, "source", 0, folds=4)
+    pool = splits[splits["split"].isin(["train", "val"])]
+    assert pool["fold"].notna().all()
+    assert sorted(pool["fold"].value_counts().tolist()) == [4, 4, 4, 4]
+    assert splits.loc[~splits["split"].isin(["train", "val"]), "fold"].isna().all()
+    with pytest.raises(ConfigError, match="split.folds"):
+        split_subjects(_manifest({"epi": 5}), FRACTIONS, "source", 0, folds=1)
+
+
+def test_leakage_checks_name_patients_and_identical_images():
+    manifest = _manifest({"epi": 6})
+    manifest["content_hash"] = ["h0", "h1", "h2", "h3", "h4", "h0"]  # epi-005 repeats epi-000
+    splits = split_subjects(manifest, FRACTIONS, "source", 0)
+    splits.loc[splits["subject_id"] == "epi-000", "split"] = "train"
+    splits.loc[splits["subject_id"] == "epi-005", "split"] = "test"
+    splits["patient_id"] = ["a", "a", "b", "c", "d", "e"]
+    splits.loc[splits["subject_id"] == "epi-001", "split"] = "val"
+    checks = leakage_checks(splits, manifest, "patient_id").set_index("check")
+    assert checks.loc["subject in one split", "passed"]
+    assert not checks.loc["patient in one split", "passed"]
+    assert checks.loc["patient in one split", "detail"] == (
+        "patient_id in several splits: a (train, val)"
+    )
+    assert checks.loc["image content unique across splits", "detail"] == (
+        "identical images: epi-000 (train) = epi-005 (test)"
+    )
+
+
+def test_main_fails_on_identical_images_after_writing_the_checks(tmp_path):
+    manifest = _manifest({"epi": 5})
+    manifest["content_hash"] = ["same"] * 5
+    path = tmp_path / "manifest.csv"
+    manifest.to_csv(path, index=False)
+    out = tmp_path / "splits.csv"
+    config = {"fractions": FRACTIONS, "stratify": "source", "seed": 0}
+    with pytest.raises(InputError, match="split audit failed: identical images: epi-"):
+        main(["--manifest", str(path), "--config-json", json.dumps(config), "--out", str(out)])
+    checks = pd.read_csv(tmp_path / "splits_checks.csv")
+    assert checks["check"].tolist() == [
+        "subject in one split",
+        "image content unique across splits",
+    ]
+    assert checks["passed"].tolist() == [True, False]

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
+
+from segsweep.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +193,73 @@ def find_joint_centre(image: sitk.Image) -> tuple[float, float, float]:
     return lip.TransformContinuousIndexToPhysicalPoint((column, row, k_centre))
 
 
+CENTRES = ("joint", "foreground", "image", "fixed")
+
+
+def foreground_centre(image: sitk.Image) -> tuple[float, float, float]:
+    """Physical centroid of the Otsu foreground (the body, for anatomies without a joint gap)."""
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        image = sitk.VectorIndexSelectionCast(image, 0)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.OtsuThreshold(sitk.Cast(image, sitk.sitkFloat32), 0, 1))
+    if 1 not in stats.GetLabels():
+        log.warning("empty foreground; using the image centre")
+        return image_centre(image)
+    return stats.GetCentroid(1)
+
+
+def image_centre(image: sitk.Image) -> tuple[float, float, float]:
+    """Physical centre of the image grid."""
+    return image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
+
+
+def find_centre(
+    image: sitk.Image, method: str = "joint", point_mm: list[float] | None = None
+) -> tuple[float, float, float]:
+    """The crop centre by the configured method (preprocess.crop.centre)."""
+    if method == "joint":
+        if image.GetNumberOfComponentsPerPixel() > 1:
+            image = sitk.VectorIndexSelectionCast(image, 0)
+        return find_joint_centre(image)
+    if method == "foreground":
+        return foreground_centre(image)
+    if method == "image":
+        return image_centre(image)
+    if method == "fixed":
+        if point_mm is None or len(point_mm) != 3:
+            raise ConfigError("preprocess.crop.centre_mm", point_mm, "[x, y, z] in mm for 'fixed'")
+        return tuple(float(v) for v in point_mm)
+    raise ConfigError("preprocess.crop.centre", method, " | ".join(CENTRES))
+
+
+CONTACT_MM = 4.0  # voxels of one class this close to another class form the contact zone
+
+
+def mask_centre(mask: sitk.Image, labels: dict[str, int]) -> tuple[float, float, float] | None:
+    """Reference centre from a label map: centroid of the zone where two classes meet (for the
+    knee, femur and tibia across the joint gap); the centroid of all labelled voxels when no
+    classes meet; None for an empty mask."""
+    lip = sitk.DICOMOrient(mask, CANONICAL)
+    array = sitk.GetArrayViewFromImage(lip)
+    sx, sy, sz = lip.GetSpacing()
+    present = [v for v in labels.values() if np.any(array == v)]
+    if not present:
+        return None
+    zone = np.zeros(array.shape, bool)
+    near = {
+        v: ndimage.distance_transform_edt(array != v, sampling=(sz, sy, sx)) < CONTACT_MM
+        for v in present
+    }
+    for a in present:
+        for b in present:
+            if a != b:
+                zone |= (array == a) & near[b]
+    if not zone.any():
+        zone = np.isin(array, present)
+    k, j, i = (float(c.mean()) for c in np.nonzero(zone))
+    return lip.TransformContinuousIndexToPhysicalPoint((i, j, k))
+
+
 # ---------------------------------------------------------------------------------------------
 # slice harmonisation and cropping
 
@@ -239,8 +309,8 @@ def _output_grid(
     }
 
 
-def _reference(grid: dict[str, Any], pixel_type: int) -> sitk.Image:
-    ref = sitk.Image([int(s) for s in grid["size"]], pixel_type)
+def _reference(grid: dict[str, Any], pixel_type: int, components: int = 1) -> sitk.Image:
+    ref = sitk.Image([int(s) for s in grid["size"]], pixel_type, components)
     ref.SetOrigin(grid["origin"])
     ref.SetSpacing(grid["spacing"])
     ref.SetDirection(grid["direction"])
@@ -254,10 +324,18 @@ def _anti_alias(image: sitk.Image, pixel_mm: float) -> sitk.Image:
     sigma = [max(0.0, (pixel_mm / s - 1) / 2) for s in (sy, sx)]
     if max(sigma) == 0:
         return image
-    array = ndimage.gaussian_filter(sitk.GetArrayFromImage(image), (0, *sigma))
-    out = sitk.GetImageFromArray(array)
+    vector = image.GetNumberOfComponentsPerPixel() > 1
+    array = sitk.GetArrayFromImage(image)
+    array = ndimage.gaussian_filter(array, (0, *sigma, 0) if vector else (0, *sigma))
+    out = sitk.GetImageFromArray(array, isVector=vector)
     out.CopyInformation(image)
     return out
+
+
+def _float(image: sitk.Image) -> sitk.Image:
+    """float32 voxels, keeping channels (one vector component per channel)."""
+    multi = image.GetNumberOfComponentsPerPixel() > 1
+    return sitk.Cast(image, sitk.sitkVectorFloat32 if multi else sitk.sitkFloat32)
 
 
 def crop_subject(
@@ -273,17 +351,17 @@ def crop_subject(
     subsampled (see `harmonise_slices`), never interpolated. Returns the float32 crop and the
     crop record (crop.json) that `crop_mask` replays on the label map.
     """
-    lip = sitk.Cast(sitk.DICOMOrient(image, CANONICAL), sitk.sitkFloat32)
+    lip = _float(sitk.DICOMOrient(image, CANONICAL))
     plan = harmonise_slices(lip.GetSize()[2], slices)
     grid = _output_grid(lip, centre_mm, window_mm, size, plan)
     minimum = float(sitk.GetArrayViewFromImage(lip).min())
     cropped = sitk.Resample(
         _anti_alias(lip, window_mm / size),
-        _reference(grid, sitk.sitkFloat32),
+        _reference(grid, lip.GetPixelID(), lip.GetNumberOfComponentsPerPixel()),
         sitk.Transform(),
         sitk.sitkLinear,
         minimum,
-        sitk.sitkFloat32,
+        lip.GetPixelID(),
     )
     info = {
         "centre_mm": [float(c) for c in centre_mm],
@@ -360,10 +438,12 @@ def qc_figure(
 
     lip = sitk.DICOMOrient(image, CANONICAL)
     array = sitk.GetArrayViewFromImage(lip)
+    array = array[..., 0] if array.ndim == 4 else array  # first channel
     sx, sy, _ = lip.GetSpacing()
     ci, cj, ck = info["centre_index"]
     k = int(np.clip(round(ck), 0, array.shape[0] - 1))
     out = sitk.GetArrayViewFromImage(cropped)
+    out = out[..., 0] if out.ndim == 4 else out
     kept = info["slices"]["kept"]
     real = [j for j, i in enumerate(kept) if i is not None]
     j = min(real, key=lambda j: abs(kept[j] - ck)) if real else out.shape[0] // 2
@@ -399,11 +479,52 @@ def _write_json(data: dict[str, Any], path: str | Path) -> None:
     Path(path).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
+def centre_error(
+    info: dict[str, Any], reference: tuple[float, float, float] | None
+) -> dict[str, Any]:
+    """Detected crop centre against the mask-derived one: distance and per-axis offset in mm."""
+    if reference is None:
+        return {"mask_centre_mm": None, "centre_error_mm": None, "centre_offset_mm": None}
+    offset = np.subtract(info["centre_mm"], reference)
+    return {
+        "mask_centre_mm": [float(v) for v in reference],
+        "centre_error_mm": float(np.linalg.norm(offset)),
+        "centre_offset_mm": [float(v) for v in offset],
+    }
+
+
+TABLE_CENTRE = ["subject_id", "method", "error_mm", "dx_mm", "dy_mm", "dz_mm"]
+
+
+def cohort_tables(crop_dir: Path, subjects: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Centre-error table (one row per labelled subject: distance and per-axis offset in mm of
+    the detected centre from the mask-derived one) and kept-fraction table (subject_id, one
+    column per class: fraction of its voxels inside the crop window; empty if absent)."""
+    centre_rows, kept_rows = [], []
+    for subject in subjects:
+        info = json.loads((crop_dir / subject / "crop.json").read_text())
+        kept = json.loads((crop_dir / subject / "mask.json").read_text())
+        offset = kept.get("centre_offset_mm") or [None] * 3
+        centre_rows.append(
+            {
+                "subject_id": subject,
+                "method": info.get("centre_method", "joint"),
+                "error_mm": kept.get("centre_error_mm"),
+                "dx_mm": offset[0],
+                "dy_mm": offset[1],
+                "dz_mm": offset[2],
+            }
+        )
+        kept_rows.append({"subject_id": subject, **kept["kept_fraction"]})
+    return pd.DataFrame(centre_rows, columns=TABLE_CENTRE), pd.DataFrame(kept_rows)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m segsweep crop image ...` (find centre, crop, QC) or `crop mask ...`."""
+    """`python -m segsweep crop image ...` (find centre, crop, QC), `crop mask ...` or
+    `crop tables ...` (centre error and kept fractions of the labelled subjects)."""
     parser = argparse.ArgumentParser(prog="segsweep crop", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    image = commands.add_parser("image", help="find the joint centre and crop the image")
+    image = commands.add_parser("image", help="find the crop centre and crop the image")
     image.add_argument("--image", required=True)
     image.add_argument("--config-json", default="{}", help="preprocess.crop section")
     image.add_argument("--out-image", required=True)
@@ -415,12 +536,18 @@ def main(argv: list[str] | None = None) -> None:
     mask.add_argument("--labels-json", required=True)
     mask.add_argument("--out-mask", required=True)
     mask.add_argument("--out-json", required=True)
+    tables = commands.add_parser("tables", help="centre-error and kept-fraction tables")
+    tables.add_argument("--crop-dir", type=Path, required=True)
+    tables.add_argument("--subjects", nargs="*", default=[])
+    tables.add_argument("--out-centre", required=True)
+    tables.add_argument("--out-kept", required=True)
     args = parser.parse_args(argv)
 
     if args.command == "image":
         cfg = json.loads(args.config_json)
-        source = sitk.ReadImage(args.image, sitk.sitkFloat32)
-        centre = find_joint_centre(source)
+        source = sitk.ReadImage(args.image)
+        method = cfg.get("centre", "joint")
+        centre = find_centre(source, method, cfg.get("centre_mm"))
         cropped, info = crop_subject(
             source,
             centre,
@@ -428,18 +555,31 @@ def main(argv: list[str] | None = None) -> None:
             size=int(cfg.get("size", 64)),
             slices=int(cfg.get("slices", 24)),
         )
+        info["centre_method"] = method
         Path(args.out_image).parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(cropped, args.out_image, useCompression=True)
         _write_json(info, args.out_json)
         qc_figure(source, cropped, info, args.out_qc)
-    else:
+    elif args.command == "mask":
         info = json.loads(Path(args.crop_json).read_text())
-        cropped, kept = crop_mask(sitk.ReadImage(args.mask), info, json.loads(args.labels_json))
+        labels = json.loads(args.labels_json)
+        source = sitk.ReadImage(args.mask)
+        cropped, kept = crop_mask(source, info, labels)
         Path(args.out_mask).parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(cropped, args.out_mask, useCompression=True)
         # strict JSON has no NaN: an absent class is written as null
         kept_json = {k: None if math.isnan(v) else v for k, v in kept.items()}
-        _write_json({"kept_fraction": kept_json}, args.out_json)
+        error = centre_error(info, mask_centre(source, labels))
+        _write_json({"kept_fraction": kept_json, **error}, args.out_json)
+        lost = {k: round(v, 3) for k, v in kept_json.items() if v is not None and v < 1}
+        if lost:
+            log.warning("crop window cuts labelled structure; kept fraction %s", lost)
+    else:
+        centre, kept = cohort_tables(args.crop_dir, sorted(args.subjects))
+        for table, out in ((centre, args.out_centre), (kept, args.out_kept)):
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(out, index=False)
+        print(centre.to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ stops with one message naming the subject, the file and the problem (see `InputE
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -182,40 +183,235 @@ def _fmt(values: tuple[float, ...]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# channels and masks
+
+
+def read_channels(paths: list[str | Path], subject: str | None = None) -> sitk.Image:
+    """One image per channel (PET, CT, ...) as one float32 image with one component per channel.
+
+    Every channel must share the first one's size and geometry: channels are stacked voxel by
+    voxel, so a shifted channel would silently pair the wrong voxels.
+    """
+    if not paths:
+        raise InputError(subject, None, "no image given")
+    images = [read_image(path, subject) for path in paths]
+    for path, image in zip(paths, images, strict=True):
+        if image.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError(subject, str(path), "multi-component voxels are not supported")
+    if len(images) == 1:
+        return images[0]
+    first = images[0]
+    for path, image in zip(paths[1:], images[1:], strict=True):
+        if image.GetSize() != first.GetSize():
+            raise InputError(
+                subject,
+                str(path),
+                f"channel size {list(image.GetSize())} != first channel size "
+                f"{list(first.GetSize())} ({paths[0]})",
+            )
+        differences = _geometry_differences(first, image, 1e-3)
+        if differences:
+            raise InputError(
+                subject, str(path), "channel geometry mismatch: " + "; ".join(differences)
+            )
+    floats = [sitk.Cast(image, sitk.sitkFloat32) for image in images]
+    for image in floats[1:]:
+        image.CopyInformation(floats[0])
+    return sitk.Compose(floats)
+
+
+def _check_against_image(
+    subject: str, image: sitk.Image, mask: sitk.Image, mask_path: str | Path, tolerance: float
+) -> None:
+    if mask.GetSize() != image.GetSize():
+        raise InputError(
+            subject,
+            str(mask_path),
+            f"shape mismatch: mask size {list(mask.GetSize())} != image size "
+            f"{list(image.GetSize())}",
+        )
+    differences = _geometry_differences(image, mask, tolerance)
+    if differences:
+        raise InputError(subject, str(mask_path), "geometry mismatch: " + "; ".join(differences))
+
+
+def _integer_values(subject: str, array: np.ndarray, mask_path: str | Path) -> list[int]:
+    values = np.unique(array)
+    non_integer = values[values != np.round(values)]
+    if non_integer.size:
+        raise InputError(
+            subject,
+            str(mask_path),
+            f"non-integer label values {_list(non_integer)} (not a label map)",
+        )
+    return values.astype(np.int64).tolist()
+
+
+def read_label_map(
+    subject: str,
+    image: sitk.Image,
+    labels: dict[str, int],
+    mask_path: str | Path | None = None,
+    class_masks: dict[str, str | Path] | None = None,
+    tolerance: float = 1e-3,
+) -> tuple[sitk.Image, list[str]]:
+    """The subject's label map, checked against its image; returns (uint8 map, warnings).
+
+    Either one label map (`mask_path`, values in {0} ∪ data.labels) or one binary file per class
+    (`class_masks`: class name → path, non-zero = class; classes must not overlap). Checks: same
+    size, same spacing/origin/direction within `tolerance`, integer values, known labels. An empty
+    mask is kept with a warning (the subject then only contributes background).
+    """
+    if class_masks:
+        unknown = sorted(set(class_masks) - set(labels))
+        if unknown:
+            raise InputError(subject, None, f"mask classes {unknown} not in data.labels")
+        combined = np.zeros(image.GetSize()[::-1], np.uint8)
+        owner = np.full(combined.shape, "", dtype=object)
+        for name, path in class_masks.items():
+            part = read_image(path, subject)
+            _check_against_image(subject, image, part, path, tolerance)
+            array = sitk.GetArrayFromImage(part)
+            values = _integer_values(subject, array, path)
+            if not set(values) <= {0, 1}:
+                raise InputError(
+                    subject, str(path), f"class mask of '{name}' is not binary (values {values})"
+                )
+            inside = array != 0
+            clash = inside & (combined != 0)
+            if clash.any():
+                other = owner[clash][0]
+                raise InputError(
+                    subject,
+                    str(path),
+                    f"class '{name}' overlaps class '{other}' in {int(clash.sum())} voxels",
+                )
+            combined[inside] = labels[name]
+            owner[inside] = name
+        mask = sitk.GetImageFromArray(combined)
+        mask.CopyInformation(image)
+        shown: str | Path = ", ".join(str(p) for p in class_masks.values())
+    else:
+        if not mask_path:
+            raise InputError(subject, None, "no mask given")
+        mask = read_image(mask_path, subject)
+        _check_against_image(subject, image, mask, mask_path, tolerance)
+        shown = mask_path
+    array = sitk.GetArrayFromImage(mask)
+    values = _integer_values(subject, array, shown)
+    allowed = {0, *labels.values()}
+    outside = [v for v in values if v not in allowed]
+    if outside:
+        raise InputError(
+            subject,
+            str(shown),
+            f"label values {outside} not in data.labels {dict(labels)} (allowed {sorted(allowed)})",
+        )
+    found = []
+    if not any(v in labels.values() for v in values):
+        message = f"subject {subject}: {shown}: mask is empty (no labelled voxels)"
+        log.warning(message)
+        warnings.warn(message, stacklevel=2)
+        found.append(f"{shown}: mask is empty (no labelled voxels)")
+    out = sitk.Cast(mask, sitk.sitkUInt8)
+    out.CopyInformation(image)
+    return out, found
+
+
+# ---------------------------------------------------------------------------------------------
 # per-subject ingest
+
+
+def _as_list(paths: str | Path | list[str | Path]) -> list[str | Path]:
+    return list(paths) if isinstance(paths, (list, tuple)) else [paths]
+
+
+def check_subject(
+    subject: str,
+    image_paths: str | Path | list[str | Path],
+    labels: dict[str, int],
+    mask_path: str | Path | None = None,
+    class_masks: dict[str, str | Path] | None = None,
+    roi_path: str | Path | None = None,
+    source: str | None = None,
+    perspective: str | None = None,
+    extra: dict[str, str] | None = None,
+    tolerance: float = 1e-3,
+) -> dict[str, Any]:
+    """Validate one subject (all channels, its mask) and return its ingest.json record.
+
+    Raises InputError for the first problem found (see the catalogue in config/README.md).
+    """
+    paths = _as_list(image_paths)
+    image = read_channels(paths, subject)
+    record = _record(subject, paths[0], source, perspective, mask_path or class_masks, roi_path)
+    found: list[str] = []
+    voxels = None
+    if mask_path or class_masks:
+        mask, found = read_label_map(subject, image, labels, mask_path, class_masks, tolerance)
+        array = sitk.GetArrayViewFromImage(mask)
+        voxels = {name: int(np.count_nonzero(array == v)) for name, v in labels.items()}
+    return {
+        **record,
+        "content_hash": content_hash(image),
+        "images": [str(p) for p in paths],
+        "class_masks": {k: str(v) for k, v in (class_masks or {}).items()},
+        "extra": dict(extra or {}),
+        "original": geometry(image),
+        "channels": image.GetNumberOfComponentsPerPixel(),
+        "voxels": voxels,
+        "warnings": found,
+        "valid": True,
+        "problem": None,
+        "file": None,
+    }
+
+
+def content_hash(image: sitk.Image) -> str:
+    """SHA-256 of the canonical voxels and grid size: equal for the same scan listed twice
+    (under two ids, in two formats or orientations), so the split audit can catch it."""
+    array = sitk.GetArrayFromImage(sitk.Cast(canonical(image), _float_type(image)))
+    digest = hashlib.sha256(str(array.shape).encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _float_type(image: sitk.Image) -> int:
+    multi = image.GetNumberOfComponentsPerPixel() > 1
+    return sitk.sitkVectorFloat32 if multi else sitk.sitkFloat32
 
 
 def ingest_image(
     subject: str,
-    image_path: str | Path,
+    image_path: str | Path | list[str | Path],
     out_image: str | Path,
-    out_json: str | Path,
+    out_json: str | Path | None = None,
     source: str | None = None,
     perspective: str | None = None,
     mask_path: str | Path | None = None,
     roi_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Validate one image, write it canonical float32 NIfTI and its ingest.json record.
+    """Validate one image (or its channels), write it canonical float32 NIfTI (+ a record).
 
     `mask_path`/`roi_path` are only recorded (the cohort manifest lists them; `labelled` means a
-    mask was given); the mask itself is validated by `ingest_mask`.
+    mask was given); the mask itself is validated by `check_subject`/`ingest_mask`.
     """
-    image = read_image(image_path, subject)
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(subject, str(image_path), "multi-component voxels are not supported")
+    paths = _as_list(image_path)
+    image = read_channels(paths, subject)
     original = geometry(image)
-    out = sitk.Cast(canonical(image), sitk.sitkFloat32)
+    out = sitk.Cast(canonical(image), _float_type(image))
     Path(out_image).parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(out, str(out_image), useCompression=True)
     record = {
-        **_record(subject, image_path, source, perspective, mask_path, roi_path),
+        **_record(subject, paths[0], source, perspective, mask_path, roi_path),
         "original": original,
         "canonical": geometry(out),
         "output": str(out_image),
         "valid": True,
         "problem": None,
     }
-    _write_json(record, out_json)
+    if out_json is not None:
+        _write_json(record, out_json)
     return record
 
 
@@ -227,17 +423,21 @@ def invalid_record(
     perspective: str | None = None,
     mask_path: str | Path | None = None,
     roi_path: str | Path | None = None,
+    file: str | None = None,
 ) -> dict[str, Any]:
     """The ingest.json record of a subject that failed validation (for `on_invalid: skip`)."""
     return {
         **_record(subject, image_path, source, perspective, mask_path, roi_path),
         "valid": False,
         "problem": problem,
+        "file": file,
     }
 
 
 def _record(subject, image_path, source, perspective, mask_path, roi_path) -> dict[str, Any]:
     """Identity part of an ingest.json record: paths as given (the data manifest lists them)."""
+    if isinstance(mask_path, dict):  # one file per class: list them all
+        mask_path = ";".join(str(p) for p in mask_path.values())
     return {
         "subject_id": subject,
         "image": str(image_path),
@@ -251,52 +451,21 @@ def _record(subject, image_path, source, perspective, mask_path, roi_path) -> di
 
 def ingest_mask(
     subject: str,
-    image_path: str | Path,
-    mask_path: str | Path,
+    image_path: str | Path | list[str | Path],
+    mask_path: str | Path | None,
     out_mask: str | Path,
     labels: dict[str, int],
     tolerance: float = 1e-3,
+    class_masks: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Validate a label map against its image and write it canonical uint8 NIfTI.
+    """Validate a label map (or one file per class) against its image; write canonical uint8.
 
-    Checks: same size, same spacing/origin/direction within `tolerance` (mm for spacing/origin),
-    integer values within {0} ∪ labels. An empty mask is kept with a warning (the subject then
-    only contributes background). Returns voxel counts per class name.
+    Returns voxel counts per class name.
     """
-    image = read_image(image_path, subject)
-    mask = read_image(mask_path, subject)
-    if mask.GetSize() != image.GetSize():
-        raise InputError(
-            subject,
-            str(mask_path),
-            f"shape mismatch: mask size {list(mask.GetSize())} != image size "
-            f"{list(image.GetSize())}",
-        )
-    differences = _geometry_differences(image, mask, tolerance)
-    if differences:
-        raise InputError(subject, str(mask_path), "geometry mismatch: " + "; ".join(differences))
-    array = sitk.GetArrayFromImage(mask)
-    values = np.unique(array)
-    non_integer = values[values != np.round(values)]
-    if non_integer.size:
-        raise InputError(
-            subject,
-            str(mask_path),
-            f"non-integer label values {_list(non_integer)} (not a label map)",
-        )
-    allowed = {0, *labels.values()}
-    outside = [v for v in values.astype(np.int64).tolist() if v not in allowed]
-    if outside:
-        raise InputError(
-            subject,
-            str(mask_path),
-            f"label values {outside} not in data.labels {dict(labels)} (allowed {sorted(allowed)})",
-        )
+    image = read_channels(_as_list(image_path), subject)
+    mask, _ = read_label_map(subject, image, labels, mask_path, class_masks, tolerance)
+    array = sitk.GetArrayViewFromImage(mask)
     counts = {name: int(np.count_nonzero(array == value)) for name, value in labels.items()}
-    if not any(counts.values()):
-        message = f"subject {subject}: {mask_path}: mask is empty (no labelled voxels)"
-        log.warning(message)
-        warnings.warn(message, stacklevel=2)
     out = sitk.Cast(canonical(mask), sitk.sitkUInt8)
     Path(out_mask).parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(out, str(out_mask), useCompression=True)
@@ -309,54 +478,12 @@ def _list(values: np.ndarray, limit: int = 8) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# manifests
+# cohort tables
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a user manifest CSV: required subject_id and image, unique ids, absolute paths.
-
-    Paths in image/mask/roi are relative to the CSV's folder; `labelled` is True where a mask is
-    given.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(None, str(path), "manifest not found")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(None, str(path), f"unreadable manifest: {error}") from None
-    table.columns = [c.strip() for c in table.columns]
-    for column in ("subject_id", "image"):
-        if column not in table.columns:
-            raise InputError(
-                None,
-                str(path),
-                f"manifest lacks required column '{column}' (columns: {', '.join(table.columns)})",
-            )
-    table["subject_id"] = table["subject_id"].str.strip()
-    if (table["subject_id"] == "").any():
-        rows = (table.index[table["subject_id"] == ""] + 2).tolist()
-        raise InputError(None, str(path), f"empty subject_id on line(s) {rows}")
-    duplicated = sorted(set(table.loc[table["subject_id"].duplicated(), "subject_id"]))
-    if duplicated:
-        raise InputError(None, str(path), f"duplicate subject ids: {', '.join(duplicated)}")
-    for column in PATH_COLUMNS:
-        if column not in table.columns:
-            table[column] = ""
-        table[column] = [_resolve(value, path.parent) for value in table[column]]
-    missing_image = table.loc[table["image"] == "", "subject_id"].tolist()
-    if missing_image:
-        raise InputError(None, str(path), f"no image given for: {', '.join(missing_image)}")
-    table["labelled"] = table["mask"] != ""
-    return table
-
-
-def _resolve(value: str, folder: Path) -> str:
-    value = value.strip()
-    if not value:
-        return ""
-    candidate = Path(value)
-    return str(candidate if candidate.is_absolute() else (folder / candidate).resolve())
+DROPPED_COLUMNS = ["subject_id", "source", "file", "problem"]
+# After the standard columns: non-fatal problems, and the voxel hash the split audit compares.
+AUDIT_COLUMNS = ["warning", "content_hash"]
 
 
 def write_data_manifest(records: list[dict[str, Any]], out_csv: str | Path) -> pd.DataFrame:
@@ -364,6 +491,8 @@ def write_data_manifest(records: list[dict[str, Any]], out_csv: str | Path) -> p
 
     Paths given absolute stay absolute; relative ones (relative to the working directory) are
     rewritten relative to the CSV's folder so the table stays valid wherever it is read from.
+    A subject's extra manifest columns (e.g. a stratum) follow the standard ones; `warning` holds
+    non-fatal problems (an empty mask).
     """
     out_csv = Path(out_csv)
     folder = out_csv.parent.resolve()
@@ -371,12 +500,36 @@ def write_data_manifest(records: list[dict[str, Any]], out_csv: str | Path) -> p
     for record in records:
         row = {column: record.get(column) for column in MANIFEST_COLUMNS}
         for column in PATH_COLUMNS:
-            row[column] = _relative_to(row[column], folder)
+            row[column] = ";".join(
+                _relative_to(part, folder) for part in (row[column] or "").split(";")
+            )
         row["labelled"] = bool(row["labelled"])
         row["valid"] = bool(record.get("valid", True))
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values("subject_id")
+        row["warning"] = "; ".join(record.get("warnings") or [])
+        row["content_hash"] = record.get("content_hash") or ""
+        rows.append({**row, **(record.get("extra") or {})})
+    extra = sorted({k for r in rows for k in r} - set(MANIFEST_COLUMNS) - set(AUDIT_COLUMNS))
+    table = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, *AUDIT_COLUMNS, *extra])
+    table = table.sort_values("subject_id")
     out_csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False)
+    return table
+
+
+def write_dropped(records: list[dict[str, Any]], out_csv: str | Path) -> pd.DataFrame:
+    """results/data/dropped.csv: subject_id, source, file, problem of every invalid subject."""
+    rows = [
+        {
+            "subject_id": r["subject_id"],
+            "source": r.get("source") or "",
+            "file": r.get("file") or r.get("image") or "",
+            "problem": r.get("problem") or "",
+        }
+        for r in records
+        if not r.get("valid", True)
+    ]
+    table = pd.DataFrame(rows, columns=DROPPED_COLUMNS).sort_values("subject_id")
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False)
     return table
 
@@ -397,45 +550,99 @@ def _write_json(data: dict[str, Any], path: str | Path) -> None:
 # command line
 
 
+def _class_masks(pairs: list[str] | None) -> dict[str, str]:
+    """`name=path` arguments as a dict."""
+    out = {}
+    for pair in pairs or []:
+        name, sep, path = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--class-mask expects NAME=PATH, got {pair!r}")
+        out[name] = path
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segsweep ingest", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    check = commands.add_parser("check", help="validate one subject, write its ingest.json")
     image = commands.add_parser("image", help="validate and canonicalise one image")
-    image.add_argument("--subject", required=True)
-    image.add_argument("--image", required=True)
-    image.add_argument("--source")
-    image.add_argument("--perspective")
-    image.add_argument("--mask", help="mask path, only recorded in ingest.json")
-    image.add_argument("--roi", help="roi path, only recorded in ingest.json")
-    image.add_argument("--out-image", required=True)
-    image.add_argument("--out-json", required=True)
-    image.add_argument(
-        "--on-invalid",
-        choices=["error", "skip"],
-        default="error",
-        help="skip: record the problem in ingest.json (valid: false) instead of failing",
-    )
-
     mask = commands.add_parser("mask", help="validate and canonicalise one label map")
-    mask.add_argument("--subject", required=True)
-    mask.add_argument("--image", required=True)
-    mask.add_argument("--mask", required=True)
-    mask.add_argument("--labels-json", required=True, help='e.g. \'{"femur": 1, "tibia": 2}\'')
+    for command in (check, image, mask):
+        command.add_argument("--subject", required=True)
+        command.add_argument("--image", required=True, nargs="+", help="one path per channel")
+    for command in (check, image):
+        command.add_argument("--source")
+        command.add_argument("--perspective")
+        command.add_argument("--roi", help="roi path, only recorded in ingest.json")
+        command.add_argument(
+            "--on-invalid",
+            choices=["error", "skip"],
+            default="error",
+            help="skip: record the problem in ingest.json (valid: false) instead of failing",
+        )
+    for command in (check, mask):
+        command.add_argument("--class-mask", action="append", help="NAME=PATH, one per class")
+        command.add_argument("--labels-json", required=True, help="e.g. '{\"femur\": 1}'")
+        command.add_argument("--tolerance", type=float, default=1e-3)
+    check.add_argument("--mask")
+    check.add_argument("--extra-json", default="{}", help="other manifest columns to keep")
+    check.add_argument("--out-json", required=True)
+    image.add_argument("--mask", help="mask path, only recorded in ingest.json")
+    image.add_argument("--out-image", required=True)
+    image.add_argument("--out-json")
+    mask.add_argument("--mask")
     mask.add_argument("--out-mask", required=True)
-    mask.add_argument("--tolerance", type=float, default=1e-3)
 
     manifest = commands.add_parser("manifest", help="cohort manifest from ingest.json records")
     manifest.add_argument("--records", nargs="*", default=[])
     manifest.add_argument("--records-file", help="file listing ingest.json paths, one per line")
     manifest.add_argument("--out", required=True)
+    manifest.add_argument("--dropped", help="CSV of the invalid subjects and why")
     return parser
 
 
+def _skip_or_raise(args: argparse.Namespace, error: InputError) -> None:
+    """Under --on-invalid skip, record the problem in ingest.json instead of failing."""
+    if args.on_invalid == "error":
+        raise error
+    log.warning(str(error))
+    masks = args.mask or ";".join(_class_masks(getattr(args, "class_mask", None)).values())
+    record = invalid_record(
+        args.subject,
+        args.image[0],
+        error.problem,
+        args.source,
+        args.perspective,
+        masks,
+        args.roi,
+        file=error.path,
+    )
+    record["extra"] = json.loads(getattr(args, "extra_json", "{}"))
+    _write_json(record, args.out_json)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Command line entry point (`python -m segsweep ingest image|mask|manifest ...`)."""
+    """Command line entry point (`python -m segsweep ingest check|image|mask|manifest ...`)."""
     args = _parser().parse_args(argv)
-    if args.command == "image":
+    if args.command == "check":
+        try:
+            record = check_subject(
+                args.subject,
+                args.image,
+                json.loads(args.labels_json),
+                mask_path=args.mask,
+                class_masks=_class_masks(args.class_mask),
+                roi_path=args.roi,
+                source=args.source,
+                perspective=args.perspective,
+                extra=json.loads(args.extra_json),
+                tolerance=args.tolerance,
+            )
+            _write_json(record, args.out_json)
+        except InputError as error:
+            _skip_or_raise(args, error)
+    elif args.command == "image":
         try:
             ingest_image(
                 args.subject,
@@ -448,23 +655,18 @@ def main(argv: list[str] | None = None) -> None:
                 roi_path=args.roi,
             )
         except InputError as error:
-            if args.on_invalid == "error":
+            if args.out_json is None:
                 raise
-            log.warning(str(error))
-            record = invalid_record(
-                args.subject,
-                args.image,
-                error.problem,
-                args.source,
-                args.perspective,
-                args.mask,
-                args.roi,
-            )
-            _write_json(record, args.out_json)
+            _skip_or_raise(args, error)
     elif args.command == "mask":
-        labels = json.loads(args.labels_json)
         ingest_mask(
-            args.subject, args.image, args.mask, args.out_mask, labels, tolerance=args.tolerance
+            args.subject,
+            args.image,
+            args.mask,
+            args.out_mask,
+            json.loads(args.labels_json),
+            tolerance=args.tolerance,
+            class_masks=_class_masks(args.class_mask),
         )
     else:
         paths = list(args.records)
@@ -473,6 +675,10 @@ def main(argv: list[str] | None = None) -> None:
             paths += [line.strip() for line in lines if line.strip()]
         records = [json.loads(Path(p).read_text()) for p in paths]
         write_data_manifest(records, args.out)
+        if args.dropped:
+            dropped = write_dropped(records, args.dropped)
+            for row in dropped.itertuples():
+                print(f"dropped subject {row.subject_id}: {row.file}: {row.problem}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,12 @@ import SimpleITK as sitk
 
 from segsweep.errors import ConfigError, InputError
 
-METHODS = ("zscore",)
+# zscore: training-population mean/std per channel (knee thesis); minmax: training min/max to
+# [0, 1] (feature scaling); image_zscore: each image by its own mean/std; window: CT windows of
+# channel 0, each clipped to [low, high] and scaled to [0, 1] as one channel (PET/CT thesis),
+# other channels z-scored with training statistics.
+METHODS = ("zscore", "minmax", "image_zscore", "window")
+DEFAULT_WINDOWS = [[-160.0, 240.0]]  # CT soft-tissue window (level 40, width 400)
 # lzf decompresses near memory speed (a noisy float slice barely compresses and is read like raw;
 # gzip-1 read it ~15x slower for a file ~7 % smaller) while masks still shrink ~12x.
 COMPRESSION = {"compression": "lzf"}
@@ -45,17 +50,23 @@ def _read(path: Path, subject: str | None = None) -> sitk.Image:
     return image
 
 
-def compute_stats(image_paths: list[Path], method: str = "zscore") -> dict:
-    """Per-channel mean and (population) std over all voxels of the given training images.
+def compute_stats(
+    image_paths: list[Path], method: str = "zscore", windows: list[list[float]] | None = None
+) -> dict:
+    """Per-channel mean, (population) std, min and max over all voxels of the training images,
+    and the shift/scale each method applies: normalised = (x - shift) / scale.
 
     Per-image moments are merged with Chan's parallel formula, so precision does not depend on
     the number or size of the images.
     """
     if method not in METHODS:
         raise ConfigError("preprocess.normalise", method, " | ".join(METHODS))
+    windows = [list(map(float, w)) for w in (windows or DEFAULT_WINDOWS)]
+    if any(len(w) != 2 or w[1] <= w[0] for w in windows):
+        raise ConfigError("preprocess.windows", windows, "a list of [low, high] with low < high")
     if not image_paths:
         raise InputError(None, None, "no training images to compute normalisation statistics")
-    count, mean, m2 = 0, None, None
+    count, mean, m2, low, high = 0, None, None, None, None
     for path in map(Path, image_paths):
         array = _channels_last(_read(path))
         voxels = array.reshape(-1, array.shape[-1])
@@ -65,18 +76,55 @@ def compute_stats(image_paths: list[Path], method: str = "zscore") -> dict:
             raise InputError(None, str(path), f"{voxels.shape[1]} channels, expected {mean.size}")
         n_b, mean_b = voxels.shape[0], voxels.mean(axis=0)
         m2_b = ((voxels - mean_b) ** 2).sum(axis=0)
+        low_b, high_b = voxels.min(axis=0), voxels.max(axis=0)
         if mean is None:
-            count, mean, m2 = n_b, mean_b, m2_b
+            count, mean, m2, low, high = n_b, mean_b, m2_b, low_b, high_b
             continue
+        low, high = np.minimum(low, low_b), np.maximum(high, high_b)
         delta = mean_b - mean
         total = count + n_b
         mean = mean + delta * n_b / total
         m2 = m2 + m2_b + delta**2 * count * n_b / total
         count = total
     std = np.sqrt(m2 / count)
-    if (std == 0).any():
+    if (std == 0).any() and method in ("zscore", "minmax"):
         raise InputError(None, None, "training images have a constant channel (std 0)")
-    return {"method": method, "mean": mean.tolist(), "std": std.tolist()}
+    shift, scale = (low, high - low) if method == "minmax" else (mean, std)
+    stats = {"method": method, "mean": mean.tolist(), "std": std.tolist()}
+    stats |= {"min": low.tolist(), "max": high.tolist()}
+    stats |= {"shift": shift.tolist(), "scale": scale.tolist()}
+    if method == "window":
+        stats["windows"] = windows
+    return stats
+
+
+def output_channels(stats: dict) -> int:
+    """Channels after normalisation: one per window plus the other input channels for
+    `window`, else as many as the input has."""
+    if stats.get("method") == "window":
+        return len(stats["windows"]) + len(stats["mean"]) - 1
+    return len(stats["mean"])
+
+
+def normalise(image: np.ndarray, stats: dict) -> np.ndarray:
+    """[z, y, x, c] voxels normalised as `stats` (from `compute_stats`) says, float32."""
+    method = stats.get("method", "zscore")
+    if method == "image_zscore":
+        std = image.std(axis=(0, 1, 2))
+        out = (image - image.mean(axis=(0, 1, 2))) / np.where(std > 0, std, 1.0)
+    elif method == "window":
+        shift = np.asarray(stats["shift"][1:], np.float64)
+        scale = np.asarray(stats["scale"][1:], np.float64)
+        parts = [
+            (np.clip(image[..., :1], low, high) - low) / (high - low)
+            for low, high in stats["windows"]
+        ]
+        out = np.concatenate([*parts, (image[..., 1:] - shift) / scale], axis=-1)
+    else:
+        shift = np.asarray(stats.get("shift", stats["mean"]), np.float64)
+        scale = np.asarray(stats.get("scale", stats["std"]), np.float64)
+        out = (image - shift) / scale
+    return out.astype(np.float32)
 
 
 def _header(path: Path, subject: str) -> sitk.ImageFileReader:
@@ -135,15 +183,26 @@ def _one_hot(subject: str, path: Path, labels: np.ndarray, classes: dict[str, in
 
 
 def pack_split(
-    subjects: list[str], crop_dir: Path, stats: dict, classes: dict[str, int], out: Path
+    subjects: list[str],
+    crop_dir: Path,
+    stats: dict,
+    classes: dict[str, int],
+    out: Path,
+    volumes: bool = False,
 ) -> None:
-    """Write the normalised slices and one-hot masks of `subjects` (in order) to `out` (HDF5)."""
+    """Write the normalised slices and one-hot masks of `subjects` (in order) to `out` (HDF5).
+
+    With `volumes`, a 3D layout is added (when all subjects have the same slice count):
+    `volumes/images [p, z, rows, cols, c]`, `volumes/masks [p, z, rows, cols, m]`,
+    `volumes/patient_id [p]`, chunked per volume.
+    """
     if not subjects:
         raise InputError(None, str(out), "no subjects to pack")
-    mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
     crop_dir, out = Path(crop_dir), Path(out)
-    n_slices, spacings, (rows, cols) = _check_headers(subjects, crop_dir, mean.size)
-    n, c, m = sum(n_slices), mean.size, len(classes)
+    n_slices, spacings, (rows, cols) = _check_headers(subjects, crop_dir, len(stats["mean"]))
+    n, c, m = sum(n_slices), output_channels(stats), len(classes)
+    if volumes and len(set(n_slices)) > 1:
+        raise InputError(None, str(out), f"3D layout needs one slice count, got {set(n_slices)}")
     partial = out.with_name(out.name + ".partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(partial, "w") as h5:
@@ -161,13 +220,38 @@ def pack_split(
         h5.attrs["normalisation"] = json.dumps(stats)
         h5.attrs["spacing"] = json.dumps(_common_spacing(spacings))
         h5.attrs["subject_spacing"] = json.dumps(dict(zip(subjects, spacings, strict=True)))
+        if volumes:
+            z = n_slices[0]
+            group = h5.create_group("volumes")
+            volume_images = group.create_dataset(
+                "images",
+                (len(subjects), z, rows, cols, c),
+                np.float32,
+                chunks=(1, z, rows, cols, c),
+                **COMPRESSION,
+            )
+            volume_masks = group.create_dataset(
+                "masks",
+                (len(subjects), z, rows, cols, m),
+                np.uint8,
+                chunks=(1, z, rows, cols, m),
+                **COMPRESSION,
+            )
+            group.create_dataset(
+                "patient_id", data=np.array(subjects, dtype=object), dtype=h5py.string_dtype()
+            )
         start = 0
-        for subject, k in zip(subjects, n_slices, strict=True):
+        for p, (subject, k) in enumerate(zip(subjects, n_slices, strict=True)):
             image = _channels_last(_read(crop_dir / subject / "image.nii.gz", subject))
             mask_path = crop_dir / subject / "mask.nii.gz"
             labels = sitk.GetArrayFromImage(_read(mask_path, subject))
-            images[start : start + k] = ((image - mean) / std).astype(np.float32)
-            masks[start : start + k] = _one_hot(subject, mask_path, labels, classes)
+            normalised = normalise(image, stats)
+            one_hot = _one_hot(subject, mask_path, labels, classes)
+            images[start : start + k] = normalised
+            masks[start : start + k] = one_hot
+            if volumes:
+                volume_images[p] = normalised
+                volume_masks[p] = one_hot
             start += k
     os.replace(partial, out)
 
@@ -191,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     pack_cmd.add_argument("--split", required=True, choices=["train", "val", "test"])
     pack_cmd.add_argument("--stats", type=Path, required=True, help="normalisation.json")
     pack_cmd.add_argument("--labels-json", required=True, help='{"femur": 1, ...} (data.labels)')
+    pack_cmd.add_argument("--volumes", action="store_true", help="add the 3D layout")
     for command in (stats_cmd, pack_cmd):
         command.add_argument("--splits", type=Path, required=True, help="splits.csv")
         command.add_argument("--crop-dir", type=Path, required=True, help="results/crop")
@@ -198,10 +283,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "stats":
-        method = json.loads(args.config_json).get("normalise", "zscore")
+        config = json.loads(args.config_json)
+        method = config.get("normalise", "zscore")
         subjects = _split_subjects(args.splits, "train")
         paths = [args.crop_dir / s / "image.nii.gz" for s in subjects]
-        stats = {**compute_stats(paths, method), "subjects": subjects}
+        stats = {**compute_stats(paths, method, config.get("windows")), "subjects": subjects}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(stats, indent=2) + "\n")
         print(f"{method}: mean {stats['mean']}, std {stats['std']} of {len(subjects)} subjects")
@@ -210,7 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     if not classes:
         raise ConfigError("data.labels", classes, "at least one class name: label value")
     subjects = _split_subjects(args.splits, args.split)
-    pack_split(subjects, args.crop_dir, json.loads(args.stats.read_text()), classes, args.out)
+    stats = json.loads(args.stats.read_text())
+    pack_split(subjects, args.crop_dir, stats, classes, args.out, volumes=args.volumes)
     print(f"packed {len(subjects)} subjects of split '{args.split}' into {args.out}")
 
 

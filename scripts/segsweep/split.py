@@ -103,16 +103,27 @@ def _stratum_rng(seed: int, stratum: str) -> np.random.Generator:
 
 
 def split_subjects(
-    manifest: pd.DataFrame, fractions: dict[str, float], stratify: str | None, seed: int
+    manifest: pd.DataFrame,
+    fractions: dict[str, float],
+    stratify: str | None,
+    seed: int,
+    group: str | None = None,
+    folds: int = 0,
 ) -> pd.DataFrame:
     """Assign every subject of `manifest` to train/val/test (labelled) or unlabelled.
 
-    Returns columns subject_id, split, stratum (and source when the manifest has it), sorted by
-    subject_id.
+    With `group` (a column such as patient_id, used when present) all subjects of one patient
+    land in the same split: the split is drawn over patients, each in its first subject's
+    stratum. `folds` >= 2 adds a `fold` column (0..k-1) for the train and val subjects, drawn
+    per stratum, for k-fold cross-validation over train+val; test stays apart.
+    Returns columns subject_id, split, stratum (and source, the group column and fold when
+    present), sorted by subject_id.
     """
     fractions = _check_fractions(fractions)
     if stratify is not None and stratify not in manifest.columns:
         raise ConfigError("split.stratify", stratify, f"null or a column of {list(manifest)}")
+    if folds == 1 or folds < 0:
+        raise ConfigError("split.folds", folds, "0 (no folds) or an integer >= 2")
     duplicated = manifest["subject_id"].astype(str).duplicated()
     if duplicated.any():
         raise InputError(str(manifest["subject_id"][duplicated].iloc[0]), None, "duplicate id")
@@ -122,10 +133,13 @@ def split_subjects(
         table["stratum"] = SINGLE_STRATUM
     else:
         table["stratum"] = table[stratify].astype("string").fillna("unknown").astype(str)
+    grouped = group is not None and group in table.columns
+    table["unit"] = table[group].astype(str) if grouped else table["subject_id"]
     labelled = _as_bool(table["labelled"])
     table["split"] = UNLABELLED
 
-    groups = {st: ids.tolist() for st, ids in table[labelled].groupby("stratum")["subject_id"]}
+    units = table[labelled].drop_duplicates("unit")
+    groups = {st: ids.tolist() for st, ids in units.groupby("stratum")["unit"]}
     counts = _allocate({st: len(ids) for st, ids in groups.items()}, fractions)
     split_of: dict[str, str] = {}
     for stratum, ids in groups.items():
@@ -133,9 +147,27 @@ def split_subjects(
         bounds = np.cumsum([counts[stratum][s] for s in SPLITS])[:-1]
         for split, part in zip(SPLITS, np.split(shuffled, bounds), strict=True):
             split_of.update(dict.fromkeys(part, split))
-    table.loc[labelled, "split"] = table.loc[labelled, "subject_id"].map(split_of)
+    table.loc[labelled, "split"] = table.loc[labelled, "unit"].map(split_of)
     columns = ["subject_id", "split", "stratum"] + (["source"] if "source" in table else [])
+    columns += [group] if grouped and group != "source" else []
+    if folds:
+        fold_of = _folds(units[units["unit"].map(split_of).isin(["train", "val"])], folds, seed)
+        table["fold"] = table["unit"].map(fold_of).where(table["split"].isin(["train", "val"]))
+        table["fold"] = table["fold"].astype("Int64")
+        columns.append("fold")
     return table[columns]
+
+
+def _folds(units: pd.DataFrame, k: int, seed: int) -> dict[str, int]:
+    """Fold per unit: shuffled within each stratum, dealt round-robin, continuing across strata
+    so the folds stay within one unit of each other in size."""
+    fold_of: dict[str, int] = {}
+    position = 0
+    for stratum, ids in sorted(units.groupby("stratum")["unit"]):
+        for unit in _stratum_rng(seed + 1, stratum).permutation(np.array(ids.tolist(), object)):
+            fold_of[unit] = position % k
+            position += 1
+    return fold_of
 
 
 def audit_splits(splits: pd.DataFrame) -> pd.DataFrame:
@@ -151,6 +183,45 @@ def audit_splits(splits: pd.DataFrame) -> pd.DataFrame:
     return audit.reset_index().rename(columns={"index": "split"})
 
 
+def leakage_checks(
+    splits: pd.DataFrame, manifest: pd.DataFrame, group: str | None = None
+) -> pd.DataFrame:
+    """The split audit as a table (check, passed, detail) for the report.
+
+    Checks that no subject and no patient (`group` column) is in two of train/val/test, and that
+    no two subjects in different splits have identical image content (the same scan under two
+    ids would leak test images into training). Unlabelled subjects are not used for training
+    and are left out.
+    """
+    used = splits[splits["split"].isin(SPLITS)]
+    rows = []
+    per_subject = used.groupby("subject_id")["split"].nunique()
+    bad = per_subject[per_subject > 1].index.tolist()
+    rows.append(_check_row("subject in one split", bad, "subjects in several splits"))
+    if group is not None and group in used.columns:
+        per_patient = used.groupby(group)["split"].agg(lambda s: sorted(set(s)))
+        bad = [f"{p} ({', '.join(s)})" for p, s in per_patient.items() if len(s) > 1]
+        rows.append(_check_row("patient in one split", bad, f"{group} in several splits"))
+    if "content_hash" in manifest.columns:
+        hashes = manifest.set_index(manifest["subject_id"].astype(str))["content_hash"]
+        with_hash = used.assign(content_hash=used["subject_id"].map(hashes)).dropna(
+            subset=["content_hash"]
+        )
+        with_hash = with_hash[with_hash["content_hash"] != ""]
+        bad = [
+            " = ".join(f"{r.subject_id} ({r.split})" for r in same.itertuples())
+            for _, same in with_hash.groupby("content_hash")
+            if same["split"].nunique() > 1
+        ]
+        rows.append(_check_row("image content unique across splits", bad, "identical images"))
+    return pd.DataFrame(rows, columns=["check", "passed", "detail"])
+
+
+def _check_row(check: str, offenders: list[str], what: str) -> dict:
+    detail = f"{what}: {'; '.join(map(str, offenders))}" if offenders else "ok"
+    return {"check": check, "passed": not offenders, "detail": detail}
+
+
 def _read_manifest(path: Path) -> pd.DataFrame:
     """The valid rows of the ingest manifest (all rows when there is no `valid` column)."""
     manifest = pd.read_csv(path, dtype={"subject_id": str})
@@ -163,7 +234,8 @@ def _read_manifest(path: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Write splits.csv and splits_audit.csv (next to it) from the ingest manifest."""
+    """Write splits.csv, splits_audit.csv and splits_checks.csv (next to it) from the ingest
+    manifest; fails, after writing the checks, when the audit finds a leak."""
     parser = argparse.ArgumentParser(prog="segsweep split", description=__doc__)
     parser.add_argument("--manifest", type=Path, required=True, help="results/data/manifest.csv")
     parser.add_argument("--config-json", required=True, help="split section: fractions, ...")
@@ -171,17 +243,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     config = json.loads(args.config_json)
+    manifest = _read_manifest(args.manifest)
+    group = config.get("group", "patient_id")
     splits = split_subjects(
-        _read_manifest(args.manifest),
+        manifest,
         fractions=config["fractions"],
         stratify=config.get("stratify", "source"),
         seed=int(config.get("seed", 0)),
+        group=group,
+        folds=int(config.get("folds", 0)),
     )
     audit = audit_splits(splits)
+    checks = leakage_checks(splits, manifest, group)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     splits.to_csv(args.out, index=False)
     audit.to_csv(args.out.parent / "splits_audit.csv", index=False)
+    checks.to_csv(args.out.parent / "splits_checks.csv", index=False)
     print(audit.to_string(index=False))
+    print(checks.to_string(index=False))
+    failed = checks[~checks["passed"]]
+    if not failed.empty:
+        raise InputError(None, str(args.out), "split audit failed: " + "; ".join(failed["detail"]))
 
 
 if __name__ == "__main__":

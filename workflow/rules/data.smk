@@ -36,12 +36,36 @@ rule cohort_manifest:
         "python -m segsweep cohort manifest --config-json {params.cfg:q} --out {output} > {log} 2>&1"
 
 
+rule ingest_check:
+    input:
+        raw_image,
+        raw_mask,
+    output:
+        "results/data/{subject}/ingest.json",
+    log:
+        "logs/ingest/{subject}.check.log",
+    benchmark:
+        "benchmarks/ingest/{subject}.check.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        args=check_args,
+        labels=as_json(config["data"]["labels"]),
+        tolerance=config["data"]["tolerance"],
+        on_invalid=config["data"]["on_invalid"],
+    shell:
+        "python -m segsweep ingest check --subject {wildcards.subject} {params.args}"
+        " --labels-json {params.labels:q} --tolerance {params.tolerance}"
+        " --on-invalid {params.on_invalid} --out-json {output} > {log} 2>&1"
+        " || {{ tail -n 1 {log} >&2; exit 1; }}"
+
+
 rule ingest_image:
     input:
         raw_image,
-    output:
-        image="results/data/{subject}/image.nii.gz",
         record="results/data/{subject}/ingest.json",
+    output:
+        "results/data/{subject}/image.nii.gz",
     log:
         "logs/ingest/{subject}.log",
     benchmark:
@@ -49,20 +73,17 @@ rule ingest_image:
     conda:
         "../../envs/preprocess.yaml"
     params:
-        image=lambda w: SUBJECTS[w.subject]["image"],
-        source=lambda w: SUBJECTS[w.subject]["source"],
-        perspective=lambda w: SUBJECTS[w.subject]["perspective"],
-        labels=label_paths,
+        images=image_args,
     shell:
-        "python -m segsweep ingest image --subject {wildcards.subject} --image {params.image:q}"
-        " --source {params.source:q} --perspective {params.perspective:q} {params.labels}"
-        " --out-image {output.image} --out-json {output.record} > {log} 2>&1"
+        "python -m segsweep ingest image --subject {wildcards.subject} {params.images}"
+        " --out-image {output} > {log} 2>&1"
 
 
 rule ingest_mask:
     input:
-        image=raw_image,
-        mask=raw_mask,
+        raw_image,
+        raw_mask,
+        record="results/data/{subject}/ingest.json",
     output:
         "results/data/{subject}/mask.nii.gz",
     log:
@@ -72,15 +93,17 @@ rule ingest_mask:
     conda:
         "../../envs/preprocess.yaml"
     params:
-        image=lambda w: SUBJECTS[w.subject]["image"],
-        mask=lambda w: SUBJECTS[w.subject]["mask"],
+        images=image_args,
+        masks=mask_args,
         labels=as_json(config["data"]["labels"]),
+        tolerance=config["data"]["tolerance"],
     shell:
-        "python -m segsweep ingest mask --subject {wildcards.subject} --image {params.image:q}"
-        " --mask {params.mask:q} --labels-json {params.labels:q} --out-mask {output} > {log} 2>&1"
+        "python -m segsweep ingest mask --subject {wildcards.subject} {params.images}"
+        " {params.masks} --labels-json {params.labels:q} --tolerance {params.tolerance}"
+        " --out-mask {output} > {log} 2>&1"
 
 
-rule data_manifest:
+checkpoint data_manifest:
     input:
         records=expand("results/data/{subject}/ingest.json", subject=sorted(SUBJECTS)),
         cohort=(
@@ -89,11 +112,12 @@ rule data_manifest:
             else []
         ),
     output:
-        report(
+        manifest=report(
             "results/data/manifest.csv",
             caption="../../report/manifest.rst",
             category="Data",
         ),
+        dropped="results/data/dropped.csv",
     log:
         "logs/data/manifest.log",
     benchmark:
@@ -101,5 +125,5 @@ rule data_manifest:
     conda:
         "../../envs/preprocess.yaml"
     shell:
-        "python -m segsweep ingest manifest"
-        " --records {input.records} --out {output} > {log} 2>&1"
+        "python -m segsweep ingest manifest --records {input.records}"
+        " --out {output.manifest} --dropped {output.dropped} > {log} 2>&1"

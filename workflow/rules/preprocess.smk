@@ -7,6 +7,13 @@ rule n4:
     output:
         image="results/n4/{subject}/image.nii.gz",
         field="results/n4/{subject}/bias_field.nii.gz",
+        qc=report(
+            "results/n4/{subject}/qc.png",
+            caption="../../report/n4_qc.rst",
+            category="Preprocessing",
+            subcategory="N4",
+            labels={"subject": "{subject}"},
+        ),
     log:
         "logs/n4/{subject}.log",
     benchmark:
@@ -17,7 +24,8 @@ rule n4:
         cfg=as_json(config["preprocess"]["n4"]),
     shell:
         "python -m segsweep n4 --image {input} --config-json {params.cfg:q}"
-        " --out-image {output.image} --out-field {output.field} > {log} 2>&1"
+        " --out-image {output.image} --out-field {output.field} --out-qc {output.qc}"
+        " > {log} 2>&1"
 
 
 rule crop_image:
@@ -65,3 +73,26 @@ rule crop_mask:
         "python -m segsweep crop mask --mask {input.mask} --crop-json {input.info}"
         " --labels-json {params.labels:q} --out-mask {output.mask} --out-json {output.kept}"
         " > {log} 2>&1"
+
+
+rule crop_tables:
+    input:
+        infos=lambda w: expand(
+            "results/crop/{subject}/{name}.json",
+            subject=valid_labelled(w),
+            name=["crop", "mask"],
+        ),
+    output:
+        centre="results/crop/centre_error.csv",
+        kept="results/crop/kept_fraction.csv",
+    log:
+        "logs/crop/tables.log",
+    benchmark:
+        "benchmarks/crop/tables.tsv"
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        subjects=lambda w: valid_labelled(w),
+    shell:
+        "python -m segsweep crop tables --crop-dir results/crop --subjects {params.subjects}"
+        " --out-centre {output.centre} --out-kept {output.kept} > {log} 2>&1"

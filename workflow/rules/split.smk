@@ -11,6 +11,7 @@ rule split:
             category="Data",
         ),
         audit="results/splits/splits_audit.csv",
+        checks="results/splits/splits_checks.csv",
     log:
         "logs/split/split.log",
     benchmark:
@@ -27,7 +28,7 @@ rule split:
 rule normalisation:
     input:
         splits="results/splits/splits.csv",
-        images=expand("results/crop/{subject}/image.nii.gz", subject=LABELLED),
+        images=labelled_crops,
     output:
         "results/datasets/normalisation.json",
     log:
@@ -37,7 +38,12 @@ rule normalisation:
     conda:
         "../../envs/preprocess.yaml"
     params:
-        cfg=as_json({"normalise": config["preprocess"]["normalise"]}),
+        cfg=as_json(
+            {
+                "normalise": config["preprocess"]["normalise"],
+                "windows": config["preprocess"]["windows"],
+            }
+        ),
     shell:
         "python -m segsweep pack stats --splits {input.splits} --crop-dir results/crop"
         " --config-json {params.cfg:q} --out {output} > {log} 2>&1"
@@ -47,8 +53,8 @@ rule pack:
     input:
         splits="results/splits/splits.csv",
         stats="results/datasets/normalisation.json",
-        images=expand("results/crop/{subject}/image.nii.gz", subject=LABELLED),
-        masks=expand("results/crop/{subject}/mask.nii.gz", subject=LABELLED),
+        images=labelled_crops,
+        masks=labelled_crop_masks,
     output:
         "results/datasets/{split}.h5",
     log:
@@ -59,7 +65,8 @@ rule pack:
         "../../envs/preprocess.yaml"
     params:
         labels=as_json(config["data"]["labels"]),
+        volumes="--volumes" if config["preprocess"]["volumes"] else "",
     shell:
         "python -m segsweep pack pack --split {wildcards.split} --splits {input.splits}"
-        " --crop-dir results/crop --stats {input.stats} --labels-json {params.labels:q}"
+        " --crop-dir results/crop --stats {input.stats} --labels-json {params.labels:q} {params.volumes}"
         " --out {output} > {log} 2>&1"

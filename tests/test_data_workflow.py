@@ -1,0 +1,185 @@
+"""The real Snakefile on a brought dataset (data.manifest): formats, labels and sizes unlike the
+synthetic cohort, and the validation catalogue's behaviour at workflow level — by default a bad
+subject stops the cohort stages while every other subject's work completes (--keep-going); with
+`data.on_invalid: skip` it is dropped and listed in results/data/dropped.csv.
+Only the data stages run (up to the normalisation statistics), so this stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import locale
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = {"bone": 4, "muscle": 7}
+
+pytestmark = pytest.mark.workflow
+
+
+def _subject(seed: int, size=(40, 36, 10)) -> tuple[sitk.Image, sitk.Image]:
+    """A bright ellipsoid in air with a smooth bias, and its two-class label map."""
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = size
+    z, y, x = np.meshgrid(
+        np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij"
+    )
+    body = (x / 0.8) ** 2 + (y / 0.7) ** 2 < 1
+    core = (x / 0.3) ** 2 + (y / 0.3) ** 2 < 1
+    array = np.where(body, 100.0, 5.0) + np.where(core, 60.0, 0.0)
+    array = array * np.exp(0.2 * x) + rng.normal(0, 2.0, array.shape)
+    image = sitk.GetImageFromArray(np.abs(array).astype(np.float32))
+    image.SetSpacing((1.2, 1.1, 3.0))
+    image.SetOrigin((-20.0, 10.0, 5.0))
+    image.SetDirection((1, 0, 0, 0, 0, -1, 0, 1, 0))  # coronal LIP, as the canonical grid
+    labels = np.where(core, LABELS["bone"], np.where(body, LABELS["muscle"], 0)).astype(np.uint8)
+    mask = sitk.GetImageFromArray(labels)
+    mask.CopyInformation(image)
+    return image, mask
+
+
+def _write_dicom(image: sitk.Image, folder: Path) -> None:
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer switches the process locale to C
+    try:
+        _write_dicom_slices(image, folder)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_slices(image: sitk.Image, folder: Path) -> None:
+    folder.mkdir(parents=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    array = sitk.GetArrayFromImage(image).astype(np.int16)
+    for k in range(array.shape[0]):
+        slice_ = sitk.GetImageFromArray(array[k : k + 1])
+        slice_.SetSpacing(image.GetSpacing())
+        origin = image.TransformIndexToPhysicalPoint((0, 0, k))
+        tags = {
+            "0008|0060": "MR",
+            "0020|000d": "1.2.826.0.1.3680043.2.1125.9",
+            "0020|000e": "1.2.826.0.1.3680043.2.1125.9.1",
+            "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:g}" for v in origin),
+            "0020|0037": "1\\0\\0\\0\\0\\-1",
+            "0008|0018": f"1.2.826.0.1.3680043.2.1125.9.1.{k + 1}",
+        }
+        for tag, value in tags.items():
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(slice_)
+
+
+def _dataset(root: Path) -> Path:
+    """Labelled NIfTI, MHA, MHD subjects, one with one mask file per class, an unlabelled DICOM
+    series and a subject whose mask holds a label value outside data.labels."""
+    data = root / "brought"
+    data.mkdir()
+    rows = []
+    for i, (name, suffix) in enumerate(
+        [("nii1", ".nii.gz"), ("nii2", ".nii"), ("mha1", ".mha"), ("mhd1", ".mhd")]
+    ):
+        image, mask = _subject(i)
+        sitk.WriteImage(image, str(data / f"{name}_img{suffix}"))
+        sitk.WriteImage(mask, str(data / f"{name}_seg{suffix}"))
+        rows.append(f"{name},{name}_img{suffix},{name}_seg{suffix},,,site{i % 2}")
+    image, mask = _subject(10)
+    sitk.WriteImage(image, str(data / "cls_img.nii.gz"))
+    for cls, value in LABELS.items():
+        sitk.WriteImage(mask == value, str(data / f"cls_{cls}.nii.gz"))
+    rows.append("cls,cls_img.nii.gz,,cls_bone.nii.gz,cls_muscle.nii.gz,site0")
+    image, _ = _subject(20)
+    _write_dicom(image, data / "dicom")
+    rows.append("dcm,dicom,,,,site1")
+    image, mask = _subject(30)
+    sitk.WriteImage(image, str(data / "bad_img.nii.gz"))
+    sitk.WriteImage(mask + (mask == 4) * 5, str(data / "bad_seg.nii.gz"))  # 4 -> 9: unknown
+    rows.append("bad,bad_img.nii.gz,bad_seg.nii.gz,,,site1")
+    manifest = data / "manifest.csv"
+    manifest.write_text("subject_id,image,mask,mask_bone,mask_muscle,site\n" + "\n".join(rows))
+    return manifest
+
+
+def _workdir(root: Path, manifest: Path, on_invalid: str) -> Path:
+    work = root / on_invalid
+    (work / "config").mkdir(parents=True)
+    config = {
+        "data": {
+            "source": "manifest",
+            "manifest": str(manifest),
+            "labels": LABELS,
+            "on_invalid": on_invalid,
+        },
+        "preprocess": {
+            "n4": {"iterations": [10]},
+            "crop": {"centre": "foreground", "window_mm": 40, "size": 16, "slices": 8},
+        },
+        "split": {"stratify": "site"},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    (work / "config" / "sweep.yaml").write_text(yaml.safe_dump({"grids": {"g": {"lr": [0.001]}}}))
+    return work
+
+
+def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+    command += ["--directory", str(work), "--configfile", str(work / "config.yaml")]
+    return subprocess.run(
+        [*command, "--cores", "2", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _dataset(tmp_path_factory.mktemp("brought"))
+
+
+def test_bad_subject_stops_cohort_stages_but_others_complete(manifest: Path) -> None:
+    work = _workdir(manifest.parent.parent, manifest, "error")
+    subjects = ["nii1", "nii2", "mha1", "mhd1", "cls", "dcm"]
+    targets = [f"results/data/{s}/image.nii.gz" for s in subjects]
+    result = _snakemake(work, "--keep-going", "results/splits/splits.csv", *targets)
+    assert result.returncode != 0
+    message = f"subject bad: {manifest.parent / 'bad_seg.nii.gz'}: label values [9] not in"
+    assert message in result.stderr
+    for subject in subjects:
+        assert (work / "results/data" / subject / "image.nii.gz").exists(), subject
+    assert not (work / "results/splits/splits.csv").exists()
+
+
+def test_skip_drops_the_bad_subject_and_the_rest_reaches_the_statistics(manifest: Path) -> None:
+    work = _workdir(manifest.parent.parent, manifest, "skip")
+    targets = ["results/datasets/normalisation.json", "results/crop/centre_error.csv"]
+    result = _snakemake(work, *targets)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    dropped = pd.read_csv(work / "results/data/dropped.csv")
+    assert dropped["subject_id"].tolist() == ["bad"]
+    assert dropped["file"].tolist() == [str(manifest.parent / "bad_seg.nii.gz")]
+    assert dropped["problem"].iloc[0].startswith("label values [9] not in data.labels")
+    data = pd.read_csv(work / "results/data/manifest.csv", dtype={"site": str})
+    assert set(data["site"]) == {"site0", "site1"}
+    splits = pd.read_csv(work / "results/splits/splits.csv")
+    assert "bad" not in set(splits["subject_id"])
+    assert splits.set_index("subject_id").loc["dcm", "split"] == "unlabelled"
+    stats = json.loads((work / "results/datasets/normalisation.json").read_text())
+    assert set(stats["subjects"]) <= {"nii1", "nii2", "mha1", "mhd1", "cls"}
+    combined = sitk.ReadImage(str(work / "results/data/cls/mask.nii.gz"))
+    assert sorted(np.unique(sitk.GetArrayFromImage(combined)).tolist()) == [0, 4, 7]
+    dicom = json.loads((work / "results/data/dcm/ingest.json").read_text())
+    assert dicom["original"]["size"] == [40, 36, 10]
+    checks = pd.read_csv(work / "results/splits/splits_checks.csv")
+    assert checks["passed"].all()
+    centre = pd.read_csv(work / "results/crop/centre_error.csv")
+    assert sorted(centre["subject_id"]) == ["cls", "mha1", "mhd1", "nii1", "nii2"]
+    assert (centre["error_mm"] < 10).all()  # the ellipsoid's core: both classes meet around it
+    kept = pd.read_csv(work / "results/crop/kept_fraction.csv")
+    assert kept.columns.tolist() == ["subject_id", "bone", "muscle"]
+    assert (kept["bone"] == 1.0).all()  # the 40 mm window holds the whole 24 mm core
