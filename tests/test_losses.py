@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from segsweep.losses import LOSSES, cross_entropy, get_loss, soft_dice
+from segsweep.losses import (
+    LOSSES,
+    Criterion,
+    ce_dice,
+    cross_entropy,
+    get_loss,
+    soft_dice,
+    soft_fbeta,
+)
+from segsweep.models import build_model
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -69,5 +78,86 @@ def test_shape_mismatch_is_an_error():
 
 def test_get_loss_by_config_name():
     assert get_loss("dice") is soft_dice and get_loss("cross_entropy") is cross_entropy
-    with pytest.raises(ValueError, match="unknown loss 'f1'.*cross_entropy, dice"):
+    with pytest.raises(ValueError, match="unknown loss 'f1'.*cross_entropy, dice, fbeta"):
         get_loss("f1")
+
+
+def _hand_batch():
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(2, 3, 3, 4))
+    target = rng.integers(0, 3, size=(2, 3, 4))
+    p = _softmax(logits)
+    g = np.stack([target == k for k in range(3)], axis=1).astype(float)
+    return torch.tensor(logits), torch.tensor(target), p, g
+
+
+@pytest.mark.parametrize("beta", [0.5, 2.0, 4.0])
+def test_fbeta_matches_the_pet_ct_thesis_definition(beta):
+    """1 - ((1 + β²) Σ p g + eps) / (β² Σ g² + Σ p² + eps), averaged over foreground classes."""
+    lt, tt, p, g = _hand_batch()
+    eps, b2 = 1.0, beta**2
+    scores = [
+        ((1 + b2) * (p[:, k] * g[:, k]).sum() + eps)
+        / (b2 * (g[:, k] ** 2).sum() + (p[:, k] ** 2).sum() + eps)
+        for k in (1, 2)
+    ]
+    assert soft_fbeta(lt, tt, beta=beta).item() == pytest.approx(1 - np.mean(scores), rel=1e-9)
+    by_name = get_loss(f"fbeta{beta:g}") if beta >= 1 else get_loss("fbeta", beta=beta)
+    assert by_name(lt, tt).item() == pytest.approx(1 - np.mean(scores), rel=1e-9)
+
+
+def test_fbeta_at_beta_one_is_soft_dice():
+    lt, tt, p, g = _hand_batch()
+    assert soft_fbeta(lt, tt, beta=1.0, squared=False).item() == pytest.approx(
+        soft_dice(lt, tt).item(), rel=1e-12
+    )
+    # with the squared denominator it is Milletari's Dice: (2 Σ p g + 1) / (Σ g + Σ p² + 1)
+    milletari = [
+        (2 * (p[:, k] * g[:, k]).sum() + 1) / (g[:, k].sum() + (p[:, k] ** 2).sum() + 1)
+        for k in (1, 2)
+    ]
+    assert soft_fbeta(lt, tt, beta=1.0).item() == pytest.approx(1 - np.mean(milletari))
+    # a confident miss of a rare structure costs more with a larger β (sensitivity weighs more)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, 0, :2] = 1
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[0, 0] = 3.0
+    assert soft_fbeta(logits, target, beta=4) > soft_fbeta(logits, target, beta=1)
+
+
+def test_ce_dice_is_the_sum():
+    lt, tt, _, _ = _hand_batch()
+    expected = cross_entropy(lt, tt) + soft_dice(lt, tt)
+    assert ce_dice(lt, tt).item() == pytest.approx(expected.item(), rel=1e-12)
+    assert get_loss("ce_dice") is ce_dice and get_loss("fbeta") is soft_fbeta
+
+
+def test_dual_head_criterion_sums_one_loss_per_head():
+    torch.manual_seed(0)
+    hp = {
+        "loss": "dual",
+        "dual_losses": ["cross_entropy", "fbeta2"],
+        "depth": 2,
+        "base_channels": 4,
+    }
+    model = build_model(hp, 1, 3)
+    x, t = torch.randn(2, 1, 8, 8), torch.randint(0, 3, (2, 8, 8))
+    first, second = model.forward_heads(x)
+    expected = cross_entropy(first, t) + soft_fbeta(second, t, beta=2.0)
+    assert Criterion(hp)(model, x, t).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_per_class_criterion_sums_binary_losses_of_members():
+    torch.manual_seed(0)
+    hp = {"labels": "per_class", "loss": "dice", "depth": 2, "base_channels": 4}
+    model = build_model(hp, 1, 4)
+    x, t = torch.randn(2, 1, 8, 8), torch.randint(0, 4, (2, 8, 8))
+    expected = sum(soft_dice(m(x), (t == c).long()) for c, m in enumerate(model.members, 1))
+    loss = Criterion(hp)(model, x, t)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    member = model.members[1]
+    grad = member.head.weight.grad.clone()
+    model.zero_grad()
+    soft_dice(member(x), (t == 2).long()).backward()
+    assert torch.allclose(grad, member.head.weight.grad)

@@ -1,4 +1,4 @@
-"""U-Net shapes, widths, dropout placement and the model factory."""
+"""U-Net shapes, widths, blocks, dropout placements, heads, per-class models and the factory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from segsweep.models import UNet2D, build_model
+from segsweep.models import PerClassModel, UNet2D, build_model, encoder_blocks
 
 
 @pytest.mark.parametrize(("depth", "size"), [(1, 5), (2, 16), (3, 16), (4, 24), (5, 32)])
@@ -18,7 +18,7 @@ def test_output_has_input_size_and_one_channel_per_class(depth, size):
 
 def test_widths_grow_by_growth_per_level():
     model = UNet2D(1, 2, depth=3, base_channels=6, growth=1.5, batch_norm=False)
-    widths = [block[0].out_channels for block in model.encoder]
+    widths = [block.out_channels for block in model.encoder]
     assert widths == [6, 9, 14]  # round(6 * 1.5**2) = round(13.5) = 14 (banker's rounding)
     assert [up.out_channels for up in model.upsample] == [9, 6]
     assert model.head.in_channels == 6
@@ -40,7 +40,7 @@ def test_dropout_sits_at_the_end_of_the_contracting_path():
     model.dropout.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape))
     model.eval()(torch.zeros(1, 1, 16, 16))
     assert seen == [(1, 16, 4, 4)]  # the deepest level: 4 * 2**2 channels at 16 / 2**2
-    assert isinstance(UNet2D(1, 2, dropout=0.0).dropout, nn.Identity)
+    assert UNet2D(1, 2, dropout=0.0).dropout is None
 
 
 def test_size_not_divisible_is_a_clear_error():
@@ -52,7 +52,8 @@ def test_build_model_reads_hyperparameters():
     hp = {"model": "unet2d", "depth": 2, "base_channels": 5, "batch_norm": False, "dropout": 0.25}
     model = build_model(hp, in_channels=3, out_channels=4)
     assert isinstance(model, UNet2D) and model.depth == 2
-    assert model.encoder[0][0].in_channels == 3 and model.encoder[0][0].out_channels == 5
+    first_conv = model.encoder[0].first[0]
+    assert first_conv.in_channels == 3 and first_conv.out_channels == 5
     assert model.head.out_channels == 4 and model.dropout.p == 0.25
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
@@ -60,3 +61,68 @@ def test_build_model_reads_hyperparameters():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'unet3d'.*unet2d"):
         build_model({"model": "unet3d"}, 1, 2)
+
+
+def test_dropout_between_contracting_convolutions_and_on_the_expanding_side():
+    inner = UNet2D(1, 2, depth=3, base_channels=4, dropout=0.2, dropout_placement="contracting")
+    assert inner.dropout is None and inner.expanding_dropout is None
+    assert [b.inner_dropout.p for b in inner.encoder] == [0.2, 0.2, 0.2]
+    assert all(isinstance(b.inner_dropout, nn.Identity) for b in inner.decoder)
+    outer = UNet2D(1, 2, depth=3, base_channels=4, dropout=0.2, dropout_placement="expanding")
+    assert outer.dropout is None and outer.expanding_dropout.p == 0.2
+    assert sum(isinstance(m, nn.Dropout) for m in outer.modules()) == 1
+    for model in (inner, outer):  # dropout acts in training only
+        model.train()
+        x = torch.ones(2, 1, 16, 16)
+        torch.manual_seed(0)
+        assert not torch.equal(model(x), model(x))
+        model.eval()
+        assert torch.equal(model(x), model(x))
+    with pytest.raises(ValueError, match="unknown dropout placement 'middle'"):
+        UNet2D(1, 2, dropout=0.1, dropout_placement="middle")
+
+
+def test_residual_blocks_add_the_projected_input():
+    model = UNet2D(1, 2, depth=2, base_channels=4, block="residual", batch_norm=False)
+    block = model.encoder[0]
+    assert isinstance(block.shortcut, nn.Conv2d) and block.shortcut.kernel_size == (1, 1)
+    assert isinstance(model.encoder[1].shortcut, nn.Conv2d)  # 4 -> 8 channels
+    x = torch.randn(1, 1, 8, 8)
+    expected = torch.relu(block.second(block.first(x)) + block.shortcut(x))
+    assert torch.allclose(block(x), expected)
+    plain = UNet2D(1, 2, depth=2, base_channels=4, block="plain")
+    assert plain.encoder[0].shortcut is None
+    same = UNet2D(4, 2, depth=1, base_channels=4, block="residual").encoder[0]
+    assert isinstance(same.shortcut, nn.Identity)
+
+
+def test_dual_head_combines_heads_as_configured():
+    torch.manual_seed(0)
+    model = UNet2D(1, 3, depth=2, base_channels=4, heads=2).eval()
+    x = torch.randn(2, 1, 8, 8)
+    first, second = model.forward_heads(x)
+    mean = (first.softmax(1) + second.softmax(1)) / 2
+    assert torch.allclose(model(x).exp(), mean, atol=1e-6)
+    model.dual_inference = "second"
+    assert torch.equal(model(x), second)
+    hp = {"loss": "dual", "dual_losses": ["cross_entropy", "dice"], "dual_inference": "first"}
+    built = build_model(hp, 1, 3)
+    assert len(built.heads) == 2 and built.dual_inference == "first"
+
+
+def test_per_class_model_has_one_binary_network_per_class():
+    torch.manual_seed(0)
+    model = build_model({"labels": "per_class", "depth": 2, "base_channels": 4}, 1, 4)
+    assert isinstance(model, PerClassModel) and len(model.members) == 3
+    assert all(m.head.out_channels == 2 for m in model.members)
+    x = torch.randn(2, 1, 8, 8)
+    model.eval()
+    probs = [m(x).softmax(1)[:, 1] for m in model.members]
+    combined = model(x)
+    assert combined.shape == (2, 4, 8, 8)
+    stacked = torch.stack(probs, 1)
+    best = stacked.argmax(1) + 1
+    expected = torch.where(stacked.max(1).values > 0.5, best, torch.zeros_like(best))
+    assert torch.equal(combined.argmax(1), expected)
+    assert len(encoder_blocks(model, 1)) == 3
+    assert encoder_blocks(model, 1)[1] is model.members[1].encoder[0]

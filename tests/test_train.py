@@ -1,8 +1,15 @@
-"""Training on a tiny synthetic HDF5: outputs, determinism, learning, learning-rate decay."""
+"""Training on a tiny synthetic HDF5: outputs, determinism, resume after SIGKILL, learning,
+learning-rate decay, early stopping, checkpoints by steps, per-class models, transfer, subsets."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -12,7 +19,11 @@ import torch
 import yaml
 
 from segsweep import train
-from segsweep.train import LOG_COLUMNS, read_split, targets, train_run
+from segsweep.predict import load_checkpoint, predict_labels
+from segsweep.train import LOG_COLUMNS, read_split, subset_patients, targets, train_run
+
+torch.set_num_threads(1)
+SCRIPTS = str(Path(__file__).resolve().parents[1] / "scripts")
 
 CLASSES = ["femur", "tibia", "fibula"]
 HP = {
@@ -116,25 +127,25 @@ def test_training_writes_params_log_and_checkpoints(data, tmp_path):
 
 
 def test_training_is_deterministic_for_a_seed(data, tmp_path):
-    hp = {**HP, "dropout": 0.3, "labels": "separate"}
+    """Same seed on CPU: identical log (but for wall time) and identical checkpoints, with
+    dropout, augmentation and shuffling all drawing random numbers."""
+    hp = {**HP, "dropout": 0.3, "labels": "separate", "augment": True}
     for name in ("one", "two"):
         train_run(hp, *data, tmp_path / name, device="cpu")
     train_run({**hp, "seed": 1}, *data, tmp_path / "other", device="cpu")
     logs = {n: pd.read_csv(tmp_path / n / "train_log.csv") for n in ("one", "two", "other")}
-    columns = ["train_loss", "val_loss", "val_dice"]
+    columns = [c for c in LOG_COLUMNS if c != "time_s"]
     pd.testing.assert_frame_equal(logs["one"][columns], logs["two"][columns])
     assert not logs["one"]["train_loss"].equals(logs["other"]["train_loss"])
-    states = [
-        torch.load(tmp_path / n / "checkpoints/epoch-0002.pt", weights_only=True)["model"]
-        for n in ("one", "two")
-    ]
-    assert states[0].keys() == states[1].keys()
-    for key in states[0]:
-        assert torch.equal(states[0][key], states[1][key]), key
-    assert (
-        torch.load(tmp_path / "one/checkpoints/epoch-0002.pt", weights_only=True)["out_channels"]
-        == 4
-    )
+    index = (tmp_path / "one/checkpoints/index.json").read_text()
+    assert index == (tmp_path / "two/checkpoints/index.json").read_text()
+    for entry in json.loads(index)["checkpoints"]:
+        one, two = (
+            torch.load(tmp_path / n / "checkpoints" / entry["file"], weights_only=True)
+            for n in ("one", "two")
+        )
+        _assert_same_weights(one["model"], two["model"])
+        assert one["out_channels"] == 4 and one["step"] == two["step"]
 
 
 @pytest.mark.parametrize("loss", ["dice", "cross_entropy"])
@@ -147,7 +158,7 @@ def test_learning_lowers_the_loss(data, tmp_path, loss):
 
 
 def test_time_based_decay_per_step(data, tmp_path):
-    hp = {**HP, "optimizer": "sgd", "lr": 0.1, "decay": 0.5}
+    hp = {**HP, "optimizer": "sgd", "lr": 0.1, "decay": 0.5, "lr_policy": "time"}
     train_run(hp, *data, tmp_path, device="cpu")
     log = pd.read_csv(tmp_path / "train_log.csv")
     # the logged lr is that of each epoch's last step, t = step - 1
@@ -170,3 +181,145 @@ def test_unknown_optimizer_is_an_error_before_training(data, tmp_path):
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'.*adam, sgd"):
         train_run({**HP, "optimizer": "rmsprop"}, *data, tmp_path, device="cpu")
     assert not (tmp_path / "train_log.csv").exists()
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def _assert_same_weights(one, two):
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.equal(one[key], two[key]), key
+
+
+RESUME_HP = {
+    **HP,
+    "epochs": 16,
+    "checkpoint_every": 5,
+    "checkpoint_unit": "steps",
+    "dropout": 0.3,
+    "augment": True,
+    "lr_policy": "cosine",
+    "lr_t0": 3,
+    "lr_t_mult": 2,
+    "patience": 12,
+    "early_stopping_metric": "val_loss",
+}
+
+
+def test_a_run_killed_by_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(
+    data, tmp_path, capsys
+):
+    reference = tmp_path / "reference"
+    train_run(RESUME_HP, *data, reference, device="cpu")
+    killed = tmp_path / "killed"
+    argv = ["--hp-json", json.dumps(RESUME_HP), "--train", str(data[0]), "--val", str(data[1])]
+    env = {**os.environ, "PYTHONPATH": SCRIPTS, "SEGSWEEP_GPU_COUNT": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "segsweep", "train", *argv, "--out", str(killed), "--threads", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = killed / "train_log.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 4:  # header + 3 epochs
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "training ended before it could be killed"
+    assert (killed / "state" / "resume.pt").is_file()
+    assert not (killed / "checkpoints" / "index.json").exists()
+    epochs_done = len(pd.read_csv(log))
+    assert 3 <= epochs_done < 16
+    # Snakemake removes a failed job's declared outputs before running it again
+    for declared in ("params.yaml", "train_log.csv"):
+        (killed / declared).unlink()
+    capsys.readouterr()
+    train_run(RESUME_HP, *data, killed, device="cpu")
+    assert "resuming at epoch" in capsys.readouterr().out
+    assert not (killed / "state").exists()
+    ref_index = json.loads((reference / "checkpoints/index.json").read_text())
+    assert json.loads((killed / "checkpoints/index.json").read_text()) == ref_index
+    for entry in ref_index["checkpoints"]:
+        _assert_same_weights(
+            _weights(reference / "checkpoints" / entry["file"]),
+            _weights(killed / "checkpoints" / entry["file"]),
+        )
+    columns = [c for c in LOG_COLUMNS if c != "time_s"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(reference / "train_log.csv")[columns],
+        pd.read_csv(killed / "train_log.csv")[columns],
+    )
+
+
+def test_state_of_other_hyperparameters_is_ignored(data, tmp_path, capsys):
+    state = tmp_path / "state"
+    state.mkdir()
+    torch.save({"hp": {"lr": 1.0}}, state / "resume.pt")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "epoch-0009.pt").write_bytes(b"stale")
+    train_run({**HP, "epochs": 1}, *data, tmp_path, device="cpu")
+    assert "ignoring" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch-0001.pt",
+        "index.json",
+    ]
+
+
+def test_early_stopping_and_checkpoints_every_n_steps(data, tmp_path):
+    hp = {**HP, "epochs": 30, "lr": 1e-9, "patience": 2, "early_stopping_metric": "val_dice"}
+    hp.update(checkpoint_every=4, checkpoint_unit="steps", lr_policy="constant")
+    train_run(hp, *data, tmp_path, device="cpu")
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    # a learning rate of 1e-9 changes nothing: the best Dice is that of epoch 1 (or 2 by noise)
+    assert len(log) <= 4 and len(log) < 30
+    best = log["val_dice"].idxmax()
+    assert len(log) == best + 1 + 2
+    index = json.loads((tmp_path / "checkpoints/index.json").read_text())
+    steps = [c["step"] for c in index["checkpoints"]]
+    assert steps[:-1] == list(range(4, 3 * len(log) + 1, 4))
+    assert steps[-1] == 3 * len(log)
+    assert index["checkpoints"][0] == {"file": "step-0000004.pt", "epoch": 2, "step": 4}
+
+
+def test_per_class_run_combines_one_model_per_class(data, tmp_path):
+    hp = {**HP, "labels": "per_class", "epochs": 10, "checkpoint_every": 10}
+    train_run(hp, *data, tmp_path, device="cpu")
+    index = json.loads((tmp_path / "checkpoints/index.json").read_text())
+    assert index["classes"] == CLASSES and index["label_mode"] == "per_class"
+    model, meta = load_checkpoint(tmp_path / "checkpoints/epoch-0010.pt", "cpu")
+    assert len(model.members) == 3 and meta["out_channels"] == 4
+    val = read_split(data[1])
+    labels = predict_labels(model, val.images, "cpu", batch_size=3)
+    assert labels.shape == val.images.shape[:3] and set(np.unique(labels)) <= {0, 1, 2, 3}
+    expected, _ = targets(val.masks, val.classes, "separate")
+    assert (labels == expected).mean() > 0.9
+
+
+def test_transfer_initialises_from_a_checkpoint_and_freezes_blocks(data, tmp_path):
+    train_run({**HP, "epochs": 1}, *data, tmp_path / "source", device="cpu")
+    source = tmp_path / "source/checkpoints/epoch-0001.pt"
+    hp = {**HP, "epochs": 1, "init_from": "source", "freeze_blocks": 1, "labels": "separate"}
+    train_run(hp, *data, tmp_path / "target", device="cpu", init_checkpoint=source)
+    before, after = _weights(source), _weights(tmp_path / "target/checkpoints/epoch-0001.pt")
+    frozen = [k for k in before if k.startswith("encoder.0.")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["encoder.1.first.0.weight"], after["encoder.1.first.0.weight"])
+    assert after["heads.0.weight"].shape[0] == 4  # separate labels: a new output layer
+    selection = {"selected": {"file": "epoch-0001.pt", "epoch": 1, "step": 3}}
+    (tmp_path / "source/selection.json").write_text(json.dumps(selection))
+    assert train.selected_checkpoint(tmp_path / "source/selection.json") == source
+    with pytest.raises(Exception, match="init_from needs the checkpoint"):
+        train_run(hp, *data, tmp_path / "missing", device="cpu")
+
+
+def test_training_subsets_are_nested_and_used(data, tmp_path):
+    patients = np.array([f"p{i}" for i in range(20)])
+    subsets = [subset_patients(patients, f) for f in (0.25, 0.5, 0.75, 1.0)]
+    assert [len(s) for s in subsets] == [5, 10, 15, 20]
+    assert subsets[0] < subsets[1] < subsets[2] < subsets[3]
+    train_run({**HP, "epochs": 1, "train_fraction": 0.34}, *data, tmp_path, device="cpu")
+    assert pd.read_csv(tmp_path / "train_log.csv")["step"].tolist() == [2]  # 8 slices, batch 4

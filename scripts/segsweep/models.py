@@ -1,10 +1,20 @@
-"""2D U-Net of the knee thesis, built from a run's hyperparameters.
+"""U-Nets of the theses, built from a run's hyperparameters.
 
 Shapes: input [B, C, H, W] with H and W divisible by 2**(depth-1) (one max-pool between levels);
 output logits [B, K, H, W] (K = background + foreground classes, softmax over K in the loss).
-Dropout sits at the end of the contracting path, after the deepest block: the placement the knee
-thesis kept (§4.4.4) after dropout between contracting convolutions or on the expanding side
-trained slower and scored lower.
+
+Hyperparameters (SPEC §6): `depth`, `base_channels`, `growth` (width factor per level),
+`batch_norm`, `block` (`plain`: two 3x3 convolutions; `residual`: the same with an identity —
+or 1x1-projected — shortcut added before the last ReLU, as the PET/CT thesis's ResNet layers),
+`dropout` and `dropout_placement`:
+- `bottleneck`: after the deepest block, the end of the contracting path — the placement the knee
+  thesis kept (§4.4.4);
+- `contracting`: between the two convolutions of every contracting block;
+- `expanding`: after every block of the expanding side.
+A dual-head model (`loss: dual`) has one 1x1 output layer per loss; `forward_heads` returns all
+of them, `forward` combines them as `dual_inference` says (`mean` of the softmax probabilities,
+or the `first` / `second` head). A per-class model (`labels: per_class`) holds one binary U-Net
+per class; see `PerClassModel`.
 """
 
 from __future__ import annotations
@@ -15,23 +25,59 @@ import torch
 from torch import nn
 
 MODELS = ("unet2d",)
+BLOCKS = ("plain", "residual")
+PLACEMENTS = ("bottleneck", "contracting", "expanding")
+DUAL_INFERENCE = ("mean", "first", "second")
 
 
-def conv_block(in_channels: int, out_channels: int, batch_norm: bool) -> nn.Sequential:
-    """Two 3x3 convolutions, each followed by (batch norm and) ReLU; same spatial size."""
-    layers: list[nn.Module] = []
-    for c_in in (in_channels, out_channels):
-        # a bias before batch norm is cancelled by its mean subtraction, so leave it out
-        layers.append(nn.Conv2d(c_in, out_channels, 3, padding=1, bias=not batch_norm))
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(out_channels))
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+class ConvBlock(nn.Module):
+    """Two 3x3 convolutions, each followed by (batch norm and) ReLU; same spatial size.
+    `residual` adds the block's input (projected by a 1x1 convolution when widths differ)
+    before the last ReLU; `dropout` > 0 puts dropout between the two convolutions."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        batch_norm: bool,
+        residual: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+
+        def conv(c_in: int) -> list[nn.Module]:
+            # a bias before batch norm is cancelled by its mean subtraction, so leave it out
+            layers: list[nn.Module] = [
+                nn.Conv2d(c_in, out_channels, 3, padding=1, bias=not batch_norm)
+            ]
+            return [*layers, nn.BatchNorm2d(out_channels)] if batch_norm else layers
+
+        self.first = nn.Sequential(*conv(in_channels), nn.ReLU(inplace=True))
+        self.inner_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.second = nn.Sequential(*conv(out_channels))
+        self.shortcut: nn.Module | None = None
+        if residual:
+            self.shortcut = (
+                nn.Identity()
+                if in_channels == out_channels
+                else nn.Conv2d(in_channels, out_channels, 1, bias=False)
+            )
+        self.relu = nn.ReLU(inplace=True)
+
+    @property
+    def out_channels(self) -> int:
+        return self.first[0].out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.second(self.inner_dropout(self.first(x)))
+        if self.shortcut is not None:
+            y = y + self.shortcut(x)
+        return self.relu(y)
 
 
 class UNet2D(nn.Module):
     """Classic U-Net: `depth` levels, widths base_channels * growth**level, transposed-conv
-    upsampling, skip concatenation and a 1x1 output convolution."""
+    upsampling, skip concatenation and one 1x1 output convolution per head."""
 
     def __init__(
         self,
@@ -42,31 +88,54 @@ class UNet2D(nn.Module):
         growth: float = 2,
         batch_norm: bool = True,
         dropout: float = 0.0,
+        dropout_placement: str = "bottleneck",
+        block: str = "plain",
+        heads: int = 1,
+        dual_inference: str = "mean",
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"U-Net depth must be >= 1, got {depth}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {dropout}")
+        for name, value, known in (
+            ("dropout placement", dropout_placement, PLACEMENTS),
+            ("block", block, BLOCKS),
+            ("dual_inference", dual_inference, DUAL_INFERENCE),
+        ):
+            if value not in known:
+                raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
         widths = [max(1, round(base_channels * growth**level)) for level in range(depth)]
+        residual = block == "residual"
+        inner = dropout if dropout_placement == "contracting" else 0.0
         self.depth = depth
+        self.dual_inference = dual_inference
         self.encoder = nn.ModuleList(
-            conv_block(c_in, c_out, batch_norm)
+            ConvBlock(c_in, c_out, batch_norm, residual, inner)
             for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True)
         )
         self.pool = nn.MaxPool2d(2)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = (
+            nn.Dropout(dropout) if dropout > 0 and dropout_placement == "bottleneck" else None
+        )
         self.upsample = nn.ModuleList(
             nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2)
             for level in reversed(range(depth - 1))
         )
         self.decoder = nn.ModuleList(
-            conv_block(2 * widths[level], widths[level], batch_norm)
+            ConvBlock(2 * widths[level], widths[level], batch_norm, residual)
             for level in reversed(range(depth - 1))
         )
-        self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self.expanding_dropout = (
+            nn.Dropout(dropout) if dropout > 0 and dropout_placement == "expanding" else None
+        )
+        self.heads = nn.ModuleList(nn.Conv2d(widths[0], out_channels, 1) for _ in range(heads))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def head(self) -> nn.Conv2d:
+        return self.heads[0]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         factor = 2 ** (self.depth - 1)
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise ValueError(
@@ -79,23 +148,75 @@ class UNet2D(nn.Module):
             if level < self.depth - 1:
                 skips.append(x)
                 x = self.pool(x)
-        x = self.dropout(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
         for upsample, block, skip in zip(self.upsample, self.decoder, reversed(skips), strict=True):
             x = block(torch.cat([skip, upsample(x)], dim=1))
-        return self.head(x)
+            if self.expanding_dropout is not None:
+                x = self.expanding_dropout(x)
+        return x
+
+    def forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every output layer."""
+        features = self.features(x)
+        return [head(features) for head in self.heads]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        heads = self.forward_heads(x)
+        if len(heads) == 1 or self.dual_inference == "first":
+            return heads[0]
+        if self.dual_inference == "second":
+            return heads[1]
+        # log of the mean probability: its argmax is the class the heads agree on most
+        return torch.stack([torch.softmax(h, dim=1) for h in heads]).mean(0).log()
+
+
+class PerClassModel(nn.Module):
+    """One binary network per class (the knee thesis's one model per bone), trained side by side.
+
+    `forward` combines them into logits over [background, class 1, ..., class K]: the log of
+    [0.5, p_1, ..., p_K] with p_c member c's foreground probability, so the argmax is the most
+    confident class among those predicted present (p_c > 0.5), else background.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = [torch.softmax(member(x), dim=1)[:, 1:2] for member in self.members]
+        background = torch.full_like(probs[0], 0.5)
+        return torch.cat([background, *probs], dim=1).log()
+
+
+def encoder_blocks(model: nn.Module, k: int) -> list[nn.Module]:
+    """The first `k` contracting blocks of a model (of every member of a per-class model)."""
+    members = model.members if isinstance(model, PerClassModel) else [model]
+    return [block for member in members for block in list(member.encoder)[:k]]
 
 
 def build_model(hp: dict[str, Any], in_channels: int, out_channels: int) -> nn.Module:
-    """The network a run's hyperparameters describe (model, depth, base_channels, batch_norm,
-    dropout)."""
+    """The network a run's hyperparameters describe. For `labels: per_class`, `out_channels`
+    is background + classes and the model holds one two-channel U-Net per class."""
     name = hp.get("model", "unet2d")
-    if name != "unet2d":
+    if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
-    return UNet2D(
-        in_channels,
-        out_channels,
-        depth=int(hp.get("depth", 3)),
-        base_channels=int(hp.get("base_channels", 8)),
-        batch_norm=bool(hp.get("batch_norm", True)),
-        dropout=float(hp.get("dropout", 0.0)),
-    )
+
+    def unet(k: int) -> UNet2D:
+        return UNet2D(
+            in_channels,
+            k,
+            depth=int(hp.get("depth", 3)),
+            base_channels=int(hp.get("base_channels", 8)),
+            growth=float(hp.get("growth", 2)),
+            batch_norm=bool(hp.get("batch_norm", True)),
+            dropout=float(hp.get("dropout", 0.0)),
+            dropout_placement=hp.get("dropout_placement", "bottleneck"),
+            block=hp.get("block", "plain"),
+            heads=len(hp.get("dual_losses", [1, 2])) if hp.get("loss") == "dual" else 1,
+            dual_inference=hp.get("dual_inference", "mean"),
+        )
+
+    if hp.get("labels") == "per_class":
+        return PerClassModel([unet(2) for _ in range(out_channels - 1)])
+    return unet(out_channels)
