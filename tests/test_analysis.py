@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -199,7 +200,14 @@ def write_fake_results(root: Path) -> Path:
     for run_id in FINAL:
         test = results / "final" / run_id / "test"
         write_per_slice(test / "per_slice.csv", run_id, "test", TEST_PATIENTS, SCORES[run_id])
-        (test / "per_patient.csv").write_text("run_id\n")  # not read by these stages
+        rows = _metric_rows(
+            run_id,
+            "test",
+            [{"patient_id": p} for p in TEST_PATIENTS],
+            [SCORES[run_id] - 0.05, SCORES[run_id] + 0.05],
+            "foreground",
+        )
+        pd.DataFrame(rows).to_csv(test / "per_patient.csv", index=False)
     (results / "summary").mkdir(parents=True)
     pd.DataFrame(
         {"run_id": list(FINAL), "group": list(FINAL.values()), "score": [0.8, 0.7]}
@@ -396,7 +404,27 @@ def test_main_writes_every_table(tmp_path: Path) -> None:
     assert pairs.groupby(["a", "b"]).size().to_dict() == {
         ("loss", "labels"): 4,
         ("lr", "labels"): 4,
+        ("lr", "loss"): 4,  # the two largest effects: lr 0.25, loss 0.083, labels 0
     }
+    distribution = pd.read_csv(results / "tables" / "slice_distribution.csv")
+    row = distribution[(distribution.run_id == "default") & (distribution.split == "val")].iloc[0]
+    dice = [slice_dice(0.8, p, k) for p in range(3) for k in range(4)]  # slice 4 is undefined
+    assert (row["slices"], row["undefined"]) == (15, 3)
+    assert row["mean"] == pytest.approx(np.mean(dice))
+    assert row["q25"] == pytest.approx(np.quantile(dice, 0.25))
+    summary = pd.read_csv(results / "tables" / "metrics_summary.csv")
+    dice_row = summary[
+        (summary.run_id == "labels-separate")
+        & (summary.split == "test")
+        & (summary.metric == "dice")
+    ].iloc[0]
+    assert dice_row["mean"] == pytest.approx(0.7)
+    assert dice_row["std"] == pytest.approx(0.1 / 2**0.5)
+    kruskal = pd.read_csv(results / "tables" / "kruskal.csv", dtype={"best": str})
+    kruskal = kruskal.set_index("hyperparameter")
+    assert kruskal.loc["lr", "best"] == "0.001" and kruskal.loc["lr", "n"] == 5
+    tests = pd.read_csv(results / "tables" / "final_tests.csv")
+    assert tests["test"].tolist() == ["Wilcoxon", "Wilcoxon"] and tests["n"].tolist() == [3, 2]
     best = pd.read_csv(results / "tables" / "best_runs.csv")
     assert best["run_id"].iloc[0] == "default" and len(best) == 5
     final = pd.read_csv(results / "tables" / "final_per_patient.csv")

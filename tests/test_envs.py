@@ -22,7 +22,7 @@ PROVIDED_BY = {"matplotlib": {"seaborn"}, "PIL": {"matplotlib", "seaborn"}}
 
 def env_packages(path: Path) -> dict[str, str]:
     """Package name → pinned version of one env file."""
-    env = yaml.safe_load(path.read_text())
+    env = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert set(env) <= {"name", "channels", "dependencies"}, path
     packages = {}
     for spec in env["dependencies"]:
@@ -42,7 +42,7 @@ def module_imports(module: str, seen: set[str] | None = None) -> set[str]:
     path = PACKAGE.joinpath(*module.split(".")[1:])
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     third_party: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         names = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -61,10 +61,12 @@ def rules_with_envs() -> list[tuple[str, str, str]]:
     """(rule, env file name, segsweep stage) for every rule that runs a stage."""
     found = []
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        blocks = re.split(r"^(?=(?:rule|checkpoint) \w+:)", smk.read_text(), flags=re.M)
+        blocks = re.split(
+            r"^(?=(?:rule|checkpoint) \w+:)", smk.read_text(encoding="utf-8"), flags=re.M
+        )
         for block in blocks:
             header = re.match(r"(?:rule|checkpoint) (\w+):", block)
-            stage = re.search(r"python -m segsweep (\w+)", block)
+            stage = re.search(r"python -m segsweep[ .](\w+)", block)
             if not header or not stage:
                 continue
             env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)

@@ -13,7 +13,7 @@ from segsweep import analysis, figures
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DECLARED = ["jitter_labels", "jitter_loss", "jitter_lr", "boxplot_val", "boxplot_test"]
-DECLARED += ["training_curves"]
+DECLARED += ["training_curves", "histogram_val", "histogram_test", "checkpoint_scores"]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -37,7 +37,7 @@ def test_declared_figures_are_valid_png_with_svg(results: Path, name: str) -> No
     png = results / "figures" / f"{name}.png"
     width, height = png_size(png)
     assert width > 300 and height > 200
-    svg = png.with_suffix(".svg").read_text()
+    svg = png.with_suffix(".svg").read_text(encoding="utf-8")
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
 
 
@@ -69,3 +69,40 @@ def test_jitter_plot_without_hue(results: Path, tmp_path: Path) -> None:
 
 def test_rolling_window_grows_with_the_log() -> None:
     assert [figures.rolling_window(n) for n in (1, 6, 60, 1000)] == [2, 2, 12, 51]
+
+
+def test_twelve_linearly_spaced_slices() -> None:
+    assert figures.twelve_slices(24).tolist() == [0, 2, 4, 6, 8, 10, 13, 15, 17, 19, 21, 23]
+    assert figures.twelve_slices(5).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_outlines_and_the_patients_shown(tmp_path: Path) -> None:
+    import numpy as np
+
+    from segsweep.evaluate import shown_patients
+
+    per_patient = pd.DataFrame(
+        {
+            "patient_id": ["a", "b", "c", "d", "a"],
+            "class": ["foreground"] * 4 + ["femur"],
+            "dice": [0.9, 0.5, float("nan"), 0.7, 0.1],
+        }
+    )
+    wanted = ["best", "median", "worst", "c", "zz"]
+    assert shown_patients(per_patient, wanted) == [
+        ("best", "a"),
+        ("median", "d"),
+        ("worst", "b"),
+        ("patient", "c"),
+    ]
+    two = per_patient[per_patient["patient_id"].isin(["a", "b"])]
+    assert shown_patients(two, ["best", "median", "worst"]) == [
+        ("best-median", "a"),
+        ("worst", "b"),
+    ]
+    image = np.random.default_rng(0).random((8, 16, 16))
+    reference = np.zeros((8, 16, 16), bool)
+    reference[2:6, 4:12, 4:12] = True
+    out = tmp_path / "outlines.png"
+    figures.slice_outlines(image, reference, np.roll(reference, 1, axis=2), out, "p")
+    assert png_size(out)[0] > png_size(out)[1]  # two rows of six (here: eight) slices

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from segsweep.metrics import METRICS, confusion_counts, overlap_metrics
+from segsweep.metrics import METRICS, confusion_counts, fbeta, overlap_metrics, volumes_ml
 
 
 def _random_pair(shape, density, agreement, seed):
@@ -34,6 +34,8 @@ def _sitk_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     overlap.Execute(pred_img, ref_img)
     stats = sitk.StatisticsImageFilter()
     stats.Execute(sitk.Equal(pred_img, ref_img))
+    recall = 1.0 - overlap.GetFalseNegativeError(1)
+    ppv = 1.0 - overlap.GetFalseDiscoveryRate(1)
     return {
         "dice": overlap.GetDiceCoefficient(1),
         "iou": overlap.GetJaccardCoefficient(1),
@@ -41,6 +43,7 @@ def _sitk_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
         "specificity": 1.0 - overlap.GetFalsePositiveError(1),
         "precision": 1.0 - overlap.GetFalseDiscoveryRate(1),
         "accuracy": stats.GetMean(),
+        "f2": 5 * ppv * recall / (4 * ppv + recall) if ppv + recall else 0.0,
     }
 
 
@@ -152,3 +155,13 @@ def test_vectorised_mixed_cases():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         confusion_counts(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_fbeta_one_is_dice_and_volumes_in_ml():
+    tp, fp, fn = np.array([10, 0, 0]), np.array([3, 0, 4]), np.array([5, 0, 0])
+    dice = overlap_metrics(tp, fp, fn, np.array([100, 100, 100]))["dice"]
+    np.testing.assert_allclose(fbeta(tp, fp, fn, 1.0), dice, equal_nan=True)
+    assert np.isnan(fbeta(tp, fp, fn, 2.0)[1]) and fbeta(tp, fp, fn, 2.0)[2] == 0.0
+    volumes = volumes_ml(tp, fp, fn, voxel_mm3=2.5)
+    np.testing.assert_allclose(volumes["volume_ref_ml"], [0.0375, 0.0, 0.0])
+    np.testing.assert_allclose(volumes["volume_pred_ml"], [0.0325, 0.0, 0.01])

@@ -63,7 +63,7 @@ def test_pair_tables_show_mean_median_count_cells(built: dict) -> None:
     assert f"{mean:.3f}/{median:.3f} ({count})" == "0.600/0.600 (2)"
     assert f'<td class="num">{mean:.3f}/{median:.3f} ({count})</td>' in html
     assert "-/- (0)" in html  # lr 0.0001 was never run with separate labels
-    assert html.count("The format is “mean/median (count)”") == 2
+    assert html.count("The format is “mean/median (count)”") == 3  # 2 configured, 1 by effect
 
 
 def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict) -> None:
@@ -76,15 +76,18 @@ def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict
         assert f'<span class="label">{label}:</span>' in html
         assert f'<a class="ref" href="#{ident}">{label}</a>' in html, f"{label} not referenced"
     assert all(ns == list(range(1, len(ns) + 1)) for ns in numbers.values())
-    assert len(numbers[("table", "4")]) == 9  # 3 hyperparameters, 2 pairs, best, final, val, test
-    assert len(numbers[("figure", "4")]) == 6  # 3 jitter plots, curves, 2 boxplots
+    # 3 hyperparameters, Kruskal–Wallis, 3 pairs, best, final; per split: distribution, metrics,
+    # per patient, paired tests
+    assert len(numbers[("table", "4")]) == 17
+    assert len(numbers[("figure", "4")]) == 8  # 3 jitter plots, curves, 2 histograms, 2 boxplots
+    assert len(numbers[("figure", "3")]) == 1  # checkpoint scores
     assert "Table 1.1:" in html and "Figure 4.1:" in html and "Table A.1:" in html
 
 
 def test_figures_are_embedded_and_the_html_is_self_contained(built: dict) -> None:
     html = built["html"]
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 6
+    assert len(sources) == 9  # 8 in chapter 4, checkpoint scores
     assert all(s.startswith("data:image/png;base64,iVBORw0KGgo") for s in sources)
     assert "<link" not in html and "<style>" in html and "@page" in html
 
@@ -142,5 +145,19 @@ def test_config_hash_is_canonical() -> None:
 def test_render_html_uses_the_given_templates(built: dict, tmp_path: Path) -> None:
     (tmp_path / "thesis.html.j2").write_text("<title>{{ title }}</title>{{ tables | length }}")
     context = report.build_context(CONFIG, SWEEP, built["results"], date="2020-01-01")
-    assert report.render_html(context, tmp_path) == "<title>Fake sweep</title>15"
+    assert report.render_html(context, tmp_path) == "<title>Fake sweep</title>23"
     assert context["date"] == "2020-01-01"
+
+
+def test_final_model_tables_hold_the_numbers_of_the_csvs(built: dict) -> None:
+    html, tables = built["html"], built["results"] / "tables"
+    distribution = pd.read_csv(tables / "slice_distribution.csv")
+    for row in distribution.itertuples():
+        cells = [f"{getattr(row, c):.3f}" for c in ["mean", "median", "std", "q25", "q75"]]
+        assert re.search(r"\s*".join(f"<td[^>]*>{c}</td>" for c in cells), html), row
+    summary = pd.read_csv(tables / "metrics_summary.csv")
+    for row in summary[summary.metric == "dice"].itertuples():
+        assert f"{row.mean:.3f} ({row.median:.3f}) ± {row.std:.3f}" in html
+    tests = pd.read_csv(tables / "final_tests.csv")
+    assert html.count(">Wilcoxon<") == len(tests) == 2
+    assert "Kruskal–Wallis" in html and "Empty conventions" in html

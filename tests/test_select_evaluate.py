@@ -13,13 +13,22 @@ import torch
 from test_train import CLASSES, HP, write_toy_h5
 
 from segsweep import evaluate, select
+from segsweep.distances import surface_distances
 from segsweep.errors import ConfigError
-from segsweep.evaluate import evaluate_checkpoint, label_values, metrics_tables
+from segsweep.evaluate import (
+    DISTANCES,
+    VOLUMES,
+    evaluate_checkpoint,
+    label_values,
+    metrics_tables,
+)
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics
 from segsweep.select import best_entry, score_checkpoints
 from segsweep.train import train_run
 
 COLUMNS = ["run_id", "split", "space", "patient_id", "class", "tp", "fp", "fn", "tn", *METRICS]
+SLICE_COLUMNS = [*COLUMNS[:4], "slice_id", *COLUMNS[4:], *VOLUMES]
+COLUMNS = [*COLUMNS, *VOLUMES, *DISTANCES]
 CPU = torch.device("cpu")
 
 
@@ -61,7 +70,7 @@ def test_metrics_tables_separate_run_agree_with_direct_counts():
     per_slice, per_patient = metrics_tables(
         pred, masks, patient, slice_id, CLASSES, CLASSES, run_id="r", split="val"
     )
-    assert list(per_slice.columns) == [*COLUMNS[:4], "slice_id", *COLUMNS[4:]]
+    assert list(per_slice.columns) == SLICE_COLUMNS
     assert list(per_patient.columns) == COLUMNS
     assert set(per_slice[["run_id", "split", "space"]].itertuples(index=False)) == {
         ("r", "val", "processed")
@@ -90,6 +99,14 @@ def test_metrics_tables_separate_run_agree_with_direct_counts():
         assert (row["tp"], row["fp"], row["fn"], row["tn"]) == tuple(counts)
         for name in METRICS:
             np.testing.assert_equal(row[name], overlap_metrics(*counts)[name])
+        assert row["volume_ref_ml"] == pytest.approx((counts[0] + counts[2]) / 1000)
+        depth = slice_id[rows].max() + 1
+        volumes = [np.zeros((depth, *pred.shape[1:]), bool) for _ in range(2)]
+        volumes[0][slice_id[rows]] = preds[row["class"]][rows]
+        volumes[1][slice_id[rows]] = refs[row["class"]][rows]
+        expected = surface_distances(*volumes, (1.0, 1.0, 1.0))
+        for name in DISTANCES:
+            np.testing.assert_equal(row[name], expected[name])
     # fibula: q has none in reference or prediction → NaN dice; p has it predicted exactly
     fibula = per_patient[per_patient["class"] == "fibula"].set_index("patient_id")
     assert math.isnan(fibula.loc["q", "dice"]) and fibula.loc["p", "dice"] == 1.0

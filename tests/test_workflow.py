@@ -166,3 +166,94 @@ def test_adding_a_value_trains_only_the_new_combinations(workdir: Path) -> None:
     jobs = planned_jobs(result)
     assert jobs["train"] == 1 and jobs["select"] == 1 and jobs["evaluate"] == 1, jobs
     assert "lr-0.01" in result.stdout
+
+
+# Per-subject preprocessing makes every subject's crop (crop_mask reads the crop's geometry), and
+# the rules that build the packed datasets declare every labelled crop as input (the split is
+# decided at run time) but read only the subjects of their own split (tests/test_pack.py). Every
+# other rule must never see test data, and only the final-model rule may read the packed test set.
+DATA_PREPARATION = {"crop_mask", "pack", "normalisation"}
+FINAL_MODEL_RULES = {"final_test"}
+SELECTION_RULES = {"train", "select", "evaluate", "choose_final"}
+
+
+def find_test_data_leaks(summary: pd.DataFrame, test_subjects: set[str]) -> list[str]:
+    """'rule: input' for every job input that is test data outside the rules allowed to read it.
+
+    Test data: results/datasets/test.h5, the cropped images and masks (.nii.gz) of test subjects
+    under results/crop/ (their crop QC picture is preprocessing QC, not data), and —
+    for the rules that train, select or choose — anything derived from the test set
+    (results/final/).
+    """
+    crops = tuple(f"results/crop/{s}/" for s in sorted(test_subjects))
+    violations = []
+    for row in summary.itertuples(index=False):
+        rule = row.rule
+        for path in str(row.inputs).split(","):
+            is_test_h5 = path.endswith("results/datasets/test.h5")
+            is_test_crop = path.startswith(crops) and path.endswith(".nii.gz")
+            if is_test_h5 and rule not in FINAL_MODEL_RULES:
+                violations.append(f"{rule}: {path}")
+            elif is_test_crop and rule not in FINAL_MODEL_RULES | DATA_PREPARATION:
+                violations.append(f"{rule}: {path}")
+            elif path.startswith("results/final/") and rule in SELECTION_RULES:
+                violations.append(f"{rule}: {path}")
+    return sorted(set(violations))
+
+
+def detailed_summary(workdir: Path) -> pd.DataFrame:
+    """Every output file of the DAG with the rule that makes it and that job's inputs."""
+    result = snakemake(workdir, "--detailed-summary", "--nolock")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line.split("\t") for line in result.stdout.splitlines() if "\t" in line]
+    header = lines[0]
+    rows = [dict(zip(header, line, strict=False)) for line in lines[1:]]
+    return pd.DataFrame(
+        {"rule": [r["rule"] for r in rows], "inputs": [r.get("input-file(s)", "") for r in rows]}
+    )
+
+
+def test_only_the_final_model_rule_reads_test_data(workdir: Path) -> None:
+    """The DAG of the completed run (final models known, so final_test jobs are in it)."""
+    summary = detailed_summary(workdir)
+    splits = pd.read_csv(workdir / "results/splits/splits.csv")
+    test_subjects = set(splits.loc[splits["split"] == "test", "subject_id"])
+    assert test_subjects and set(summary["rule"]) >= {"final_test", "select", "pack", "report"}
+    final_inputs = ",".join(summary.loc[summary["rule"] == "final_test", "inputs"])
+    assert "results/datasets/test.h5" in final_inputs  # the guard looks at real inputs
+    assert find_test_data_leaks(summary, test_subjects) == []
+    # and it fails when a selection rule reads the test set
+    leaked = pd.concat(
+        [summary, pd.DataFrame({"rule": ["select"], "inputs": ["results/datasets/test.h5"]})]
+    )
+    assert find_test_data_leaks(leaked, test_subjects) == ["select: results/datasets/test.h5"]
+
+
+def test_final_models_export_native_predictions_scored_in_both_spaces(workdir: Path) -> None:
+    import SimpleITK as sitk
+
+    html = (workdir / "results/report/thesis.html").read_text()
+    final = pd.read_csv(workdir / "results/summary/final.csv")
+    splits = pd.read_csv(workdir / "results/splits/splits.csv")
+    unlabelled = set(splits.loc[splits["split"] == "unlabelled", "subject_id"])
+    for run in final["run_id"]:
+        folder = workdir / "results/final" / run
+        per_patient = pd.read_csv(folder / "test/per_patient.csv")
+        assert set(per_patient["space"]) == {"processed", "native"}
+        assert per_patient["hd95"][per_patient["dice"].notna()].notna().all()
+        for path in (folder / "predictions_native").glob("*.nii.gz"):
+            record = json.loads(
+                (workdir / "results/data" / path.name[:-7] / "ingest.json").read_text()
+            )
+            assert list(sitk.ReadImage(str(path)).GetSize()) == record["original"]["size"]
+        assert {p.name[:-7] for p in (folder / "unlabelled").glob("*.nii.gz")} == unlabelled
+        test_patients = per_patient["patient_id"].nunique()
+        outlines = list((folder / "figures").glob("outlines_*.png"))
+        assert len(outlines) == min(3, test_patients), outlines  # best, median, worst, each once
+        # the report's "mean (median) ± std" cells are the per-patient CSV's numbers
+        for space, rows in per_patient[per_patient["class"] == "foreground"].groupby("space"):
+            dice = rows["dice"].dropna()
+            std = "–" if len(dice) < 2 else f"{dice.std(ddof=1):.3f}"
+            cell = f"{dice.mean():.3f} ({dice.median():.3f}) ± {std}"
+            assert cell in html, (space, cell)
+    assert "native space" in html and "Kruskal–Wallis" in html

@@ -8,6 +8,11 @@
 - `best_runs_table`: the best runs and their swept values (Tables 5.11, 5.13).
 - `final_per_patient`: per patient "mean (median)" of per-slice foreground Dice of each final model
   on validation and test (Tables 5.16, 5.19).
+- `slice_distribution`: per final model and split, the distribution of per-slice foreground Dice
+  (mean, median, STD, quartiles; Tables 5.14, 5.17).
+- `metrics_summary`: per final model, split and space, every per-patient metric as mean, median
+  and STD (Tables 5.15, 5.18).
+- statistics (`segsweep.stats`): Kruskal–Wallis per hyperparameter, paired tests of final models.
 
 Conventions: the score is the selected checkpoint's validation score (`selection.json`). A run with
 an undefined score (NaN) still counts as an experiment but is left out of Min … Median. Levels are
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segsweep.stats import kruskal_table, paired_tests
 from segsweep.sweep import Run, expand_sweep, swept_names
 
 FOREGROUND = "foreground"
@@ -40,7 +46,35 @@ METRIC_NAMES = {
     "specificity": "specificity",
     "precision": "precision",
     "accuracy": "accuracy",
+    "f2": "F2",
+    "hd95": "HD95 (mm)",
+    "assd": "ASSD (mm)",
+    "volume_ref_ml": "reference volume (mL)",
+    "volume_pred_ml": "predicted volume (mL)",
 }
+SUMMARY_METRICS = list(METRIC_NAMES)
+DISTRIBUTION_COLUMNS = [
+    "run_id",
+    "split",
+    "slices",
+    "undefined",
+    "mean",
+    "median",
+    "std",
+    "q25",
+    "q75",
+]
+SUMMARY_COLUMNS = [
+    "run_id",
+    "split",
+    "space",
+    "metric",
+    "patients",
+    "undefined",
+    "mean",
+    "median",
+    "std",
+]
 
 
 def format_level(value: Any) -> str:
@@ -163,6 +197,33 @@ def configured_pairs(config: dict[str, Any], swept: list[str]) -> list[tuple[str
     return pairs
 
 
+def level_effect(runs_df: pd.DataFrame, name: str) -> float:
+    """Effect size of one hyperparameter: the range of its levels' mean scores (NaN if < 2)."""
+    means = runs_df.groupby(name)["score"].mean().dropna()
+    return float(means.max() - means.min()) if len(means) >= 2 else math.nan
+
+
+def pairs_to_tabulate(
+    config: dict[str, Any], swept: list[str], runs_df: pd.DataFrame
+) -> list[tuple[str, str]]:
+    """The configured pairs, then the two hyperparameters with the largest effect (if new)."""
+    pairs = [
+        (a, b)
+        for a, b in (config.get("report") or {}).get("pairs") or []
+        if a in swept and b in swept and a != b
+    ]
+    pairs = list(dict.fromkeys(pairs))
+    effects = {name: level_effect(runs_df, name) for name in swept}
+    ranked = sorted((n for n in swept if not math.isnan(effects[n])), key=lambda n: -effects[n])
+    if len(ranked) < 2:
+        ranked = swept
+    if len(ranked) >= 2:
+        top = (ranked[0], ranked[1])
+        if top not in pairs and top[::-1] not in pairs:
+            pairs.append(top)
+    return pairs
+
+
 def hue_partner(name: str, swept: list[str], pairs: list[tuple[str, str]]) -> str | None:
     """The hyperparameter colouring the jitter plot of `name`: its partner in the first pair
     containing it, else the next swept name (cyclically); None when nothing else is swept."""
@@ -258,6 +319,92 @@ def final_per_patient(final: pd.DataFrame, results: Path) -> pd.DataFrame:
     return pd.concat(tables)[columns] if tables else pd.DataFrame(columns=columns)
 
 
+def _final_tables(
+    final: pd.DataFrame, results: Path, name: str
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """(run_id, split) → the final model's per_slice or per_patient table (`name`)."""
+    tables = {}
+    for run_id in final["run_id"]:
+        for split in FINAL_SPLITS:
+            folder = Path(results) / ("runs" if split == "val" else "final") / run_id / split
+            tables[run_id, split] = pd.read_csv(folder / f"{name}.csv", dtype={"patient_id": str})
+    return tables
+
+
+def slice_distribution(final: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """Distribution of per-slice foreground Dice per final model and split; slices with an
+    undefined Dice (both empty) are counted in `undefined` and left out of the statistics."""
+    rows = []
+    for (run_id, split), table in _final_tables(final, results, "per_slice").items():
+        dice = _foreground(table)["dice"]
+        defined = dice.dropna()
+        rows.append(
+            [
+                run_id,
+                split,
+                len(dice),
+                int(dice.isna().sum()),
+                defined.mean(),
+                defined.median(),
+                defined.std(ddof=1),
+                defined.quantile(0.25),
+                defined.quantile(0.75),
+            ]
+        )
+    return pd.DataFrame(rows, columns=DISTRIBUTION_COLUMNS)
+
+
+def metrics_summary(final: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """Per final model, split and space: every per-patient foreground metric as mean, median and
+    STD over patients, with the number of patients where it is undefined."""
+    rows = []
+    for (run_id, split), table in _final_tables(final, results, "per_patient").items():
+        table = table[table["class"] == FOREGROUND]
+        spaces = table["space"] if "space" in table else pd.Series("processed", index=table.index)
+        for space, group in table.groupby(spaces, sort=True):
+            for metric in SUMMARY_METRICS:
+                if metric not in group:
+                    continue
+                values = group[metric]
+                defined = values.dropna()
+                rows.append(
+                    [
+                        run_id,
+                        split,
+                        space,
+                        metric,
+                        len(values),
+                        int(values.isna().sum()),
+                        defined.mean(),
+                        defined.median(),
+                        defined.std(ddof=1),
+                    ]
+                )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def final_tests(final: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """Paired tests of the final models on per-patient foreground Dice (processed space)."""
+    tables = _final_tables(final, results, "per_patient")
+    frames = []
+    for split in FINAL_SPLITS:
+        scores = pd.concat(
+            [
+                _foreground(t)[["patient_id", "run_id", "dice"]]
+                for (_, s), t in tables.items()
+                if s == split
+            ]
+            or [pd.DataFrame(columns=["patient_id", "run_id", "dice"])]
+        )
+        frames.append(paired_tests(scores.rename(columns={"dice": "value"}), split))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _level_text(value: Any) -> str:
+    """A level as display text; no level (too few to compare) as empty text."""
+    return "" if value is None else format_level(value)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write the runs table and the hyperparameter, pair, best-run and final-model tables."""
     parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
@@ -274,9 +421,15 @@ def main(argv: list[str] | None = None) -> None:
     outputs = {
         "summary/runs.csv": runs_df,
         "tables/hyperparameters.csv": hyperparameter_tables(runs_df, swept),
-        "tables/pairs.csv": pair_tables(runs_df, configured_pairs(config, swept)),
+        "tables/pairs.csv": pair_tables(runs_df, pairs_to_tabulate(config, swept, runs_df)),
         "tables/best_runs.csv": best_runs_table(runs_df, higher_is_better=higher),
         "tables/final_per_patient.csv": final_per_patient(final, args.results),
+        "tables/slice_distribution.csv": slice_distribution(final, args.results),
+        "tables/metrics_summary.csv": metrics_summary(final, args.results),
+        "tables/kruskal.csv": kruskal_table(runs_df, swept, higher).assign(
+            best=lambda t: t["best"].map(_level_text), worst=lambda t: t["worst"].map(_level_text)
+        ),
+        "tables/final_tests.csv": final_tests(final, args.results),
     }
     for name, table in outputs.items():
         path = args.results / name

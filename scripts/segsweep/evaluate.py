@@ -5,8 +5,10 @@ Tables are in the long format of the workflow: one row per (slice or patient, cl
 confusion counts and every metric of `segsweep.metrics`. Classes are those the run predicts plus
 "foreground", the union of the run's classes, present for every run so that runs with merged and
 separate labels compare on one class. Per-patient metrics come from the counts summed over the
-patient's slices (a 3D metric), not from averaging slice metrics. Space is "processed": the
-cropped, slice-harmonised grid the network sees.
+patient's slices (a 3D metric), not from averaging slice metrics. Volumes (mL) use the grid's
+voxel size; per-patient tables also carry HD95 and ASSD in mm (`segsweep.distances`, computed on
+the patient's volume with its spacing). Space is "processed": the cropped, slice-harmonised grid
+the network sees.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
@@ -22,12 +25,36 @@ import torch
 from torch import nn
 
 from segsweep.devices import choose_device
+from segsweep.distances import surface_distances
 from segsweep.errors import InputError
-from segsweep.metrics import METRICS, confusion_counts, overlap_metrics
+from segsweep.export import export_native, native_tables
+from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes_ml
 from segsweep.predict import load_checkpoint, predict_labels
 from segsweep.train import Split, read_split
 
 COUNTS = ("tp", "fp", "fn", "tn")
+VOLUMES = ("volume_ref_ml", "volume_pred_ml")
+DISTANCES = ("hd95", "assd")
+
+
+Spacing = tuple[float, float, float] | dict[str, tuple[float, float, float]]
+
+
+def read_spacing(path: Path) -> Spacing:
+    """Voxel spacing (x, y, z) in mm of a packed split: per patient when the file records it,
+    else the common spacing (1 mm where unknown)."""
+    with h5py.File(path, "r") as h5:
+        per_subject = h5.attrs.get("subject_spacing")
+        common = h5.attrs.get("spacing")
+    if per_subject is not None:
+        return {k: tuple(float(v) for v in s) for k, s in json.loads(per_subject).items()}
+    if common is None:
+        return (1.0, 1.0, 1.0)
+    return tuple(1.0 if v is None else float(v) for v in json.loads(common))
+
+
+def _spacing_of(spacing: Spacing, patient: str) -> tuple[float, float, float]:
+    return spacing.get(patient, (1.0, 1.0, 1.0)) if isinstance(spacing, dict) else spacing
 
 
 def _class_pairs(
@@ -47,9 +74,40 @@ def _class_pairs(
     return [*pairs, ("foreground", pred > 0, masks[..., channels].any(axis=-1))]
 
 
-def _with_metrics(table: pd.DataFrame) -> pd.DataFrame:
-    metrics = overlap_metrics(*(table[c].to_numpy() for c in COUNTS))
-    return table.assign(**{name: metrics[name] for name in METRICS})
+def _with_metrics(table: pd.DataFrame, spacing: Spacing) -> pd.DataFrame:
+    counts = [table[c].to_numpy() for c in COUNTS]
+    voxel_mm3 = np.array([np.prod(_spacing_of(spacing, p)) for p in table["patient_id"]])
+    metrics = overlap_metrics(*counts)
+    return table.assign(
+        **{name: metrics[name] for name in METRICS}, **volumes_ml(*counts[:3], voxel_mm3)
+    )
+
+
+def _patient_distances(
+    pairs: list[tuple[str, np.ndarray, np.ndarray]],
+    patient_id: np.ndarray,
+    slice_id: np.ndarray,
+    spacing: Spacing,
+) -> pd.DataFrame:
+    """HD95 and ASSD per (patient, class) on each patient's volume; absent slices are empty."""
+    rows = []
+    for patient in np.unique(patient_id):
+        rows_of = np.flatnonzero(patient_id == patient)
+        depth = int(slice_id[rows_of].max()) + 1
+        for name, pred, ref in pairs:
+            volumes = []
+            for source in (pred, ref):
+                volume = np.zeros((depth, *source.shape[1:]), dtype=bool)
+                volume[slice_id[rows_of]] = source[rows_of]
+                volumes.append(volume)
+            rows.append(
+                {
+                    "patient_id": patient,
+                    "class": name,
+                    **surface_distances(*volumes, _spacing_of(spacing, patient)[::-1]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["patient_id", "class", *DISTANCES])
 
 
 def metrics_tables(
@@ -62,9 +120,11 @@ def metrics_tables(
     *,
     run_id: str,
     split: str,
+    spacing: Spacing = (1.0, 1.0, 1.0),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per_slice, per_patient) tables of class-index predictions [n, H, W] against one-hot
-    masks [n, H, W, m], rows sorted by patient, slice, then class in the run's order."""
+    masks [n, H, W, m], rows sorted by patient, slice, then class in the run's order.
+    `spacing` is the grid's (x, y, z) voxel size in mm, or one per patient."""
     pairs = _class_pairs(pred, masks, list(classes_of_run), list(class_names_of_data))
     names = [name for name, _, _ in pairs]
     # counts [n, classes, 4]: per slice, per class, (tp, fp, fn, tn)
@@ -87,11 +147,21 @@ def metrics_tables(
     )
     keys = ["run_id", "split", "space", "patient_id", "class"]
     per_patient = per_slice.groupby(keys, sort=False)[list(COUNTS)].sum().reset_index()
-    return _with_metrics(per_slice), _with_metrics(per_patient)
+    distances = _patient_distances(pairs, patient_id, slice_id, spacing)
+    per_patient = _with_metrics(per_patient, spacing).merge(
+        distances, on=["patient_id", "class"], how="left", validate="one_to_one"
+    )
+    return _with_metrics(per_slice, spacing), per_patient
 
 
 def evaluate_model(
-    model: nn.Module, meta: dict, data: Split, run_id: str, split: str, device: torch.device
+    model: nn.Module,
+    meta: dict,
+    data: Split,
+    run_id: str,
+    split: str,
+    device: torch.device,
+    spacing: Spacing = (1.0, 1.0, 1.0),
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Tables of a loaded model on an in-memory split, and its class-index predictions."""
     pred = predict_labels(model, data.images, device)
@@ -104,6 +174,7 @@ def evaluate_model(
         data.classes,
         run_id=run_id,
         split=split,
+        spacing=spacing,
     )
     return *tables, pred
 
@@ -113,7 +184,9 @@ def evaluate_checkpoint(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per_slice, per_patient) tables of one checkpoint on one HDF5 split."""
     model, meta = load_checkpoint(checkpoint, device)
-    per_slice, per_patient, _ = evaluate_model(model, meta, read_split(h5), run_id, split, device)
+    per_slice, per_patient, _ = evaluate_model(
+        model, meta, read_split(h5), run_id, split, device, read_spacing(h5)
+    )
     return per_slice, per_patient
 
 
@@ -164,6 +237,49 @@ def export_predictions(
     return written
 
 
+def _processed_dice(per_patient: pd.DataFrame) -> pd.Series:
+    """Foreground Dice per patient in the processed space (the grid the outlines are drawn on)."""
+    rows = per_patient["class"] == "foreground"
+    if "space" in per_patient:
+        rows &= per_patient["space"] == "processed"
+    return per_patient[rows].set_index("patient_id")["dice"]
+
+
+def shown_patients(per_patient: pd.DataFrame, wanted: list[str]) -> list[tuple[str, str]]:
+    """(tag, patient) to draw: "best", "median" and "worst" by per-patient foreground Dice
+    (processed space, defined values), or patient ids as given; unknown ids are skipped and a
+    patient chosen twice is drawn once ("best-median")."""
+    dice = _processed_dice(per_patient)
+    ranked = dice.dropna().sort_values(ascending=False, kind="stable")
+    chosen: dict[str, list[str]] = {}  # patient → tags, so a patient is drawn once
+    for tag in wanted:
+        if tag in ("best", "median", "worst") and len(ranked):
+            position = {"best": 0, "median": (len(ranked) - 1) // 2, "worst": len(ranked) - 1}[tag]
+            chosen.setdefault(str(ranked.index[position]), []).append(tag)
+        elif tag in dice.index:
+            chosen.setdefault(tag, []).append("patient")
+    return [("-".join(tags), patient) for patient, tags in chosen.items()]
+
+
+def draw_outlines(
+    pred: np.ndarray, data: Split, per_patient: pd.DataFrame, wanted: list[str], out_dir: Path
+) -> list[Path]:
+    """Twelve slices with reference and predicted outlines for each shown patient."""
+    from segsweep.figures import slice_outlines
+
+    dice = _processed_dice(per_patient)
+    written = []
+    for index, (tag, patient) in enumerate(shown_patients(per_patient, wanted), 1):
+        rows = np.flatnonzero(data.patient_id == patient)
+        rows = rows[np.argsort(data.slice_id[rows], kind="stable")]
+        path = Path(out_dir) / f"outlines_{index}_{tag}_{patient}.png"
+        title = f"{patient} ({tag}, Dice {dice[patient]:.3f})"
+        image, reference = data.images[rows, ..., 0], data.masks[rows].any(axis=-1)
+        slice_outlines(image, reference, pred[rows] > 0, path, title)
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="segsweep evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", required=True, type=Path, help="results/runs/{run}")
@@ -176,9 +292,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels-json", help="label values of the data, e.g. '{\"femur\": 1}'")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--figures-dir", type=Path, help="draw outlines of shown patients here")
+    parser.add_argument(
+        "--native-dir",
+        type=Path,
+        help="also export predictions in original geometry and score "
+        "them in native space (needs --predictions-dir and --data-dir)",
+    )
+    parser.add_argument("--data-dir", type=Path, help="results/data (ingest.json per subject)")
+    parser.add_argument(
+        "--patients", nargs="*", default=["best", "median", "worst"], help="best|median|worst|id"
+    )
     args = parser.parse_args(argv)
     if args.predictions_dir and not (args.crop_dir and args.labels_json):
         parser.error("--predictions-dir needs --crop-dir and --labels-json")
+    if args.native_dir and not (args.predictions_dir and args.data_dir):
+        parser.error("--native-dir needs --predictions-dir and --data-dir")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = choose_device(args.device)
@@ -186,14 +315,28 @@ def main(argv: list[str] | None = None) -> None:
     model, meta = load_checkpoint(args.run_dir / "checkpoints" / selected["file"], device)
     data = read_split(args.data)
     per_slice, per_patient, pred = evaluate_model(
-        model, meta, data, args.run_dir.name, args.split, device
+        model, meta, data, args.run_dir.name, args.split, device, read_spacing(args.data)
     )
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    per_slice.to_csv(args.out_dir / "per_slice.csv", index=False)
-    per_patient.to_csv(args.out_dir / "per_patient.csv", index=False)
     if args.predictions_dir:
         labels = json.loads(args.labels_json)
         export_predictions(pred, data, meta["classes"], labels, args.crop_dir, args.predictions_dir)
+        if args.native_dir:
+            export_native(args.predictions_dir, args.crop_dir, args.data_dir, args.native_dir)
+            native = native_tables(
+                args.native_dir,
+                args.data_dir,
+                meta["classes"],
+                labels,
+                args.run_dir.name,
+                args.split,
+            )
+            per_patient = pd.concat([per_patient, native], ignore_index=True)[per_patient.columns]
+    per_slice.to_csv(args.out_dir / "per_slice.csv", index=False)
+    per_patient.to_csv(args.out_dir / "per_patient.csv", index=False)
+    if args.figures_dir:
+        args.figures_dir.mkdir(parents=True, exist_ok=True)
+        draw_outlines(pred, data, per_patient, args.patients, args.figures_dir)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,14 @@
 - per-patient boxplots of per-slice foreground Dice, one panel per final model, on validation and
   on the test set (Fig. 5.5): boxplot_val.png, boxplot_test.png;
 - training curves of the final models: rolling mean of the training loss with ±1σ and ±2σ bands,
-  validation loss as points, and validation Dice (Fig. 5.1): training_curves.png.
+  validation loss as points, and validation Dice (Fig. 5.1): training_curves.png;
+- histograms of per-slice foreground Dice per final model (Fig. 5.4): histogram_{split}.png;
+- checkpoint scores over training for every run, the selected checkpoint marked:
+  checkpoint_scores.png;
+- N4 quality control of one subject: image before, estimated bias field, image after:
+  n4_qc_{subject}.png;
+- twelve linearly spaced slices of a patient with ground-truth and predicted outlines (Fig.
+  5.9–5.22), `slice_outlines`, drawn by the final-model stage, the only one that sees test images.
 
 Every figure is written as PNG (150 dpi, embedded in the thesis) and as SVG beside it (for print
 and editing). Jitter is drawn from a fixed seed, so reruns draw identical figures.
@@ -173,6 +180,99 @@ def training_curves(logs: dict[str, pd.DataFrame], out: Path) -> None:
     save(fig, out)
 
 
+def histograms(per_slice: dict[str, pd.DataFrame], out: Path, title: str) -> None:
+    """Histogram of per-slice foreground Dice (defined slices), one panel per model."""
+    n = max(1, len(per_slice))
+    fig = Figure(figsize=(4.2 * n, 3.0), layout="tight")
+    axes = fig.subplots(1, n, squeeze=False, sharey=True)
+    for ax, (label, slices) in zip(axes[0], per_slice.items(), strict=False):
+        dice = slices.loc[slices["class"] == FOREGROUND, "dice"].dropna()
+        ax.hist(dice, bins=np.linspace(0, 1, 21), color="#9ecae1", edgecolor="#08306b")
+        ax.axvline(dice.median(), color=VAL_COLOUR, label=f"median {dice.median():.3f}")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("Dice per slice")
+        ax.set_ylabel("slices")
+        ax.legend(fontsize=7, frameon=False, loc="upper left")
+    if not per_slice:
+        axes[0, 0].text(0.5, 0.5, "no final models", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    save(fig, out)
+
+
+def checkpoint_scores(selections: dict[str, dict], out: Path, ylabel: str) -> None:
+    """Validation score of every checkpoint over training, one line per run; the selected
+    checkpoint of each run is ringed."""
+    fig = Figure(figsize=(7.5, 3.6), layout="tight")
+    ax = fig.subplots()
+    colours = sns.color_palette("colorblind", max(1, len(selections)))
+    for colour, (run_id, selection) in zip(colours, sorted(selections.items()), strict=False):
+        scores = pd.DataFrame(selection["scores"])
+        ax.plot(
+            scores["epoch"], scores["score"].astype(float), "o-", ms=3, color=colour, label=run_id
+        )
+        chosen = selection["selected"]
+        if chosen.get("score") is not None:
+            ax.plot(chosen["epoch"], chosen["score"], "o", ms=10, mfc="none", mec=colour, mew=1.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.01, 1), loc="upper left")
+    save(fig, out)
+
+
+def _middle(path: Path) -> np.ndarray:
+    import SimpleITK as sitk
+
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    return array[array.shape[0] // 2]
+
+
+def n4_qc(before: Path, field: Path, after: Path, out: Path, subject: str) -> None:
+    """The middle slice of one subject before N4, the estimated bias field, and after N4."""
+    fig = Figure(figsize=(9, 3.3), layout="tight")
+    axes = fig.subplots(1, 3)
+    panels = [
+        ("before N4", before, "gray"),
+        ("bias field", field, "magma"),
+        ("after N4", after, "gray"),
+    ]
+    for ax, (title, path, cmap) in zip(axes, panels, strict=True):
+        image = _middle(path)
+        shown = ax.imshow(image, cmap=cmap, interpolation="nearest")
+        ax.set_title(f"{subject}: {title}", fontsize=9)
+        ax.axis("off")
+        if cmap != "gray":
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    save(fig, out)
+
+
+def twelve_slices(n_slices: int, count: int = 12) -> np.ndarray:
+    """`count` linearly spaced slice positions over a volume (all when it has fewer)."""
+    return np.unique(np.linspace(0, n_slices - 1, min(count, n_slices)).round().astype(int))
+
+
+def slice_outlines(
+    image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, out: Path, title: str
+) -> None:
+    """Twelve linearly spaced slices (z, y, x) with the reference outlined in green and the
+    prediction in orange (label maps: every non-zero label is outlined)."""
+    positions = twelve_slices(len(image))
+    columns = 6
+    rows = int(np.ceil(len(positions) / columns))
+    fig = Figure(figsize=(1.6 * columns, 1.75 * rows + 0.4), layout="tight")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, k in zip(axes.flat, positions, strict=False):
+        ax.imshow(image[k], cmap="gray", interpolation="nearest")
+        for mask, colour in ((reference[k], "#2ca02c"), (prediction[k], VAL_COLOUR)):
+            if mask.any():
+                ax.contour(mask > 0, levels=[0.5], colors=colour, linewidths=0.9)
+        ax.set_title(f"slice {k}", fontsize=7)
+    fig.suptitle(f"{title} (green: reference, orange: prediction)", fontsize=9)
+    save(fig, out)
+
+
 def final_models(results: Path) -> pd.DataFrame:
     """results/summary/final.csv: run_id, group, score of each final model."""
     return pd.read_csv(results / "summary" / "final.csv", keep_default_na=False)
@@ -189,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-json", required=True, help="the whole validated config")
     parser.add_argument("--sweep-json", required=True, help="the sweep specification")
     parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--qc-subjects", nargs="*", default=[], help="subjects for the N4 QC")
     args = parser.parse_args(argv)
     config: dict[str, Any] = json.loads(args.config_json)
     swept = swept_names(json.loads(args.sweep_json))
@@ -211,9 +312,25 @@ def main(argv: list[str] | None = None) -> None:
     for split, path in sources.items():
         slices = {labels[r]: pd.read_csv(path(r), dtype={"patient_id": str}) for r in labels}
         boxplot(slices, figures / f"boxplot_{split}.png", f"Dice per slice, {titles[split]}")
+        histograms(slices, figures / f"histogram_{split}.png", f"Dice per slice, {titles[split]}")
     logs = {labels[r]: pd.read_csv(results / "runs" / r / "train_log.csv") for r in labels}
     training_curves(logs, figures / "training_curves.png")
-    print(f"wrote {len(swept) + 3} figures to {figures}")
+    selections = {
+        run: json.loads((results / "runs" / run / "selection.json").read_text())
+        for run in runs_df["run_id"].astype(str)
+    }
+    checkpoint_scores(
+        selections, figures / "checkpoint_scores.png", score_label(config["selection"])
+    )
+    for subject in args.qc_subjects:
+        n4_qc(
+            results / "data" / subject / "image.nii.gz",
+            results / "n4" / subject / "bias_field.nii.gz",
+            results / "n4" / subject / "image.nii.gz",
+            figures / f"n4_qc_{subject}.png",
+            subject,
+        )
+    print(f"wrote the figures to {figures}")
 
 
 if __name__ == "__main__":

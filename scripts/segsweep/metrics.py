@@ -10,17 +10,23 @@ computed from.
     specificity = TN / (TN + FP)               (true negative rate)
     precision   = TP / (TP + FP)               (positive predictive value)
     accuracy    = (TP + TN) / (TP + FP + FN + TN)
+    f2          = 5 TP / (5 TP + 4 FN + FP)    (Fβ with β = 2: recall weighted four times, the
+                                                PET/CT thesis's F2; `fbeta` gives any β)
 
 Empty conventions (as MONAI: a metric whose denominator is zero is NaN, never a warning):
 
-- reference and prediction both empty: dice, iou, sensitivity and precision are NaN (undefined;
+- reference and prediction both empty: dice, iou, f2, sensitivity and precision are NaN (undefined;
   excluded from means and counted separately by the analysis);
-- reference empty, prediction not (false positives only): dice = iou = precision = 0, sensitivity
+- reference empty, prediction not (false positives only): dice = iou = f2 = precision = 0,
+  sensitivity
   NaN (there is nothing to recall);
-- reference not empty, prediction empty (a missed structure): dice = iou = sensitivity = 0,
+- reference not empty, prediction empty (a missed structure): dice = iou = f2 = sensitivity = 0,
   precision NaN (there are no positive predictions);
 - specificity is NaN only when TN + FP == 0 (the reference covers every voxel);
 - accuracy is always defined (NaN only for a region of zero voxels).
+
+Volumes (mL) and surface distances (HD95, ASSD in mm, per patient in 3D) need the voxel spacing and
+live in `volumes_ml` and `segsweep.distances`.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "accuracy")
+METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "accuracy", "f2")
+BETA = 2.0
 
 
 def confusion_counts(
@@ -68,4 +75,22 @@ def overlap_metrics(
         "specificity": _ratio(tn, tn + fp),
         "precision": _ratio(tp, tp + fp),
         "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
+        "f2": fbeta(tp, fp, fn, BETA),
     }
+
+
+def fbeta(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, beta: float) -> np.ndarray:
+    """(1 + β²) TP / ((1 + β²) TP + β² FN + FP); β > 1 weights recall more than precision."""
+    tp, fp, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, fn))
+    b2 = beta * beta
+    return _ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
+
+
+def volumes_ml(
+    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, voxel_mm3: float | np.ndarray
+) -> dict[str, np.ndarray]:
+    """Reference and predicted volume in mL (1 mL = 1000 mm³) from confusion counts; the voxel
+    volume (mm³) broadcasts, e.g. one per row."""
+    scale = np.asarray(voxel_mm3, dtype=np.float64) / 1000.0
+    tp, fp, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, fn))
+    return {"volume_ref_ml": (tp + fn) * scale, "volume_pred_ml": (tp + fp) * scale}

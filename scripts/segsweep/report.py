@@ -395,6 +395,116 @@ def _natural(text: str) -> tuple:
     return (0, int(text), "") if text.isdigit() else (1, 0, text)
 
 
+def metric_conventions() -> list[str]:
+    """The metric definitions and empty conventions (segsweep.metrics, segsweep.distances)."""
+    return [
+        "Metrics are computed per class and for the foreground (the union of all classes) from "
+        "the confusion counts of each slice and of each patient's volume (per patient, 3D; the "
+        "primary level): Dice (F1) = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN), sensitivity = "
+        "TP/(TP+FN), specificity = TN/(TN+FP), precision = TP/(TP+FP), accuracy = "
+        "(TP+TN)/(TP+FP+FN+TN) and F2 = 5TP/(5TP+4FN+FP) (Fβ with β = 2, weighting recall). "
+        "Volumes are voxel counts times the voxel volume, in mL.",
+        "Per patient, the surface distances HD95 and ASSD are computed in mm on the voxel grid "
+        "with its spacing. Surface voxels are mask voxels with a face neighbour outside the mask; "
+        "distances run between voxel centres from each surface to the other. HD95 is the larger of "
+        "the two directed 95th percentiles, ASSD the mean of the distances of both directions "
+        "pooled.",
+        "Empty conventions: when reference and prediction are both empty, Dice, IoU, F2, "
+        "sensitivity, precision, HD95 and ASSD are undefined; such slices or patients are left "
+        "out of means and medians but counted. An empty reference with false positives scores a "
+        "Dice, IoU, F2 and precision of 0; a missed structure (empty prediction) scores 0 "
+        "sensitivity. When exactly one of reference and prediction is empty, HD95 and ASSD take "
+        "the worst case, the diagonal of the image in mm, never an undefined value. Specificity "
+        "is undefined only when the reference covers every voxel.",
+    ]
+
+
+def ci_text(low: Any, high: Any) -> str:
+    return NA if pd.isna(low) or pd.isna(high) else f"[{number(low)}, {number(high)}]"
+
+
+def p_value(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return NA
+    return "< 0.001" if float(value) < 0.001 else f"{float(value):.3f}"
+
+
+def kruskal_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Kruskal–Wallis per hyperparameter with the best − worst median difference and its CI."""
+    rows = [
+        [
+            row["hyperparameter"],
+            integer(row["levels"]),
+            integer(row["n"]),
+            number(row["H"]),
+            p_value(row["p"]),
+            f"{format_level(row['best'])} − {format_level(row['worst'])}"
+            if row["best"] != ""
+            else NA,
+            number(row["median_difference"]),
+            ci_text(row["ci_low"], row["ci_high"]),
+        ]
+        for _, row in table.iterrows()
+    ]
+    columns = ["Hyperparameter", "Levels", "Runs", "H", "p", "Best − worst", "Δ median", "95 % CI"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def distribution_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Per final model: the distribution of per-slice foreground Dice."""
+    rows = [
+        [
+            row["run_id"],
+            integer(row["slices"]),
+            integer(row["undefined"]),
+            *(number(row[c]) for c in ["mean", "median", "std", "q25", "q75"]),
+        ]
+        for _, row in table.iterrows()
+    ]
+    columns = ["Model", "Slices", "Undefined", "Mean", "Median", "STD", "25 %", "75 %"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary_cell(mean: Any, median: Any, std: Any) -> str:
+    """One "mean (median) ± std" cell (thesis Tables 5.15/5.18)."""
+    if pd.isna(mean):
+        return NA
+    return f"{number(mean)} ({number(median)}) ± {number(std)}"
+
+
+def metrics_frame(table: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
+    """Metrics (rows) × final models (columns) as "mean (median) ± std" over patients."""
+    rows = []
+    for metric in dict.fromkeys(table["metric"]):
+        row = [METRIC_NAMES.get(metric, metric)]
+        for run in run_ids:
+            match = table[(table["metric"] == metric) & (table["run_id"] == run)]
+            row.append(
+                summary_cell(*match[["mean", "median", "std"]].iloc[0]) if len(match) else NA
+            )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["Metric", *run_ids])
+
+
+def tests_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Paired tests of the final models (Friedman, Wilcoxon with Holm) with bootstrap CIs."""
+    rows = [
+        [
+            row["test"],
+            row["a"] if row["test"] == "Friedman" else f"{row['a']} − {row['b']}",
+            integer(row["n"]),
+            number(row["statistic"]),
+            p_value(row["p"]),
+            p_value(row["p_holm"]),
+            number(row["median_difference"]),
+            ci_text(row["ci_low"], row["ci_high"]),
+        ]
+        for _, row in table.iterrows()
+    ]
+    columns = ["Test", "Models", "Patients", "Statistic", "p", "p (Holm)", "Δ median", "95 % CI"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 # ---------------------------------------------------------------- appendix C: provenance
 def config_hash(config: dict[str, Any], sweep: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of config and sweep: equal hashes mean equal settings."""
@@ -478,7 +588,43 @@ def build_context(
         ),
         "stratify": config.get("split", {}).get("stratify"),
         "split_seed": config.get("split", {}).get("seed"),
+        "dropped": None,
     }
+    dropped_csv = results / "data" / "dropped.csv"
+    dropped = (
+        pd.read_csv(dropped_csv, dtype=str, keep_default_na=False)
+        if dropped_csv.is_file()
+        else pd.DataFrame()
+    )
+    data["none_dropped"] = dropped_csv.is_file() and dropped.empty
+    if len(dropped):
+        data["dropped"] = numbering.table(
+            "1",
+            f"{plural(len(dropped), 'subject')} dropped as invalid, with the reason.",
+            dropped,
+        )
+
+    preprocessing_figures = []
+    for png in sorted(figures.glob("n4_qc_*.png")):
+        subject = png.stem[len("n4_qc_") :]
+        preprocessing_figures.append(
+            numbering.figure(
+                "2",
+                f"N4 bias field correction of {subject}: the middle slice before correction, the "
+                "estimated multiplicative bias field, and after correction.",
+                png,
+            )
+        )
+        crop_qc = results / "crop" / subject / "qc.png"
+        if crop_qc.is_file():
+            preprocessing_figures.append(
+                numbering.figure(
+                    "2",
+                    f"Crop of {subject}: the N4-corrected middle slice with the detected joint "
+                    "centre and the square crop window, beside the cropped slice.",
+                    crop_qc,
+                )
+            )
 
     methods = {
         "n_runs": len(runs),
@@ -498,6 +644,15 @@ def build_context(
         ),
         "selection": selection_sentence(selection, base.get("checkpoint_every")),
         "final": final_sentence(config.get("final", {})),
+        "conventions": metric_conventions(),
+        "checkpoints": numbering.figure(
+            "3",
+            f"The {score} of every kept checkpoint of every run on the validation set over "
+            "training; the selected checkpoint of each run is ringed.",
+            figures / "checkpoint_scores.png",
+        )
+        if (figures / "checkpoint_scores.png").is_file()
+        else None,
     }
 
     long_table = _read(tables / "hyperparameters.csv", text=["hyperparameter", "level"])
@@ -514,6 +669,20 @@ def build_context(
                 ),
                 "extremes": extremes(rows, higher),
             }
+        )
+    kruskal = None
+    if swept and (tables / "kruskal.csv").is_file():
+        kruskal_csv = _read(tables / "kruskal.csv", text=["hyperparameter", "best", "worst"])
+        kruskal = numbering.table(
+            "4",
+            "Kruskal–Wallis test of the runs' scores across the levels of each swept "
+            "hyperparameter, and the difference of the median score between the best and the "
+            "worst level with its bootstrap 95 % confidence interval.",
+            kruskal_frame(kruskal_csv),
+            notes=[
+                "Each run is one observation; with few runs per level the test has little power "
+                "and undefined values are shown as “–”."
+            ],
         )
     pairs_long = _read(tables / "pairs.csv", text=["a", "b", "a_level", "b_level"])
     pairs = []
@@ -566,38 +735,106 @@ def build_context(
     )
 
     per_patient = _read(tables / "final_per_patient.csv", text=["patient_id", "run_id", "split"])
+    distribution = _read(tables / "slice_distribution.csv", text=["run_id", "split"])
+    summary = _read(tables / "metrics_summary.csv", text=["run_id", "split", "space", "metric"])
+    tests = _read(tables / "final_tests.csv", text=["split", "test", "a", "b"])
     final_splits = []
     for split in ("val", "test"):
+        name = SPLIT_NAMES[split]
+        entry: dict[str, Any] = {"split": split, "name": name}
+        entry["distribution"] = numbering.table(
+            "4",
+            f"Distribution of the per-slice foreground Dice of the final models on the {name}.",
+            distribution_frame(distribution[distribution["split"] == split]),
+            notes=[
+                "Slices where reference and prediction are both empty have no Dice: they are "
+                "counted as undefined and left out of the statistics."
+            ],
+        )
+        in_split = summary[summary["split"] == split]
+        entry["metrics"] = []
+        for space in dict.fromkeys(in_split["space"]):
+            entry["metrics"].append(
+                numbering.table(
+                    "4",
+                    f"All per-patient foreground metrics of the final models on the {name} "
+                    f"({space} space).",
+                    metrics_frame(in_split[in_split["space"] == space], final_ids),
+                    notes=["The format is “mean (median) ± std” over patients."],
+                )
+            )
         frame, wins = per_patient_frame(per_patient[per_patient["split"] == split], final_ids)
         notes = ["The format is “mean (median)” of the per-slice foreground Dice."]
         if len(final_ids) > 1:
             notes.append("The model with the highest mean Dice for the patient is in bold.")
-        table = numbering.table(
+        entry["table"] = numbering.table(
             "4",
-            f"Mean and median Dice per slice of the final models for each patient of the "
-            f"{SPLIT_NAMES[split]}.",
+            f"Mean and median Dice per slice of the final models for each patient of the {name}.",
             frame,
             notes=notes,
         )
-        figure = numbering.figure(
+        split_tests = tests[tests["split"] == split]
+        entry["tests"] = (
+            numbering.table(
+                "4",
+                f"Paired tests of the final models on the per-patient foreground Dice of the "
+                f"{name}, with the median of the per-patient differences and its bootstrap 95 % "
+                "confidence interval.",
+                tests_frame(split_tests),
+                notes=[
+                    "Wilcoxon signed-rank for two models; for more, Friedman and pairwise "
+                    "Wilcoxon tests with Holm's correction."
+                ],
+            )
+            if len(split_tests)
+            else None
+        )
+        entry["histogram"] = numbering.figure(
             "4",
-            f"Dice per slice for each patient of the {SPLIT_NAMES[split]}, one panel per final "
+            f"Histogram of the per-slice foreground Dice of each final model on the {name}; the "
+            "orange line marks the median.",
+            figures / f"histogram_{split}.png",
+        )
+        entry["figure"] = numbering.figure(
+            "4",
+            f"Dice per slice for each patient of the {name}, one panel per final "
             "model. The line in each box is the median, the box spans the 25% to 75% quantiles, "
             "the whiskers reach the furthest slice within 1.5 times the interquartile range and "
             "outliers beyond are marked with diamonds. Slices where reference and prediction are "
             "both empty have no Dice and are not shown.",
             figures / f"boxplot_{split}.png",
         )
-        final_splits.append(
-            {
-                "split": split,
-                "name": SPLIT_NAMES[split],
-                "table": table,
-                "figure": figure,
-                "n_patients": len(frame),
-                "wins": wins,
-            }
-        )
+        entry["n_patients"] = len(frame)
+        entry["wins"] = wins
+        final_splits.append(entry)
+
+    outlines = []
+    for run in final_ids:
+        for png in sorted((results / "final" / run / "figures").glob("outlines_*.png")):
+            _, _, tag, patient = png.stem.split("_", 3)
+            tags = [t for t in tag.split("-") if t != "patient"]
+            what = f"the {' and '.join(tags)} test patient by Dice" if tags else "a chosen patient"
+            outlines.append(
+                numbering.figure(
+                    "4",
+                    f"Final model {run} on {patient} ({what}): twelve linearly spaced slices "
+                    "with the reference outlined in green and the prediction in orange.",
+                    png,
+                )
+            )
+
+    unlabelled = []
+    for run in final_ids:
+        png = results / "final" / run / "unlabelled.png"
+        if png.is_file():
+            unlabelled.append(
+                numbering.figure(
+                    "4",
+                    f"Predictions of final model {run} for subjects without a reference: the "
+                    "middle slice of each cropped image with the predicted outline in orange.",
+                    png,
+                )
+            )
 
     runs_df = _read(results / "summary" / "runs.csv", text=["run_id"])
     appendix = {
@@ -634,6 +871,10 @@ def build_context(
         "swept": swept,
         "data": data,
         "preprocessing": preprocessing_text(config),
+        "preprocessing_figures": preprocessing_figures,
+        "kruskal": kruskal,
+        "outlines": outlines,
+        "unlabelled": unlabelled,
         "methods": methods,
         "hyperparameters": hyperparameters,
         "pairs": pairs,

@@ -21,7 +21,7 @@ import torch
 
 from segsweep.devices import choose_device
 from segsweep.errors import ConfigError, InputError
-from segsweep.evaluate import evaluate_model
+from segsweep.evaluate import evaluate_model, read_spacing
 from segsweep.metrics import METRICS
 from segsweep.predict import load_checkpoint
 from segsweep.train import read_split, write_json
@@ -93,11 +93,14 @@ def score_checkpoints(
             "a class of the run: foreground, " + ", ".join(index["classes"]),
         )
     data = read_split(val_h5)
+    spacing = read_spacing(val_h5)
     run_id = Path(run_dir).name
     scores = []
     for entry in index["checkpoints"]:
         model, meta = load_checkpoint(index_path.parent / entry["file"], device)
-        per_slice, per_patient, _ = evaluate_model(model, meta, data, run_id, "val", device)
+        per_slice, per_patient, _ = evaluate_model(
+            model, meta, data, run_id, "val", device, spacing
+        )
         table = per_patient if cfg["level"] == "patient" else per_slice
         values = table.loc[table["class"] == cfg["class"], cfg["metric"]].to_numpy()
         score = aggregate_score(values, cfg["aggregate"])

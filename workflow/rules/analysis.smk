@@ -1,4 +1,7 @@
-# Cohort-level analysis: the runs table, hyperparameter tables and the figures.
+# Cohort-level analysis: the runs table, hyperparameter tables, statistics and the figures.
+
+# N4 quality control for the first labelled subject of each source.
+QC_SUBJECTS = sorted({SUBJECTS[s]["source"]: s for s in reversed(LABELLED)}.values())
 
 
 rule analysis:
@@ -17,6 +20,10 @@ rule analysis:
         pairs="results/tables/pairs.csv",
         best="results/tables/best_runs.csv",
         final="results/tables/final_per_patient.csv",
+        distribution="results/tables/slice_distribution.csv",
+        metrics="results/tables/metrics_summary.csv",
+        kruskal="results/tables/kruskal.csv",
+        tests="results/tables/final_tests.csv",
     log:
         "logs/analysis/analysis.log",
     benchmark:
@@ -37,7 +44,15 @@ rule figures:
         final="results/summary/final.csv",
         logs=expand("results/runs/{run}/train_log.csv", run=sorted(RUNS)),
         per_slice=expand("results/runs/{run}/val/per_slice.csv", run=sorted(RUNS)),
+        selections=expand("results/runs/{run}/selection.json", run=sorted(RUNS)),
         tests=final_outputs,
+        n4=expand(
+            "results/{step}/{subject}/{name}.nii.gz",
+            zip,
+            step=["data", "n4", "n4"] * len(QC_SUBJECTS),
+            subject=[s for s in QC_SUBJECTS for _ in range(3)],
+            name=["image", "image", "bias_field"] * len(QC_SUBJECTS),
+        ),
     output:
         jitter=report(
             expand("results/figures/jitter_{name}.png", name=SWEPT),
@@ -57,6 +72,23 @@ rule figures:
             category="Results",
             subcategory="Final models",
         ),
+        histograms=report(
+            expand("results/figures/histogram_{split}.png", split=["val", "test"]),
+            caption="../../report/histogram.rst",
+            category="Results",
+            subcategory="Final models",
+        ),
+        checkpoints=report(
+            "results/figures/checkpoint_scores.png",
+            caption="../../report/checkpoint_scores.rst",
+            category="Results",
+            subcategory="Selection",
+        ),
+        n4=report(
+            expand("results/figures/n4_qc_{subject}.png", subject=QC_SUBJECTS),
+            caption="../../report/n4_qc.rst",
+            category="Preprocessing",
+        ),
     log:
         "logs/analysis/figures.log",
     benchmark:
@@ -66,6 +98,7 @@ rule figures:
     params:
         cfg=as_json(config),
         sweep=as_json(SWEEP),
+        qc=QC_SUBJECTS,
     shell:
         "python -m segsweep figures --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
-        " --results results > {log} 2>&1"
+        " --results results --qc-subjects {params.qc} > {log} 2>&1"

@@ -1,6 +1,8 @@
 # Selection of every run's checkpoint on validation, its validation metrics, the choice of the
 # final models, and — only for those — the test set. No other rule reads test data.
 
+UNLABELLED = sorted(s for s, row in SUBJECTS.items() if not row["labelled"])
+
 
 rule select:
     input:
@@ -72,10 +74,26 @@ rule final_test:
         selection="results/runs/{run}/selection.json",
         test="results/datasets/test.h5",
         crops=expand("results/crop/{subject}/image.nii.gz", subject=LABELLED),
+        geometry=expand(
+            "results/{step}/{subject}/{name}.json",
+            zip,
+            step=["crop", "data"] * len(LABELLED),
+            subject=[s for s in LABELLED for _ in range(2)],
+            name=["crop", "ingest"] * len(LABELLED),
+        ),
+        originals=[
+            path
+            for s in LABELLED
+            for key in ("mask", "roi")
+            if SUBJECTS[s][key]
+            for path in mhd_pair(SUBJECTS[s][key])
+        ],
     output:
         per_slice="results/final/{run}/test/per_slice.csv",
         per_patient="results/final/{run}/test/per_patient.csv",
         predictions=directory("results/final/{run}/predictions"),
+        native=directory("results/final/{run}/predictions_native"),
+        figures=directory("results/final/{run}/figures"),
     log:
         "logs/final/{run}.log",
     benchmark:
@@ -85,9 +103,49 @@ rule final_test:
     threads: config["threads"]
     params:
         labels=as_json(config["data"]["labels"]),
+        patients=" ".join(shlex.quote(p) for p in config["report"]["patients"]),
     shell:
         "python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
         " --selection {input.selection} --data {input.test} --split test"
         " --out-dir results/final/{wildcards.run}/test"
         " --predictions-dir {output.predictions} --crop-dir results/crop"
+        " --figures-dir {output.figures} --patients {params.patients}"
+        " --native-dir {output.native} --data-dir results/data"
         " --labels-json {params.labels:q} --threads {threads} > {log} 2>&1"
+
+
+rule predict_unlabelled:
+    input:
+        selection="results/runs/{run}/selection.json",
+        final="results/summary/final.csv",
+        stats="results/datasets/normalisation.json",
+        crops=expand(
+            "results/crop/{subject}/{name}",
+            subject=UNLABELLED,
+            name=["image.nii.gz", "crop.json"],
+        ),
+        records=expand("results/data/{subject}/ingest.json", subject=UNLABELLED),
+    output:
+        predictions=directory("results/final/{run}/unlabelled"),
+        figure=report(
+            "results/final/{run}/unlabelled.png",
+            caption="../../report/unlabelled.rst",
+            category="Results",
+            subcategory="Unlabelled subjects",
+            labels={"run": "{run}"},
+        ),
+    log:
+        "logs/final/{run}_unlabelled.log",
+    benchmark:
+        "benchmarks/final/{run}_unlabelled.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        labels=as_json(config["data"]["labels"]),
+        subjects=UNLABELLED,
+    shell:
+        "python -m segsweep export --run-dir results/runs/{wildcards.run}"
+        " --selection {input.selection} --stats {input.stats} --subjects {params.subjects}"
+        " --labels-json {params.labels:q} --out-dir {output.predictions}"
+        " --figure {output.figure} --threads {threads} > {log} 2>&1"

@@ -7,6 +7,12 @@ rule report:
         rules.figures.output,
         "results/splits/splits.csv",
         "results/data/manifest.csv",
+        lambda w: expand(
+            "results/final/{run}/{name}",
+            run=final_runs(),
+            name=["figures", "unlabelled.png", "predictions_native"],
+        ),
+        expand("results/crop/{subject}/qc.png", subject=QC_SUBJECTS),
         templates=multiext(
             os.path.join(workflow.basedir, "report/thesis"), ".html.j2", ".css"
         ),
