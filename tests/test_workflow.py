@@ -16,35 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 from test_report import pdf_pages
+from tiny import TINY_CONFIG, TINY_SWEEP
 
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.workflow
-
-TINY_CONFIG = {
-    "data": {
-        "synthetic": {
-            "seed": 7,
-            "scale": 0.08,
-            "sources": {
-                "epi": {"n": 4, "labelled": 0.75},
-                "jopp": {"n": 4, "labelled": 0.75},
-                "maas": {"n": 1, "labelled": 0.0},
-            },
-        }
-    },
-    "preprocess": {
-        "n4": {"iterations": [20, 10]},
-        "crop": {"size": 32, "slices": 8},
-    },
-    "train": {"depth": 2, "base_channels": 4, "epochs": 2, "checkpoint_every": 1, "batch_size": 8},
-    "threads": 1,
-}
-TINY_SWEEP = {
-    "grids": {
-        "loss_vs_labels": {"loss": ["cross_entropy", "dice"], "labels": ["merged", "separate"]}
-    }
-}
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
