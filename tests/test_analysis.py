@@ -244,6 +244,37 @@ def write_fake_results(root: Path) -> Path:
             for s, src, _, _, split in subjects
         ]
     ).to_csv(results / "splits" / "splits.csv", index=False)
+    pd.DataFrame(
+        [
+            {"check": "subject in one split", "passed": True, "detail": "ok"},
+            {"check": "patient in one split", "passed": True, "detail": "ok"},
+        ]
+    ).to_csv(results / "splits" / "splits_checks.csv", index=False)
+    for s, src, _, _, _ in subjects[:-1]:  # maas-000 without a record: no resolution
+        size, spacing = (
+            ([100, 100, 41], [1.6, 1.6, 3.0]) if src == "epi" else ([64, 64, 24], [2.5, 2.5, 4.0])
+        )
+        (results / "data" / s).mkdir()
+        record = {"subject_id": s, "original": {"size": size, "spacing": spacing}}
+        (results / "data" / s / "ingest.json").write_text(json.dumps(record))
+    (results / "crop").mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "subject_id": ["epi-000", "epi-001", "jopp-000", "jopp-001"],
+            "method": ["joint"] * 4,
+            "error_mm": [2.0, 4.5, None, 6.1],  # jopp-000: no reference centre
+            "dx_mm": [1.0, -3.0, None, 5.0],
+            "dy_mm": [1.5, 3.0, None, 3.0],
+            "dz_mm": [0.5, 1.5, None, -2.0],
+        }
+    ).to_csv(results / "crop" / "centre_error.csv", index=False)
+    pd.DataFrame(
+        {
+            "subject_id": ["epi-000", "epi-001", "jopp-000", "jopp-001"],
+            "femur": [1.0, 0.95, 0.9, 0.85],
+            "fibula": [None, 0.5, 0.75, None],
+        }
+    ).to_csv(results / "crop" / "kept_fraction.csv", index=False)
     return results
 
 

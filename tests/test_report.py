@@ -145,7 +145,7 @@ def test_config_hash_is_canonical() -> None:
 def test_render_html_uses_the_given_templates(built: dict, tmp_path: Path) -> None:
     (tmp_path / "thesis.html.j2").write_text("<title>{{ title }}</title>{{ tables | length }}")
     context = report.build_context(CONFIG, SWEEP, built["results"], date="2020-01-01")
-    assert report.render_html(context, tmp_path) == "<title>Fake sweep</title>23"
+    assert report.render_html(context, tmp_path) == "<title>Fake sweep</title>26"
     assert context["date"] == "2020-01-01"
 
 
@@ -161,3 +161,50 @@ def test_final_model_tables_hold_the_numbers_of_the_csvs(built: dict) -> None:
     tests = pd.read_csv(tables / "final_tests.csv")
     assert html.count(">Wilcoxon<") == len(tests) == 2
     assert "Kruskal–Wallis" in html and "Empty conventions" in html
+
+
+def row_pattern(cells: list[str]) -> str:
+    return r"<tr>\s*" + r"\s*".join(f"<td[^>]*>{re.escape(c)}</td>" for c in cells) + r"\s*</tr>"
+
+
+def test_data_and_preprocessing_tables_hold_the_numbers_of_the_csvs(built: dict) -> None:
+    html = built["html"]
+    # dataset table: resolution from ingest.json "original"; maas-000 has no record
+    assert re.search(
+        row_pattern(["epi", "coronal", "3", "2", "3", "100 × 100 × 41 (1.6 × 1.6 × 3 mm)"]), html
+    )
+    assert re.search(
+        row_pattern(["jopp", "coronal", "2", "2", "2", "64 × 64 × 24 (2.5 × 2.5 × 4 mm)"]), html
+    )
+    assert re.search(row_pattern(["maas", "sagittal", "1", "0", "1", "–"]), html)
+    # split audit from splits_checks.csv
+    assert re.search(row_pattern(["Subject in one split", "yes", "ok"]), html)
+    assert "every check passed" in html
+    # centre error per subject with mean and max (of the defined errors, absolute offsets)
+    assert re.search(row_pattern(["epi-001", "joint", "4.5", "-3.0", "3.0", "1.5"]), html)
+    assert re.search(row_pattern(["jopp-000", "joint", "–", "–", "–", "–"]), html)
+    assert re.search(row_pattern(["Mean", "", "4.2", "1.0", "2.5", "0.0"]), html)
+    assert re.search(row_pattern(["Max", "", "6.1", "5.0", "3.0", "2.0"]), html)
+    assert "4.2 mm on average over\n    3 subjects and at most 6.1 mm\n    (jopp-001)" in html
+    # kept fraction per class with mean and min
+    assert re.search(row_pattern(["epi-000", "1.000", "–"]), html)
+    assert re.search(row_pattern(["Mean", "0.925", "0.625"]), html)
+    assert re.search(row_pattern(["Min", "0.850", "0.500"]), html)
+    assert "the smallest fraction is 0.500\n    (fibula of epi-001)" in html
+    for label in ["Table 1.3", "Table 2.1", "Table 2.2"]:
+        assert f'<span class="label">{label}:</span>' in html
+
+
+def test_report_builds_without_the_optional_csvs(built: dict, tmp_path: Path) -> None:
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(built["results"], results)
+    for path in ["splits/splits_checks.csv", "crop/centre_error.csv", "crop/kept_fraction.csv"]:
+        (results / path).unlink()
+    shutil.rmtree(results / "data" / "epi-000")
+    context = report.build_context(CONFIG, SWEEP, results, date="2020-01-01")
+    assert context["data"]["checks"] is None and context["crop_tables"]["centre"] is None
+    html = report.render_html(context)
+    assert "Table 2.1" not in html and "<h1>2 Preprocessing</h1>" in html
+    assert "100 × 100 × 41 (1.6 × 1.6 × 3 mm)" in html  # epi-001 still has its record

@@ -162,8 +162,10 @@ def _read(path: Path, text: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- chapter 1: data
-def dataset_frame(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Per source: perspective(s), number of subjects, labelled and valid ones, plus a total."""
+def dataset_frame(manifest: pd.DataFrame, records: dict[str, dict] | None = None) -> pd.DataFrame:
+    """Per source: perspective(s), number of subjects, labelled and valid ones and the original
+    resolution (matrix and voxel size from the subjects' ingest.json `records`), plus a total."""
+    records = records or {}
     manifest = manifest.assign(
         source=manifest["source"].replace("", "unknown"),
         labelled=_flag(manifest["labelled"]),
@@ -173,10 +175,36 @@ def dataset_frame(manifest: pd.DataFrame) -> pd.DataFrame:
     for source, group in manifest.groupby("source", sort=True):
         perspectives = ", ".join(sorted(p for p in group["perspective"].unique() if p)) or NA
         counts = [len(group), group["labelled"].sum(), group["valid"].sum()]
-        rows.append([source, perspectives, *counts])
-    rows.append(["Total", "", len(manifest), manifest["labelled"].sum(), manifest["valid"].sum()])
-    columns = ["Source", "Perspective", "Subjects", "Labelled", "Valid"]
+        found = [resolution(records.get(s)) for s in group["subject_id"]]
+        resolutions = "; ".join(sorted({r for r in found if r})) or NA
+        rows.append([source, perspectives, *counts, resolutions])
+    total = [len(manifest), manifest["labelled"].sum(), manifest["valid"].sum()]
+    rows.append(["Total", "", *total, ""])
+    columns = ["Source", "Perspective", "Subjects", "Labelled", "Valid", "Resolution"]
     return pd.DataFrame(rows, columns=columns).astype({c: str for c in columns})
+
+
+def resolution(record: dict | None) -> str | None:
+    """Original matrix and voxel size of an ingest.json record: "100 × 100 × 41 (1.6 × 1.6 × 3
+    mm)"; None without one (no record, or a subject that failed validation)."""
+    original = (record or {}).get("original") or {}
+    size, spacing = original.get("size"), original.get("spacing")
+    if not size:
+        return None
+    text = " × ".join(str(int(n)) for n in size)
+    if spacing:
+        text += " (" + " × ".join(f"{round(float(v), 2):g}" for v in spacing) + " mm)"
+    return text
+
+
+def ingest_records(data_dir: Path, subjects: list[str]) -> dict[str, dict]:
+    """The ingest.json record of each subject that has one."""
+    records = {}
+    for subject in subjects:
+        path = Path(data_dir) / subject / "ingest.json"
+        if path.is_file():
+            records[subject] = json.loads(path.read_text())
+    return records
 
 
 def _flag(values: pd.Series) -> pd.Series:
@@ -198,6 +226,17 @@ def split_frame(splits: pd.DataFrame) -> pd.DataFrame:
     counts = counts.reindex(order).rename_axis(None, axis=1)
     frame = counts.reset_index().rename(columns={"split": "Split"})
     return frame.astype(str)
+
+
+def checks_frame(checks: pd.DataFrame) -> pd.DataFrame:
+    """The split audit (splits_checks.csv: check, passed, detail) as display text."""
+    return pd.DataFrame(
+        {
+            "Check": checks["check"].astype(str).map(sentence_case),
+            "Passed": _flag(checks["passed"]).map({True: "yes", False: "no"}),
+            "Detail": checks["detail"].astype(str),
+        }
+    )
 
 
 def data_text(config: dict[str, Any]) -> str:
@@ -254,6 +293,62 @@ def preprocessing_text(config: dict[str, Any]) -> list[str]:
             "class every run is compared on."
         )
     return paragraphs
+
+
+def centre_error_frame(centre: pd.DataFrame) -> pd.DataFrame:
+    """Centre error per labelled subject (centre_error.csv) with a mean and a maximum row; the
+    maximum of the offsets is of their absolute values. Undefined errors (no reference centre)
+    are a dash and left out of the summary."""
+    values = ["error_mm", "dx_mm", "dy_mm", "dz_mm"]
+    numbers = centre[values].apply(pd.to_numeric, errors="coerce")
+    rows = [
+        [str(subject), str(method), *(number(v, 1) for v in row)]
+        for subject, method, row in zip(
+            centre["subject_id"], centre["method"], numbers.itertuples(index=False), strict=True
+        )
+    ]
+    rows.append(["Mean", "", *(number(v, 1) for v in numbers.mean())])
+    rows.append(["Max", "", *(number(v, 1) for v in numbers.abs().max())])
+    columns = ["Subject", "Method", "Error (mm)", "x (mm)", "y (mm)", "z (mm)"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def centre_summary(centre: pd.DataFrame) -> dict[str, Any] | None:
+    """Mean and maximum centre error for the text; None when no error is defined."""
+    errors = pd.to_numeric(centre["error_mm"], errors="coerce").dropna()
+    if errors.empty:
+        return None
+    worst = centre.loc[errors.idxmax(), "subject_id"]
+    return {
+        "mean": number(errors.mean(), 1),
+        "max": number(errors.max(), 1),
+        "worst": str(worst),
+        "n": len(errors),
+    }
+
+
+def kept_fraction_frame(kept: pd.DataFrame) -> pd.DataFrame:
+    """Kept fraction per subject and class (kept_fraction.csv) with mean and minimum rows;
+    classes absent from a subject are a dash and left out of the summary."""
+    classes = [c for c in kept.columns if c != "subject_id"]
+    numbers = kept[classes].apply(pd.to_numeric, errors="coerce")
+    rows = [
+        [str(subject), *(number(v) for v in row)]
+        for subject, row in zip(kept["subject_id"], numbers.itertuples(index=False), strict=True)
+    ]
+    rows.append(["Mean", *(number(v) for v in numbers.mean())])
+    rows.append(["Min", *(number(v) for v in numbers.min())])
+    return pd.DataFrame(rows, columns=["Subject", *(sentence_case(c) for c in classes)])
+
+
+def kept_summary(kept: pd.DataFrame) -> dict[str, Any] | None:
+    """The smallest kept fraction over subjects and classes, for the text."""
+    classes = [c for c in kept.columns if c != "subject_id"]
+    values = kept.set_index("subject_id")[classes].apply(pd.to_numeric, errors="coerce").stack()
+    if values.empty:
+        return None
+    subject, name = values.idxmin()
+    return {"min": number(values.min()), "subject": str(subject), "class": str(name)}
 
 
 # ---------------------------------------------------------------- chapter 3: methods
@@ -580,8 +675,12 @@ def build_context(
         "n_labelled": int(_flag(manifest["labelled"]).sum()),
         "dataset": numbering.table(
             "1",
-            "Subjects per source: perspective, number, labelled and valid.",
-            dataset_frame(manifest),
+            "Subjects per source: perspective, number, labelled and valid subjects, and the "
+            "original resolution (matrix size and voxel spacing) of the images.",
+            dataset_frame(
+                manifest,
+                ingest_records(results / "data", manifest["subject_id"].tolist()),
+            ),
         ),
         "splits": numbering.table(
             "1", "Subjects per split and stratum (patient-level split).", split_frame(splits)
@@ -589,7 +688,19 @@ def build_context(
         "stratify": config.get("split", {}).get("stratify"),
         "split_seed": config.get("split", {}).get("seed"),
         "dropped": None,
+        "checks": None,
+        "checks_passed": None,
     }
+    checks_csv = results / "splits" / "splits_checks.csv"
+    if checks_csv.is_file():
+        checks = pd.read_csv(checks_csv, dtype=str, keep_default_na=False)
+        data["checks_passed"] = bool(_flag(checks["passed"]).all())
+        data["checks"] = numbering.table(
+            "1",
+            "Audit of the split: checks that no subject, patient or image is in two of the "
+            "training, validation and test sets.",
+            checks_frame(checks),
+        )
     dropped_csv = results / "data" / "dropped.csv"
     dropped = (
         pd.read_csv(dropped_csv, dtype=str, keep_default_na=False)
@@ -624,6 +735,37 @@ def build_context(
                     "centre and the square crop window, beside the cropped slice.",
                     crop_qc,
                 )
+            )
+
+    crop_tables: dict[str, Any] = dict.fromkeys(
+        ["centre", "centre_summary", "kept", "kept_summary"]
+    )
+    centre_csv = results / "crop" / "centre_error.csv"
+    if centre_csv.is_file():
+        centre = _read(centre_csv, text=["subject_id", "method"])
+        if len(centre):
+            crop_tables["centre_summary"] = centre_summary(centre)
+            crop_tables["centre"] = numbering.table(
+                "2",
+                "Distance of the detected joint centre from the reference centre derived from "
+                "the mask, per labelled subject, and its offset along each axis (mm).",
+                centre_error_frame(centre),
+                notes=[
+                    "The reference centre is the centroid of the zone where two classes meet. "
+                    "Max is the largest error and the largest absolute offset; “–” marks a "
+                    "subject without a reference centre."
+                ],
+            )
+    kept_csv = results / "crop" / "kept_fraction.csv"
+    if kept_csv.is_file():
+        kept = _read(kept_csv, text=["subject_id"])
+        if len(kept) and len(kept.columns) > 1:
+            crop_tables["kept_summary"] = kept_summary(kept)
+            crop_tables["kept"] = numbering.table(
+                "2",
+                "Fraction of each class's voxels inside the crop window, per labelled subject.",
+                kept_fraction_frame(kept),
+                notes=["“–” marks a class absent from the subject's mask."],
             )
 
     methods = {
@@ -872,6 +1014,7 @@ def build_context(
         "data": data,
         "preprocessing": preprocessing_text(config),
         "preprocessing_figures": preprocessing_figures,
+        "crop_tables": crop_tables,
         "kruskal": kruskal,
         "outlines": outlines,
         "unlabelled": unlabelled,

@@ -6,7 +6,10 @@ rule report:
         rules.analysis.output,
         rules.figures.output,
         "results/splits/splits.csv",
+        "results/splits/splits_checks.csv",
         "results/data/manifest.csv",
+        expand("results/data/{subject}/ingest.json", subject=sorted(SUBJECTS)),
+        rules.crop_tables.output,
         lambda w: expand(
             "results/final/{run}/{name}",
             run=final_runs(),
