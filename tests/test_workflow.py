@@ -7,7 +7,9 @@ check contents against the CSVs the workflow wrote, and the incremental behaviou
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -233,3 +235,76 @@ def test_final_models_export_native_predictions_scored_in_both_spaces(workdir: P
             cell = f"{dice.mean():.3f} ({dice.median():.3f}) ± {std}"
             assert cell in html, (space, cell)
     assert "native space" in html and "Kruskal–Wallis" in html
+
+
+def test_snakemake_report_zip_holds_the_thesis_and_figures(workdir: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "report.zip"
+    result = snakemake(workdir, "--report", str(archive))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert archive.is_file()
+    names = zipfile.ZipFile(archive).namelist()
+    assert any(name.endswith("thesis.pdf") for name in names), names
+    assert any(name.endswith(".png") for name in names), names
+
+
+# Visual checks: headless Chromium screenshots thesis.html and pdftoppm renders the PDF pages.
+# Skipped only where the binaries are missing and CI is not set; in CI a missing binary fails.
+IN_CI = bool(os.environ.get("CI"))
+CHROMIUM = next(
+    (shutil.which(n) for n in ["chromium", "chromium-browser"] if shutil.which(n)), None
+)
+PDFTOPPM = shutil.which("pdftoppm")
+
+
+def is_nontrivial_png(path: Path) -> bool:
+    """A PNG of some size whose pixels are not all one colour."""
+    data = path.read_bytes()
+    if not data.startswith(b"\x89PNG") or len(data) < 5000:
+        return False
+    from PIL import Image
+
+    with Image.open(path) as image:
+        lo, hi = image.convert("L").getextrema()
+        return hi - lo > 50
+
+
+@pytest.mark.skipif(CHROMIUM is None and not IN_CI, reason="chromium not installed")
+def test_chromium_screenshots_the_thesis_html(workdir: Path, tmp_path: Path) -> None:
+    assert CHROMIUM, "CI must install chromium"
+    png = tmp_path / "thesis.png"
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    html = (workdir / "results/report/thesis.html").resolve()
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--screenshot={png}",
+        "--window-size=1200,1600",
+        html.as_uri(),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert is_nontrivial_png(png)
+
+
+@pytest.mark.skipif(PDFTOPPM is None and not IN_CI, reason="pdftoppm not installed")
+def test_pdftoppm_renders_every_pdf_page(workdir: Path, tmp_path: Path) -> None:
+    assert PDFTOPPM, "CI must install poppler-utils"
+    pdf = workdir / "results/report/thesis.pdf"
+    command = [PDFTOPPM, "-png", "-r", "60", str(pdf), str(tmp_path / "page")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) == pdf_pages(pdf.read_bytes()), pages
+    assert all(png.stat().st_size > 1000 for png in pages)
+    assert is_nontrivial_png(pages[0])

@@ -90,7 +90,13 @@ rule final_test:
         ],
     output:
         per_slice="results/final/{run}/test/per_slice.csv",
-        per_patient="results/final/{run}/test/per_patient.csv",
+        per_patient=report(
+            "results/final/{run}/test/per_patient.csv",
+            caption="../../report/final_per_patient.rst",
+            category="Results",
+            subcategory="Final models",
+            labels={"run": "{run}", "table": "per-patient test scores"},
+        ),
         predictions=directory("results/final/{run}/predictions"),
         native=directory("results/final/{run}/predictions_native"),
         figures=directory("results/final/{run}/figures"),
@@ -132,7 +138,7 @@ rule predict_unlabelled:
             caption="../../report/unlabelled.rst",
             category="Results",
             subcategory="Unlabelled subjects",
-            labels={"run": "{run}"},
+            labels={"run": "{run}", "figure": "unlabelled overlay"},
         ),
     log:
         "logs/final/{run}_unlabelled.log",

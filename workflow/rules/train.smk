@@ -10,7 +10,12 @@ rule train:
         val="results/datasets/val.h5",
     output:
         params="results/runs/{run}/params.yaml",
-        log="results/runs/{run}/train_log.csv",
+        log=report(
+            "results/runs/{run}/train_log.csv",
+            caption="../../report/train_log.rst",
+            category="Training",
+            labels={"run": "{run}", "table": "training log"},
+        ),
         index="results/runs/{run}/checkpoints/index.json",
     log:
         "logs/train/{run}.log",
