@@ -959,7 +959,7 @@ def build_context(
             outlines.append(
                 numbering.figure(
                     "4",
-                    f"Final model {run} on {patient} ({what}): twelve linearly spaced slices "
+                    f"Final model {run} on {patient} ({what}): up to twelve linearly spaced slices "
                     "with the reference outlined in green and the prediction in orange.",
                     png,
                 )
