@@ -1,12 +1,17 @@
-"""Augmentation: each transform against its definition on tiny batches."""
+"""Augmentation: each transform against its definition (a NumPy reference for the moves) on tiny
+batches, the label forms training and the 3D volumes use, probabilities and determinism."""
 
 from __future__ import annotations
 
 import math
+import re
 
+import numpy as np
+import pytest
 import torch
 
-from segsweep.augment import Augmenter
+from segsweep.augment import DEFAULTS, Augmenter
+from segsweep.bench import loader
 
 OFF = {
     "aug_p": 1.0,
@@ -19,70 +24,172 @@ OFF = {
 }
 
 
-def batch():
+def batch(n=3, channels=1, planes=None, size=(8, 8)):
+    """images [n, C, H, W] and labels [n, H, W] (or [n, K, H, W]) with classes 0…3."""
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(3, 1, 8, 8, generator=generator)
-    target = torch.randint(0, 4, (3, 8, 8), generator=generator)
-    return images, target
+    images = torch.randn(n, channels, *size, generator=generator)
+    shape = (n, *size) if planes is None else (n, planes, *size)
+    return images, torch.randint(0, 4, shape, generator=generator)
 
 
-def run(hp, seed=0):
-    images, target = batch()
-    return Augmenter({**OFF, **hp}, torch.Generator().manual_seed(seed))(images, target)
+def run(hp, seed=0, **shapes):
+    images, labels = batch(**shapes)
+    return Augmenter({**OFF, **hp}, torch.Generator().manual_seed(seed))(images, labels)
+
+
+def fixed(**values):
+    """An Augmenter whose per-slice draws are the given values (0 for the others)."""
+    augment = Augmenter(dict(OFF), torch.Generator().manual_seed(0))
+    augment._draw = lambda n, scales: {name: values.get(name, [0.0] * n) for name in scales}
+    return augment
+
+
+def moved(array, flip, dy, dx):
+    """NumPy reference: left-right flip, then shift by (dy, dx) whole pixels, zeros coming in."""
+    array = array[..., ::-1] if flip else array
+    out = np.zeros_like(array)
+    h, w = array.shape[-2:]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = array[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+MOVES = [(True, 0, 0), (False, 2, -3), (True, -1, 4), (False, 0, 0), (False, -5, 0)]
 
 
 def test_everything_off_is_the_identity():
-    images, target = batch()
-    out_images, out_target = run({})
-    assert torch.equal(out_images, images) and torch.equal(out_target, target)
+    images, labels = batch()
+    out_images, out_labels = run({})
+    assert torch.equal(out_images, images) and torch.equal(out_labels, labels)
 
 
-def test_flip_mirrors_images_and_labels():
-    images, target = batch()
-    out_images, out_target = run({"aug_flip": True})
-    assert torch.allclose(out_images, images.flip(-1), atol=1e-6)
-    assert torch.equal(out_target, target.flip(-1))
+def test_probability_zero_is_the_identity_with_every_transform_on():
+    images, labels = batch(n=16, size=(16, 16))
+    augment = Augmenter({**DEFAULTS, "aug_p": 0.0}, torch.Generator().manual_seed(0))
+    out_images, out_labels = augment(images.clone(), labels.clone())
+    assert torch.equal(out_images, images) and torch.equal(out_labels, labels)
 
 
-def test_shifts_move_by_whole_pixels_with_zeros_coming_in():
-    images, target = batch()
-    out_images, out_target = run({"aug_shift": 0.25})
+def test_each_transform_applies_with_probability_p():
+    augment = Augmenter({**DEFAULTS, "aug_p": 0.3}, torch.Generator().manual_seed(0))
+    draws = augment._draw(4000, {"a": 1.0, "b": 2.0, "off": 0.0})
+    for name in ("a", "b"):
+        assert 0.27 < np.mean(np.asarray(draws[name]) != 0) < 0.33
+    assert np.abs(draws["b"]).max() <= 2.0 and not any(draws["off"])
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_flips_and_shifts_are_exact_moves_of_images_and_labels(channels):
+    images, labels = batch(n=len(MOVES), channels=channels, size=(6, 9))
+    augment = fixed(
+        flip=[float(flip) for flip, _, _ in MOVES],
+        shift_y=[float(dy) for _, dy, _ in MOVES],
+        shift_x=[float(dx) for _, _, dx in MOVES],
+    )
+    out_images, out_labels = augment(images.clone(), labels.clone())
+    for i, (flip, dy, dx) in enumerate(MOVES):
+        assert np.array_equal(out_images[i].numpy(), moved(images[i].numpy(), flip, dy, dx))
+        assert np.array_equal(out_labels[i].numpy(), moved(labels[i].numpy(), flip, dy, dx))
+
+
+def test_random_flips_and_shifts_are_whole_pixel_moves():
+    images, labels = batch()
+    out_images, out_labels = run({"aug_flip": True})
+    assert torch.equal(out_images, images.flip(-1)) and torch.equal(out_labels, labels.flip(-1))
+    out_images, out_labels = run({"aug_shift": 0.25})
     for i in range(3):
         found = [
             (dy, dx)
             for dy in range(-2, 3)
             for dx in range(-2, 3)
-            if torch.equal(out_target[i], _shift(target[i], dy, dx))
+            if np.array_equal(out_labels[i].numpy(), moved(labels[i].numpy(), False, dy, dx))
+            and np.array_equal(out_images[i].numpy(), moved(images[i].numpy(), False, dy, dx))
         ]
-        assert len(found) >= 1
-        dy, dx = found[0]
-        assert torch.allclose(out_images[i, 0], _shift(images[i, 0], dy, dx), atol=1e-5)
+        assert found
 
 
-def _shift(x, dy, dx):
-    out = torch.zeros_like(x)
-    h, w = x.shape
-    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
-        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-    ]
-    return out
+def test_label_planes_move_with_their_slice():
+    """[B, K, H, W] labels (3D volumes as planes): every plane gets its slice's transform."""
+    images, labels = batch(n=8, planes=3, size=(12, 12))
+    hp = {**DEFAULTS, "aug_p": 0.7, "aug_rotate": 30.0, "aug_shift": 0.2}
+    out_images, out_labels = Augmenter(hp, torch.Generator().manual_seed(5))(
+        images.clone(), labels.clone()
+    )
+    for k in range(3):
+        one_images, one_labels = Augmenter(hp, torch.Generator().manual_seed(5))(
+            images.clone(), labels[:, k].clone()
+        )
+        assert torch.equal(out_labels[:, k], one_labels) and torch.equal(out_images, one_images)
+    assert not torch.equal(out_labels, labels)
 
 
 def test_rotation_keeps_labels_valid_and_is_seeded():
-    images, target = batch()
+    images, labels = batch()
     one = run({"aug_rotate": 30.0}, seed=3)
     two = run({"aug_rotate": 30.0}, seed=3)
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
-    assert set(one[1].unique().tolist()) <= {0, 1, 2, 3}
-    assert not torch.equal(one[1], target)
-    # a 90° rotation of a square grid is exact: compare with rot90
-    ninety = Augmenter({**OFF, "aug_rotate": 90.0}, torch.Generator().manual_seed(0))
-    ninety._draw = lambda n, scale, enabled: torch.full(
-        (n,), scale if scale == math.pi / 2 else 0.0
+    assert one[1].dtype == torch.int64 and set(one[1].unique().tolist()) <= {0, 1, 2, 3}
+    assert not torch.equal(one[1], labels)
+
+
+def test_a_quarter_turn_is_rot90_and_labels_stay_nearest():
+    images, labels = batch()
+    out_images, out_labels = fixed(rotate=[math.pi / 2] * 3)(images.clone(), labels.clone())
+    turns = [k for k in (1, -1) if torch.equal(out_labels, labels.rot90(k, (-2, -1)))]
+    assert turns
+    assert torch.allclose(out_images, images.rot90(turns[0], (-2, -1)), atol=1e-5)
+
+
+def test_the_rotation_path_moves_like_the_exact_moves():
+    """A slice that also drew a (tiny) rotation is resampled on the grid; its flip and shift
+    must match those of the exact path."""
+    images, labels = batch(n=len(MOVES), size=(6, 9))
+    augment = fixed(
+        flip=[float(flip) for flip, _, _ in MOVES],
+        shift_y=[float(dy) for _, dy, _ in MOVES],
+        shift_x=[float(dx) for _, _, dx in MOVES],
+        rotate=[1e-6] * len(MOVES),
     )
-    out_images, out_target = ninety(*batch())
-    rotated = [torch.equal(out_target, target.rot90(k, (-2, -1))) for k in (1, -1)]
-    assert any(rotated)
+    out_images, out_labels = augment(images.clone(), labels.clone())
+    for i, (flip, dy, dx) in enumerate(MOVES):
+        reference = moved(images[i].numpy(), flip, dy, dx)
+        assert np.allclose(out_images[i].numpy(), reference, atol=1e-4)
+        assert np.array_equal(out_labels[i].numpy(), moved(labels[i].numpy(), flip, dy, dx))
+
+
+def test_same_generator_state_gives_the_same_batches():
+    images, labels = batch(n=16, size=(24, 24))
+    first = Augmenter(DEFAULTS, torch.Generator().manual_seed(7))
+    first(images.clone(), labels.clone())
+    state = first.generator.get_state()
+    expected = first(images.clone(), labels.clone())
+    resumed = Augmenter(DEFAULTS, torch.Generator())
+    resumed.generator.set_state(state)
+    again = resumed(images.clone(), labels.clone())
+    assert torch.equal(expected[0], again[0]) and torch.equal(expected[1], again[1])
+    other = Augmenter(DEFAULTS, torch.Generator().manual_seed(8))(images.clone(), labels.clone())
+    assert not torch.equal(other[0], expected[0])
+
+
+def test_channels_last_images_give_the_same_batch():
+    images, labels = batch(n=8, channels=2, size=(16, 16))
+    hp = {**DEFAULTS, "aug_p": 0.8, "aug_shift": 0.2}
+    plain = Augmenter(hp, torch.Generator().manual_seed(2))(images.clone(), labels.clone())
+    strided = images.clone().to(memory_format=torch.channels_last)
+    other = Augmenter(hp, torch.Generator().manual_seed(2))(strided, labels.clone())
+    assert torch.allclose(plain[0], other[0], atol=1e-6) and torch.equal(plain[1], other[1])
+
+
+def test_bad_shapes_are_rejected():
+    images, labels = batch()
+    augment = Augmenter(DEFAULTS, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="labels"):
+        augment(images, labels[:, :4])
+    with pytest.raises(ValueError, match="labels"):
+        augment(images, labels.float())
+    with pytest.raises(ValueError, match="images"):
+        augment(images[0], labels)
 
 
 def test_intensity_transforms():
@@ -101,3 +208,10 @@ def test_intensity_transforms():
     gamma = (powered.abs().log() / images.abs().log()).flatten(1)
     assert torch.allclose(gamma, gamma[:, :1].expand_as(gamma), atol=1e-3)
     assert ((gamma[:, 0].log().abs()) <= 0.5 + 1e-4).all()
+
+
+def test_the_loader_bench_prints_its_last_line(capsys):
+    tiny = ["--size", "32", "--slices", "32", "--batches", "2", "--depth", "2"]
+    loader.main([*tiny, "--base-channels", "4"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"loader: slices_per_s=\d+ efficiency=\d+\.\d{3} ratio=\d+", last)

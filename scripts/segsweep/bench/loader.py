@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -25,14 +26,28 @@ from segsweep.train import make_optimizer
 
 def _rate(fn, batches: list[torch.Tensor], batch_size: int, repeats: int) -> float:
     """Slices per second of `fn` over the batches (best of `repeats` passes)."""
-    fn(batches[0])  # warm up
-    best = float("inf")
+    return _rates({"fn": fn}, batches, batch_size, repeats)["fn"]
+
+
+def _rates(
+    fns: dict[str, Callable[[torch.Tensor], object]],
+    batches: list[torch.Tensor],
+    batch_size: int,
+    repeats: int,
+) -> dict[str, float]:
+    """Slices per second of each function over the batches, best of `repeats` passes; the
+    functions take turns pass by pass, so a burst of load from other processes on a shared
+    machine hits them alike instead of skewing their ratio."""
+    for fn in fns.values():
+        fn(batches[0])  # warm up
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        for index in batches:
-            fn(index)
-        best = min(best, time.perf_counter() - start)
-    return len(batches) * batch_size / best
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for index in batches:
+                fn(index)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: len(batches) * batch_size / seconds for name, seconds in best.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     def load(index: torch.Tensor):
         return augment(images[index], labels[index])
 
-    copy_rate = _rate(copy, batches, args.batch_size, repeats=5)
-    load_rate = _rate(load, batches, args.batch_size, repeats=5)
+    rates = _rates({"copy": copy, "load": load}, batches, args.batch_size, repeats=10)
+    copy_rate, load_rate = rates["copy"], rates["load"]
     print(f"memory copy: {copy_rate:.0f} slices/s", flush=True)
     print(f"loader (gather + augmentation): {load_rate:.0f} slices/s", flush=True)
 
