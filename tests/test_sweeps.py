@@ -1,5 +1,6 @@
 """The example sweeps of config/sweeps/ expand against the schema, and the tiny sweep touching
-every training dimension trains on CPU (transfer runs after the run they start from)."""
+every training dimension (2D and 3D U-Net) trains on CPU (transfer runs after the run they start
+from)."""
 
 from __future__ import annotations
 
@@ -52,10 +53,11 @@ def test_invalid_sweep_values_list_what_is_allowed():
 def test_the_sweep_touching_every_dimension_trains(tmp_path):
     torch.set_num_threads(1)
     data = (
-        write_toy_h5(tmp_path / "train.h5", ("a", "b", "c"), seed=1),
-        write_toy_h5(tmp_path / "val.h5", ("d", "e"), seed=2),
+        write_toy_h5(tmp_path / "train.h5", ("a", "b", "c"), seed=1, volumes=True),
+        write_toy_h5(tmp_path / "val.h5", ("d", "e"), seed=2, volumes=True),
     )
     runs = expand(ROOT / "config/sweeps/every_dimension.yaml")
+    assert {r.params["model"] for r in runs} == {"unet2d", "unet3d"}
     runs.sort(key=lambda r: r.params["init_from"] is not None)  # sources first
     for run in runs:
         out = tmp_path / run.run_id

@@ -1,10 +1,12 @@
-"""Training on a tiny synthetic HDF5: outputs, determinism, resume after SIGKILL, learning,
-learning-rate decay, early stopping, checkpoints by steps, per-class models, transfer, subsets."""
+"""Training on a tiny synthetic HDF5: outputs, determinism, resume after SIGKILL (2D and 3D),
+learning, learning-rate decay, early stopping, checkpoints by steps, per-class models, transfer,
+subsets, 3D runs on volumes predicting slices, the per-epoch log line and the progress bar."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +21,9 @@ import torch
 import yaml
 
 from segsweep import train
-from segsweep.predict import load_checkpoint, predict_labels
+from segsweep.augment import Augmenter
+from segsweep.errors import InputError
+from segsweep.predict import VolumeSlices, load_checkpoint, predict_labels
 from segsweep.train import LOG_COLUMNS, read_split, subset_patients, targets, train_run
 
 torch.set_num_threads(1)
@@ -44,9 +48,10 @@ HP = {
 }
 
 
-def write_toy_h5(path, patients=("p1", "p2"), n_slices=4, size=16, seed=0):
+def write_toy_h5(path, patients=("p1", "p2"), n_slices=4, size=16, seed=0, volumes=False):
     """Slices of noise with bright squares: femur (2.0) above tibia (1.0); a small fibula
-    (3.0) only in odd slices, so some slices lack a class. Layout as results/datasets/*.h5."""
+    (3.0) only in odd slices, so some slices lack a class. Layout as results/datasets/*.h5,
+    with `volumes` also the 3D layout (`pack --volumes`)."""
     rng = np.random.default_rng(seed)
     images, masks, ids, slices = [], [], [], []
     for patient in patients:
@@ -71,14 +76,19 @@ def write_toy_h5(path, patients=("p1", "p2"), n_slices=4, size=16, seed=0):
         h5.attrs["classes"] = json.dumps(CLASSES)
         h5.attrs["normalisation"] = json.dumps({"method": "zscore", "mean": [0], "std": [1]})
         h5.attrs["spacing"] = json.dumps([1.0, 1.0, 2.0])
+        if volumes:
+            shape = (len(patients), n_slices)
+            h5["volumes/images"] = np.stack(images).reshape(*shape, size, size, 1)
+            h5["volumes/masks"] = np.stack(masks).reshape(*shape, size, size, 3)
+            h5.create_dataset("volumes/patient_id", data=patients, dtype=h5py.string_dtype())
     return path
 
 
 @pytest.fixture()
 def data(tmp_path):
     return (
-        write_toy_h5(tmp_path / "train.h5", ("a", "b", "c"), seed=1),
-        write_toy_h5(tmp_path / "val.h5", ("d", "e"), seed=2),
+        write_toy_h5(tmp_path / "train.h5", ("a", "b", "c"), seed=1, volumes=True),
+        write_toy_h5(tmp_path / "val.h5", ("d", "e"), seed=2, volumes=True),
     )
 
 
@@ -208,13 +218,17 @@ RESUME_HP = {
 }
 
 
+# 3D: one volume of 4 slices per batch, so 3 steps per epoch as in 2D
+@pytest.mark.parametrize(
+    "hp", [RESUME_HP, {**RESUME_HP, "model": "unet3d", "batch_size": 1}], ids=["2d", "3d"]
+)
 def test_a_run_killed_by_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(
-    data, tmp_path, capsys
+    data, tmp_path, capsys, hp
 ):
     reference = tmp_path / "reference"
-    train_run(RESUME_HP, *data, reference, device="cpu")
+    train_run(hp, *data, reference, device="cpu")
     killed = tmp_path / "killed"
-    argv = ["--hp-json", json.dumps(RESUME_HP), "--train", str(data[0]), "--val", str(data[1])]
+    argv = ["--hp-json", json.dumps(hp), "--train", str(data[0]), "--val", str(data[1])]
     env = {**os.environ, "PYTHONPATH": SCRIPTS, "SEGSWEEP_GPU_COUNT": "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "segsweep", "train", *argv, "--out", str(killed), "--threads", "1"],
@@ -238,7 +252,7 @@ def test_a_run_killed_by_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(
     for declared in ("params.yaml", "train_log.csv"):
         (killed / declared).unlink()
     capsys.readouterr()
-    train_run(RESUME_HP, *data, killed, device="cpu")
+    train_run(hp, *data, killed, device="cpu")
     assert "resuming at epoch" in capsys.readouterr().out
     assert not (killed / "state").exists()
     ref_index = json.loads((reference / "checkpoints/index.json").read_text())
@@ -323,3 +337,65 @@ def test_training_subsets_are_nested_and_used(data, tmp_path):
     assert subsets[0] < subsets[1] < subsets[2] < subsets[3]
     train_run({**HP, "epochs": 1, "train_fraction": 0.34}, *data, tmp_path, device="cpu")
     assert pd.read_csv(tmp_path / "train_log.csv")["step"].tolist() == [2]  # 8 slices, batch 4
+
+
+def test_a_3d_run_trains_on_volumes_and_predicts_slices(data, tmp_path):
+    hp = {**HP, "model": "unet3d", "labels": "separate", "batch_size": 2, "epochs": 30}
+    hp["checkpoint_every"] = 30
+    train_run(hp, *data, tmp_path, device="cpu")
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert log["step"].tolist() == list(range(2, 61, 2))  # 3 volumes, 2 per batch
+    assert log["train_loss"].iloc[-1] < 0.6 * log["train_loss"].iloc[0]
+    model, meta = load_checkpoint(tmp_path / "checkpoints/epoch-0030.pt", "cpu")
+    assert isinstance(model, VolumeSlices) and model.net.dims == 3
+    assert meta["volume_slices"] == 4 and meta["hp"]["model"] == "unet3d"
+    val = read_split(data[1])
+    labels = predict_labels(model, val.images, "cpu", batch_size=5)  # whole volumes per batch
+    volumes = torch.from_numpy(val.images.reshape(2, 4, 16, 16, 1)).permute(0, 4, 1, 2, 3)
+    with torch.no_grad():
+        direct = model.net(volumes).argmax(1).reshape(8, 16, 16)
+    np.testing.assert_array_equal(labels, direct.numpy())
+    expected, _ = targets(val.masks, val.classes, "separate")
+    assert (labels == expected).mean() > 0.8
+    with pytest.raises(ValueError, match="6 slices are not whole volumes of 4"):
+        predict_labels(model, val.images[:6], "cpu", batch_size=8)
+
+
+def test_3d_augmentation_moves_every_slice_of_a_volume_alike():
+    """Volumes whose slices are all the same image stay so under every transform at once."""
+    torch.manual_seed(0)
+    image, label = torch.randn(4, 1, 1, 16, 16), (torch.rand(4, 1, 16, 16) > 0.5).long()
+    x, t = image.expand(4, 1, 5, 16, 16).clone(), label.expand(4, 5, 16, 16).clone()
+    hp = {"aug_p": 1.0, "aug_shift": 0.2, "aug_rotate": 30.0, "aug_gamma": 0.3}
+    augment = Augmenter(hp, torch.Generator().manual_seed(0))
+    augmented, labels = train.augment_batch(augment, x.clone(), t.clone())  # works in place
+    assert augmented.shape == x.shape and labels.shape == t.shape
+    assert not torch.allclose(augmented, x) and not torch.equal(labels, t)
+    for volume, planes in zip(augmented, labels, strict=True):
+        assert torch.equal(volume, volume[:, :1].expand_as(volume))
+        assert torch.equal(planes, planes[:1].expand_as(planes))
+
+
+def test_a_3d_run_on_splits_without_volumes_says_to_pack_them(tmp_path):
+    flat = write_toy_h5(tmp_path / "train.h5", ("a", "b"))
+    with pytest.raises(InputError, match=r"train\.h5.*preprocess\.volumes: true"):
+        train_run({**HP, "model": "unet3d"}, flat, flat, tmp_path / "run", device="cpu")
+
+
+LINE = re.compile(
+    r"epoch (\d+)/2, step \d+, lr 0\.01, train_loss \d\.\d{4}, val_loss \d\.\d{4}, "
+    r"val_dice \d\.\d{4}, [\d.e+-]+ s"
+)
+
+
+def test_one_log_line_per_epoch_and_a_progress_bar_on_a_terminal_only(
+    data, tmp_path, capsys, monkeypatch
+):
+    train_run(HP, *data, tmp_path / "file", device="cpu")
+    captured = capsys.readouterr()
+    epochs = [m.group(1) for m in map(LINE.fullmatch, captured.out.splitlines()) if m]
+    assert epochs == ["1", "2"] and captured.err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    train_run(HP, *data, tmp_path / "terminal", device="cpu")
+    bar = capsys.readouterr().err
+    assert "epoch 1/2: " in bar and "epoch 2/2: " in bar and "0/3 [" in bar  # 3 batches

@@ -1,20 +1,24 @@
 """U-Nets of the theses, built from a run's hyperparameters.
 
-Shapes: input [B, C, H, W] with H and W divisible by 2**(depth-1) (one max-pool between levels);
-output logits [B, K, H, W] (K = background + foreground classes, softmax over K in the loss).
+Shapes: `unet2d` takes slices [B, C, H, W], `unet3d` volumes [B, C, Z, H, W], with H and W
+divisible by 2**(depth-1) (one in-plane max-pool between levels); the output logits have the
+input's spatial shape, [B, K, H, W] or [B, K, Z, H, W] (K = background + foreground classes,
+softmax over K in the loss). The 3D U-Net is the same network with 3x3x3 convolutions, but pools
+and upsamples in-plane only (kernel and stride (1, 2, 2)): the z axis is short (24 slices in the
+knee thesis) and keeps its size through every level, so any Z works.
 
 Hyperparameters (SPEC §6): `depth`, `base_channels`, `growth` (width factor per level),
-`batch_norm`, `block` (`plain`: two 3x3 convolutions; `residual`: the same with an identity —
-or 1x1-projected — shortcut added before the last ReLU, as the PET/CT thesis's ResNet layers),
-`dropout` and `dropout_placement`:
+`batch_norm`, `block` (`plain`: two 3x3 (3x3x3) convolutions; `residual`: the same with an
+identity — or 1x1-projected — shortcut added before the last ReLU, as the PET/CT thesis's ResNet
+layers), `dropout` and `dropout_placement`:
 - `bottleneck`: after the deepest block, the end of the contracting path — the placement the knee
   thesis kept (§4.4.4);
 - `contracting`: between the two convolutions of every contracting block;
 - `expanding`: after every block of the expanding side.
-A dual-head model (`loss: dual`) has one 1x1 output layer per loss; `forward_heads` returns all
-of them, `forward` combines them as `dual_inference` says (`mean` of the softmax probabilities,
-or the `first` / `second` head). A per-class model (`labels: per_class`) holds one binary U-Net
-per class; see `PerClassModel`.
+A dual-head model (`loss: dual`) has one 1x1 (1x1x1) output layer per loss; `forward_heads`
+returns all of them, `forward` combines them as `dual_inference` says (`mean` of the softmax
+probabilities, or the `first` / `second` head). A per-class model (`labels: per_class`) holds one
+binary U-Net per class; see `PerClassModel`.
 """
 
 from __future__ import annotations
@@ -24,16 +28,29 @@ from typing import Any
 import torch
 from torch import nn
 
-MODELS = ("unet2d",)
+MODELS = {"unet2d": 2, "unet3d": 3}  # name → spatial dimensions
 BLOCKS = ("plain", "residual")
 PLACEMENTS = ("bottleneck", "contracting", "expanding")
 DUAL_INFERENCE = ("mean", "first", "second")
+CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+MAX_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+UP_CONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+IN_PLANE = {2: (2, 2), 3: (1, 2, 2)}  # kernel and stride that halve rows and columns only
+
+
+def model_dims(hp: dict[str, Any]) -> int:
+    """Spatial dimensions of a run's model (2: slices, 3: volumes); rejects an unknown model."""
+    name = hp.get("model", "unet2d")
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    return MODELS[name]
 
 
 class ConvBlock(nn.Module):
-    """Two 3x3 convolutions, each followed by (batch norm and) ReLU; same spatial size.
-    `residual` adds the block's input (projected by a 1x1 convolution when widths differ)
-    before the last ReLU; `dropout` > 0 puts dropout between the two convolutions."""
+    """Two 3x3 (`dims` 3: 3x3x3) convolutions, each followed by (batch norm and) ReLU; same
+    spatial size. `residual` adds the block's input (projected by a 1x1 convolution when widths
+    differ) before the last ReLU; `dropout` > 0 puts dropout between the two convolutions."""
 
     def __init__(
         self,
@@ -42,15 +59,16 @@ class ConvBlock(nn.Module):
         batch_norm: bool,
         residual: bool = False,
         dropout: float = 0.0,
+        dims: int = 2,
     ) -> None:
         super().__init__()
 
         def conv(c_in: int) -> list[nn.Module]:
             # a bias before batch norm is cancelled by its mean subtraction, so leave it out
             layers: list[nn.Module] = [
-                nn.Conv2d(c_in, out_channels, 3, padding=1, bias=not batch_norm)
+                CONV[dims](c_in, out_channels, 3, padding=1, bias=not batch_norm)
             ]
-            return [*layers, nn.BatchNorm2d(out_channels)] if batch_norm else layers
+            return [*layers, BATCH_NORM[dims](out_channels)] if batch_norm else layers
 
         self.first = nn.Sequential(*conv(in_channels), nn.ReLU(inplace=True))
         self.inner_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -60,7 +78,7 @@ class ConvBlock(nn.Module):
             self.shortcut = (
                 nn.Identity()
                 if in_channels == out_channels
-                else nn.Conv2d(in_channels, out_channels, 1, bias=False)
+                else CONV[dims](in_channels, out_channels, 1, bias=False)
             )
         self.relu = nn.ReLU(inplace=True)
 
@@ -75,9 +93,10 @@ class ConvBlock(nn.Module):
         return self.relu(y)
 
 
-class UNet2D(nn.Module):
+class UNet(nn.Module):
     """Classic U-Net: `depth` levels, widths base_channels * growth**level, transposed-conv
-    upsampling, skip concatenation and one 1x1 output convolution per head."""
+    upsampling, skip concatenation and one 1x1 output convolution per head; `dims` 2 for
+    slices, 3 for volumes (3x3x3 convolutions, pooling and upsampling in-plane only)."""
 
     def __init__(
         self,
@@ -92,8 +111,11 @@ class UNet2D(nn.Module):
         block: str = "plain",
         heads: int = 1,
         dual_inference: str = "mean",
+        dims: int = 2,
     ) -> None:
         super().__init__()
+        if dims not in CONV:
+            raise ValueError(f"U-Net dims must be 2 or 3, got {dims}")
         if depth < 1:
             raise ValueError(f"U-Net depth must be >= 1, got {depth}")
         if not 0.0 <= dropout < 1.0:
@@ -109,33 +131,37 @@ class UNet2D(nn.Module):
         residual = block == "residual"
         inner = dropout if dropout_placement == "contracting" else 0.0
         self.depth = depth
+        self.dims = dims
         self.dual_inference = dual_inference
         self.encoder = nn.ModuleList(
-            ConvBlock(c_in, c_out, batch_norm, residual, inner)
+            ConvBlock(c_in, c_out, batch_norm, residual, inner, dims)
             for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True)
         )
-        self.pool = nn.MaxPool2d(2)
+        self.pool = MAX_POOL[dims](IN_PLANE[dims])
         self.dropout = (
             nn.Dropout(dropout) if dropout > 0 and dropout_placement == "bottleneck" else None
         )
         self.upsample = nn.ModuleList(
-            nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2)
+            UP_CONV[dims](widths[level + 1], widths[level], IN_PLANE[dims], stride=IN_PLANE[dims])
             for level in reversed(range(depth - 1))
         )
         self.decoder = nn.ModuleList(
-            ConvBlock(2 * widths[level], widths[level], batch_norm, residual)
+            ConvBlock(2 * widths[level], widths[level], batch_norm, residual, dims=dims)
             for level in reversed(range(depth - 1))
         )
         self.expanding_dropout = (
             nn.Dropout(dropout) if dropout > 0 and dropout_placement == "expanding" else None
         )
-        self.heads = nn.ModuleList(nn.Conv2d(widths[0], out_channels, 1) for _ in range(heads))
+        self.heads = nn.ModuleList(CONV[dims](widths[0], out_channels, 1) for _ in range(heads))
 
     @property
-    def head(self) -> nn.Conv2d:
+    def head(self) -> nn.Module:
         return self.heads[0]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != self.dims + 2:
+            layout = "[B, C, H, W]" if self.dims == 2 else "[B, C, Z, H, W]"
+            raise ValueError(f"{self.dims}D U-Net needs input {layout}, got {tuple(x.shape)}")
         factor = 2 ** (self.depth - 1)
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise ValueError(
@@ -198,12 +224,10 @@ def encoder_blocks(model: nn.Module, k: int) -> list[nn.Module]:
 def build_model(hp: dict[str, Any], in_channels: int, out_channels: int) -> nn.Module:
     """The network a run's hyperparameters describe. For `labels: per_class`, `out_channels`
     is background + classes and the model holds one two-channel U-Net per class."""
-    name = hp.get("model", "unet2d")
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    dims = model_dims(hp)
 
-    def unet(k: int) -> UNet2D:
-        return UNet2D(
+    def unet(k: int) -> UNet:
+        return UNet(
             in_channels,
             k,
             depth=int(hp.get("depth", 3)),
@@ -215,6 +239,7 @@ def build_model(hp: dict[str, Any], in_channels: int, out_channels: int) -> nn.M
             block=hp.get("block", "plain"),
             heads=len(hp.get("dual_losses", [1, 2])) if hp.get("loss") == "dual" else 1,
             dual_inference=hp.get("dual_inference", "mean"),
+            dims=dims,
         )
 
     if hp.get("labels") == "per_class":

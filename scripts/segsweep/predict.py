@@ -1,4 +1,10 @@
-"""Load a run's checkpoint and predict class-index label maps for 2D slices."""
+"""Load a run's checkpoint and predict class-index label maps for 2D slices.
+
+A 3D run predicts through the same 2D layout: its checkpoint records the depth of the training
+volumes (`volume_slices`), `load_checkpoint` wraps the network in `VolumeSlices`, and
+`predict_labels` hands it whole volumes. Selection, evaluation and export therefore read the
+per-slice arrays of the HDF5 splits for 2D and 3D runs alike.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,32 @@ from segsweep.models import build_model
 from segsweep.train import to_tensor
 
 
+class VolumeSlices(nn.Module):
+    """A 3D network seen through the 2D layout: slices [n, C, H, W] in which every `slices`
+    consecutive slices are one volume in z order (as the splits store them) → per-slice logits
+    [n, K, H, W] of the network run on each volume."""
+
+    def __init__(self, net: nn.Module, slices: int) -> None:
+        super().__init__()
+        self.net = net
+        self.slices = slices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, height, width = x.shape
+        if n % self.slices:
+            raise ValueError(
+                f"{n} slices are not whole volumes of {self.slices} slices "
+                "(the depth of the 3D run's training volumes)"
+            )
+        volumes = x.reshape(n // self.slices, self.slices, c, height, width).transpose(1, 2)
+        logits = self.net(volumes)  # [volumes, K, slices, H, W]
+        return logits.transpose(1, 2).reshape(n, -1, height, width)
+
+
 def load_checkpoint(path: Path, device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
     """The model of a checkpoint, in eval mode on `device`, and the checkpoint's metadata
-    (epoch, step, hp, classes, label_mode, in_channels, out_channels).
+    (epoch, step, hp, classes, label_mode, in_channels, out_channels; `volume_slices` for a 3D
+    run, whose model then takes and returns slices, see `VolumeSlices`).
 
     Checkpoints hold only tensors and plain types, so they load with `weights_only=True`.
     """
@@ -23,15 +52,27 @@ def load_checkpoint(path: Path, device: torch.device | str) -> tuple[nn.Module, 
     meta = {k: v for k, v in checkpoint.items() if k != "model"}
     model = build_model(meta["hp"], meta["in_channels"], meta["out_channels"])
     model.load_state_dict(checkpoint["model"])
+    if meta.get("volume_slices"):
+        model = VolumeSlices(model, int(meta["volume_slices"]))
     return model.to(device).eval(), meta
+
+
+def slices_per_batch(model: nn.Module, batch_size: int) -> int:
+    """`batch_size` slices, rounded to whole volumes (at least one) for a `VolumeSlices` model,
+    which takes whole volumes only."""
+    if isinstance(model, VolumeSlices):
+        return max(1, batch_size // model.slices) * model.slices
+    return batch_size
 
 
 @torch.no_grad()
 def predict_labels(
     model: nn.Module, images: np.ndarray, device: torch.device | str, batch_size: int = 32
 ) -> np.ndarray:
-    """Argmax class index uint8 [n, H, W] of channels-last slices [n, H, W, c]."""
+    """Argmax class index uint8 [n, H, W] of channels-last slices [n, H, W, c]; a
+    `VolumeSlices` model gets whole volumes (at least one per batch)."""
     model.eval()
+    batch_size = slices_per_batch(model, batch_size)
     labels = [
         model(to_tensor(images[start : start + batch_size]).to(device)).argmax(dim=1).cpu()
         for start in range(0, len(images), batch_size)

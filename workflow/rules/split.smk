@@ -65,7 +65,12 @@ rule pack:
         "../../envs/preprocess.yaml"
     params:
         labels=as_json(config["data"]["labels"]),
-        volumes="--volumes" if config["preprocess"]["volumes"] else "",
+        volumes=(
+            "--volumes"
+            if config["preprocess"]["volumes"]
+            or any(run.params["model"] == "unet3d" for run in RUNS.values())
+            else ""
+        ),
     shell:
         "python -m segsweep pack pack --split {wildcards.split} --splits {input.splits}"
         " --crop-dir results/crop --stats {input.stats} --labels-json {params.labels:q} {params.volumes}"
