@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -19,12 +20,15 @@ from segsweep.evaluate import (
     DISTANCES,
     VOLUMES,
     evaluate_checkpoint,
+    evaluate_model,
     label_values,
     metrics_tables,
+    read_spacing,
 )
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics
-from segsweep.select import best_entry, score_checkpoints
-from segsweep.train import train_run
+from segsweep.predict import load_checkpoint
+from segsweep.select import LEVELS, aggregate_score, best_entry, score_checkpoints
+from segsweep.train import read_split, train_run
 
 COLUMNS = ["run_id", "split", "space", "patient_id", "class", "tp", "fp", "fn", "tn", *METRICS]
 SLICE_COLUMNS = [*COLUMNS[:4], "slice_id", *COLUMNS[4:], *VOLUMES]
@@ -163,6 +167,81 @@ def test_selection_scores_every_checkpoint_and_picks_the_best(run):
     assert selection["selected"] == best
     lowest = score_checkpoints(run_dir, val_h5, {**cfg, "higher_is_better": False}, CPU)
     assert lowest["selected"] == min(selection["scores"], key=lambda s: s["score"])
+
+
+@pytest.fixture(scope="module", params=["separate", "merged", "per_class"])
+def run_of_each_mode(request, run, tmp_path_factory):
+    """The separate run above, and 3-epoch merged and per-class runs on the same data."""
+    if request.param == "separate":
+        return run
+    run_dir, val_h5 = run
+    hp = {**HP, "labels": request.param, "epochs": 3, "lr": 0.02}
+    out = run_dir.parent / request.param
+    train_run(hp, val_h5.parent / "train.h5", val_h5, out, device=CPU, threads=1)
+    return out, val_h5
+
+
+def _numpy_selections(run_dir, val_h5, cfgs):
+    """selection.json per config as computed before device scoring: numpy tables of every
+    checkpoint (evaluate_model), then the same aggregate and choice."""
+    index = json.loads((run_dir / "checkpoints" / "index.json").read_text())
+    data, spacing = read_split(val_h5), read_spacing(val_h5)
+    tables = []
+    for entry in index["checkpoints"]:
+        model, meta = load_checkpoint(run_dir / "checkpoints" / entry["file"], CPU)
+        per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", CPU, spacing)
+        tables.append((entry, {"slice": per_slice, "patient": per_patient}))
+    selections = []
+    for cfg in cfgs:
+        cfg = select.selection_config(cfg)
+        scores = []
+        for entry, by_level in tables:
+            table = by_level[cfg["level"]]
+            values = table.loc[table["class"] == cfg["class"], cfg["metric"]].to_numpy()
+            score = aggregate_score(values, cfg["aggregate"])
+            scores.append({**{k: entry[k] for k in ("file", "epoch", "step")}, "score": score})
+        selected = best_entry(scores, cfg["higher_is_better"])
+        selections.append(
+            {
+                **cfg,
+                "scores": [select._json_score(s) for s in scores],
+                "selected": select._json_score(selected),
+            }
+        )
+    return selections
+
+
+def test_device_selection_equals_the_numpy_tables_path(run_of_each_mode):
+    run_dir, val_h5 = run_of_each_mode
+    classes = json.loads((run_dir / "checkpoints" / "index.json").read_text())["classes"]
+    classes = list(dict.fromkeys([*classes, "foreground"]))
+    cfgs = [
+        {
+            "metric": metric,
+            "level": level,
+            "aggregate": aggregate,
+            "class": classes[i % 4 % len(classes)],
+        }
+        for i, (metric, level, aggregate) in enumerate(
+            itertools.product(METRICS, LEVELS, ("mean", "median"))
+        )
+    ]
+    cfgs.append({"metric": "dice", "higher_is_better": False})
+    for cfg, expected in zip(cfgs, _numpy_selections(run_dir, val_h5, cfgs), strict=True):
+        selection = score_checkpoints(run_dir, val_h5, cfg, CPU)
+        assert json.dumps(selection) == json.dumps(expected), cfg
+
+
+def test_scoring_builds_no_label_maps_or_numpy_tables(run, monkeypatch):
+    """Selection counts on the device: the CPU path of the evaluation tables is never taken."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("selection used the CPU tables path")
+
+    for name in ("predict_labels", "metrics_tables", "evaluate_model"):
+        monkeypatch.setattr(evaluate, name, forbidden)
+    selection = score_checkpoints(*run, {"level": "slice"}, CPU)
+    assert len(selection["scores"]) == 3
 
 
 def test_select_main_writes_selection_json(run, tmp_path):

@@ -311,7 +311,26 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = choose_device(args.device)
-    selected = json.loads(args.selection.read_text())["selected"]
+    selection = json.loads(args.selection.read_text())
+    if selection.get("status") == "failed":  # header-only tables: the run is listed, not scored
+        if args.predictions_dir:
+            raise InputError(None, str(args.selection), "a failed run has nothing to predict")
+        empty = np.zeros((0, 1, 1), dtype=np.int64)
+        tables = metrics_tables(
+            empty,
+            empty[..., None],
+            empty[:, 0, 0],
+            empty[:, 0, 0],
+            ["foreground"],
+            [],
+            run_id=args.run_dir.name,
+            split=args.split,
+        )
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, table in zip(("per_slice", "per_patient"), tables, strict=True):
+            table.to_csv(args.out_dir / f"{name}.csv", index=False)
+        return
+    selected = selection["selected"]
     model, meta = load_checkpoint(args.run_dir / "checkpoints" / selected["file"], device)
     data = read_split(args.data)
     per_slice, per_patient, pred = evaluate_model(

@@ -17,13 +17,17 @@ from segsweep.sweep import Run, expand_sweep
 
 
 def selection_scores(runs: list[Run], results: Path) -> pd.DataFrame:
-    """Each run's selected validation score with its hyperparameters."""
+    """Each run's selected validation score with its hyperparameters; failed runs (their
+    selection.json says so) are left out: they have no model to choose."""
     rows = []
     for run in runs:
         with open(results / "runs" / run.run_id / "selection.json") as handle:
-            selected = json.load(handle)["selected"]
-        rows.append({"run_id": run.run_id, **run.params, "score": selected["score"]})
-    return pd.DataFrame(rows)
+            selection = json.load(handle)
+        if selection.get("status") == "failed":
+            print(f"skipping {run.run_id}: its training failed ({selection['error']})")
+            continue
+        rows.append({"run_id": run.run_id, **run.params, "score": selection["selected"]["score"]})
+    return pd.DataFrame(rows, columns=["run_id", *(runs[0].params if runs else []), "score"])
 
 
 def choose_final(
@@ -37,11 +41,15 @@ def choose_final(
     unknown = sorted(set(group_by) - set(scores.columns))
     if unknown:
         raise ValueError(f"final.group_by names unknown hyperparameters: {unknown}")
-    ranked = scores[scores["score"].map(lambda s: s is not None and not math.isnan(s))]
+    defined = scores["score"].map(lambda s: s is not None and not math.isnan(s)).astype(bool)
+    ranked = scores[defined]
     ranked = ranked.sort_values(["score", "run_id"], ascending=[not higher_is_better, True])
     ranked = ranked.reset_index(drop=True)
     if ranked.empty:
-        raise ValueError("no run has a defined validation score; cannot choose final models")
+        raise ValueError(
+            "no run has a defined validation score (or every training failed); "
+            "cannot choose final models"
+        )
     groups: dict[str, list[str]] = {}
     for run_id in ranked["run_id"].head(n_best):
         groups.setdefault(run_id, []).append("overall")

@@ -5,6 +5,13 @@ prediction are both empty) of `metric` for `class` over the rows of `level` (pat
 the validation tables, as the PET/CT thesis's `find_best_model` did. The best score by
 `higher_is_better` wins; ties go to the earliest checkpoint, and a NaN score (nothing to measure)
 never beats a number. Every score is recorded in selection.json, so the choice can be checked.
+
+Scoring runs on the model's device (`segsweep.device_metrics`): one pass per checkpoint over
+batches of the split, keeping only per-slice confusion counts there, so scores equal those of
+the evaluation tables without copying label maps back or building per-class masks on the CPU.
+The selection metrics are the overlap metrics, all computable from counts; the surface
+distances of the evaluation tables (HD95, ASSD) are not among them: they need each patient's
+whole predicted volume and distance transforms (SimpleITK, CPU), which stay in `segsweep.evaluate`.
 """
 
 from __future__ import annotations
@@ -19,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from segsweep.device_metrics import split_counts, table_values
 from segsweep.devices import choose_device
 from segsweep.errors import ConfigError, InputError
-from segsweep.evaluate import evaluate_model, read_spacing
 from segsweep.metrics import METRICS
 from segsweep.predict import load_checkpoint
 from segsweep.train import read_split, write_json
@@ -84,6 +91,8 @@ def score_checkpoints(
     if not index_path.is_file():
         raise InputError(None, str(index_path), "checkpoint index not found (training unfinished?)")
     index = json.loads(index_path.read_text())
+    if index.get("status") == "failed":  # recorded by train's last attempt: nothing to score
+        return {**cfg, "status": "failed", "error": index["error"], "scores": [], "selected": None}
     if not index["checkpoints"]:
         raise InputError(None, str(index_path), "no checkpoints listed")
     if cfg["class"] not in [*index["classes"], "foreground"]:
@@ -93,16 +102,11 @@ def score_checkpoints(
             "a class of the run: foreground, " + ", ".join(index["classes"]),
         )
     data = read_split(val_h5)
-    spacing = read_spacing(val_h5)
-    run_id = Path(run_dir).name
     scores = []
     for entry in index["checkpoints"]:
         model, meta = load_checkpoint(index_path.parent / entry["file"], device)
-        per_slice, per_patient, _ = evaluate_model(
-            model, meta, data, run_id, "val", device, spacing
-        )
-        table = per_patient if cfg["level"] == "patient" else per_slice
-        values = table.loc[table["class"] == cfg["class"], cfg["metric"]].to_numpy()
+        counts = split_counts(model, data, meta["classes"], device)
+        values = table_values(counts, cfg["level"], cfg["class"], cfg["metric"])
         score = aggregate_score(values, cfg["aggregate"])
         scores.append({**{k: entry[k] for k in ("file", "epoch", "step")}, "score": score})
         print(f"{entry['file']}: {cfg['metric']} {score:.4f}", flush=True)

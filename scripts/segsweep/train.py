@@ -1,8 +1,11 @@
-"""Train one run of the sweep: a 2D U-Net on the slices of train.h5, validated on val.h5.
+"""Train one run of the sweep: a U-Net on train.h5, validated on val.h5 — a 2D U-Net on the
+slices, a 3D one (`model: unet3d`) on the whole volumes of the splits' 3D layout (`volumes/`).
 
 Outputs in the run directory (see the workflow's contracts):
 - params.yaml: every effective hyperparameter and the run_id;
-- train_log.csv: one row per epoch (epoch, step, lr, train_loss, val_loss, val_dice, time_s);
+- train_log.csv: one row per epoch (epoch, step, lr, train_loss, val_loss, val_dice, time_s),
+  also printed as one line per epoch (a progress bar over the batches is drawn on stderr when
+  it is a terminal);
 - checkpoints/epoch-XXXX.pt every `checkpoint_every` epochs (or checkpoints/step-XXXXXXX.pt
   every `checkpoint_every` steps with `checkpoint_unit: steps`) and at the last epoch;
 - checkpoints/index.json, written last: its presence means the run is complete.
@@ -14,7 +17,11 @@ to state/resume.pt. That file is deliberately not a declared output of the workf
 survives Snakemake's removal of a failed job's outputs: a job killed (even by SIGKILL) and run
 again continues from it and, on CPU, ends with exactly the weights of an uninterrupted run. A
 state written for different hyperparameters is ignored. The state is removed once index.json is
-written.
+written. 2D and 3D runs share this code: a sample is a slice or a volume.
+
+3D. A batch is `batch_size` volumes [B, C, Z, H, W]; augmentation gives all slices of a volume
+the same in-plane transform (the volume's slices as channels). Checkpoints record the volume
+depth (`volume_slices`), so predictions come back per slice in the 2D layout (`segsweep.predict`).
 
 Determinism. On CPU, a fixed `seed` gives identical logs and checkpoints: the weights are
 initialised after `torch.manual_seed(seed)`, slices are shuffled every epoch with
@@ -32,6 +39,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,13 +49,15 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
+from tqdm import tqdm
 
 from segsweep.augment import Augmenter
 from segsweep.devices import choose_device, lease_device
 from segsweep.errors import InputError
 from segsweep.losses import Criterion
 from segsweep.metrics import confusion_counts, overlap_metrics
-from segsweep.models import build_model, encoder_blocks
+from segsweep.models import build_model, encoder_blocks, model_dims
+from segsweep.provenance import provenance, utc_now, write_failure
 from segsweep.schedules import learning_rate
 
 LABEL_MODES = ("merged", "separate", "per_class")
@@ -59,7 +69,8 @@ SUBSET_SEED = 12345  # fixed, so training-set subsets are nested across runs and
 
 @dataclass(frozen=True)
 class Split:
-    """One packed split in memory (the datasets are small)."""
+    """One packed split in memory (the datasets are small): its slices, or (`read_volumes`)
+    its volumes, each sample then [z, rows, cols, ·] and slice_id [p, z]."""
 
     images: np.ndarray  # float32 [n, rows, cols, c]
     masks: np.ndarray  # uint8 [n, rows, cols, m], one 0/1 channel per class
@@ -77,19 +88,54 @@ def read_split(path: Path) -> Split:
         for name in ("images", "masks", "patient_id", "slice_id"):
             if name not in h5:
                 raise InputError(None, str(path), f"missing HDF5 dataset '{name}'")
-        if "classes" not in h5.attrs:
-            raise InputError(None, str(path), "missing HDF5 attribute 'classes'")
-        ids = [p.decode() if isinstance(p, bytes) else str(p) for p in h5["patient_id"][()]]
         split = Split(
             images=np.asarray(h5["images"][()], dtype=np.float32),
             masks=np.asarray(h5["masks"][()], dtype=np.uint8),
-            patient_id=np.asarray(ids, dtype=str),
+            patient_id=_strings(h5["patient_id"]),
             slice_id=np.asarray(h5["slice_id"][()], dtype=np.int64),
-            classes=list(json.loads(h5.attrs["classes"])),
+            classes=_classes(h5, path),
         )
-    if split.images.ndim != 4 or split.masks.shape[:3] != split.images.shape[:3]:
+    return _checked(split, path, spatial=2)
+
+
+def read_volumes(path: Path) -> Split:
+    """The 3D layout of one HDF5 split (group `volumes/`, written by `pack --volumes`): images
+    [p, z, rows, cols, c], masks [p, z, rows, cols, m], one patient id per volume."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(None, str(path), "dataset file not found")
+    with h5py.File(path, "r") as h5:
+        if "volumes" not in h5:
+            raise InputError(
+                None,
+                str(path),
+                "no 3D layout (HDF5 group 'volumes') for a unet3d run: "
+                "pack the splits with preprocess.volumes: true",
+            )
+        group = h5["volumes"]
+        for name in ("images", "masks", "patient_id"):
+            if name not in group:
+                raise InputError(None, str(path), f"missing HDF5 dataset 'volumes/{name}'")
+        images = np.asarray(group["images"][()], dtype=np.float32)
+        split = Split(
+            images=images,
+            masks=np.asarray(group["masks"][()], dtype=np.uint8),
+            patient_id=_strings(group["patient_id"]),
+            slice_id=np.indices(images.shape[:2])[-1],
+            classes=_classes(h5, path),
+        )
+    return _checked(split, path, spatial=3, prefix="volumes/")
+
+
+def _checked(split: Split, path: Path, spatial: int, prefix: str = "") -> Split:
+    """`split`, if images and masks agree in samples and `spatial` axes and the masks have one
+    channel per class; else an InputError naming the file."""
+    n = 1 + spatial
+    if split.images.ndim != n + 1 or split.masks.shape[:n] != split.images.shape[:n]:
         raise InputError(
-            None, str(path), f"images {split.images.shape} and masks {split.masks.shape} disagree"
+            None,
+            str(path),
+            f"{prefix}images {split.images.shape} and {prefix}masks {split.masks.shape} disagree",
         )
     if split.masks.shape[-1] != len(split.classes):
         raise InputError(
@@ -98,8 +144,21 @@ def read_split(path: Path) -> Split:
     return split
 
 
+def _strings(dataset: h5py.Dataset) -> np.ndarray:
+    return np.asarray(
+        [v.decode() if isinstance(v, bytes) else str(v) for v in dataset[()]], dtype=str
+    )
+
+
+def _classes(h5: h5py.File, path: Path) -> list[str]:
+    if "classes" not in h5.attrs:
+        raise InputError(None, str(path), "missing HDF5 attribute 'classes'")
+    return list(json.loads(h5.attrs["classes"]))
+
+
 def targets(masks: np.ndarray, classes: list[str], label_mode: str) -> tuple[np.ndarray, list]:
-    """Class-index targets [n, rows, cols] and the run's foreground class names.
+    """Class-index targets [n, rows, cols] (of volumes: [p, z, rows, cols]) and the run's
+    foreground class names.
 
     merged: 1 wherever any class is present (one "foreground" class); separate and per_class:
     1 + the index of the mask channel (channel order = data classes), 0 for background
@@ -123,8 +182,33 @@ def subset_patients(patients: np.ndarray, fraction: float) -> set[str]:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """Channels-last numpy slices [n, H, W, c] as a float tensor [n, c, H, W]."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32))
+    """Channels-last numpy slices [n, H, W, c] (volumes [p, z, H, W, c]) as a float tensor
+    [n, c, H, W] ([p, c, z, H, W])."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(images, -1, 1), dtype=np.float32))
+
+
+def augment_batch(
+    augment: Augmenter, x: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment slices [B, C, H, W] with targets [B, H, W], or volumes [B, C, Z, H, W] with
+    targets [B, Z, H, W]: a volume's slices go in as channels and its label planes as planes,
+    so every slice of a volume gets the same in-plane transform."""
+    if x.ndim == 4:
+        return augment(x, t)
+    b, c, z, height, width = x.shape
+    images, labels = augment(x.reshape(b, c * z, height, width), t)
+    return images.reshape(b, c, z, height, width), labels
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """The log line of one epoch: what train_log.csv gets, readable; val fields when validated."""
+    parts = [f"epoch {row['epoch']}/{epochs}", f"step {row['step']}", f"lr {row['lr']:.4g}"]
+    parts += [
+        f"{key} {row[key]:.4f}"
+        for key in ("train_loss", "val_loss", "val_dice")
+        if row.get(key) is not None and not math.isnan(row[key])
+    ]
+    return ", ".join([*parts, f"{row['time_s']:.3g} s"])
 
 
 def make_optimizer(hp: dict[str, Any], params) -> torch.optim.Optimizer:
@@ -245,9 +329,11 @@ def train_run(
     device = choose_device() if device is None else torch.device(device)
     if threads:
         torch.set_num_threads(threads)
-    train, val = read_split(train_h5), read_split(val_h5)
+    dims = model_dims(hp)
+    read = read_split if dims == 2 else read_volumes
+    train, val = read(train_h5), read(val_h5)
     if len(train.images) == 0 or len(val.images) == 0:
-        raise InputError(None, f"{train_h5}, {val_h5}", "training and validation need slices")
+        raise InputError(None, f"{train_h5}, {val_h5}", "training and validation need samples")
     if train.classes != val.classes:
         raise InputError(None, str(val_h5), f"classes {val.classes} != training {train.classes}")
     label_mode = hp.get("labels", "merged")
@@ -278,7 +364,8 @@ def train_run(
             raise InputError(None, str(hp["init_from"]), "init_from needs the checkpoint to load")
         frozen = init_from_checkpoint(model, init_checkpoint, int(hp.get("freeze_blocks", 0)))
     cuda = device.type == "cuda"
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    cuda_format = torch.channels_last if dims == 2 else torch.channels_last_3d
+    memory_format = cuda_format if cuda else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     optimizer = make_optimizer(hp, [p for p in model.parameters() if p.requires_grad])
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
@@ -297,6 +384,7 @@ def train_run(
         "label_mode": label_mode,
         "in_channels": in_channels,
         "out_channels": out_channels,
+        **({"volume_slices": int(train.images.shape[1])} if dims == 3 else {}),
     }
 
     progress = Progress()
@@ -344,12 +432,20 @@ def train_run(
         model.train()
         for block in frozen:
             block.eval()  # frozen batch-norm statistics stay those of the source run
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=progress.position,
+            desc=f"epoch {progress.epoch}/{epochs}",
+            unit="batch",
+            leave=False,
+            disable=not sys.stderr.isatty(),
+        )
         while progress.position < steps_per_epoch:
             start = progress.position * batch_size
             index = order[start : start + batch_size]
             x, t = x_train[index], t_train[index]
             if augment is not None:
-                x, t = augment(x, t)
+                x, t = augment_batch(augment, x, t)
             lr = learning_rate(hp, progress.step, steps_per_epoch, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -361,11 +457,15 @@ def train_run(
             scaler.update()
             progress.step += 1
             progress.position += 1
-            progress.total += loss.item() * len(index)
+            batch_loss = loss.item()
+            progress.total += batch_loss * len(index)
+            bar.set_postfix(loss=f"{batch_loss:.4f}", refresh=False)
+            bar.update()
             if unit == "steps" and progress.step % every == 0:
                 save_checkpoint(f"step-{progress.step:07d}.pt")
                 progress.start_time = time.perf_counter() - epoch_start
                 save_state()
+        bar.close()
         val_loss, val_dice = validate(model, x_val, t_val, criterion, batch_size)
         row = {
             "epoch": progress.epoch,
@@ -377,7 +477,7 @@ def train_run(
             "time_s": round(time.perf_counter() - epoch_start, 3),
         }
         progress.rows.append(row)
-        print(", ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
+        print(epoch_line(row, epochs), flush=True)
         signed = STOP_METRICS[stop_metric] * row[stop_metric]
         if progress.best is None or signed > progress.best:
             progress.best, progress.bad_epochs = signed, 0
@@ -434,18 +534,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--init-checkpoint", type=Path, default=None, help="checkpoint to initialise from"
     )
+    parser.add_argument("--config-hash", default=None, help="of config and sweep (provenance)")
+    parser.add_argument("--attempt", type=int, default=1, help="this attempt (from 1)")
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=1,
+        help="a failure of the last attempt is recorded as the run's outputs instead of raised",
+    )
     args = parser.parse_args(argv)
     hp = json.loads(args.hp_json)
-    init = args.init_checkpoint
-    if args.init_selection is not None:
-        init = selected_checkpoint(args.init_selection)
-    elif init is None and hp.get("init_from") and Path(str(hp["init_from"])).is_file():
-        init = Path(hp["init_from"])
+    hp = {**hp, "run_id": hp.get("run_id", args.out.name)}
     lease = lease_device() if args.device == "auto" else None
     device = lease.device if lease is not None else choose_device(args.device)
     if lease is not None and lease.index is not None:
         print(f"leased device {lease.index} ({device})", file=sys.stderr, flush=True)
+    started, status = utc_now(), "ok"
     try:
+        init = args.init_checkpoint
+        if args.init_selection is not None:
+            source = json.loads(args.init_selection.read_text())
+            if source.get("status") == "failed":
+                raise InputError(None, str(args.init_selection), "the source run failed")
+            init = selected_checkpoint(args.init_selection)
+        elif init is None and hp.get("init_from") and Path(str(hp["init_from"])).is_file():
+            init = Path(hp["init_from"])
         train_run(
             hp,
             args.train,
@@ -455,9 +568,27 @@ def main(argv: list[str] | None = None) -> None:
             threads=args.threads,
             init_checkpoint=init,
         )
+    except Exception as error:
+        if args.attempt < args.max_attempts:
+            raise  # Snakemake retries the job
+        traceback.print_exc()
+        status = "failed"
+        write_failure(args.out, hp, error, args.attempt, LOG_COLUMNS)
     finally:
+        ended = utc_now()
         if lease is not None:
             lease.release()
+    record = provenance(
+        hp,
+        config_hash=args.config_hash,
+        device=str(device),
+        device_index=None if lease is None else lease.index,
+        started=started,
+        ended=ended,
+        status=status,
+        attempt=args.attempt,
+    )
+    write_json(args.out / "provenance.json", record)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,15 @@
 # One training job per run of the sweep, each holding one GPU (`--resources gpu=N` caps them).
 # A killed job resumes from results/runs/{run}/state/ (not an output, so it survives a rerun).
 # A transfer run (`init_from`) also waits for the selection of the run it starts from.
+# A failing job is retried `train_retries` times (on SLURM with more time and memory, see
+# slurm/config.yaml); the last attempt records the failure as the run's outputs (status "failed"
+# in checkpoints/index.json) and succeeds, so the sweep goes on and the report lists the run.
+# Every run writes provenance.json; the config hash is passed in the shell text, not as a param,
+# so that editing the config or the sweep does not retrain existing runs.
+from segsweep.provenance import config_hash
+
+CONFIG_HASH = config_hash(config, SWEEP)
+TRAIN_ATTEMPTS = config["train_retries"] + 1
 
 
 rule train:
@@ -17,18 +26,23 @@ rule train:
             labels={"run": "{run}", "table": "training log"},
         ),
         index="results/runs/{run}/checkpoints/index.json",
+        provenance="results/runs/{run}/provenance.json",
     log:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    retries: config["train_retries"]
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
     resources:
         gpu=1,
+        attempt=lambda wildcards, attempt: attempt,
     params:
         hp=run_params,
         init=init_argument,
     shell:
         "python -m segsweep train --hp-json {params.hp:q} --train {input.train} --val {input.val}"
-        " --out results/runs/{wildcards.run} --threads {threads} {params.init} > {log} 2>&1"
+        " --out results/runs/{wildcards.run} --threads {threads} {params.init}"
+        " --config-hash {CONFIG_HASH} --attempt {resources.attempt}"
+        " --max-attempts {TRAIN_ATTEMPTS} > {log} 2>&1"

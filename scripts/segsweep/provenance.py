@@ -1,0 +1,154 @@
+"""What produced a training run, and what a run whose training failed leaves behind.
+
+provenance.json, next to every run: the run's hyperparameters (hashed), the hash of the whole
+configuration and sweep, package versions, the git revision of the workflow, the host, the device
+and leased device index, the attempt, the status (ok | failed) and the start and end time (UTC).
+It answers "were these two runs trained with the same code and settings?" and, through the lease
+index and times, "which runs trained at once, on which device?".
+
+A failed run (its last attempt raised): `write_failure` writes the run's outputs as a record of the
+failure — checkpoints/index.json with {"status": "failed", "error": …} — so that selection,
+evaluation, analysis and the report proceed and list the run as failed instead of missing.
+
+Kept light (standard library and PyYAML): `config_hash` also runs when the Snakefile is parsed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGES = ("segsweep", "torch", "numpy", "SimpleITK", "h5py", "snakemake")
+WORKFLOW_DIR = Path(__file__).resolve().parents[2]  # scripts/segsweep → the repository
+
+
+def _hash(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def config_hash(config: dict[str, Any], sweep: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of config and sweep: equal hashes mean equal settings."""
+    return _hash({"config": config, "sweep": sweep})
+
+
+def params_hash(hp: dict[str, Any]) -> str:
+    """sha256 of a run's hyperparameters (the run id included)."""
+    return _hash(hp)
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with microseconds (orderable as text)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the versions of the packages a run depends on."""
+    return {"python": platform.python_version(), **{p: package_version(p) for p in PACKAGES}}
+
+
+def _git(where: Path, *args: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git_revision(where: Path = WORKFLOW_DIR) -> str:
+    """The commit of the workflow checkout, "+dirty" when tracked files differ from it, or
+    "unknown" outside a git checkout (or without git): never an error."""
+    head = _git(where, "rev-parse", "HEAD")
+    if head is None or head.returncode != 0 or not head.stdout.strip():
+        return "unknown"
+    diff = _git(where, "diff", "--quiet", "HEAD", "--")
+    dirty = diff is not None and diff.returncode == 1
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def provenance(
+    hp: dict[str, Any],
+    *,
+    config_hash: str | None,
+    device: str,
+    device_index: int | None,
+    started: str,
+    ended: str,
+    status: str,
+    attempt: int,
+) -> dict[str, Any]:
+    """The provenance record of one training job (see the module docstring)."""
+    return {
+        "run_id": hp.get("run_id"),
+        "status": status,
+        "attempt": attempt,
+        "params_hash": params_hash(hp),
+        "config_hash": config_hash or "unknown",
+        "git_revision": git_revision(),
+        "packages": package_versions(),
+        "host": socket.gethostname(),
+        "device": device,
+        "device_index": device_index,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "started_utc": started,
+        "ended_utc": ended,
+    }
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def error_line(error: BaseException) -> str:
+    """The exception's type and the last line of its message, short enough for a table cell."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[-1].strip()}" if lines else type(error).__name__
+
+
+def write_failure(
+    out_dir: Path,
+    hp: dict[str, Any],
+    error: BaseException,
+    attempt: int,
+    log_columns: tuple[str, ...] | list[str],
+) -> None:
+    """The outputs of a run whose last attempt failed: checkpoints/index.json with status
+    "failed", the error and no checkpoints; params.yaml; train_log.csv (kept when the run wrote
+    one before failing, else its header alone)."""
+    out_dir = Path(out_dir)
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out_dir / "params.yaml").write_text(yaml.safe_dump(hp, sort_keys=True))
+    log = out_dir / "train_log.csv"
+    if not log.is_file():
+        log.write_text(",".join(log_columns) + "\n")
+    index = {
+        "status": "failed",
+        "error": error_line(error),
+        "attempts": attempt,
+        "checkpoints": [],
+        "classes": [],
+        "label_mode": hp.get("labels"),
+    }
+    write_json(out_dir / "checkpoints" / "index.json", index)
