@@ -53,3 +53,21 @@ def test_selection_scores_reads_each_runs_selection(tmp_path: Path) -> None:
         (folder / "selection.json").write_text(json.dumps({"selected": {"score": score}}))
     table = selection_scores(runs, tmp_path)
     assert table.set_index("run_id")["score"].to_dict() == {"default": 0.7, "loss-ce": 0.8}
+
+
+def test_failed_runs_are_never_chosen(tmp_path: Path) -> None:
+    runs = expand_sweep({"grids": {"g": {"loss": ["dice", "ce"]}}}, {"loss": "dice", "seed": 0})
+    selections = {
+        "default": {"status": "failed", "error": "RuntimeError: boom", "selected": None},
+        "loss-ce": {"selected": {"score": 0.4}},
+    }
+    for run_id, selection in selections.items():
+        folder = tmp_path / "runs" / run_id
+        folder.mkdir(parents=True)
+        (folder / "selection.json").write_text(json.dumps(selection))
+    table = selection_scores(runs, tmp_path)
+    assert table["run_id"].tolist() == ["loss-ce"]
+    assert choose_final(table, 2, [], True)["run_id"].tolist() == ["loss-ce"]
+    (tmp_path / "runs" / "loss-ce" / "selection.json").write_text(json.dumps(selections["default"]))
+    with pytest.raises(ValueError, match="every training failed"):
+        choose_final(selection_scores(runs, tmp_path), 1, ["loss"], True)
