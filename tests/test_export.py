@@ -113,3 +113,33 @@ def test_unlabelled_slices_use_the_training_statistics_and_draw(tmp_path):
     out = tmp_path / "overlay.png"
     overlay_figure([("u", slices[..., 0], labels)], out, "title")
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_native_scores_read_class_mask_files_and_dicom_series(tmp_path):
+    """A subject brought with one mask file per class, or with a DICOM series as its mask, is
+    scored against the label map ingest combined from them."""
+    from test_data_workflow import write_dicom
+
+    shape = (4, 10, 12)
+    labels = {"vertebra": 2, "disc": 5}
+    ref = np.zeros(shape, np.uint8)
+    ref[1:3, 2:6, 2:6], ref[1:3, 2:6, 6:10] = 2, 5
+    like = sitk.GetImageFromArray(ref)
+    like.SetSpacing((0.7, 0.7, 4.0))
+    files = {}
+    for name, value in labels.items():
+        image = sitk.GetImageFromArray((ref == value).astype(np.uint8))
+        image.CopyInformation(like)
+        files[name] = str(tmp_path / f"{name}.nii.gz")
+        sitk.WriteImage(image, files[name])
+    write_dicom(like, tmp_path / "mask")
+    prediction = sitk.GetImageFromArray(np.where(ref == 5, 0, ref).astype(np.uint8))
+    prediction.CopyInformation(like)
+    records = [
+        {"subject_id": "s", "mask": ";".join(files.values()), "class_masks": files},
+        {"subject_id": "s", "mask": str(tmp_path / "mask")},
+    ]
+    for record in records:
+        rows = {r["class"]: r for r in native_rows(prediction, record, [*labels], labels)}
+        assert rows["vertebra"]["dice"] == 1.0 and rows["disc"]["fn"] == ref.astype(bool).sum() / 2
+        assert rows["foreground"]["tp"] == 32 and rows["foreground"]["fn"] == 32

@@ -7,9 +7,10 @@ the canonical grid ("input"), so each canonical slice takes its nearest predicte
 outside the crop window are background; it is then reoriented to the orientation ingest.json
 recorded and given the original origin, spacing and direction, so it overlays on the raw image.
 
-Native scores (`native_tables`): the exported prediction against the original mask, restricted to
-the labelled region (`roi`) when the subject has one — per patient only, with the metrics of
-`segsweep.metrics` and the surface distances of `segsweep.distances` on the original spacing.
+Native scores (`native_tables`): the exported prediction against the original mask (a label map,
+a DICOM series or one file per class), restricted to the labelled region (`roi`) when the subject
+has one — per patient only, with the metrics of `segsweep.metrics` and the surface distances of
+`segsweep.distances` on the original spacing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import SimpleITK as sitk
 
 from segsweep.distances import surface_distances
 from segsweep.errors import InputError
+from segsweep.ingest import read_image
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes_ml
 
 
@@ -76,11 +78,32 @@ def export_native(processed_dir: Path, crop_dir: Path, data_dir: Path, out_dir: 
     return written
 
 
-def _read_like(path: str, like: sitk.Image) -> np.ndarray:
-    image = sitk.ReadImage(path)
+def _read_like(path: str, like: sitk.Image, subject: str | None = None) -> np.ndarray:
+    """An original file (or DICOM series folder) as an array on the prediction's grid."""
+    image = read_image(path, subject)
     if image.GetSize() != like.GetSize():
-        raise InputError(None, path, f"size {image.GetSize()} is not the image's {like.GetSize()}")
+        raise InputError(
+            subject, path, f"size {image.GetSize()} is not the prediction's {like.GetSize()}"
+        )
     return sitk.GetArrayFromImage(image)
+
+
+def reference_labels(
+    ingest_info: dict[str, Any], labels: dict[str, int], like: sitk.Image
+) -> np.ndarray:
+    """The subject's original label map: its mask, or its one-file-per-class masks (non-zero =
+    that class) given the label values of data.labels, as ingest combined them."""
+    subject = ingest_info.get("subject_id")
+    class_masks = ingest_info.get("class_masks") or {}
+    if not class_masks:
+        return _read_like(ingest_info["mask"], like, subject)
+    missing = [name for name in class_masks if name not in labels]
+    if missing:
+        raise InputError(subject, "ingest.json", f"classes {missing} not in data.labels {labels}")
+    reference = np.zeros(like.GetSize()[::-1], dtype=np.uint8)
+    for name, path in class_masks.items():
+        reference[_read_like(path, like, subject) != 0] = labels[name]
+    return reference
 
 
 def native_rows(
@@ -93,9 +116,9 @@ def native_rows(
     if not ingest_info.get("mask"):
         return []
     pred = sitk.GetArrayFromImage(prediction)
-    ref = _read_like(ingest_info["mask"], prediction)
+    ref = reference_labels(ingest_info, labels, prediction)
     roi = (
-        _read_like(ingest_info["roi"], prediction) > 0
+        _read_like(ingest_info["roi"], prediction, ingest_info.get("subject_id")) > 0
         if ingest_info.get("roi")
         else np.ones(ref.shape, dtype=bool)
     )
