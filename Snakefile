@@ -28,7 +28,7 @@ _PYTHON_BIN = (
     if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
     else f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
 )
-shell.prefix(
+_PREFIX = (
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
     + _PYTHON_BIN
 )
@@ -42,6 +42,13 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+
+
+# Provenance: every job sees the hash of the config and sweep it was planned with. Not a param:
+# editing the config must not retrain finished runs.
+from segsweep.provenance import config_hash
+
+shell.prefix(_PREFIX + f"export SEGSWEEP_CONFIG_HASH={config_hash(config, SWEEP)}; ")
 
 
 rule all:

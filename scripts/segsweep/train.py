@@ -534,7 +534,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--init-checkpoint", type=Path, default=None, help="checkpoint to initialise from"
     )
-    parser.add_argument("--config-hash", default=None, help="of config and sweep (provenance)")
+    parser.add_argument(
+        "--config-hash",
+        default=os.environ.get("SEGSWEEP_CONFIG_HASH"),
+        help="of config and sweep, for provenance (default: $SEGSWEEP_CONFIG_HASH, which the"
+        " workflow sets)",
+    )
     parser.add_argument("--attempt", type=int, default=1, help="this attempt (from 1)")
     parser.add_argument(
         "--max-attempts",

@@ -4,12 +4,8 @@
 # A failing job is retried `train_retries` times (on SLURM with more time and memory, see
 # slurm/config.yaml); the last attempt records the failure as the run's outputs (status "failed"
 # in checkpoints/index.json) and succeeds, so the sweep goes on and the report lists the run.
-# Every run writes provenance.json; the config hash is passed in the shell text, not as a param,
-# so that editing the config or the sweep does not retrain existing runs.
-from segsweep.provenance import config_hash
-
-CONFIG_HASH = config_hash(config, SWEEP)
-TRAIN_ATTEMPTS = config["train_retries"] + 1
+# Every run writes provenance.json; the config hash reaches it through the environment (see the
+# Snakefile), not as a param, so that editing the config or the sweep does not retrain runs.
 
 
 rule train:
@@ -38,11 +34,11 @@ rule train:
     resources:
         gpu=1,
         attempt=lambda wildcards, attempt: attempt,
+        attempts=config["train_retries"] + 1,
     params:
         hp=run_params,
         init=init_argument,
     shell:
         "python -m segsweep train --hp-json {params.hp:q} --train {input.train} --val {input.val}"
         " --out results/runs/{wildcards.run} --threads {threads} {params.init}"
-        " --config-hash {CONFIG_HASH} --attempt {resources.attempt}"
-        " --max-attempts {TRAIN_ATTEMPTS} > {log} 2>&1"
+        " --attempt {resources.attempt} --max-attempts {resources.attempts} > {log} 2>&1"
