@@ -17,6 +17,7 @@ import yaml
 
 from segsweep.analysis import (
     best_runs_table,
+    class_summary,
     configured_pairs,
     final_per_patient,
     format_level,
@@ -278,6 +279,22 @@ def write_fake_results(root: Path) -> Path:
     return results
 
 
+FAILURE = "RuntimeError: Output size is too small"
+
+
+def fail_run(results: Path, run_id: str) -> None:
+    """Turn a fake run into one whose training failed, as train, select and evaluate record it:
+    selection.json with status "failed", header-only validation tables and training log."""
+    folder = results / "runs" / run_id
+    selection = {**CONFIG["selection"], "status": "failed", "error": FAILURE}
+    (folder / "selection.json").write_text(
+        json.dumps({**selection, "scores": [], "selected": None})
+    )
+    for name in ("val/per_patient.csv", "val/per_slice.csv", "train_log.csv"):
+        header = pd.read_csv(folder / name, nrows=0)
+        header.to_csv(folder / name, index=False)
+
+
 def cli_args(results: Path) -> list[str]:
     return [
         "--config-json",
@@ -305,12 +322,15 @@ def test_runs_table_reads_selection_and_foreground_validation_dice(runs_df: pd.D
         "labels",
         "loss",
         "lr",
+        "status",
         "score",
         "selected_epoch",
         "dice_mean",
         "dice_median",
         "dice_std",
+        "error",
     ]
+    assert set(runs_df["status"]) == {"ok"} and set(runs_df["error"]) == {""}
     table = runs_df.set_index("run_id")
     assert table["score"].to_dict() == pytest.approx(SCORES)
     assert set(table["selected_epoch"]) == {3}
@@ -460,3 +480,82 @@ def test_main_writes_every_table(tmp_path: Path) -> None:
     assert best["run_id"].iloc[0] == "default" and len(best) == 5
     final = pd.read_csv(results / "tables" / "final_per_patient.csv")
     assert set(final["split"]) == {"val", "test"}
+    classes = pd.read_csv(results / "tables" / "class_summary.csv")
+    femur = classes[(classes["class"] == "femur") & (classes.metric == "dice")]
+    assert femur[["run_id", "split", "patients", "mean"]].values.tolist() == [
+        ["default", "val", 1, 0.0],  # the fakes' femur row of p1; the fakes have no HD95
+        ["labels-separate", "val", 1, 0.0],
+    ]
+
+
+def test_a_failed_run_is_listed_with_its_error_but_left_out_of_the_statistics(
+    tmp_path: Path,
+) -> None:
+    results = write_fake_results(tmp_path)
+    fail_run(results, "lr-0.0001")
+    main(cli_args(results))
+    runs = pd.read_csv(results / "summary" / "runs.csv", keep_default_na=False).set_index("run_id")
+    assert runs.loc["lr-0.0001", ["status", "error", "score"]].tolist() == [
+        "failed",
+        FAILURE,
+        "",
+    ]
+    assert set(runs.drop(index="lr-0.0001")["status"]) == {"ok"}
+    hyper = pd.read_csv(results / "tables" / "hyperparameters.csv", dtype={"level": str})
+    lr = hyper[hyper["hyperparameter"] == "lr"].set_index("level")
+    assert lr.index.tolist() == ["0.001"]  # its only 0.0001 run failed
+    loss = hyper[hyper["hyperparameter"] == "loss"].set_index("level")
+    assert loss.loc["dice", "No. experiments"] == 2  # default and labels-separate
+    assert loss.loc["dice", "Mean"] == pytest.approx(0.75)
+    best = pd.read_csv(results / "tables" / "best_runs.csv")
+    assert "lr-0.0001" not in set(best["run_id"]) and len(best) == 4
+    kruskal = pd.read_csv(results / "tables" / "kruskal.csv").set_index("hyperparameter")
+    assert kruskal.loc["loss", "n"] == 4
+
+
+def test_class_summary_per_class_split_and_space_against_hand_computed_values(
+    tmp_path: Path,
+) -> None:
+    nan = math.nan
+    columns = ["patient_id", "space", "class", "dice", "iou", "hd95"]
+    val = pd.DataFrame(
+        [
+            ["p1", "processed", "femur", 0.8, 0.7, 2.0],
+            ["p1", "processed", "tibia", 0.5, 0.4, 3.0],
+            ["p1", "processed", "foreground", 0.7, 0.6, 2.5],
+            ["p2", "processed", "femur", 0.6, 0.5, 4.0],
+            ["p2", "processed", "tibia", 0.5, 0.4, 3.0],
+            ["p2", "processed", "foreground", 0.6, 0.5, 3.5],
+            ["p3", "processed", "femur", nan, nan, nan],  # femur absent from both
+            ["p3", "processed", "tibia", 0.8, 0.7, 9.0],
+            ["p3", "processed", "foreground", 0.8, 0.7, 9.0],
+        ],
+        columns=columns,
+    )
+    test = pd.DataFrame(
+        [
+            ["t1", "processed", "foreground", 0.9, 0.8, 1.0],
+            ["t1", "native", "foreground", 0.85, 0.75, 1.5],
+        ],
+        columns=columns,
+    )
+    results = tmp_path / "results"
+    for folder, table in [(results / "runs/m/val", val), (results / "final/m/test", test)]:
+        folder.mkdir(parents=True)
+        table.to_csv(folder / "per_patient.csv", index=False)
+    summary = class_summary(pd.DataFrame({"run_id": ["m"]}), results)
+    rows = summary.set_index(["split", "space", "class", "metric"])
+    assert list(dict.fromkeys(summary["class"])) == ["femur", "tibia", "foreground"]
+    assert len(summary) == 3 * 3 + 2 * 3  # val: 3 classes x 3 metrics; test: 2 spaces x 3
+    stats = ["patients", "undefined", "mean", "median", "std"]
+    femur = rows.loc[("val", "processed", "femur", "dice"), stats].tolist()
+    assert femur == [3, 1, pytest.approx(0.7), pytest.approx(0.7), pytest.approx(0.02**0.5)]
+    tibia = rows.loc[("val", "processed", "tibia", "dice"), stats].tolist()
+    assert tibia == [3, 0, pytest.approx(0.6), pytest.approx(0.5), pytest.approx(0.03**0.5)]
+    hd95 = rows.loc[("val", "processed", "femur", "hd95"), stats].tolist()
+    assert hd95 == [3, 1, pytest.approx(3.0), pytest.approx(3.0), pytest.approx(2**0.5)]
+    iou = rows.loc[("val", "processed", "tibia", "iou"), ["mean", "median"]].tolist()
+    assert iou == [pytest.approx(0.5), pytest.approx(0.4)]
+    native = rows.loc[("test", "native", "foreground", "dice"), stats].tolist()
+    assert native[:4] == [1, 0, pytest.approx(0.85), pytest.approx(0.85)]
+    assert math.isnan(native[4])  # one patient: no STD

@@ -77,8 +77,8 @@ def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict
         assert f'<a class="ref" href="#{ident}">{label}</a>' in html, f"{label} not referenced"
     assert all(ns == list(range(1, len(ns) + 1)) for ns in numbers.values())
     # 3 hyperparameters, Kruskal–Wallis, 3 pairs, best, final; per split: distribution, metrics,
-    # per patient, paired tests
-    assert len(numbers[("table", "4")]) == 17
+    # per class, per patient, paired tests
+    assert len(numbers[("table", "4")]) == 19
     assert len(numbers[("figure", "4")]) == 8  # 3 jitter plots, curves, 2 histograms, 2 boxplots
     assert len(numbers[("figure", "3")]) == 1  # checkpoint scores
     assert "Table 1.1:" in html and "Figure 4.1:" in html and "Table A.1:" in html
@@ -145,7 +145,7 @@ def test_config_hash_is_canonical() -> None:
 def test_render_html_uses_the_given_templates(built: dict, tmp_path: Path) -> None:
     (tmp_path / "thesis.html.j2").write_text("<title>{{ title }}</title>{{ tables | length }}")
     context = report.build_context(CONFIG, SWEEP, built["results"], date="2020-01-01")
-    assert report.render_html(context, tmp_path) == "<title>Fake sweep</title>26"
+    assert report.render_html(context, tmp_path) == "<title>Fake sweep</title>28"
     assert context["date"] == "2020-01-01"
 
 
@@ -160,6 +160,20 @@ def test_final_model_tables_hold_the_numbers_of_the_csvs(built: dict) -> None:
         assert f"{row.mean:.3f} ({row.median:.3f}) ± {row.std:.3f}" in html
     tests = pd.read_csv(tables / "final_tests.csv")
     assert html.count(">Wilcoxon<") == len(tests) == 2
+    # per class: the fakes' femur has one validation patient (Dice 0, IoU 0), so no STD
+    assert html.count("</span> Per-class per-patient Dice, IoU and HD95") == 2
+    femur = ["default", "femur", "1", "0.000 (0.000) ± –", "0.000 (0.000) ± –", "–"]
+    assert re.search(row_pattern(femur), html)
+    dice = summary[(summary.metric == "dice") & (summary.split == "test")]
+    for row in dice.itertuples():  # the foreground rows repeat the metrics summary
+        cells = [
+            row.run_id,
+            "foreground",
+            "2",
+            f"{row.mean:.3f} ({row.median:.3f}) ± {row.std:.3f}",
+        ]
+        start = r"<tr>\s*" + r"\s*".join(f"<td[^>]*>{re.escape(c)}</td>" for c in cells)
+        assert re.search(start, html), row  # IoU and HD95 follow
     assert "Kruskal–Wallis" in html and "Empty conventions" in html
 
 
@@ -208,3 +222,135 @@ def test_report_builds_without_the_optional_csvs(built: dict, tmp_path: Path) ->
     html = report.render_html(context)
     assert "Table 2.1" not in html and "<h1>2 Preprocessing</h1>" in html
     assert "100 × 100 × 41 (1.6 × 1.6 × 3 mm)" in html  # epi-001 still has its record
+
+
+def test_preprocessing_text_lists_classes_by_label_value_and_counts_fitting_levels() -> None:
+    config = {
+        "data": {"labels": {"canal": 7, "disc": 5, "vertebra": 2}},  # sorted keys, as loaded
+        "preprocess": {"n4": {"enabled": True, "shrink": 2, "iterations": [40]}},
+    }
+    text = " ".join(report.preprocessing_text(config))
+    assert "The masks label vertebra (2), disc (5), canal (7);" in text
+    assert "with 1 fitting level, at most 40 iterations" in text
+
+
+@pytest.mark.parametrize(
+    ("crop", "phrase"),
+    [
+        ({}, "the joint centre detected from the image"),
+        ({"centre": "joint"}, "the joint centre detected from the image"),
+        ({"centre": "foreground"}, "the centroid of the image's foreground (Otsu threshold)"),
+        ({"centre": "image"}, "the image centre"),
+        (
+            {"centre": "fixed", "centre_mm": [10, -2.5, 30]},
+            "a fixed physical point (10, -2.5, 30 mm)",
+        ),
+    ],
+)
+def test_crop_centre_is_worded_per_method(crop: dict, phrase: str) -> None:
+    assert report.centre_phrase(crop) == phrase
+    config = {"preprocess": {"crop": {"window_mm": 90, "size": 64, "slices": 24, **crop}}}
+    assert f"window of 90 mm around {phrase} and resampled" in " ".join(
+        report.preprocessing_text(config)
+    )
+
+
+def test_crop_centre_wording_reaches_the_text_caption_and_note(built: dict) -> None:
+    liver = {**CONFIG, "data": {**CONFIG["data"], "labels": {"liver": 1}}}
+    liver["preprocess"] = {**CONFIG["preprocess"], "crop": {**CONFIG["preprocess"]["crop"]}}
+    liver["preprocess"]["crop"]["centre"] = "foreground"
+    context = report.build_context(liver, SWEEP, built["results"], date="2020-01-01")
+    html = report.render_html(context)
+    phrase = "the centroid of the image&#39;s foreground (Otsu threshold)"  # HTML-escaped
+    assert "joint centre" not in html
+    assert f"the distance between\n    {phrase} and the reference centre" in html
+    assert f"Distance of the crop centre ({phrase}) from the reference centre" in html
+    assert (
+        "With a single class, the reference centre is the centroid of all labelled voxels." in html
+    )
+    knee = built["html"]  # three classes, joint centre
+    assert "the distance between\n    the joint centre detected from the image and" in knee
+    assert (
+        "where two classes meet; where only one class is present or no classes meet, it is " in knee
+    )
+
+
+def test_reference_centre_note_per_number_of_classes() -> None:
+    assert report.reference_centre_note({"liver": 1}) == (
+        "With a single class, the reference centre is the centroid of all labelled voxels."
+    )
+    note = report.reference_centre_note({"femur": 1, "tibia": 2})
+    assert note.startswith("The reference centre is the centroid of the zone where two classes")
+    assert note.endswith("no classes meet, it is the centroid of all labelled voxels.")
+
+
+CLASS_ROWS = [
+    # run_id, space, class, metric, patients, mean, median, std
+    ("a", "native", "foreground", "dice", 2, 0.75, 0.75, 0.05),
+    ("a", "processed", "disc", "dice", 2, 0.6, 0.6, 0.1),
+    ("a", "processed", "canal", "dice", 2, 0.9, 0.9, 0.0),
+    ("a", "processed", "vertebra", "dice", 2, 0.7, 0.7, 0.1),
+    ("a", "processed", "foreground", "dice", 2, 0.95, 0.95, 0.01),
+    ("a", "processed", "canal", "hd95", 2, 3.0, 3.0, 1.0),
+    ("b", "processed", "foreground", "dice", 2, 0.8, 0.8, 0.1),
+]
+
+
+def class_table() -> pd.DataFrame:
+    columns = ["run_id", "space", "class", "metric", "patients", "mean", "median", "std"]
+    return pd.DataFrame(CLASS_ROWS, columns=columns).assign(split="test", undefined=0)
+
+
+def test_class_frame_orders_models_spaces_and_classes() -> None:
+    frame = report.class_frame(class_table(), ["b", "a"])
+    assert frame.columns.tolist() == [
+        "Model",
+        "Space",
+        "Class",
+        "Patients",
+        "Dice",
+        "IoU",
+        "HD95 (mm)",
+    ]
+    assert frame[["Model", "Space", "Class"]].values.tolist() == [
+        ["b", "processed", "foreground"],
+        ["a", "processed", "foreground"],  # classes in the CSV's order, processed space first
+        ["a", "processed", "disc"],
+        ["a", "processed", "canal"],
+        ["a", "processed", "vertebra"],
+        ["a", "native", "foreground"],
+    ]
+    canal = frame.iloc[3].tolist()[3:]
+    assert canal == ["2", "0.900 (0.900) ± 0.000", "–", "3.000 (3.000) ± 1.000"]
+    processed = class_table().query("space == 'processed'")
+    assert "Space" not in report.class_frame(processed, ["a"]).columns  # one space only
+
+
+def test_class_extremes_name_the_best_and_worst_class_without_the_foreground() -> None:
+    assert report.class_extremes(class_table(), ["a", "b"]) == [
+        {
+            "run": "a",
+            "best": "canal",
+            "best_mean": "0.900",
+            "worst": "disc",
+            "worst_mean": "0.600",
+        }
+    ]  # b predicts the merged foreground only
+
+
+def test_text_names_the_best_and_worst_class(built: dict, tmp_path: Path) -> None:
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(built["results"], results)
+    path = results / "tables" / "class_summary.csv"
+    classes = pd.read_csv(path)
+    femur = classes[(classes["class"] == "femur") & (classes.run_id == "default")]
+    tibia = femur.assign(**{"class": "tibia", "mean": 0.5, "median": 0.5})
+    pd.concat([classes, tibia]).to_csv(path, index=False)
+    html = report.render_html(report.build_context(CONFIG, SWEEP, results, date="2020-01-01"))
+    assert (
+        "In the processed space, default segmented tibia best (mean Dice\n      0.500) and "
+        "femur worst (0.000)." in html
+    )
+    assert html.count("segmented tibia best") == 1  # validation only; the test set has no tibia

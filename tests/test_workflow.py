@@ -117,6 +117,30 @@ def test_report_tables_hold_the_numbers_of_the_csvs(workdir: Path) -> None:
         assert cell in html
     assert re.search(r"Table \d+(\.\d+)?", html) and re.search(r"Figure \d+(\.\d+)?", html)
     assert html.count("data:image/png;base64,") >= 4  # jitter plots, boxplots, curves
+    classes = pd.read_csv(workdir / "results/tables/class_summary.csv")
+    assert set(classes["split"]) == {"val", "test"} and "foreground" in set(classes["class"])
+    assert set(classes["metric"]) == {"dice", "iou", "hd95"}
+    assert html.count("</span> Per-class per-patient Dice, IoU and HD95") == 2  # val and test
+    for _, row in classes.iterrows():
+        assert row.tolist()[5:] == class_statistics(workdir, row), row.tolist()
+        if row["metric"] == "dice":
+            assert f">{row['class']}<" in html
+        if not pd.isna(row["mean"]):
+            std = "–" if pd.isna(row["std"]) else f"{row['std']:.3f}"
+            assert f"{row['mean']:.3f} ({row['median']:.3f}) ± {std}" in html, row.tolist()
+
+
+def class_statistics(workdir: Path, row: pd.Series) -> list:
+    """Patients, undefined, mean, median and STD of one class_summary.csv row, recomputed from
+    the final model's per_patient.csv (validation from its run, test from the final stage)."""
+    stage = "runs" if row["split"] == "val" else "final"
+    folder = workdir / "results" / stage / row["run_id"] / row["split"]
+    table = pd.read_csv(folder / "per_patient.csv")
+    rows = (table["class"] == row["class"]) & (table["space"] == row["space"])
+    values = table.loc[rows, row["metric"]]
+    defined = values.dropna()
+    stats = [defined.mean(), defined.median(), defined.std(ddof=1)]
+    return [len(values), int(values.isna().sum()), *(pytest.approx(v, nan_ok=True) for v in stats)]
 
 
 def test_pdf_has_several_pages(workdir: Path) -> None:

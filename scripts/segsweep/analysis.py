@@ -1,6 +1,8 @@
 """Analysis of a sweep: the runs table and the tables of the PET/CT thesis's chapter 5.
 
-- `runs_table`: one row per run with its swept values and validation scores (results/summary).
+- `runs_table`: one row per run with its swept values, status (ok | failed, with the error of a
+  failed training) and validation scores (results/summary). Failed runs are listed there and in
+  the report, but left out of every statistic below.
 - `hyperparameter_table`: per level of one hyperparameter, Min, Max, STD, Mean, Median and
   No. experiments of the selection score (thesis Tables 5.1–5.7).
 - `pair_table` / `pair_grid`: "mean/median (count)" per combination of two hyperparameters
@@ -12,6 +14,8 @@
   (mean, median, STD, quartiles; Tables 5.14, 5.17).
 - `metrics_summary`: per final model, split and space, every per-patient metric as mean, median
   and STD (Tables 5.15, 5.18).
+- `class_summary`: the same for every class of the final models (the foreground included), for
+  Dice, IoU and HD95, so a multi-class dataset gets per-class numbers.
 - statistics (`segsweep.stats`): Kruskal–Wallis per hyperparameter, paired tests of final models.
 
 Conventions: the score is the selected checkpoint's validation score (`selection.json`). A run with
@@ -36,6 +40,7 @@ from segsweep.sweep import Run, expand_sweep, swept_names
 
 FOREGROUND = "foreground"
 RUN_METRICS = ["score", "selected_epoch", "dice_mean", "dice_median", "dice_std"]
+RUN_STATUS = ["status", "error"]  # ok | failed, and the failed training's error
 STAT_COLUMNS = ["Min", "Max", "STD", "Mean", "Median", "No. experiments"]
 PAIR_COLUMNS = ["a", "b", "a_level", "b_level", "mean", "median", "count"]
 FINAL_SPLITS = ("val", "test")
@@ -75,6 +80,8 @@ SUMMARY_COLUMNS = [
     "median",
     "std",
 ]
+CLASS_METRICS = ["dice", "iou", "hd95"]
+CLASS_COLUMNS = [*SUMMARY_COLUMNS[:3], "class", *SUMMARY_COLUMNS[3:]]
 
 
 def format_level(value: Any) -> str:
@@ -108,8 +115,9 @@ def score_label(selection: dict[str, Any]) -> str:
 
 
 def swept_columns(runs_df: pd.DataFrame) -> list[str]:
-    """The hyperparameter columns of a runs table (everything but the id and the scores)."""
-    return [c for c in runs_df.columns if c != "run_id" and c not in RUN_METRICS]
+    """The hyperparameter columns of a runs table (everything but the id, status and scores)."""
+    other = {"run_id", *RUN_METRICS, *RUN_STATUS}
+    return [c for c in runs_df.columns if c not in other]
 
 
 def _score(value: Any) -> float:
@@ -125,12 +133,15 @@ def _foreground(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def runs_table(runs: list[Run], results: Path) -> pd.DataFrame:
-    """One row per run: swept values, selected score and epoch, per-patient validation Dice."""
+    """One row per run: swept values, status, selected score and epoch, per-patient validation
+    Dice, and the error of a failed training (whose scores are then undefined)."""
     rows = []
     for run in runs:
         folder = Path(results) / "runs" / run.run_id
         with open(folder / "selection.json") as handle:
-            selected = json.load(handle)["selected"]
+            selection = json.load(handle)
+        failed = selection.get("status") == "failed"
+        selected = selection["selected"] or {}
         dice = _foreground(pd.read_csv(folder / "val" / "per_patient.csv"))["dice"]
         # lists (e.g. channel subsets) become text so that they can be grouped on
         values = {k: format_level(v) if isinstance(v, list) else v for k, v in run.values.items()}
@@ -138,15 +149,22 @@ def runs_table(runs: list[Run], results: Path) -> pd.DataFrame:
             {
                 "run_id": run.run_id,
                 **values,
+                "status": "failed" if failed else "ok",
                 "score": _score(selected.get("score")),
                 "selected_epoch": selected.get("epoch"),
                 "dice_mean": dice.mean(),
                 "dice_median": dice.median(),
                 "dice_std": dice.std(ddof=1),
+                "error": selection.get("error", "") if failed else "",
             }
         )
-    columns = ["run_id", *(runs[0].values if runs else []), *RUN_METRICS]
+    columns = ["run_id", *(runs[0].values if runs else []), "status", *RUN_METRICS, "error"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def completed_runs(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose training did not fail: the population of every statistic."""
+    return runs_df[runs_df["status"] != "failed"].reset_index(drop=True)
 
 
 def _stats(scores: pd.Series) -> dict[str, float | int]:
@@ -354,33 +372,51 @@ def slice_distribution(final: pd.DataFrame, results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DISTRIBUTION_COLUMNS)
 
 
+def _spaces(table: pd.DataFrame) -> pd.Series:
+    """The space of each row; tables written before native scoring are all processed."""
+    return table["space"] if "space" in table else pd.Series("processed", index=table.index)
+
+
+def _over_patients(values: pd.Series) -> list[float | int]:
+    """Patients, undefined ones, and mean, median and STD (ddof=1) of the defined values."""
+    defined = values.dropna()
+    return [
+        len(values),
+        int(values.isna().sum()),
+        defined.mean(),
+        defined.median(),
+        defined.std(ddof=1),
+    ]
+
+
 def metrics_summary(final: pd.DataFrame, results: Path) -> pd.DataFrame:
     """Per final model, split and space: every per-patient foreground metric as mean, median and
     STD over patients, with the number of patients where it is undefined."""
     rows = []
     for (run_id, split), table in _final_tables(final, results, "per_patient").items():
         table = table[table["class"] == FOREGROUND]
-        spaces = table["space"] if "space" in table else pd.Series("processed", index=table.index)
-        for space, group in table.groupby(spaces, sort=True):
+        for space, group in table.groupby(_spaces(table), sort=True):
             for metric in SUMMARY_METRICS:
-                if metric not in group:
-                    continue
-                values = group[metric]
-                defined = values.dropna()
-                rows.append(
-                    [
-                        run_id,
-                        split,
-                        space,
-                        metric,
-                        len(values),
-                        int(values.isna().sum()),
-                        defined.mean(),
-                        defined.median(),
-                        defined.std(ddof=1),
-                    ]
-                )
+                if metric in group:
+                    rows.append([run_id, split, space, metric, *_over_patients(group[metric])])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def class_summary(final: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """Per final model, split, space and class of its per_patient.csv (classes in the table's
+    order, the foreground included): Dice, IoU and HD95 as mean, median and STD over patients,
+    with the number of patients where the metric is undefined (the class absent from both)."""
+    rows = []
+    for (run_id, split), table in _final_tables(final, results, "per_patient").items():
+        classes = list(dict.fromkeys(table["class"]))
+        for space, group in table.groupby(_spaces(table), sort=True):
+            for name in classes:
+                in_class = group[group["class"] == name]
+                for metric in CLASS_METRICS:
+                    if metric in in_class and len(in_class):
+                        values = in_class[metric]
+                        rows.append([run_id, split, space, name, metric, *_over_patients(values)])
+    return pd.DataFrame(rows, columns=CLASS_COLUMNS)
 
 
 def final_tests(final: pd.DataFrame, results: Path) -> pd.DataFrame:
@@ -416,17 +452,22 @@ def main(argv: list[str] | None = None) -> None:
     sweep: dict[str, Any] = json.loads(args.sweep_json)
     swept = swept_names(sweep)
     runs_df = runs_table(expand_sweep(sweep, config["train"]), args.results)
+    completed = completed_runs(runs_df)
+    failed = runs_df.loc[runs_df["status"] == "failed", "run_id"].tolist()
+    if failed:
+        print(f"left out of the statistics, their training failed: {', '.join(failed)}")
     higher = config["selection"]["higher_is_better"]
     final = pd.read_csv(args.results / "summary" / "final.csv")
     outputs = {
         "summary/runs.csv": runs_df,
-        "tables/hyperparameters.csv": hyperparameter_tables(runs_df, swept),
-        "tables/pairs.csv": pair_tables(runs_df, pairs_to_tabulate(config, swept, runs_df)),
-        "tables/best_runs.csv": best_runs_table(runs_df, higher_is_better=higher),
+        "tables/hyperparameters.csv": hyperparameter_tables(completed, swept),
+        "tables/pairs.csv": pair_tables(completed, pairs_to_tabulate(config, swept, completed)),
+        "tables/best_runs.csv": best_runs_table(completed, higher_is_better=higher),
         "tables/final_per_patient.csv": final_per_patient(final, args.results),
         "tables/slice_distribution.csv": slice_distribution(final, args.results),
         "tables/metrics_summary.csv": metrics_summary(final, args.results),
-        "tables/kruskal.csv": kruskal_table(runs_df, swept, higher).assign(
+        "tables/class_summary.csv": class_summary(final, args.results),
+        "tables/kruskal.csv": kruskal_table(completed, swept, higher).assign(
             best=lambda t: t["best"].map(_level_text), worst=lambda t: t["worst"].map(_level_text)
         ),
         "tables/final_tests.csv": final_tests(final, args.results),

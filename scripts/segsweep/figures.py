@@ -9,8 +9,6 @@
 - histograms of per-slice foreground Dice per final model (Fig. 5.4): histogram_{split}.png;
 - checkpoint scores over training for every run, the selected checkpoint marked:
   checkpoint_scores.png;
-- N4 quality control of one subject: image before, estimated bias field, image after:
-  n4_qc_{subject}.png;
 - twelve linearly spaced slices of a patient with ground-truth and predicted outlines (Fig.
   5.9–5.22), `slice_outlines`, drawn by the final-model stage, the only one that sees test images.
 
@@ -220,32 +218,6 @@ def checkpoint_scores(selections: dict[str, dict], out: Path, ylabel: str) -> No
     save(fig, out)
 
 
-def _middle(path: Path) -> np.ndarray:
-    import SimpleITK as sitk
-
-    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-    return array[array.shape[0] // 2]
-
-
-def n4_qc(before: Path, field: Path, after: Path, out: Path, subject: str) -> None:
-    """The middle slice of one subject before N4, the estimated bias field, and after N4."""
-    fig = Figure(figsize=(9, 3.3), layout="tight")
-    axes = fig.subplots(1, 3)
-    panels = [
-        ("before N4", before, "gray"),
-        ("bias field", field, "magma"),
-        ("after N4", after, "gray"),
-    ]
-    for ax, (title, path, cmap) in zip(axes, panels, strict=True):
-        image = _middle(path)
-        shown = ax.imshow(image, cmap=cmap, interpolation="nearest")
-        ax.set_title(f"{subject}: {title}", fontsize=9)
-        ax.axis("off")
-        if cmap != "gray":
-            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    save(fig, out)
-
-
 def twelve_slices(n_slices: int, count: int = 12) -> np.ndarray:
     """`count` linearly spaced slice positions over a volume (all when it has fewer)."""
     return np.unique(np.linspace(0, n_slices - 1, min(count, n_slices)).round().astype(int))
@@ -289,7 +261,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-json", required=True, help="the whole validated config")
     parser.add_argument("--sweep-json", required=True, help="the sweep specification")
     parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--qc-subjects", nargs="*", default=[], help="subjects for the N4 QC")
     args = parser.parse_args(argv)
     config: dict[str, Any] = json.loads(args.config_json)
     swept = swept_names(json.loads(args.sweep_json))
@@ -317,19 +288,11 @@ def main(argv: list[str] | None = None) -> None:
     training_curves(logs, figures / "training_curves.png")
     selections = {
         run: json.loads((results / "runs" / run / "selection.json").read_text())
-        for run in runs_df["run_id"].astype(str)
+        for run in runs_df.loc[runs_df["status"] != "failed", "run_id"].astype(str)
     }
     checkpoint_scores(
         selections, figures / "checkpoint_scores.png", score_label(config["selection"])
     )
-    for subject in args.qc_subjects:
-        n4_qc(
-            results / "data" / subject / "image.nii.gz",
-            results / "n4" / subject / "bias_field.nii.gz",
-            results / "n4" / subject / "image.nii.gz",
-            figures / f"n4_qc_{subject}.png",
-            subject,
-        )
     print(f"wrote the figures to {figures}")
 
 

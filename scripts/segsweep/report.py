@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
-import hashlib
 import json
 import platform
 import re
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,8 @@ import yaml
 from markupsafe import Markup
 
 from segsweep.analysis import (
+    CLASS_METRICS,
+    FOREGROUND,
     METRIC_NAMES,
     configured_pairs,
     format_level,
@@ -37,6 +36,7 @@ from segsweep.analysis import (
     pair_grid,
     score_label,
 )
+from segsweep.provenance import config_hash, git_revision, package_version
 from segsweep.sweep import expand_sweep, swept_names
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "report"
@@ -44,6 +44,7 @@ TEMPLATE = "thesis.html.j2"
 PACKAGES = ("snakemake", "torch", "simpleitk", "numpy", "pandas")
 SPLIT_ORDER = ["train", "val", "test", "unlabelled"]
 SPLIT_NAMES = {"val": "validation set", "test": "test set"}
+SPACE_ORDER = ["processed", "native"]
 PAIR_NOTE = (
     "The format is “mean/median (count)”, where count is the number of experiments with this "
     "particular parameter configuration."
@@ -262,7 +263,8 @@ def preprocessing_text(config: dict[str, Any]) -> list[str]:
         paragraphs.append(
             "Intensity inhomogeneity was corrected with N4 bias field correction (SimpleITK), "
             f"fitted on the image shrunk in-plane by a factor of {n4.get('shrink')} with "
-            f"{len(n4.get('iterations', []))} fitting levels, at most {iterations} iterations per "
+            f"{plural(len(n4.get('iterations', [])), 'fitting level')}, at most {iterations} "
+            "iterations per "
             f"level and a convergence threshold of {n4.get('convergence')}; the estimated field "
             "was applied to the image at full resolution."
         )
@@ -273,7 +275,7 @@ def preprocessing_text(config: dict[str, Any]) -> list[str]:
         size = crop.get("size")
         paragraphs.append(
             f"Each volume was cropped to a square in-plane window of {crop.get('window_mm')} mm "
-            f"around the joint centre detected from the image and resampled to {size} × {size} "
+            f"around {centre_phrase(crop)} and resampled to {size} × {size} "
             f"pixels. The number of slices was harmonised to {crop.get('slices')} by padding to a "
             "multiple and keeping every n-th slice; masks were never interpolated across slices."
         )
@@ -287,12 +289,38 @@ def preprocessing_text(config: dict[str, Any]) -> list[str]:
         )
     labels = config.get("data", {}).get("labels", {})
     if labels:
-        listed = ", ".join(f"{name} ({value})" for name, value in labels.items())
+        by_value = sorted(labels.items(), key=lambda item: item[1])
+        listed = ", ".join(f"{name} ({value})" for name, value in by_value)
         paragraphs.append(
             f"The masks label {listed}; “foreground” denotes the union of all classes and is the "
             "class every run is compared on."
         )
     return paragraphs
+
+
+def centre_phrase(crop: dict[str, Any]) -> str:
+    """What the crop window is centred on, per preprocess.crop.centre (segsweep.crop)."""
+    method = crop.get("centre", "joint")
+    if method == "fixed":
+        point = crop.get("centre_mm") or []
+        where = f" ({', '.join(f'{float(v):g}' for v in point)} mm)" if point else ""
+        return f"a fixed physical point{where}"
+    phrases = {
+        "joint": "the joint centre detected from the image",
+        "foreground": "the centroid of the image's foreground (Otsu threshold)",
+        "image": "the image centre",
+    }
+    return phrases.get(method, f"the “{method}” centre")
+
+
+def reference_centre_note(labels: dict[str, int]) -> str:
+    """How the mask-derived reference centre is defined (segsweep.crop.mask_centre)."""
+    if len(labels) == 1:
+        return "With a single class, the reference centre is the centroid of all labelled voxels."
+    return (
+        "The reference centre is the centroid of the zone where two classes meet; where only one "
+        "class is present or no classes meet, it is the centroid of all labelled voxels."
+    )
 
 
 def centre_error_frame(centre: pd.DataFrame) -> pd.DataFrame:
@@ -444,6 +472,7 @@ def runs_frame(runs_df: pd.DataFrame) -> pd.DataFrame:
         else:
             frame[column] = frame[column].map(format_level)
     names = {"rank": "Rank", "run_id": "Run", "score": "Score", "selected_epoch": "Epoch"}
+    names |= {"status": "Status"}
     names |= {"dice_mean": "Dice mean", "dice_median": "Dice median", "dice_std": "Dice STD"}
     return frame.rename(columns=names)
 
@@ -581,6 +610,65 @@ def metrics_frame(table: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Metric", *run_ids])
 
 
+def _space_key(space: str) -> tuple[int, str]:
+    """Processed space first, then native, then any other in alphabetical order."""
+    return (SPACE_ORDER.index(space) if space in SPACE_ORDER else len(SPACE_ORDER), space)
+
+
+def _class_cells(cells: pd.DataFrame, key: tuple[str, str, str]) -> list[str]:
+    """Patients and a "mean (median) ± std" cell per class metric of (run, space, class)."""
+    values = [
+        summary_cell(*cells.loc[(*key, metric), ["mean", "median", "std"]])
+        if (*key, metric) in cells.index
+        else NA
+        for metric in CLASS_METRICS
+    ]
+    return [integer(cells.loc[(*key, CLASS_METRICS[0]), "patients"]), *values]
+
+
+def class_frame(table: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
+    """class_summary.csv rows of one split: per final model, space and class (in the CSV's
+    order), the number of patients and Dice, IoU and HD95 as "mean (median) ± std"; the Space
+    column only when the split was scored in more than one space."""
+    spaces = sorted(dict.fromkeys(table["space"]), key=_space_key)
+    cells = table.set_index(["run_id", "space", "class", "metric"])
+    rows = [
+        [run, space, name, *_class_cells(cells, (run, space, name))]
+        for run in run_ids
+        for space in spaces
+        for name in dict.fromkeys(table["class"])
+        if (run, space, name, CLASS_METRICS[0]) in cells.index
+    ]
+    columns = ["Model", "Space", "Class", "Patients", *(METRIC_NAMES[m] for m in CLASS_METRICS)]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame if len(spaces) > 1 else frame.drop(columns="Space")
+
+
+def class_extremes(table: pd.DataFrame, run_ids: list[str]) -> list[dict[str, str]]:
+    """Per final model with two or more classes of defined mean Dice in the processed space
+    (the foreground left out): the classes with the highest and the lowest mean Dice."""
+    dice = table[
+        (table["metric"] == "dice")
+        & (table["space"] == "processed")
+        & (table["class"] != FOREGROUND)
+    ].dropna(subset=["mean"])
+    found = []
+    for run in run_ids:
+        ordered = dice[dice["run_id"] == run].sort_values("mean", ascending=False, kind="stable")
+        if len(ordered) >= 2:
+            best, worst = ordered.iloc[0], ordered.iloc[-1]
+            found.append(
+                {
+                    "run": run,
+                    "best": str(best["class"]),
+                    "best_mean": number(best["mean"]),
+                    "worst": str(worst["class"]),
+                    "worst_mean": number(worst["mean"]),
+                }
+            )
+    return found
+
+
 def tests_frame(table: pd.DataFrame) -> pd.DataFrame:
     """Paired tests of the final models (Friedman, Wilcoxon with Holm) with bootstrap CIs."""
     rows = [
@@ -601,37 +689,40 @@ def tests_frame(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- appendix C: provenance
-def config_hash(config: dict[str, Any], sweep: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of config and sweep: equal hashes mean equal settings."""
-    canonical = json.dumps(
-        {"config": config, "sweep": sweep}, sort_keys=True, separators=(",", ":"), default=str
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def git_revision(where: Path = TEMPLATES.parent) -> str:
-    """The commit of the code that wrote the report, or "unknown" outside a git checkout."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
-
-
-def package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def provenance_frame(config: dict[str, Any], sweep: dict[str, Any]) -> pd.DataFrame:
     rows = [["python", platform.python_version()]]
     rows += [[name, package_version(name)] for name in PACKAGES]
     rows += [["git revision", git_revision()], ["config hash (sha256)", config_hash(config, sweep)]]
     return pd.DataFrame(rows, columns=["Item", "Value"])
+
+
+def run_provenance_frame(runs_dir: Path) -> pd.DataFrame | None:
+    """The training runs grouped by what produced them (each run's provenance.json): git
+    revision, config hash and torch version, with the number of runs and their devices; None
+    without provenance files."""
+    records = [json.loads(p.read_text()) for p in sorted(Path(runs_dir).glob("*/provenance.json"))]
+    if not records:
+        return None
+    frame = pd.DataFrame(
+        {
+            # the commit shortened to 12 digits, keeping a "+dirty" mark
+            "Git revision": [r["git_revision"][:12] + r["git_revision"][40:] for r in records],
+            "Config hash": [r["config_hash"][:12] for r in records],
+            "torch": [r["packages"].get("torch", NA) for r in records],
+            "Device": [str(r["device"]) for r in records],
+        }
+    )
+    keys = ["Git revision", "Config hash", "torch"]
+    grouped = frame.groupby(keys, sort=True)["Device"]
+    table = grouped.agg(lambda d: ", ".join(sorted(set(d)))).to_frame("Devices")
+    table.insert(0, "Runs", grouped.size().astype(str))
+    return table.reset_index()
+
+
+def failed_frame(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """The failed runs of runs.csv with their error."""
+    failed = runs_df[runs_df["status"] == "failed"]
+    return pd.DataFrame({"Run": failed["run_id"].astype(str), "Error": failed["error"]})
 
 
 def benchmarks_frame(folder: Path) -> pd.DataFrame | None:
@@ -655,8 +746,10 @@ def build_context(
     results: Path,
     date: str | None = None,
     benchmarks: Path | None = None,
+    qc_subjects: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Everything the template shows; tables and figures numbered in document order."""
+    """Everything the template shows; tables and figures numbered in document order. The N4
+    and crop QC figures are shown for `qc_subjects` (the workflow picks one per source)."""
     results = Path(results)
     tables, figures = results / "tables", results / "figures"
     numbering = Numbering()
@@ -715,9 +808,11 @@ def build_context(
             dropped,
         )
 
+    crop = config.get("preprocess", {}).get("crop", {})
+    labels = config.get("data", {}).get("labels", {})
     preprocessing_figures = []
-    for png in sorted(figures.glob("n4_qc_*.png")):
-        subject = png.stem[len("n4_qc_") :]
+    for subject in qc_subjects:
+        png = results / "n4" / subject / "qc.png"
         preprocessing_figures.append(
             numbering.figure(
                 "2",
@@ -731,8 +826,9 @@ def build_context(
             preprocessing_figures.append(
                 numbering.figure(
                     "2",
-                    f"Crop of {subject}: the N4-corrected middle slice with the detected joint "
-                    "centre and the square crop window, beside the cropped slice.",
+                    f"Crop of {subject}: the N4-corrected middle slice with the crop centre "
+                    f"({centre_phrase(crop)}) and the square crop window, beside the cropped "
+                    "slice.",
                     crop_qc,
                 )
             )
@@ -740,6 +836,7 @@ def build_context(
     crop_tables: dict[str, Any] = dict.fromkeys(
         ["centre", "centre_summary", "kept", "kept_summary"]
     )
+    crop_tables["centre_phrase"] = centre_phrase(crop)
     centre_csv = results / "crop" / "centre_error.csv"
     if centre_csv.is_file():
         centre = _read(centre_csv, text=["subject_id", "method"])
@@ -747,13 +844,13 @@ def build_context(
             crop_tables["centre_summary"] = centre_summary(centre)
             crop_tables["centre"] = numbering.table(
                 "2",
-                "Distance of the detected joint centre from the reference centre derived from "
-                "the mask, per labelled subject, and its offset along each axis (mm).",
+                f"Distance of the crop centre ({centre_phrase(crop)}) from the reference centre "
+                "derived from the mask, per labelled subject, and its offset along each axis "
+                "(mm).",
                 centre_error_frame(centre),
                 notes=[
-                    "The reference centre is the centroid of the zone where two classes meet. "
-                    "Max is the largest error and the largest absolute offset; “–” marks a "
-                    "subject without a reference centre."
+                    f"{reference_centre_note(labels)} Max is the largest error and the largest "
+                    "absolute offset; “–” marks a subject without a reference centre."
                 ],
             )
     kept_csv = results / "crop" / "kept_fraction.csv"
@@ -796,6 +893,22 @@ def build_context(
         if (figures / "checkpoint_scores.png").is_file()
         else None,
     }
+
+    runs_df = _read(results / "summary" / "runs.csv", text=["run_id", "status", "error"])
+    failed = failed_frame(runs_df)
+    failed_runs = (
+        {
+            "count": len(failed),
+            "table": numbering.table(
+                "4",
+                f"The {plural(len(failed), 'run')} whose training failed, with the error of the "
+                "last attempt.",
+                failed,
+            ),
+        }
+        if len(failed)
+        else None
+    )
 
     long_table = _read(tables / "hyperparameters.csv", text=["hyperparameter", "level"])
     hyperparameters = []
@@ -880,6 +993,9 @@ def build_context(
     distribution = _read(tables / "slice_distribution.csv", text=["run_id", "split"])
     summary = _read(tables / "metrics_summary.csv", text=["run_id", "split", "space", "metric"])
     tests = _read(tables / "final_tests.csv", text=["split", "test", "a", "b"])
+    classes = _read(
+        tables / "class_summary.csv", text=["run_id", "split", "space", "class", "metric"]
+    )
     final_splits = []
     for split in ("val", "test"):
         name = SPLIT_NAMES[split]
@@ -905,6 +1021,18 @@ def build_context(
                     notes=["The format is “mean (median) ± std” over patients."],
                 )
             )
+        split_classes = classes[classes["split"] == split]
+        entry["classes"] = numbering.table(
+            "4",
+            f"Per-class per-patient Dice, IoU and HD95 of the final models on the {name}, "
+            "for every class a model predicts and the foreground (the union of its classes).",
+            class_frame(split_classes, final_ids),
+            notes=[
+                "The format is “mean (median) ± std” over the patients; patients where a class "
+                "is absent from both reference and prediction are counted but have no value."
+            ],
+        )
+        entry["class_extremes"] = class_extremes(split_classes, final_ids)
         frame, wins = per_patient_frame(per_patient[per_patient["split"] == split], final_ids)
         notes = ["The format is “mean (median)” of the per-slice foreground Dice."]
         if len(final_ids) > 1:
@@ -978,14 +1106,13 @@ def build_context(
                 )
             )
 
-    runs_df = _read(results / "summary" / "runs.csv", text=["run_id"])
     appendix = {
         "runs": numbering.table(
             "A",
             f"All {plural(len(runs_df), 'run')} of the sweep with their validation scores "
             "(score: the selection score; Dice: per-patient foreground Dice of the selected "
             "checkpoint on the validation set).",
-            runs_frame(runs_df),
+            runs_frame(runs_df.drop(columns="error")),
             long=True,
         ),
         "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
@@ -996,6 +1123,17 @@ def build_context(
             provenance_frame(config, sweep),
         ),
     }
+    by_origin = run_provenance_frame(results / "runs")
+    appendix["runs_provenance"] = (
+        numbering.table(
+            "C",
+            "The training runs by the code revision, configuration hash and torch version they "
+            "were trained with (their provenance.json), and the devices they used.",
+            by_origin,
+        )
+        if by_origin is not None
+        else None
+    )
     bench = benchmarks_frame(benchmarks or results.parent / "benchmarks")
     appendix["benchmarks"] = (
         numbering.table("C", "Runtime per rule from Snakemake's benchmark files.", bench)
@@ -1016,6 +1154,7 @@ def build_context(
         "preprocessing_figures": preprocessing_figures,
         "crop_tables": crop_tables,
         "kruskal": kruskal,
+        "failed_runs": failed_runs,
         "outlines": outlines,
         "unlabelled": unlabelled,
         "methods": methods,
@@ -1061,8 +1200,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--templates", type=Path, default=TEMPLATES)
     parser.add_argument("--out-html", type=Path, default=Path("results/report/thesis.html"))
     parser.add_argument("--out-pdf", type=Path, default=Path("results/report/thesis.pdf"))
+    parser.add_argument("--qc-subjects", nargs="*", default=[], help="subjects of the QC figures")
     args = parser.parse_args(argv)
-    context = build_context(json.loads(args.config_json), json.loads(args.sweep_json), args.results)
+    context = build_context(
+        json.loads(args.config_json),
+        json.loads(args.sweep_json),
+        args.results,
+        qc_subjects=args.qc_subjects,
+    )
     html = render_html(context, args.templates)
     args.out_html.parent.mkdir(parents=True, exist_ok=True)
     args.out_html.write_text(html, encoding="utf-8")

@@ -1,8 +1,5 @@
 # Cohort-level analysis: the runs table, hyperparameter tables, statistics and the figures.
 
-# N4 quality control for the first labelled subject of each source.
-QC_SUBJECTS = sorted({SUBJECTS[s]["source"]: s for s in reversed(LABELLED)}.values())
-
 
 rule analysis:
     input:
@@ -22,6 +19,7 @@ rule analysis:
         final="results/tables/final_per_patient.csv",
         distribution="results/tables/slice_distribution.csv",
         metrics="results/tables/metrics_summary.csv",
+        classes="results/tables/class_summary.csv",
         kruskal="results/tables/kruskal.csv",
         tests="results/tables/final_tests.csv",
     log:
@@ -46,13 +44,6 @@ rule figures:
         per_slice=expand("results/runs/{run}/val/per_slice.csv", run=sorted(RUNS)),
         selections=expand("results/runs/{run}/selection.json", run=sorted(RUNS)),
         tests=final_outputs,
-        n4=expand(
-            "results/{step}/{subject}/{name}.nii.gz",
-            zip,
-            step=["data", "n4", "n4"] * len(QC_SUBJECTS),
-            subject=[s for s in QC_SUBJECTS for _ in range(3)],
-            name=["image", "image", "bias_field"] * len(QC_SUBJECTS),
-        ),
     output:
         jitter=report(
             expand("results/figures/jitter_{name}.png", name=SWEPT),
@@ -84,11 +75,6 @@ rule figures:
             category="Results",
             subcategory="Selection",
         ),
-        n4=report(
-            expand("results/figures/n4_qc_{subject}.png", subject=QC_SUBJECTS),
-            caption="../../report/n4_qc.rst",
-            category="Preprocessing",
-        ),
     log:
         "logs/analysis/figures.log",
     benchmark:
@@ -98,7 +84,6 @@ rule figures:
     params:
         cfg=as_json(config),
         sweep=as_json(SWEEP),
-        qc=QC_SUBJECTS,
     shell:
         "python -m segsweep figures --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
-        " --results results --qc-subjects {params.qc} > {log} 2>&1"
+        " --results results > {log} 2>&1"

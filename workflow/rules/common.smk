@@ -53,19 +53,21 @@ def _load_subjects():
 
 
 def _validate_train(params):
+    """One run's hyperparameters against the train schema (one compiled validator: a sweep
+    may hold thousands of runs)."""
     try:
-        jsonschema.validate(params, _TRAIN_SCHEMA)
+        _TRAIN_VALIDATOR.validate(params)
     except jsonschema.ValidationError as error:
         key = ".".join(str(p) for p in error.absolute_path) or "train"
         raise ConfigError(f"sweep: {key}", error.instance, error.message) from None
 
 
 SUBJECTS = _load_subjects()
-LABELLED = sorted(s for s, row in SUBJECTS.items() if row["labelled"])
 SWEEP = load_sweep(config["sweep"])
 validate(SWEEP, "../schemas/sweep.schema.yaml")
 with open(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml") as _handle:
     _TRAIN_SCHEMA = yaml.safe_load(_handle)["properties"]["train"]
+_TRAIN_VALIDATOR = jsonschema.validators.validator_for(_TRAIN_SCHEMA)(_TRAIN_SCHEMA)
 RUNS = {
     run.run_id: run for run in expand_sweep(SWEEP, config["train"], _validate_train)
 }
@@ -151,6 +153,56 @@ def valid_subjects(wildcards):
 def valid_labelled(wildcards):
     """The labelled subjects among the valid ones (they make up train/val/test)."""
     return [s for s in valid_subjects(wildcards) if SUBJECTS[s]["labelled"]]
+
+
+def valid_unlabelled(wildcards):
+    """The unlabelled subjects among the valid ones (predicted by the final models)."""
+    return [s for s in valid_subjects(wildcards) if not SUBJECTS[s]["labelled"]]
+
+
+def qc_subjects(wildcards):
+    """The subjects shown in the report's N4 and crop QC figures: the first valid labelled
+    subject of each source."""
+    first = {}
+    for subject in valid_labelled(wildcards):
+        first.setdefault(SUBJECTS[subject]["source"], subject)
+    return sorted(first.values())
+
+
+def final_test_data(wildcards):
+    """What scoring a final model in native space reads of each valid labelled subject: its
+    crop and crop/ingest records (to undo the crop) and its original masks and roi."""
+    subjects = valid_labelled(wildcards)
+    originals = [
+        path
+        for s in subjects
+        for original in [
+            SUBJECTS[s]["mask"],
+            SUBJECTS[s]["roi"],
+            *SUBJECTS[s]["class_masks"].values(),
+        ]
+        if original
+        for path in mhd_pair(original)
+    ]
+    return {
+        "crops": expand("results/crop/{subject}/image.nii.gz", subject=subjects),
+        "geometry": expand("results/crop/{subject}/crop.json", subject=subjects)
+        + expand("results/data/{subject}/ingest.json", subject=subjects),
+        "originals": _existing(originals),
+    }
+
+
+def unlabelled_data(wildcards):
+    """The crops and records of the valid unlabelled subjects, for their predictions."""
+    subjects = valid_unlabelled(wildcards)
+    return {
+        "crops": expand(
+            "results/crop/{subject}/{name}",
+            subject=subjects,
+            name=["image.nii.gz", "crop.json"],
+        ),
+        "records": expand("results/data/{subject}/ingest.json", subject=subjects),
+    }
 
 
 def labelled_crops(wildcards):

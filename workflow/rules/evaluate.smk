@@ -1,8 +1,6 @@
 # Selection of every run's checkpoint on validation, its validation metrics, the choice of the
 # final models, and — only for those — the test set. No other rule reads test data.
 
-UNLABELLED = sorted(s for s, row in SUBJECTS.items() if not row["labelled"])
-
 
 rule select:
     input:
@@ -70,24 +68,10 @@ checkpoint choose_final:
 
 rule final_test:
     input:
+        unpack(final_test_data),
         final="results/summary/final.csv",
         selection="results/runs/{run}/selection.json",
         test="results/datasets/test.h5",
-        crops=expand("results/crop/{subject}/image.nii.gz", subject=LABELLED),
-        geometry=expand(
-            "results/{step}/{subject}/{name}.json",
-            zip,
-            step=["crop", "data"] * len(LABELLED),
-            subject=[s for s in LABELLED for _ in range(2)],
-            name=["crop", "ingest"] * len(LABELLED),
-        ),
-        originals=[
-            path
-            for s in LABELLED
-            for key in ("mask", "roi")
-            if SUBJECTS[s][key]
-            for path in mhd_pair(SUBJECTS[s][key])
-        ],
     output:
         per_slice="results/final/{run}/test/per_slice.csv",
         per_patient=report(
@@ -122,15 +106,10 @@ rule final_test:
 
 rule predict_unlabelled:
     input:
+        unpack(unlabelled_data),
         selection="results/runs/{run}/selection.json",
         final="results/summary/final.csv",
         stats="results/datasets/normalisation.json",
-        crops=expand(
-            "results/crop/{subject}/{name}",
-            subject=UNLABELLED,
-            name=["image.nii.gz", "crop.json"],
-        ),
-        records=expand("results/data/{subject}/ingest.json", subject=UNLABELLED),
     output:
         predictions=directory("results/final/{run}/unlabelled"),
         figure=report(
@@ -149,7 +128,7 @@ rule predict_unlabelled:
     threads: config["threads"]
     params:
         labels=as_json(config["data"]["labels"]),
-        subjects=UNLABELLED,
+        subjects=valid_unlabelled,
     shell:
         "python -m segsweep export --run-dir results/runs/{wildcards.run}"
         " --selection {input.selection} --stats {input.stats} --subjects {params.subjects}"
