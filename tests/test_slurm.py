@@ -117,7 +117,7 @@ def test_each_training_run_is_a_slurm_job_holding_one_gpu(workdir: tuple[Path, s
 
 def test_other_jobs_run_on_slurm_without_a_gpu(workdir: tuple[Path, str]) -> None:
     root, _ = workdir
-    for rule in ["n4", "pack", "select", "evaluate", "final_test", "report"]:
+    for rule in ["n4", "pack", "select", "final_test", "report"]:
         jobs = slurm_jobs(root, rule)
         assert jobs, rule
         for job_id in jobs:

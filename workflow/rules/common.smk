@@ -217,10 +217,6 @@ def labelled_crop_masks(wildcards):
     )
 
 
-def run_params(wildcards):
-    return as_json({**RUNS[wildcards.run].params, "run_id": wildcards.run})
-
-
 def init_source(wildcards):
     """A transfer run depends on the run it initialises from, through its selection.json."""
     source = RUNS[wildcards.run].params.get("init_from")
@@ -237,13 +233,15 @@ def init_source(wildcards):
     )
 
 
-def init_argument(wildcards, input):
-    """The train option naming what a transfer run initialises from (nothing otherwise)."""
+def train_arguments(wildcards, input):
+    """The run's hyperparameters as JSON and, for a transfer run, what it initialises from."""
+    hp = as_json({**RUNS[wildcards.run].params, "run_id": wildcards.run})
+    arguments = f"--hp-json {shlex.quote(hp)}"
     if "init" in input.keys():
-        return f"--init-selection {shlex.quote(input.init)}"
-    if "init_checkpoint" in input.keys():
-        return f"--init-checkpoint {shlex.quote(input.init_checkpoint)}"
-    return ""
+        arguments += f" --init-selection {shlex.quote(input.init)}"
+    elif "init_checkpoint" in input.keys():
+        arguments += f" --init-checkpoint {shlex.quote(input.init_checkpoint)}"
+    return arguments
 
 
 def final_runs():

@@ -1,5 +1,6 @@
-# Selection of every run's checkpoint on validation, its validation metrics, the choice of the
-# final models, and — only for those — the test set. No other rule reads test data.
+# Selection of every run's checkpoint on validation and its validation metrics (one job per run:
+# a sweep of thousands of runs plans faster with fewer jobs), the choice of the final models,
+# and — only for those — the test set. No other rule reads test data.
 
 
 rule select:
@@ -7,7 +8,9 @@ rule select:
         index="results/runs/{run}/checkpoints/index.json",
         val="results/datasets/val.h5",
     output:
-        "results/runs/{run}/selection.json",
+        selection="results/runs/{run}/selection.json",
+        per_slice="results/runs/{run}/val/per_slice.csv",
+        per_patient="results/runs/{run}/val/per_patient.csv",
     log:
         "logs/select/{run}.log",
     benchmark:
@@ -19,27 +22,10 @@ rule select:
         cfg=as_json(config["selection"]),
     shell:
         "python -m segsweep select --run-dir results/runs/{wildcards.run} --val {input.val}"
-        " --config-json {params.cfg:q} --out {output} --threads {threads} > {log} 2>&1"
-
-
-rule evaluate:
-    input:
-        selection="results/runs/{run}/selection.json",
-        val="results/datasets/val.h5",
-    output:
-        per_slice="results/runs/{run}/val/per_slice.csv",
-        per_patient="results/runs/{run}/val/per_patient.csv",
-    log:
-        "logs/evaluate/{run}.log",
-    benchmark:
-        "benchmarks/evaluate/{run}.tsv"
-    conda:
-        "../../envs/train.yaml"
-    threads: config["threads"]
-    shell:
-        "python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
-        " --selection {input.selection} --data {input.val} --split val"
-        " --out-dir results/runs/{wildcards.run}/val --threads {threads} > {log} 2>&1"
+        " --config-json {params.cfg:q} --out {output.selection} --threads {threads} > {log} 2>&1"
+        " && python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
+        " --selection {output.selection} --data {input.val} --split val"
+        " --out-dir results/runs/{wildcards.run}/val --threads {threads} >> {log} 2>&1"
 
 
 checkpoint choose_final:

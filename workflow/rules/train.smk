@@ -36,9 +36,8 @@ rule train:
         attempt=lambda wildcards, attempt: attempt,
         attempts=config["train_retries"] + 1,
     params:
-        hp=run_params,
-        init=init_argument,
+        args=train_arguments,
     shell:
-        "python -m segsweep train --hp-json {params.hp:q} --train {input.train} --val {input.val}"
-        " --out results/runs/{wildcards.run} --threads {threads} {params.init}"
+        "python -m segsweep train {params.args} --train {input.train} --val {input.val}"
+        " --out results/runs/{wildcards.run} --threads {threads}"
         " --attempt {resources.attempt} --max-attempts {resources.attempts} > {log} 2>&1"

@@ -2,9 +2,10 @@
 
 The real Snakefile runs in a scratch directory on the default config with a generated sweep of
 N runs; the bare Snakefile has the same per-run rules and files (train → params.yaml,
-train_log.csv, checkpoints/index.json; select → selection.json; evaluate → two CSVs; one
-aggregate over all runs) but none of segsweep's code, so the ratio is what segsweep adds to the
-limit Snakemake itself sets. Both are timed as `snakemake --dry-run` in one run of this command.
+train_log.csv, checkpoints/index.json, provenance.json; select → selection.json and the two
+validation tables; a log and a benchmark file each; one aggregate over all runs) but none of
+segsweep's code, so the ratio is what segsweep adds to the limit Snakemake itself sets. Both are
+timed as `snakemake --dry-run` in one run of this command.
 """
 
 from __future__ import annotations
@@ -45,12 +46,17 @@ rule train:
         "runs/{run}/params.yaml",
         "runs/{run}/train_log.csv",
         "runs/{run}/checkpoints/index.json",
+        "runs/{run}/provenance.json",
+    log:
+        "logs/train/{run}.log",
+    benchmark:
+        "benchmarks/train/{run}.tsv"
     params:
         hp=lambda w: w.run,
     resources:
         gpu=1,
     shell:
-        "touch {output}"
+        "touch {output} {log}"
 
 
 rule select:
@@ -59,19 +65,14 @@ rule select:
         "datasets/val.h5",
     output:
         "runs/{run}/selection.json",
-    shell:
-        "touch {output}"
-
-
-rule evaluate:
-    input:
-        "runs/{run}/selection.json",
-        "datasets/val.h5",
-    output:
         "runs/{run}/val/per_slice.csv",
         "runs/{run}/val/per_patient.csv",
+    log:
+        "logs/select/{run}.log",
+    benchmark:
+        "benchmarks/select/{run}.tsv"
     shell:
-        "touch {output}"
+        "touch {output} {log}"
 
 
 rule aggregate:
