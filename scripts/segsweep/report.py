@@ -1011,7 +1011,7 @@ def build_context(
         )
         in_split = summary[summary["split"] == split]
         entry["metrics"] = []
-        for space in dict.fromkeys(in_split["space"]):
+        for space in sorted(dict.fromkeys(in_split["space"]), key=_space_key):
             entry["metrics"].append(
                 numbering.table(
                     "4",
