@@ -197,3 +197,160 @@ def test_skip_drops_the_bad_subject_and_the_rest_reaches_the_report(manifest: Pa
     kept = pd.read_csv(work / "results/crop/kept_fraction.csv")
     assert kept.columns.tolist() == ["subject_id", "bone", "muscle"]
     assert (kept["bone"] == 1.0).all()  # the 40 mm window holds the whole 24 mm core
+
+
+# --- the validation catalogue at workflow level -----------------------------------------------
+
+
+def _write_pair(data: Path, name: str, image: sitk.Image, mask: sitk.Image) -> tuple[str, str]:
+    """A subject as NIfTI image and mask files; returns the manifest's (image, mask) cells."""
+    sitk.WriteImage(image, str(data / f"{name}_img.nii.gz"))
+    sitk.WriteImage(mask, str(data / f"{name}_seg.nii.gz"))
+    return f"{name}_img.nii.gz", f"{name}_seg.nii.gz"
+
+
+def _missing(data: Path, name: str) -> tuple[str, str]:
+    cells = _write_pair(data, name, *_subject(40))
+    (data / cells[0]).unlink()
+    return cells
+
+
+def _truncated(data: Path, name: str) -> tuple[str, str]:
+    image, mask = _subject(41)
+    sitk.WriteImage(image, str(data / f"{name}_img.mhd"), useCompression=True)
+    raw = data / f"{name}_img.zraw"
+    raw.write_bytes(raw.read_bytes()[: raw.stat().st_size // 2])
+    sitk.WriteImage(mask, str(data / f"{name}_seg.nii.gz"))
+    return f"{name}_img.mhd", f"{name}_seg.nii.gz"
+
+
+def _truncated_nifti(data: Path, name: str) -> tuple[str, str]:
+    cells = _write_pair(data, name, *_subject(49))
+    path = data / cells[0]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 6 // 10])
+    return cells
+
+
+def _corrupt_header(data: Path, name: str) -> tuple[str, str]:
+    cells = _write_pair(data, name, *_subject(42))
+    path = data / cells[0]
+    path.write_bytes(b"\x00" * 64 + path.read_bytes()[64:])  # gzip magic and NIfTI header gone
+    return cells
+
+
+def _shape(data: Path, name: str) -> tuple[str, str]:
+    image, _ = _subject(43)
+    _, mask = _subject(43, size=(40, 36, 12))
+    return _write_pair(data, name, image, mask)
+
+
+def _geometry(data: Path, name: str) -> tuple[str, str]:
+    image, mask = _subject(44)
+    mask.SetOrigin((-20.0, 12.0, 5.0))  # 2 mm off, tolerance 1e-3
+    return _write_pair(data, name, image, mask)
+
+
+def _nan(data: Path, name: str) -> tuple[str, str]:
+    image, mask = _subject(45)
+    array = sitk.GetArrayFromImage(image)
+    array[0, 0, :2] = [np.nan, np.inf]
+    broken = sitk.GetImageFromArray(array)
+    broken.CopyInformation(image)
+    return _write_pair(data, name, broken, mask)
+
+
+def _labels(data: Path, name: str) -> tuple[str, str]:
+    image, mask = _subject(46)
+    return _write_pair(data, name, image, mask + (mask == 4) * 5)  # 4 -> 9: unknown
+
+
+def _two_series(data: Path, name: str) -> tuple[str, str]:
+    image, _ = _subject(47)
+    folder = data / f"{name}_dicom"
+    folder.mkdir()
+    for uid in ("1.2.826.0.1.3680043.2.1125.71", "1.2.826.0.1.3680043.2.1125.72"):
+        write_dicom(image, data / uid, uid)
+        for path in (data / uid).iterdir():
+            path.rename(folder / f"{uid}_{path.name}")
+    return f"{name}_dicom", ""
+
+
+def _empty(data: Path, name: str) -> tuple[str, str]:
+    image, mask = _subject(48)
+    return _write_pair(data, name, image, mask * 0)
+
+
+# (subject, how to break it, file named in the message, problem) for every per-subject item.
+CATALOGUE = [
+    ("missing", _missing, "missing_img.nii.gz", "file not found"),
+    (
+        "truncated",
+        _truncated,
+        "truncated_img.mhd",
+        "MetaImage data file truncated_img.zraw is truncated",
+    ),
+    ("short", _truncated_nifti, "short_img.nii.gz", "voxel data is truncated or corrupt"),
+    ("header", _corrupt_header, "header_img.nii.gz", "unreadable header: Unable to determine"),
+    ("shape", _shape, "shape_seg.nii.gz", "shape mismatch: mask size [40, 36, 12] != image"),
+    ("geometry", _geometry, "geometry_seg.nii.gz", "geometry mismatch: origin differs by 2 "),
+    ("nan", _nan, "nan_img.nii.gz", "2 NaN/inf voxels"),
+    ("labels", _labels, "labels_seg.nii.gz", "label values [9] not in data.labels"),
+    ("series", _two_series, "series_dicom", "folder holds 2 DICOM series"),
+]
+
+
+def _catalogue_dataset(root: Path) -> Path:
+    """Two good subjects, one with an empty mask and one broken subject per catalogue item."""
+    data = root / "catalogue"
+    data.mkdir()
+    rows = [f"good{i},{','.join(_write_pair(data, f'good{i}', *_subject(i)))}" for i in (1, 2)]
+    rows.append(f"empty,{','.join(_empty(data, 'empty'))}")
+    rows += [f"{name},{','.join(breaker(data, name))}" for name, breaker, _, _ in CATALOGUE]
+    manifest = data / "manifest.csv"
+    manifest.write_text("subject_id,image,mask\n" + "\n".join(rows) + "\n")
+    return manifest
+
+
+def test_every_catalogue_item_names_subject_file_and_problem_and_others_complete(
+    tmp_path: Path,
+) -> None:
+    manifest = _catalogue_dataset(tmp_path)
+    work = _workdir(tmp_path, manifest, "error")
+    kept = ["good1", "good2", "empty"]
+    targets = [
+        f"results/{stage}/{s}/{name}.nii.gz"
+        for s in kept
+        for stage, name in (("data", "image"), ("data", "mask"), ("n4", "image"))
+    ]
+    result = _snakemake(work, "--keep-going", "results/splits/splits.csv", *targets)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "InputError: subject " in line]
+    for subject, _, file, problem in CATALOGUE:
+        expected = f"InputError: subject {subject}: {manifest.parent / file}: {problem}"
+        assert sum(expected in line for line in errors) == 1, (subject, errors)
+    assert len(errors) == len(CATALOGUE), errors
+    for target in targets:
+        assert (work / target).is_file(), target
+    warning = f"subject empty: {manifest.parent / 'empty_seg.nii.gz'}: mask is empty"
+    assert warning in (work / "logs/ingest/empty.check.log").read_text()
+    assert not (work / "results/splits/splits.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("subject_id,image\na,a.nii\nb,b.nii\na,c.nii\n", "duplicate subject id (lines 2 and 4)"),
+        ("subject_id,scan\na,a.nii\n", "manifest lacks required column 'image'"),
+    ],
+    ids=["duplicate-ids", "missing-column"],
+)
+def test_manifest_problems_stop_planning_with_one_message(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(text)
+    work = _workdir(tmp_path, manifest, "error")
+    result = _snakemake(work, "results/splits/splits.csv")
+    assert result.returncode != 0
+    assert f"{manifest}: {problem}" in result.stderr, result.stderr[-3000:]
+    assert not (work / "results").exists()

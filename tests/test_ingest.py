@@ -61,8 +61,36 @@ def test_read_image_missing_file_names_subject_and_path(tmp_path):
 def test_read_image_corrupt_file(tmp_path):
     path = tmp_path / "bad.nii.gz"
     path.write_bytes(b"not an image at all" * 10)
-    with pytest.raises(InputError, match="unreadable file: Unable to determine"):
+    with pytest.raises(InputError) as info:
         ingest.read_image(path, "s1")
+    assert (
+        str(info.value)
+        == f"subject s1: {path}: unreadable header: Unable to determine ImageIO reader"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("DimSize = 6 5 4", "DimSize = six", "unreadable header: not a valid header of its format"),
+        ("MET_FLOAT", "MET_BANANA", "unreadable header: Unknown PixelType"),
+    ],
+)
+def test_read_image_unreadable_mhd_header_is_not_blamed_on_the_data(tmp_path, old, new, message):
+    path = _write(_image(), tmp_path / "a.mhd")
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(InputError, match=f"a.mhd: {message}"):
+        ingest.read_image(path, "s1")
+
+
+@pytest.mark.parametrize("name", ["a.nii", "a.nii.gz", "a.mha"])
+def test_read_image_truncated_voxels_of_single_file_formats(tmp_path, name):
+    """ITK zero-fills a short NIfTI without complaint: the subject must still fail."""
+    path = _write(_image(shape=(8, 30, 30)), tmp_path / name)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 6 // 10])
+    with pytest.raises(InputError, match=f"{name}: voxel data is truncated or corrupt") as info:
+        ingest.read_image(path, "s1")
+    assert "\n" not in str(info.value)
 
 
 def test_read_image_truncated_data(tmp_path):

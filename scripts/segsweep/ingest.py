@@ -52,6 +52,7 @@ def _itk_reason(error: RuntimeError) -> str:
     if "ERROR: " in text:
         text = text.rsplit("ERROR: ", 1)[1]
     text = re.sub(r"\w+IO\(0x[0-9a-f]+\): ", "", text)
+    text = re.sub(r' for "[^"]*"', "", text)  # the path: the message names it already
     return " ".join(text.split())
 
 
@@ -92,42 +93,59 @@ def _read_dicom_series(folder: Path, subject: str | None) -> sitk.Image:
 def read_image(path: str | Path, subject: str | None = None) -> sitk.Image:
     """Read a 3D image (.mhd/.mha/.nii/.nii.gz or a DICOM series folder) and check its voxels.
 
-    Raises InputError for a missing or unreadable file, an unsupported format, a non-3D image and
-    NaN/inf voxels (they would silently poison N4, normalisation and the loss).
+    Raises InputError for a missing file, an unsupported format, an unreadable header, truncated
+    or corrupt voxel data, a non-3D image and NaN/inf voxels (they would silently poison N4,
+    normalisation and the loss).
     """
     path = Path(path)
     if not path.exists():
         raise InputError(subject, str(path), "file not found")
-    if path.is_dir():
-        image = _read_dicom_series(path, subject)
-    else:
-        if not path.name.lower().endswith(SUFFIXES):
-            raise InputError(
-                subject, str(path), f"unsupported format; expected one of {', '.join(SUFFIXES)}"
-            )
-        data = _mhd_data_file(path) if path.suffix.lower() == ".mhd" else None
-        if data is not None and not data.exists():
-            raise InputError(subject, str(path), f"MetaImage data file {data.name} not found")
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as error:
-            if data is not None:  # ITK reports a short data file as "No such file": say what it is
-                problem = f"MetaImage data file {data.name} is truncated or corrupt"
-            else:
-                problem = f"unreadable file: {_itk_reason(error)}"
-            raise InputError(subject, str(path), problem) from None
+    image = _read_dicom_series(path, subject) if path.is_dir() else _read_file(path, subject)
     if image.GetDimension() != 3:
         raise InputError(subject, str(path), f"expected a 3D image, got {image.GetDimension()}D")
     bad = _non_finite(sitk.GetArrayViewFromImage(image))
     if path.name.lower().endswith((".nii", ".nii.gz")):
-        # ITK's NIfTI reader silently turns NaN/inf into 0, so look at the stored values.
-        try:
-            bad = max(bad, _non_finite(np.asanyarray(nibabel.load(path).dataobj)))
-        except (nibabel.filebasedimages.ImageFileError, OSError, ValueError) as error:
-            log.warning("subject %s: %s: NaN check skipped, nibabel: %s", subject, path, error)
+        bad = max(bad, _non_finite(_nifti_voxels(path, subject)))
     if bad:
         raise InputError(subject, str(path), f"{bad} NaN/inf voxels")
     return image
+
+
+def _read_file(path: Path, subject: str | None) -> sitk.Image:
+    """Read the header first, then the voxels, so the message says which of the two is broken."""
+    if not path.name.lower().endswith(SUFFIXES):
+        raise InputError(
+            subject, str(path), f"unsupported format; expected one of {', '.join(SUFFIXES)}"
+        )
+    data = _mhd_data_file(path) if path.suffix.lower() == ".mhd" else None
+    if data is not None and not data.exists():
+        raise InputError(subject, str(path), f"MetaImage data file {data.name} not found")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        reason = _itk_reason(error)
+        if "No such file" in reason:  # MetaImage's errno for a header it cannot parse
+            reason = "not a valid header of its format"
+        raise InputError(subject, str(path), f"unreadable header: {reason}") from None
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        part = f"MetaImage data file {data.name}" if data is not None else "voxel data"
+        raise InputError(subject, str(path), f"{part} is truncated or corrupt") from None
+
+
+def _nifti_voxels(path: Path, subject: str | None) -> np.ndarray:
+    """The voxels as stored: ITK's NIfTI reader silently turns NaN/inf into 0 and zero-fills a
+    truncated file, so read them again with nibabel, which notices both."""
+    try:
+        return np.asanyarray(nibabel.load(path).dataobj)
+    except (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as error:
+        reason = " ".join(str(error).replace(str(path), path.name).split())
+        raise InputError(
+            subject, str(path), f"voxel data is truncated or corrupt (nibabel: {reason})"
+        ) from None
 
 
 def _non_finite(array: np.ndarray) -> int:
@@ -340,7 +358,8 @@ def check_subject(
 ) -> dict[str, Any]:
     """Validate one subject (all channels, its mask) and return its ingest.json record.
 
-    Raises InputError for the first problem found (see the catalogue in config/README.md).
+    Raises InputError for the first problem found (the catalogue of SPEC §3.3; each item is
+    exercised through the workflow in tests/test_data_workflow.py).
     """
     paths = _as_list(image_paths)
     image = read_channels(paths, subject)
