@@ -158,6 +158,34 @@ def test_the_rotation_path_moves_like_the_exact_moves():
         assert np.array_equal(out_labels[i].numpy(), moved(labels[i].numpy(), flip, dy, dx))
 
 
+SPLITS = [
+    ((12, 1, 20, 20), (12, 20, 20)),
+    ((12, 2, 20, 20), (12, 3, 20, 20)),
+    ((12, 2, 3, 20, 20), (12, 3, 20, 20)),  # volumes [N, C, Z, H, W], labels [N, Z, H, W]
+]
+
+
+@pytest.mark.parametrize(("image_shape", "label_shape"), SPLITS)
+def test_a_batch_straight_from_the_split_equals_augmenting_the_gathered_batch(
+    image_shape, label_shape
+):
+    """`batch` fuses the gather into the transforms (each output slice written once, from the
+    split); it must give bit for bit what augmenting a gathered copy gives, batch after batch
+    of one generator, every transform on; volumes against their slices-as-channels form."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(image_shape, generator=generator)
+    labels = torch.randint(0, 4, label_shape, generator=generator)
+    split = images.clone(), labels.clone()
+    hp = {**DEFAULTS, "aug_p": 0.6, "aug_shift": 0.3, "aug_rotate": 30.0}
+    fused, gathered = (Augmenter(hp, torch.Generator().manual_seed(1)) for _ in range(2))
+    for index in (torch.tensor([5, 0, 11, 5, 3, 7, 2, 9]), torch.tensor([1, 4]), None):
+        rows = torch.arange(12) if index is None else index
+        x, t = fused.batch(images, labels, index)
+        expected_x, expected_t = gathered(images[rows].flatten(1, -3), labels[rows])
+        assert torch.equal(x, expected_x.view(x.shape)) and torch.equal(t, expected_t)
+    assert torch.equal(images, split[0]) and torch.equal(labels, split[1])
+
+
 def test_same_generator_state_gives_the_same_batches():
     images, labels = batch(n=16, size=(24, 24))
     first = Augmenter(DEFAULTS, torch.Generator().manual_seed(7))

@@ -21,6 +21,7 @@ state; the same state gives the same batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -37,13 +38,21 @@ DEFAULTS = {
 }
 
 
+# Slices resampled (and gamma-corrected) per step: their temporaries (grid, gathered slices,
+# results) then stay ~1 MB at 224x224, small enough for the allocator to reuse batch after
+# batch; a whole batch's worth (~14 MB) made glibc return the memory to the system and fault it
+# back in every batch, at times tripling the cost of a batch. Two keep two CPU threads busy.
+CHUNK = 2
+
+
 class Augmenter:
     """Random flips, shifts, rotations and intensity changes of image/label batches.
 
     All random numbers of a batch are drawn up front from the generator in one call and the
-    per-slice decisions are made on plain Python numbers; each transform then touches only the
-    slices it applies to, with whole-slice copies and a few batched tensor operations, so the
-    cost stays a small multiple of gathering the batch.
+    per-slice decisions are made on plain Python numbers. `batch` fuses the gather of a batch
+    from the in-memory split into the transforms: every output slice is written once, straight
+    from its dataset slice (a copy, a window copy for a move, a resampling for a rotation), so
+    the cost stays a small multiple of gathering the batch.
     """
 
     def __init__(self, hp: dict[str, Any], generator: torch.Generator) -> None:
@@ -61,11 +70,19 @@ class Augmenter:
     def __call__(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [B, C, H, W] float, labels [B, H, W] or [B, K, H, W] integer → the augmented
-        batch. Works in place: pass a gathered copy (`x[index]`), as training does, not the
-        dataset itself."""
+        """The augmented copy of a whole batch (see `batch`); the inputs are left alone."""
+        return self.batch(images, labels)
+
+    def batch(
+        self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows `index` (default: all) of a split, images [N, C, H, W] float (volumes
+        [N, C, Z, H, W]: all slices of a volume move alike) and labels [N, H, W] or
+        [N, K, H, W] integer, augmented: new tensors equal to `self(images[index],
+        labels[index])`, without the intermediate gathered copy."""
         planes = _label_planes(images, labels)
-        cfg, (n, _, height, width) = self.cfg, images.shape
+        rows = range(len(images)) if index is None else torch.as_tensor(index).tolist()
+        cfg, n, (height, width) = self.cfg, len(rows), images.shape[-2:]
         draw = self._draw(
             n,
             {
@@ -83,43 +100,58 @@ class Augmenter:
             (round(y), round(x)) for y, x in zip(draw["shift_y"], draw["shift_x"], strict=True)
         ]
         angle = draw["rotate"]
-        rotated = [i for i in range(n) if angle[i] != 0]
-        if rotated:
+        out = _empty(images, n)
+        out_labels = labels.new_empty((n, *labels.shape[1:]))
+        out_planes = out_labels.view(n, *planes.shape[1:])
+        for rotated in _chunks([i for i in range(n) if angle[i] != 0]):
             grid = _grid([(flip[i], angle[i], *shift[i]) for i in rotated], height, width)
-            _resample(images, planes, rotated, grid.to(images.device, images.dtype))
-        # flipped slices first: `_move` mirrors the first `flips` of them
-        moved = [i for i in range(n) if angle[i] == 0 and flip[i]]
-        flips = len(moved)
-        moved += [i for i in range(n) if angle[i] == 0 and not flip[i] and shift[i] != (0, 0)]
-        if moved:
-            for tensor in (images, planes):
-                _move(tensor, moved, flips, [shift[i] for i in moved])
-        _intensity(images, draw["contrast"], draw["brightness"], draw["gamma"])
-        return images, labels
+            grid = grid.to(images.device, images.dtype)
+            sources = [rows[i] for i in rotated]
+            _resample((images, planes), (out, out_planes), sources, rotated, grid)
+        slots = zip(out.unbind(0), out_planes.unbind(0), rows, strict=True)
+        for i, (target, target_planes, row) in enumerate(slots):
+            if angle[i] == 0:
+                move = _Move(flip[i], *shift[i], height, width)
+                move(target, images[row])
+                move(target_planes, planes[row])
+        _intensity(out, draw["contrast"], draw["brightness"], draw["gamma"])
+        return out, out_labels
+
+
+def _chunks(slots: list[int]) -> Iterator[list[int]]:
+    """`slots` in groups of CHUNK."""
+    return (slots[i : i + CHUNK] for i in range(0, len(slots), CHUNK))
+
+
+def _empty(images: torch.Tensor, n: int) -> torch.Tensor:
+    """An uninitialised batch of n samples of `images`, in its memory format (channels_last
+    on CUDA stays so)."""
+    return torch.empty_like(images[:1].expand(n, *images.shape[1:]))
 
 
 def _take(tensor: torch.Tensor, index: list[int], dtype: torch.dtype) -> torch.Tensor:
     """tensor[index] as `dtype`, converted while copying (one pass instead of two)."""
     out = tensor.new_empty((len(index), *tensor.shape[1:]), dtype=dtype)
-    slices = tensor.unbind(0)
-    for source, target in zip(out.unbind(0), index, strict=True):
-        source.copy_(slices[target])
+    for target, source in zip(out.unbind(0), index, strict=True):
+        target.copy_(tensor[source])
     return out
 
 
 def _put(tensor: torch.Tensor, index: list[int], values: torch.Tensor) -> None:
-    """tensor[index] = values, one block copy per slice (converting dtype on the way): on the
-    CPU several times faster than `index_copy_`, whose per-element path dominated the cost."""
-    slices = tensor.unbind(0)
+    """tensor[index] = values (reshaped to a sample of `tensor`), one block copy per slice
+    (converting dtype on the way): on the CPU several times faster than `index_copy_`, whose
+    per-element path dominated the cost."""
+    slices, values = tensor.unbind(0), values.view(len(index), *tensor.shape[1:])
     for value, target in zip(values.unbind(0), index, strict=True):
         slices[target].copy_(value)
 
 
 def _label_planes(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """labels as a [B, K, H, W] view (writes go to `labels`); one clear error for bad shapes."""
-    if images.ndim != 4 or not images.is_floating_point():
+    """labels as a [B, K, H, W] view; one clear error for bad shapes."""
+    if images.ndim not in (4, 5) or not images.is_floating_point():
         raise ValueError(
-            f"augment: images must be float [B, C, H, W], got {images.dtype} {list(images.shape)}"
+            "augment: images must be float [B, C, H, W] or [B, C, Z, H, W], got "
+            f"{images.dtype} {list(images.shape)}"
         )
     planes = labels.unsqueeze(1) if labels.ndim == 3 else labels
     if (
@@ -158,48 +190,46 @@ def _grid(slices: list[tuple[bool, float, int, int]], height: int, width: int) -
 
 
 def _resample(
-    images: torch.Tensor, planes: torch.Tensor, index: list[int], grid: torch.Tensor
+    sources: tuple[torch.Tensor, torch.Tensor],
+    targets: tuple[torch.Tensor, torch.Tensor],
+    rows: list[int],
+    slots: list[int],
+    grid: torch.Tensor,
 ) -> None:
-    """In place: slices `index` resampled on the grid, bilinear images and nearest labels
-    (nearest samples are exact class indices), zeros outside."""
-    rows = torch.tensor(index, device=images.device)
-    _put(images, index, F.grid_sample(images.index_select(0, rows), grid, align_corners=False))
-    labels = _take(planes, index, grid.dtype)
-    _put(planes, index, F.grid_sample(labels, grid, mode="nearest", align_corners=False))
+    """Split images and label planes `rows` resampled on the grid into batch slots `slots`:
+    bilinear images and nearest labels (nearest samples are exact class indices), zeros
+    outside; a volume's slices are its channels."""
+    (images, planes), (out, out_planes) = sources, targets
+    chosen = images.index_select(0, torch.tensor(rows, device=images.device))
+    _put(out, slots, F.grid_sample(chosen.flatten(1, -3), grid, align_corners=False))
+    labels = _take(planes, rows, grid.dtype)
+    _put(out_planes, slots, F.grid_sample(labels, grid, mode="nearest", align_corners=False))
 
 
-def _move(tensor: torch.Tensor, index: list[int], flips: int, shift: list[tuple[int, int]]) -> None:
-    """In place: slices `index` ([B, C, H, W]; the first `flips` flipped left-right) shifted
-    by whole pixels (dy, dx), zeros coming in. The slices are copied into a zero-padded
-    buffer, where every output row is one contiguous window: the shift is one row gather
-    (`index_select`) per slice written straight back, with no per-value index arithmetic."""
-    m, (_, channels, height, width) = len(index), tensor.shape
-    pad = max(abs(value) for pair in shift for value in pair)
-    tall, wide = height + 2 * pad, width + 2 * pad
-    padded = tensor.new_empty(m, channels, tall, wide)
-    inner = padded[:, :, pad : pad + height, pad : pad + width]
-    if pad:  # zero only the border: the inside is overwritten next
-        for border in (padded[:, :, :pad], padded[:, :, -pad:]):
-            border.zero_()
-        for border in (padded[:, :, pad:-pad, :pad], padded[:, :, pad:-pad, -pad:]):
-            border.zero_()
-    device, slices = tensor.device, tensor.unbind(0)
-    for source, target in zip(inner[:flips].unbind(0), index[:flips], strict=True):
-        source.copy_(slices[target].flip(-1))
-    if flips < m:
-        rows = torch.tensor(index[flips:], device=device)
-        torch.index_select(tensor, 0, rows, out=inner[flips:])
-    plane = torch.arange(channels, device=device).view(channels, 1) * tall
-    row_start = ((plane + torch.arange(pad, pad + height, device=device)) * wide + pad).view(-1)
-    offset = [((j * channels * tall) - dy) * wide - dx for j, (dy, dx) in enumerate(shift)]
-    start = row_start + torch.tensor(offset, device=device).view(m, 1)
-    windows = padded.view(-1).unfold(0, width, 1)  # every run of `width` consecutive values
-    for first, target in zip(start.unbind(0), index, strict=True):
-        out = slices[target]
-        if out.is_contiguous():
-            torch.index_select(windows, 0, first, out=out.view(-1, width))
-        else:  # e.g. channels_last images on CUDA
-            out.copy_(windows.index_select(0, first).view(out.shape))
+class _Move:
+    """A slice [..., H, W] flipped left-right (if `flip`), then shifted by whole pixels
+    (dy, dx, |dy| < H, |dx| < W) with zeros coming in, written into its batch slot: one copy
+    of the overlapping window (mirrored for a flip) and only the uncovered border strips
+    zeroed. The windows are worked out once for the images and labels of a slice."""
+
+    def __init__(self, flip: bool, dy: int, dx: int, height: int, width: int) -> None:
+        rows, cols = slice(max(dy, 0), height + min(dy, 0)), slice(max(dx, 0), width + min(dx, 0))
+        source_cols = cols if flip else slice(max(-dx, 0), width + min(-dx, 0))
+        self.flip, self.target = flip, (..., rows, cols)
+        self.source = (..., slice(max(-dy, 0), height + min(-dy, 0)), source_cols)
+        self.borders = [(..., _border(dy, height), slice(None))] if dy else []
+        self.borders += [(..., _border(dx, width))] if dx else []
+
+    def __call__(self, out: torch.Tensor, source: torch.Tensor) -> None:
+        window = source[self.source]
+        out[self.target].copy_(window.flip(-1) if self.flip else window)
+        for border in self.borders:
+            out[border].zero_()
+
+
+def _border(offset: int, size: int) -> slice:
+    """The strip a shift by `offset` ≠ 0 leaves uncovered along an axis of `size`."""
+    return slice(0, offset) if offset > 0 else slice(size + offset, size)
 
 
 def _intensity(
@@ -208,17 +238,17 @@ def _intensity(
     """In place: contrast around each slice's mean and brightness as one multiply-add over
     the batch, then gamma (as exp2(γ·log2|x|), the sign restored from the slice while writing
     it back) on the slices drawn for it."""
-    shape, like = (-1, 1, 1, 1), {"device": images.device, "dtype": images.dtype}
+    dims, like = tuple(range(1, images.ndim)), {"device": images.device, "dtype": images.dtype}
+    shape = (-1, *(1 for _ in dims))
     if any(contrast) or any(brightness):
         scale = torch.tensor([1 + value for value in contrast], **like).view(shape)
-        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        mean = images.mean(dim=dims, keepdim=True)
         offset = torch.tensor(brightness, **like).view(shape) + (1 - scale) * mean
         images.mul_(scale).add_(offset)
-    chosen = [i for i, value in enumerate(log_gamma) if value != 0]
-    if chosen:
+    slices = images.unbind(0)
+    for chosen in _chunks([i for i, value in enumerate(log_gamma) if value != 0]):
         gamma = torch.tensor([math.exp(log_gamma[i]) for i in chosen], **like).view(shape)
         rows = torch.tensor(chosen, device=images.device)
         powered = images.index_select(0, rows).abs_().log2_().mul_(gamma).exp2_()
-        slices = images.unbind(0)
         for value, target in zip(powered.unbind(0), chosen, strict=True):
             torch.copysign(value, slices[target], out=slices[target])

@@ -188,16 +188,13 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def augment_batch(
-    augment: Augmenter, x: torch.Tensor, t: torch.Tensor
+    augment: Augmenter, x: torch.Tensor, t: torch.Tensor, index: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment slices [B, C, H, W] with targets [B, H, W], or volumes [B, C, Z, H, W] with
-    targets [B, Z, H, W]: a volume's slices go in as channels and its label planes as planes,
-    so every slice of a volume gets the same in-plane transform."""
-    if x.ndim == 4:
-        return augment(x, t)
-    b, c, z, height, width = x.shape
-    images, labels = augment(x.reshape(b, c * z, height, width), t)
-    return images.reshape(b, c, z, height, width), labels
+    """The augmented batch of samples `index` (default: all) of a split, gathered and augmented
+    in one pass: slices [N, C, H, W] with targets [N, H, W], or volumes [N, C, Z, H, W] with
+    targets [N, Z, H, W], whose slices move as channels and label planes as planes, so every
+    slice of a volume gets the same in-plane transform."""
+    return augment.batch(x, t, index)
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
@@ -443,9 +440,10 @@ def train_run(
         while progress.position < steps_per_epoch:
             start = progress.position * batch_size
             index = order[start : start + batch_size]
-            x, t = x_train[index], t_train[index]
             if augment is not None:
-                x, t = augment_batch(augment, x, t)
+                x, t = augment_batch(augment, x_train, t_train, index)
+            else:
+                x, t = x_train[index], t_train[index]
             lr = learning_rate(hp, progress.step, steps_per_epoch, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
