@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from segsweep.evaluate import _class_pairs
+from segsweep.evaluate import class_mapping
 from segsweep.metrics import BETA
 from segsweep.predict import slices_per_batch
 from segsweep.train import Split, to_tensor
@@ -59,17 +59,14 @@ class SplitCounts:
 
 
 def class_selectors(classes_of_run: list[str], class_names_of_data: list[str]) -> ClassSelectors:
-    """The class mapping of `metrics_tables`, obtained by applying its `_class_pairs` to one-hot
-    probes: predicted label i as one pixel, mask channel j as one pixel."""
-    n_labels, n_channels = len(classes_of_run) + 1, len(class_names_of_data)
-    label_probe = np.arange(n_labels, dtype=np.uint8).reshape(n_labels, 1, 1)
-    channel_probe = np.eye(n_channels, dtype=np.uint8).reshape(n_channels, 1, 1, n_channels)
-    pairs = _class_pairs(label_probe, channel_probe, list(classes_of_run), class_names_of_data)
-    return ClassSelectors(
-        names=[name for name, _, _ in pairs],
-        labels=np.stack([pred.reshape(-1) for _, pred, _ in pairs], axis=1),
-        channels=np.stack([ref.reshape(-1) for _, _, ref in pairs]),
-    )
+    """The class mapping of `metrics_tables` (`evaluate.class_mapping`) as boolean lookups."""
+    mapping = class_mapping(classes_of_run, class_names_of_data)
+    labels = np.zeros((len(classes_of_run) + 1, len(mapping)), dtype=bool)
+    channels = np.zeros((len(mapping), len(class_names_of_data)), dtype=bool)
+    for column, (_, predicted, masked) in enumerate(mapping):
+        labels[predicted, column] = True
+        channels[column, masked] = True
+    return ClassSelectors([name for name, _, _ in mapping], labels, channels)
 
 
 def batch_counts(

@@ -57,21 +57,34 @@ def _spacing_of(spacing: Spacing, patient: str) -> tuple[float, float, float]:
     return spacing.get(patient, (1.0, 1.0, 1.0)) if isinstance(spacing, dict) else spacing
 
 
-def _class_pairs(
-    pred: np.ndarray, masks: np.ndarray, classes_of_run: list[str], class_names_of_data: list[str]
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(class, predicted mask, reference mask) for each class of the run and the foreground."""
+def class_mapping(
+    classes_of_run: list[str], class_names_of_data: list[str]
+) -> list[tuple[str, list[int], list[int]]]:
+    """(class, predicted class indices, mask channels) for each class of the run and the
+    foreground: what every evaluation (here and on the device, `segsweep.device_metrics`)
+    compares with what."""
+    all_channels = list(range(len(class_names_of_data)))
     if list(classes_of_run) == ["foreground"]:  # merged labels: one class, all data classes
-        return [("foreground", pred > 0, masks.any(axis=-1))]
+        return [("foreground", [1], all_channels)]
     unknown = [c for c in classes_of_run if c not in class_names_of_data]
     if unknown:
         raise ValueError(f"run classes {unknown} are not in the data's {class_names_of_data}")
     channels = [class_names_of_data.index(c) for c in classes_of_run]
     pairs = [
-        (name, pred == index, masks[..., channel].astype(bool))
+        (name, [index], [channel])
         for index, (name, channel) in enumerate(zip(classes_of_run, channels, strict=True), 1)
     ]
-    return [*pairs, ("foreground", pred > 0, masks[..., channels].any(axis=-1))]
+    return [*pairs, ("foreground", list(range(1, len(channels) + 1)), channels)]
+
+
+def _class_pairs(
+    pred: np.ndarray, masks: np.ndarray, classes_of_run: list[str], class_names_of_data: list[str]
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(class, predicted mask, reference mask) for each class of the run and the foreground."""
+    return [
+        (name, np.isin(pred, labels), masks[..., channels].any(axis=-1))
+        for name, labels, channels in class_mapping(classes_of_run, class_names_of_data)
+    ]
 
 
 def _with_metrics(table: pd.DataFrame, spacing: Spacing) -> pd.DataFrame:
