@@ -104,10 +104,10 @@ def test_only_the_last_attempt_records_a_failure(data: tuple[Path, Path], tmp_pa
 
 
 def test_error_line_is_the_type_and_last_line() -> None:
-    assert provenance.error_line(RuntimeError("CUDA out of memory.\nTried 2 GiB ")) == (
+    assert train.error_line(RuntimeError("CUDA out of memory.\nTried 2 GiB ")) == (
         "RuntimeError: Tried 2 GiB"
     )
-    assert provenance.error_line(KeyError()) == "KeyError"
+    assert train.error_line(KeyError()) == "KeyError"
 
 
 @pytest.fixture()

@@ -368,7 +368,7 @@ def test_3d_augmentation_moves_every_slice_of_a_volume_alike():
     x, t = image.expand(4, 1, 5, 16, 16).clone(), label.expand(4, 5, 16, 16).clone()
     hp = {"aug_p": 1.0, "aug_shift": 0.2, "aug_rotate": 30.0, "aug_gamma": 0.3}
     augment = Augmenter(hp, torch.Generator().manual_seed(0))
-    augmented, labels = train.augment_batch(augment, x, t)
+    augmented, labels = augment.batch(x, t)
     assert augmented.shape == x.shape and labels.shape == t.shape
     assert not torch.allclose(augmented, x) and not torch.equal(labels, t)
     for volume, planes in zip(augmented, labels, strict=True):

@@ -1,4 +1,4 @@
-"""What produced a training run, and what a run whose training failed leaves behind.
+"""What produced a training run.
 
 provenance.json, next to every run: the run's hyperparameters (hashed), the hash of the whole
 configuration and sweep, package versions, the git revision of the workflow, the host, the device
@@ -6,11 +6,7 @@ and leased device index, the attempt, the status (ok | failed) and the start and
 It answers "were these two runs trained with the same code and settings?" and, through the lease
 index and times, "which runs trained at once, on which device?".
 
-A failed run (its last attempt raised): `write_failure` writes the run's outputs as a record of the
-failure — checkpoints/index.json with {"status": "failed", "error": …} — so that selection,
-evaluation, analysis and the report proceed and list the run as failed instead of missing.
-
-Kept light (standard library and PyYAML): `config_hash` also runs when the Snakefile is parsed.
+Kept light (standard library only): `config_hash` also runs when the Snakefile is parsed.
 """
 
 from __future__ import annotations
@@ -25,8 +21,6 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 PACKAGES = ("segsweep", "torch", "numpy", "SimpleITK", "h5py", "snakemake")
 WORKFLOW_DIR = Path(__file__).resolve().parents[2]  # scripts/segsweep → the repository
@@ -110,45 +104,3 @@ def provenance(
         "started_utc": started,
         "ended_utc": ended,
     }
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def error_line(error: BaseException) -> str:
-    """The exception's type and the last line of its message, short enough for a table cell."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[-1].strip()}" if lines else type(error).__name__
-
-
-def write_failure(
-    out_dir: Path,
-    hp: dict[str, Any],
-    error: BaseException,
-    attempt: int,
-    log_columns: tuple[str, ...] | list[str],
-) -> None:
-    """The outputs of a run whose last attempt failed: checkpoints/index.json with status
-    "failed", the error and no checkpoints; params.yaml; train_log.csv (kept when the run wrote
-    one before failing, else its header alone)."""
-    out_dir = Path(out_dir)
-    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out_dir / "params.yaml").write_text(yaml.safe_dump(hp, sort_keys=True))
-    log = out_dir / "train_log.csv"
-    if not log.is_file():
-        log.write_text(",".join(log_columns) + "\n")
-    index = {
-        "status": "failed",
-        "error": error_line(error),
-        "attempts": attempt,
-        "checkpoints": [],
-        "classes": [],
-        "label_mode": hp.get("labels"),
-    }
-    write_json(out_dir / "checkpoints" / "index.json", index)

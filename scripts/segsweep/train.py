@@ -57,7 +57,7 @@ from segsweep.errors import InputError
 from segsweep.losses import Criterion
 from segsweep.metrics import confusion_counts, overlap_metrics
 from segsweep.models import build_model, encoder_blocks, model_dims
-from segsweep.provenance import provenance, utc_now, write_failure
+from segsweep.provenance import provenance, utc_now
 from segsweep.schedules import learning_rate
 
 LABEL_MODES = ("merged", "separate", "per_class")
@@ -187,16 +187,6 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(images, -1, 1), dtype=np.float32))
 
 
-def augment_batch(
-    augment: Augmenter, x: torch.Tensor, t: torch.Tensor, index: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The augmented batch of samples `index` (default: all) of a split, gathered and augmented
-    in one pass: slices [N, C, H, W] with targets [N, H, W], or volumes [N, C, Z, H, W] with
-    targets [N, Z, H, W], whose slices move as channels and label planes as planes, so every
-    slice of a volume gets the same in-plane transform."""
-    return augment.batch(x, t, index)
-
-
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The log line of one epoch: what train_log.csv gets, readable; val fields when validated."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"step {row['step']}", f"lr {row['lr']:.4g}"]
@@ -227,6 +217,39 @@ def write_atomic(path: Path, write) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def error_line(error: BaseException) -> str:
+    """The exception's type and the last line of its message, short enough for a table cell."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[-1].strip()}" if lines else type(error).__name__
+
+
+def write_failure(
+    out_dir: Path,
+    hp: dict[str, Any],
+    error: BaseException,
+    attempt: int,
+) -> None:
+    """The outputs of a run whose last attempt failed, as a record of the failure, so that
+    selection, evaluation, analysis and the report proceed and list the run as failed instead
+    of missing: checkpoints/index.json with status "failed", the error and no checkpoints;
+    params.yaml; train_log.csv (kept when the run wrote one before failing, else its header)."""
+    out_dir = Path(out_dir)
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out_dir / "params.yaml").write_text(yaml.safe_dump(hp, sort_keys=True))
+    log = out_dir / "train_log.csv"
+    if not log.is_file():
+        log.write_text(",".join(LOG_COLUMNS) + "\n")
+    index = {
+        "status": "failed",
+        "error": error_line(error),
+        "attempts": attempt,
+        "checkpoints": [],
+        "classes": [],
+        "label_mode": hp.get("labels"),
+    }
+    write_json(out_dir / "checkpoints" / "index.json", index)
 
 
 def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -441,7 +464,7 @@ def train_run(
             start = progress.position * batch_size
             index = order[start : start + batch_size]
             if augment is not None:
-                x, t = augment_batch(augment, x_train, t_train, index)
+                x, t = augment.batch(x_train, t_train, index)
             else:
                 x, t = x_train[index], t_train[index]
             lr = learning_rate(hp, progress.step, steps_per_epoch, total_steps)
@@ -576,7 +599,7 @@ def main(argv: list[str] | None = None) -> None:
             raise  # Snakemake retries the job
         traceback.print_exc()
         status = "failed"
-        write_failure(args.out, hp, error, args.attempt, LOG_COLUMNS)
+        write_failure(args.out, hp, error, args.attempt)
     finally:
         ended = utc_now()
         if lease is not None:
