@@ -100,8 +100,9 @@ def format_level(value: Any) -> str:
 
 
 def level_order(values: pd.Series) -> list[Any]:
-    """The distinct levels of a column, sorted by value (by text when types are mixed)."""
-    levels = list(dict.fromkeys(values.tolist()))
+    """The distinct levels of a column, sorted by value (by text when types are mixed or the
+    levels are lists, such as `inputs`)."""
+    levels = list({format_level(v): v for v in values.tolist()}.values())
     try:
         return sorted(levels)
     except TypeError:
