@@ -234,6 +234,19 @@ def test_preprocessing_text_lists_classes_by_label_value_and_counts_fitting_leve
     assert "with 1 fitting level, at most 40 iterations" in text
 
 
+def test_the_inputs_levels_are_explained_when_runs_choose_their_inputs() -> None:
+    config = {
+        "data": {"channels": ["ct", "pet"]},
+        "preprocess": {"normalise": "window", "windows": [[-160, 240], [10, 110]]},
+    }
+    assert "packed images" not in " ".join(report.preprocessing_text(config))
+    text = " ".join(report.preprocessing_text(config, inputs_used=True))
+    assert "The packed images have the channels “ct[-160,240]”, “ct[10,110]”, “pet”." in text
+    assert "“name[low,high]” is that channel clipped to [low, high]" in text
+    single = " ".join(report.preprocessing_text({"preprocess": {}}, inputs_used=True))
+    assert "the channels “image”." in single
+
+
 @pytest.mark.parametrize(
     ("crop", "phrase"),
     [

@@ -19,6 +19,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from segsweep.errors import ConfigError, InputError
+from segsweep.inputs import channel_names
 
 # zscore: training-population mean/std per channel (knee thesis); minmax: training min/max to
 # [0, 1] (feature scaling); image_zscore: each image by its own mean/std; window: CT windows of
@@ -51,10 +52,14 @@ def _read(path: Path, subject: str | None = None) -> sitk.Image:
 
 
 def compute_stats(
-    image_paths: list[Path], method: str = "zscore", windows: list[list[float]] | None = None
+    image_paths: list[Path],
+    method: str = "zscore",
+    windows: list[list[float]] | None = None,
+    channels: list[str] | None = None,
 ) -> dict:
     """Per-channel mean, (population) std, min and max over all voxels of the training images,
-    and the shift/scale each method applies: normalised = (x - shift) / scale.
+    the shift/scale each method applies: normalised = (x - shift) / scale, and the names of the
+    packed channels (`segsweep.inputs.channel_names` of the manifest's `channels`).
 
     Per-image moments are merged with Chan's parallel formula, so precision does not depend on
     the number or size of the images.
@@ -95,6 +100,7 @@ def compute_stats(
     stats |= {"shift": shift.tolist(), "scale": scale.tolist()}
     if method == "window":
         stats["windows"] = windows
+    stats["channel_names"] = channel_names(channels, mean.size, method, windows)
     return stats
 
 
@@ -270,7 +276,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="segsweep pack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     stats_cmd = commands.add_parser("stats", help="normalisation statistics of the train split")
-    stats_cmd.add_argument("--config-json", required=True, help='{"normalise": "zscore"}')
+    stats_cmd.add_argument(
+        "--config-json",
+        required=True,
+        help='{"normalise": "zscore", "windows": [[-160, 240]], "channels": ["ct", "pet"]}',
+    )
     pack_cmd = commands.add_parser("pack", help="normalise one split and write HDF5")
     pack_cmd.add_argument("--split", required=True, choices=["train", "val", "test"])
     pack_cmd.add_argument("--stats", type=Path, required=True, help="normalisation.json")
@@ -287,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
         method = config.get("normalise", "zscore")
         subjects = _split_subjects(args.splits, "train")
         paths = [args.crop_dir / s / "image.nii.gz" for s in subjects]
-        stats = {**compute_stats(paths, method, config.get("windows")), "subjects": subjects}
+        stats = compute_stats(paths, method, config.get("windows"), config.get("channels"))
+        stats["subjects"] = subjects
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(stats, indent=2) + "\n")
         print(f"{method}: mean {stats['mean']}, std {stats['std']} of {len(subjects)} subjects")

@@ -1,5 +1,9 @@
 """Load a run's checkpoint and predict class-index label maps for 2D slices.
 
+A run fed a selection or windows of the packed channels (`train.inputs`, see `segsweep.inputs`)
+gets them from an `InputLayer` in front of its network, so every stage hands any model the
+packed slices as they are.
+
 A 3D run predicts through the same 2D layout: its checkpoint records the depth of the training
 volumes (`volume_slices`), `load_checkpoint` wraps the network in `VolumeSlices`, and
 `predict_labels` hands it whole volumes. Selection, evaluation and export therefore read the
@@ -41,10 +45,33 @@ class VolumeSlices(nn.Module):
         return logits.transpose(1, 2).reshape(n, -1, height, width)
 
 
+class InputLayer(nn.Module):
+    """`InputChannels` in front of a network: packed slices [n, c, H, W] (volumes
+    [n, c, Z, H, W]) → the network's inputs [n, k, …], then the network."""
+
+    def __init__(self, net: nn.Module, channels: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.names = list(channels["names"])
+        self.register_buffer("index", torch.tensor(channels["index"]), persistent=False)
+        self.register_buffer("scale", torch.tensor(channels["scale"]), persistent=False)
+        self.register_buffer("offset", torch.tensor(channels["offset"]), persistent=False)
+        self.register_buffer("clip", torch.tensor(channels["clip"]), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, *(1 for _ in x.shape[2:]))
+        picked = x.index_select(1, self.index)
+        mapped = picked * self.scale.to(x.dtype).view(shape) + self.offset.to(x.dtype).view(shape)
+        mapped = torch.where(self.clip.view(shape), mapped.clamp(0.0, 1.0), mapped)
+        return self.net(mapped)
+
+
 def load_checkpoint(path: Path, device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
     """The model of a checkpoint, in eval mode on `device`, and the checkpoint's metadata
     (epoch, step, hp, classes, label_mode, in_channels, out_channels; `volume_slices` for a 3D
-    run, whose model then takes and returns slices, see `VolumeSlices`).
+    run, whose model then takes and returns slices, see `VolumeSlices`; `inputs` for a run
+    fed a selection or windows of the packed channels, which the model then makes itself from
+    the packed slices, see `InputLayer`).
 
     Checkpoints hold only tensors and plain types, so they load with `weights_only=True`.
     """
@@ -52,6 +79,8 @@ def load_checkpoint(path: Path, device: torch.device | str) -> tuple[nn.Module, 
     meta = {k: v for k, v in checkpoint.items() if k != "model"}
     model = build_model(meta["hp"], meta["in_channels"], meta["out_channels"])
     model.load_state_dict(checkpoint["model"])
+    if meta.get("inputs"):
+        model = InputLayer(model, meta["inputs"])
     if meta.get("volume_slices"):
         model = VolumeSlices(model, int(meta["volume_slices"]))
     return model.to(device).eval(), meta

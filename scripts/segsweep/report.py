@@ -36,6 +36,7 @@ from segsweep.analysis import (
     pair_grid,
     score_label,
 )
+from segsweep.inputs import channel_names
 from segsweep.provenance import config_hash, git_revision, package_version
 from segsweep.sweep import expand_sweep, swept_names
 
@@ -250,7 +251,23 @@ def data_text(config: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- chapter 2: preprocessing
-def preprocessing_text(config: dict[str, Any]) -> list[str]:
+def inputs_sentence(config: dict[str, Any], used: bool) -> str | None:
+    """What the levels of `inputs` mean, when runs choose their inputs (`used`)."""
+    if not used:
+        return None
+    data, pre = config.get("data", {}), config.get("preprocess", {})
+    channels, method = data.get("channels"), pre.get("normalise", "zscore")
+    names = channel_names(channels, len(channels or [None]), method, pre.get("windows"))
+    listed = ", ".join(f"“{name}”" for name in names)
+    return (
+        f"The packed images have the channels {listed}. Each run’s “inputs” lists the channels "
+        "its network saw, in order (“none”: all of them); an entry “name[low,high]” is that "
+        "channel clipped to [low, high] in its original units (Hounsfield units for CT) and "
+        "scaled to [0, 1] (windowing), computed for the run from the packed values."
+    )
+
+
+def preprocessing_text(config: dict[str, Any], inputs_used: bool = False) -> list[str]:
     """The preprocessing chapter as paragraphs, written from config["preprocess"] and the labels."""
     pre = config.get("preprocess", {})
     paragraphs = [
@@ -287,6 +304,9 @@ def preprocessing_text(config: dict[str, Any]) -> list[str]:
             f"Intensities were normalised by {how}, with statistics computed on the training split "
             "only, so that no information from validation or test subjects reaches training."
         )
+    inputs = inputs_sentence(config, inputs_used)
+    if inputs:
+        paragraphs.append(inputs)
     labels = config.get("data", {}).get("labels", {})
     if labels:
         by_value = sorted(labels.items(), key=lambda item: item[1])
@@ -1150,7 +1170,7 @@ def build_context(
         "higher_is_better": higher,
         "swept": swept,
         "data": data,
-        "preprocessing": preprocessing_text(config),
+        "preprocessing": preprocessing_text(config, any(run.params.get("inputs") for run in runs)),
         "preprocessing_figures": preprocessing_figures,
         "crop_tables": crop_tables,
         "kruskal": kruskal,

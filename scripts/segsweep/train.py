@@ -19,6 +19,9 @@ again continues from it and, on CPU, ends with exactly the weights of an uninter
 state written for different hyperparameters is ignored. The state is removed once index.json is
 written. 2D and 3D runs share this code: a sample is a slice or a volume.
 
+Inputs. `inputs` (see `segsweep.inputs`) picks and windows the packed channels the network
+sees; the map is applied to both splits once, and recorded in every checkpoint (`inputs`).
+
 3D. A batch is `batch_size` volumes [B, C, Z, H, W]; augmentation gives all slices of a volume
 the same in-plane transform (the volume's slices as channels). Checkpoints record the volume
 depth (`volume_slices`), so predictions come back per slice in the 2D layout (`segsweep.predict`).
@@ -54,6 +57,7 @@ from tqdm import tqdm
 from segsweep.augment import Augmenter
 from segsweep.devices import choose_device, lease_device
 from segsweep.errors import InputError
+from segsweep.inputs import resolve as resolve_inputs
 from segsweep.losses import Criterion
 from segsweep.metrics import confusion_counts, overlap_metrics
 from segsweep.models import build_model, encoder_blocks, model_dims
@@ -77,6 +81,7 @@ class Split:
     patient_id: np.ndarray  # str [n]
     slice_id: np.ndarray  # int [n]
     classes: list[str]  # names of the mask channels
+    normalisation: dict = field(default_factory=dict)  # how the images were packed (pack.py)
 
 
 def read_split(path: Path) -> Split:
@@ -94,6 +99,7 @@ def read_split(path: Path) -> Split:
             patient_id=_strings(h5["patient_id"]),
             slice_id=np.asarray(h5["slice_id"][()], dtype=np.int64),
             classes=_classes(h5, path),
+            normalisation=json.loads(h5.attrs.get("normalisation", "{}")),
         )
     return _checked(split, path, spatial=2)
 
@@ -123,6 +129,7 @@ def read_volumes(path: Path) -> Split:
             patient_id=_strings(group["patient_id"]),
             slice_id=np.indices(images.shape[:2])[-1],
             classes=_classes(h5, path),
+            normalisation=json.loads(h5.attrs.get("normalisation", "{}")),
         )
     return _checked(split, path, spatial=3, prefix="volumes/")
 
@@ -362,7 +369,10 @@ def train_run(
     keep = np.isin(
         train.patient_id, list(subset_patients(train.patient_id, hp.get("train_fraction", 1.0)))
     )
-    x_np, y_train = train.images[keep], y_train[keep]
+    x_np, y_train, x_val_np = train.images[keep], y_train[keep], val.images
+    inputs = resolve_inputs(hp["inputs"], train.normalisation) if hp.get("inputs") else None
+    if inputs is not None:
+        x_np, x_val_np = inputs.apply(x_np), inputs.apply(x_val_np)
     criterion = Criterion(hp)
     make_optimizer(hp, [torch.zeros(1, requires_grad=True)])  # reject a bad name before work
     stop_metric = hp.get("early_stopping_metric", "val_dice")
@@ -376,7 +386,7 @@ def train_run(
     rng = np.random.default_rng(hp["seed"])
     aug_rng = torch.Generator().manual_seed(int(hp["seed"]))
     augment = Augmenter(hp, aug_rng) if hp.get("augment", False) else None
-    in_channels, out_channels = train.images.shape[-1], 1 + len(classes)
+    in_channels, out_channels = x_np.shape[-1], 1 + len(classes)
     model = build_model(hp, in_channels, out_channels)
     frozen: list[nn.Module] = []
     if hp.get("init_from"):
@@ -391,7 +401,7 @@ def train_run(
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
 
     x_train = to_tensor(x_np).to(device, memory_format=memory_format)
-    x_val = to_tensor(val.images).to(device, memory_format=memory_format)
+    x_val = to_tensor(x_val_np).to(device, memory_format=memory_format)
     t_train, t_val = torch.from_numpy(y_train).to(device), torch.from_numpy(y_val).to(device)
     ckpt_dir, state_dir = out_dir / "checkpoints", out_dir / "state"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -405,6 +415,7 @@ def train_run(
         "in_channels": in_channels,
         "out_channels": out_channels,
         **({"volume_slices": int(train.images.shape[1])} if dims == 3 else {}),
+        **({"inputs": inputs.to_dict()} if inputs is not None else {}),
     }
 
     progress = Progress()

@@ -10,6 +10,7 @@ import jsonschema
 import yaml
 
 from segsweep.errors import ConfigError
+from segsweep.inputs import channel_names, check as check_inputs
 from segsweep.sweep import expand_sweep, load_sweep, swept_names
 
 
@@ -72,6 +73,25 @@ RUNS = {
     run.run_id: run for run in expand_sweep(SWEEP, config["train"], _validate_train)
 }
 SWEPT = swept_names(SWEEP)
+
+
+def _check_run_inputs():
+    """Every run's `inputs` against the packed channels the config names, so that a typo
+    stops planning rather than a training job. With `data.channels` unset the names come from
+    the images (one channel: `image`), and the training job checks them."""
+    channels, method = config["data"]["channels"], config["preprocess"]["normalise"]
+    if not channels:
+        return
+    names = channel_names(
+        channels, len(channels), method, config["preprocess"]["windows"]
+    )
+    for run_id, run in RUNS.items():
+        check_inputs(
+            run.params.get("inputs"), names, method, f"sweep: run {run_id}: inputs"
+        )
+
+
+_check_run_inputs()
 
 
 def as_json(value):

@@ -42,6 +42,7 @@ rule normalisation:
             {
                 "normalise": config["preprocess"]["normalise"],
                 "windows": config["preprocess"]["windows"],
+                "channels": config["data"]["channels"],
             }
         ),
     shell:
