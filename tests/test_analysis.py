@@ -24,6 +24,7 @@ from segsweep.analysis import (
     hue_partner,
     hyperparameter_table,
     hyperparameter_tables,
+    level_order,
     main,
     pair_grid,
     pair_table,
@@ -559,3 +560,9 @@ def test_class_summary_per_class_split_and_space_against_hand_computed_values(
     native = rows.loc[("test", "native", "foreground", "dice"), stats].tolist()
     assert native[:4] == [1, 0, pytest.approx(0.85), pytest.approx(0.85)]
     assert math.isnan(native[4])  # one patient: no STD
+
+
+def test_levels_of_a_list_valued_hyperparameter_are_distinct_and_sorted():
+    values = pd.Series([["ct", "pet"], ["pet"], ["ct", "pet"], ["ct[0,200]"]])
+    assert level_order(values) == [["ct", "pet"], ["ct[0,200]"], ["pet"]]
+    assert level_order(pd.Series([0.01, 0.001, 0.01])) == [0.001, 0.01]
