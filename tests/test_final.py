@@ -71,3 +71,16 @@ def test_failed_runs_are_never_chosen(tmp_path: Path) -> None:
     (tmp_path / "runs" / "loss-ce" / "selection.json").write_text(json.dumps(selections["default"]))
     with pytest.raises(ValueError, match="every training failed"):
         choose_final(selection_scores(runs, tmp_path), 1, ["loss"], True)
+
+
+def test_best_per_input_modality_groups_list_valued_inputs(tmp_path: Path) -> None:
+    grid = {"inputs": [["ct", "pet"], ["ct"], ["pet"]], "seed": [0, 1]}
+    runs = expand_sweep({"grids": {"g": grid}}, {"inputs": None, "seed": 0})
+    for k, run in enumerate(runs):
+        folder = tmp_path / "runs" / run.run_id
+        folder.mkdir(parents=True)
+        (folder / "selection.json").write_text(json.dumps({"selected": {"score": k / 10}}))
+    final = choose_final(selection_scores(runs, tmp_path), 1, ["inputs"], True)
+    groups = dict(zip(final["group"], final["run_id"], strict=True))
+    assert set(groups) == {"overall; inputs=pet", "inputs=ct", "inputs=ct+pet"}
+    assert groups["inputs=ct"] == "inputs-ct_seed-1"

@@ -68,6 +68,7 @@ def _configure(work: Path, grid: list[list[str]]) -> None:
         },
         "split": {"stratify": None},
         "train": {"depth": 2, "base_channels": 4, "epochs": 2, "checkpoint_every": 1},
+        "final": {"group_by": ["inputs"]},  # the PET/CT thesis's best model per modality
         "report": {"title": "PET/CT inputs", "pairs": []},
         "threads": 1,
     }
@@ -99,6 +100,11 @@ def test_a_sweep_over_channels_and_a_window_reaches_the_report(tmp_path):
         meta = torch.load(next(index.glob("*.pt")), weights_only=True)
         assert meta["in_channels"] == len(names) and meta["inputs"]["names"] == names, run
         assert meta["inputs"]["clip"] == ["[" in name for name in names], run
+    final = pd.read_csv(tmp_path / "results/summary/final.csv")
+    groups = {g for entry in final["group"] for g in entry.split("; ")}
+    assert groups == {"overall", "inputs=ct+pet", "inputs=pet", "inputs=ct[0,200]"}
+    for run in final["run_id"]:
+        assert (tmp_path / "results/final" / run / "test/per_patient.csv").is_file(), run
     html = (tmp_path / "results/report/thesis.html").read_text()
     swept = report_table(html, "Swept hyperparameters").set_index("Hyperparameter")
     assert swept.loc["inputs", "Levels"] == "ct+pet, ct[0,200], pet"

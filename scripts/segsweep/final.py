@@ -13,12 +13,14 @@ from typing import Any
 
 import pandas as pd
 
+from segsweep.analysis import format_level
 from segsweep.sweep import Run, expand_sweep
 
 
 def selection_scores(runs: list[Run], results: Path) -> pd.DataFrame:
-    """Each run's selected validation score with its hyperparameters; failed runs (their
-    selection.json says so) are left out: they have no model to choose."""
+    """Each run's selected validation score with its hyperparameters (lists such as `inputs`
+    as display text, `ct+pet`, so they can be grouped by); failed runs (their selection.json
+    says so) are left out: they have no model to choose."""
     rows = []
     for run in runs:
         with open(results / "runs" / run.run_id / "selection.json") as handle:
@@ -26,7 +28,8 @@ def selection_scores(runs: list[Run], results: Path) -> pd.DataFrame:
         if selection.get("status") == "failed":
             print(f"skipping {run.run_id}: its training failed ({selection['error']})")
             continue
-        rows.append({"run_id": run.run_id, **run.params, "score": selection["selected"]["score"]})
+        params = {k: format_level(v) if isinstance(v, list) else v for k, v in run.params.items()}
+        rows.append({"run_id": run.run_id, **params, "score": selection["selected"]["score"]})
     return pd.DataFrame(rows, columns=["run_id", *(runs[0].params if runs else []), "score"])
 
 
