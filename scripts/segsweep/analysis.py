@@ -99,6 +99,12 @@ def format_level(value: Any) -> str:
     return str(value)
 
 
+def groupable(values: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameter values with lists (e.g. `inputs`) as their display text, so a table of
+    runs can be grouped on them."""
+    return {k: format_level(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def level_order(values: pd.Series) -> list[Any]:
     """The distinct levels of a column, sorted by value (by text when types are mixed or the
     levels are lists, such as `inputs`)."""
@@ -144,8 +150,7 @@ def runs_table(runs: list[Run], results: Path) -> pd.DataFrame:
         failed = selection.get("status") == "failed"
         selected = selection["selected"] or {}
         dice = _foreground(pd.read_csv(folder / "val" / "per_patient.csv"))["dice"]
-        # lists (e.g. channel subsets) become text so that they can be grouped on
-        values = {k: format_level(v) if isinstance(v, list) else v for k, v in run.values.items()}
+        values = groupable(run.values)
         rows.append(
             {
                 "run_id": run.run_id,

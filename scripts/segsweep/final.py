@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from segsweep.analysis import format_level
+from segsweep.analysis import groupable
 from segsweep.sweep import Run, expand_sweep
 
 
@@ -28,8 +28,8 @@ def selection_scores(runs: list[Run], results: Path) -> pd.DataFrame:
         if selection.get("status") == "failed":
             print(f"skipping {run.run_id}: its training failed ({selection['error']})")
             continue
-        params = {k: format_level(v) if isinstance(v, list) else v for k, v in run.params.items()}
-        rows.append({"run_id": run.run_id, **params, "score": selection["selected"]["score"]})
+        score = selection["selected"]["score"]
+        rows.append({"run_id": run.run_id, **groupable(run.params), "score": score})
     return pd.DataFrame(rows, columns=["run_id", *(runs[0].params if runs else []), "score"])
 
 

@@ -257,7 +257,8 @@ def inputs_sentence(config: dict[str, Any], used: bool) -> str | None:
         return None
     data, pre = config.get("data", {}), config.get("preprocess", {})
     channels, method = data.get("channels"), pre.get("normalise", "zscore")
-    names = channel_names(channels, len(channels or [None]), method, pre.get("windows"))
+    count = len(channels) if channels else 1  # without data.channels: the one `image` column
+    names = channel_names(channels, count, method, pre.get("windows"))
     listed = ", ".join(f"“{name}”" for name in names)
     return (
         f"The packed images have the channels {listed}. Each run’s “inputs” lists the channels "
