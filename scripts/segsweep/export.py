@@ -171,15 +171,6 @@ def native_tables(
     return pd.DataFrame(rows)
 
 
-def normalised_slices(image: sitk.Image, stats: dict[str, Any]) -> np.ndarray:
-    """Slices [z, y, x, c] of a cropped image, normalised with the training split's statistics."""
-    array = sitk.GetArrayFromImage(image).astype(np.float64)
-    if image.GetNumberOfComponentsPerPixel() == 1:
-        array = array[..., np.newaxis]
-    mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
-    return ((array - mean) / std).astype(np.float32)
-
-
 def overlay_figure(shown: list[tuple[str, np.ndarray, np.ndarray]], out: Path, title: str) -> None:
     """Middle slice of each (subject, image [z, y, x], labels [z, y, x]) with the prediction
     outlined: predictions for subjects without a reference."""
@@ -212,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from segsweep.devices import choose_device
     from segsweep.evaluate import label_values
+    from segsweep.pack import normalised_volume
     from segsweep.predict import load_checkpoint, predict_labels
 
     parser = argparse.ArgumentParser(prog="python -m segsweep.export", description=main.__doc__)
@@ -238,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     shown = []
     for subject in args.subjects:
         image = sitk.ReadImage(str(args.crop_dir / subject / "image.nii.gz"))
-        slices = normalised_slices(image, stats)
+        slices = normalised_volume(image, stats)
         labels = lut[predict_labels(model, slices, device)]
         cropped = sitk.GetImageFromArray(labels)
         cropped.CopyInformation(image)

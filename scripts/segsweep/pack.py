@@ -133,6 +133,12 @@ def normalise(image: np.ndarray, stats: dict) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def normalised_volume(image: sitk.Image, stats: dict) -> np.ndarray:
+    """A cropped image's voxels as normalised slices [z, y, x, c'] (float32): what packing
+    writes into every split and what every inference path feeds a network."""
+    return normalise(_channels_last(image), stats)
+
+
 def _header(path: Path, subject: str) -> sitk.ImageFileReader:
     """Size, spacing and channels of an image without reading its voxels."""
     if not path.is_file():
@@ -248,10 +254,10 @@ def pack_split(
             )
         start = 0
         for p, (subject, k) in enumerate(zip(subjects, n_slices, strict=True)):
-            image = _channels_last(_read(crop_dir / subject / "image.nii.gz", subject))
+            image = _read(crop_dir / subject / "image.nii.gz", subject)
             mask_path = crop_dir / subject / "mask.nii.gz"
             labels = sitk.GetArrayFromImage(_read(mask_path, subject))
-            normalised = normalise(image, stats)
+            normalised = normalised_volume(image, stats)
             one_hot = _one_hot(subject, mask_path, labels, classes)
             images[start : start + k] = normalised
             masks[start : start + k] = one_hot
