@@ -15,22 +15,23 @@ import pandas as pd
 import pytest
 import yaml
 
-from segsweep.analysis import (
+from segsweep import layout
+from segsweep.sweep.analysis import (
     best_runs_table,
     class_summary,
     configured_pairs,
     final_per_patient,
-    format_level,
+    final_tables,
     hue_partner,
     hyperparameter_table,
     hyperparameter_tables,
-    level_order,
     main,
     pair_grid,
     pair_table,
     runs_table,
 )
-from segsweep.sweep import expand_sweep
+from segsweep.sweep.grammar import expand_sweep
+from segsweep.vocabulary import format_level, level_order
 
 TRAIN = {
     "model": "unet2d",
@@ -296,6 +297,18 @@ def fail_run(results: Path, run_id: str) -> None:
         header.to_csv(folder / name, index=False)
 
 
+def by_run(results: Path, pattern: str, runs: list[str]) -> dict[str, Path]:
+    """{run: its file of `pattern`} in the results folder `results`."""
+    return {run: layout.under(results, pattern, run=run) for run in runs}
+
+
+def final_files(results: Path, final: pd.DataFrame, name: str) -> dict:
+    """(run, split) → the final models' per_slice or per_patient.csv (`name`)."""
+    runs = final["run_id"].tolist()
+    val, test = (getattr(layout, f"{split}_{name.upper()}") for split in ("VAL", "TEST"))
+    return final_tables(runs, by_run(results, val, runs), by_run(results, test, runs))
+
+
 def cli_args(results: Path) -> list[str]:
     return [
         "--config-json",
@@ -314,7 +327,12 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs_df(results: Path) -> pd.DataFrame:
-    return runs_table(expand_sweep(SWEEP, TRAIN), results)
+    runs = [run.run_id for run in expand_sweep(SWEEP, TRAIN)]
+    return runs_table(
+        expand_sweep(SWEEP, TRAIN),
+        by_run(results, layout.SELECTION, runs),
+        by_run(results, layout.VAL_PER_PATIENT, runs),
+    )
 
 
 def test_runs_table_reads_selection_and_foreground_validation_dice(runs_df: pd.DataFrame) -> None:
@@ -423,7 +441,7 @@ def test_best_runs_order_follows_the_metric_direction(runs_df: pd.DataFrame) -> 
 
 def test_final_per_patient_mean_and_median_over_slices(results: Path) -> None:
     final = pd.read_csv(results / "summary" / "final.csv")
-    table = final_per_patient(final, results)
+    table = final_per_patient(final, final_files(results, final, "per_slice"))
     assert table.columns.tolist() == ["patient_id", "run_id", "split", "mean", "median"]
     assert len(table) == 2 * (3 + 2)
     row = table[(table.run_id == "default") & (table.split == "test") & (table.patient_id == "t2")]
@@ -544,7 +562,8 @@ def test_class_summary_per_class_split_and_space_against_hand_computed_values(
     for folder, table in [(results / "runs/m/val", val), (results / "final/m/test", test)]:
         folder.mkdir(parents=True)
         table.to_csv(folder / "per_patient.csv", index=False)
-    summary = class_summary(pd.DataFrame({"run_id": ["m"]}), results)
+    final = pd.DataFrame({"run_id": ["m"]})
+    summary = class_summary(final, final_files(results, final, "per_patient"))
     rows = summary.set_index(["split", "space", "class", "metric"])
     assert list(dict.fromkeys(summary["class"])) == ["femur", "tibia", "foreground"]
     assert len(summary) == 3 * 3 + 2 * 3  # val: 3 classes x 3 metrics; test: 2 spaces x 3

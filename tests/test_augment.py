@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from segsweep.augment import DEFAULTS, Augmenter
 from segsweep.bench import loader
+from segsweep.config_schema import defaults
+from segsweep.model.augment import Augmenter
+
+DEFAULTS = defaults("train")
 
 OFF = {
     "aug_p": 1.0,

@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from segsweep import cohort
+from segsweep.data import cohort
 from segsweep.errors import ConfigError
 
 SMALL = {

@@ -13,8 +13,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from segsweep import crop
 from segsweep.errors import ConfigError
+from segsweep.preprocess import crop
 
 LABELS = {"femur": 1, "tibia": 2, "fibula": 3}
 LIP = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)
@@ -239,7 +239,7 @@ def test_find_joint_centre_without_a_joint_falls_back_to_image_centre(caplog):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> list[Path]:
     """Two synthetic subjects of each source (coronal epi/jopp, sagittal maas)."""
-    cohort = pytest.importorskip("segsweep.cohort")
+    cohort = pytest.importorskip("segsweep.data.cohort")
     root = tmp_path_factory.mktemp("cohort")
     cfg = {
         "seed": 5,

@@ -9,13 +9,14 @@ import torch.nn.functional as F
 from test_train import CLASSES, HP, write_toy_h5
 from torch import nn
 
-from segsweep import device_metrics as dm
+from segsweep.config_schema import complete
 from segsweep.devices import choose_device
-from segsweep.evaluate import COUNTS, VOLUMES, evaluate_model, metrics_tables
-from segsweep.metrics import METRICS, fbeta, overlap_metrics
-from segsweep.models import build_model
-from segsweep.predict import VolumeSlices
-from segsweep.train import Split, read_split
+from segsweep.evaluate import counts as dm
+from segsweep.evaluate.tables import COUNTS, VOLUMES, evaluate_model, metrics_tables
+from segsweep.io.splits import Split, read_split
+from segsweep.metrics import METRICS, overlap_metrics
+from segsweep.model.checkpoints import VolumeSlices
+from segsweep.model.unet import build_model
 
 DEVICE = choose_device("auto")  # the CPU here; the same tests run on a GPU when one is visible
 RUN_CLASSES = {
@@ -125,14 +126,17 @@ def test_device_counts_of_real_models_equal_evaluate_model(labels, tmp_path):
     data = read_split(write_toy_h5(tmp_path / "val.h5", ("a", "b", "c"), seed=4))
     run_classes = ["foreground"] if labels == "merged" else CLASSES
     torch.manual_seed(0)
-    model = build_model({**HP, "labels": labels}, 1, len(run_classes) + 1).to(DEVICE).eval()
+    hp = complete({**HP, "labels": labels}, "train")
+    model = build_model(hp, 1, len(run_classes) + 1).to(DEVICE).eval()
     counts = dm.split_counts(model, data, run_classes, DEVICE, batch_size=3)
     meta = {"classes": run_classes}
     per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", DEVICE)
+    voxel = np.prod(data.spacing_of("a"))  # the toy split's common spacing, 1 × 1 × 2 mm
+    assert voxel == 2.0
     _assert_table_equal(
-        counts.per_slice[counts.slice_order()], per_slice, np.ones(len(data.images))
+        counts.per_slice[counts.slice_order()], per_slice, np.full(len(data.images), voxel)
     )
-    _assert_table_equal(counts.per_patient, per_patient, np.ones(3))
+    _assert_table_equal(counts.per_patient, per_patient, np.full(3, voxel))
 
 
 def test_a_3d_model_gets_whole_volumes(tmp_path):
@@ -144,10 +148,12 @@ def test_a_3d_model_gets_whole_volumes(tmp_path):
     meta = {"classes": CLASSES}
     per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", DEVICE)
     assert per_slice["fp"].sum() > 0 and per_slice["tp"].sum() > 0
+    voxel = np.prod(data.spacing_of("a"))  # the toy split's common spacing, 1 × 1 × 2 mm
+    assert voxel == 2.0
     _assert_table_equal(
-        counts.per_slice[counts.slice_order()], per_slice, np.ones(len(data.images))
+        counts.per_slice[counts.slice_order()], per_slice, np.full(len(data.images), voxel)
     )
-    _assert_table_equal(counts.per_patient, per_patient, np.ones(3))
+    _assert_table_equal(counts.per_patient, per_patient, np.full(3, voxel))
 
 
 def test_class_selectors_are_the_mapping_of_metrics_tables():
@@ -180,10 +186,6 @@ def test_overlap_metrics_follow_the_empty_conventions_of_metrics():
     theirs = overlap_metrics(*counts.T)
     for name in METRICS:
         np.testing.assert_array_equal(ours[name].cpu().numpy(), theirs[name], err_msg=name)
-    tp, fp, fn, _ = torch.as_tensor(counts, dtype=torch.int64, device=DEVICE).unbind(-1)
-    np.testing.assert_array_equal(
-        dm.fbeta(tp, fp, fn, 0.5).cpu().numpy(), fbeta(*counts.T[:3], 0.5)
-    )
 
 
 def test_logit_channels_must_match_the_run_classes():

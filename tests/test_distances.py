@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from segsweep.distances import diagonal_mm, surface, surface_distances
+from segsweep.evaluate.distances import diagonal_mm, surface, surface_distances
 
 
 def _sitk_surface(mask: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segsweep.__main__ import STAGES
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "scripts" / "segsweep"
 
@@ -33,14 +35,19 @@ def env_packages(path: Path) -> dict[str, str]:
     return packages
 
 
-def module_imports(module: str, seen: set[str] | None = None) -> set[str]:
-    """Top-level third-party imports of a segsweep module and the segsweep modules it imports."""
-    seen = set() if seen is None else seen
-    if module in seen:
-        return set()
-    seen.add(module)
+def module_path(module: str) -> Path:
     path = PACKAGE.joinpath(*module.split(".")[1:])
-    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def module_imports(module: str | Path, seen: set[str] | None = None) -> set[str]:
+    """Third-party imports of a segsweep module (or a rule's script file) and of the segsweep
+    modules it imports, at any depth."""
+    seen = set() if seen is None else seen
+    if str(module) in seen:
+        return set()
+    seen.add(str(module))
+    path = module if isinstance(module, Path) else module_path(module)
     third_party: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         names = []
@@ -48,6 +55,12 @@ def module_imports(module: str, seen: set[str] | None = None) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
+            if node.module.split(".")[0] == "segsweep":  # `from segsweep.x import module`
+                names += [
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if module_path(f"{node.module}.{alias.name}").is_file()
+                ]
         for name in names:
             top = name.split(".")[0]
             if top == "segsweep":
@@ -57,8 +70,9 @@ def module_imports(module: str, seen: set[str] | None = None) -> set[str]:
     return third_party
 
 
-def rules_with_envs() -> list[tuple[str, str, str]]:
-    """(rule, env file name, segsweep stage) for every rule that runs a stage."""
+def rules_with_envs() -> list[tuple[str, str, list[str | Path]]]:
+    """(rule, env file name, what it runs) for every rule: the modules of the stages its shell
+    command runs (`python -m segsweep <stage>`), or its script file."""
     found = []
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         blocks = re.split(
@@ -66,12 +80,16 @@ def rules_with_envs() -> list[tuple[str, str, str]]:
         )
         for block in blocks:
             header = re.match(r"(?:rule|checkpoint) (\w+):", block)
-            stage = re.search(r"python -m segsweep[ .](\w+)", block)
-            if not header or not stage:
+            stages = re.findall(r"python -m segsweep (\w+)", block)
+            script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
+            if not header or not (stages or script):
                 continue
+            runs: list[str | Path] = [STAGES[stage][0] for stage in stages]
+            if script:
+                runs.append((smk.parent / script.group(1)).resolve())
             env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
             assert env, f"rule {header.group(1)} has no conda env"
-            found.append((header.group(1), Path(env.group(1)).name, stage.group(1)))
+            found.append((header.group(1), Path(env.group(1)).name, runs))
     return found
 
 
@@ -83,12 +101,20 @@ def test_env_files_parse_and_pin(path: Path) -> None:
 
 def test_every_rule_runs_in_an_env_with_what_its_stage_imports() -> None:
     rules = rules_with_envs()
-    assert len(rules) >= 10
-    for rule, env, stage in rules:
+    assert len(rules) >= 18
+    for rule, env, runs in rules:
         available = set(env_packages(REPO / "envs" / env))
-        for name in module_imports(f"segsweep.{stage}"):
-            conda = CONDA_NAMES.get(name, name).lower()
-            providers = PROVIDED_BY.get(name, set())
-            assert conda in available or providers & available, (
-                f"rule {rule} runs segsweep.{stage}, which imports {name}; envs/{env} lacks {conda}"
-            )
+        for what in runs:
+            for name in module_imports(what):
+                conda = CONDA_NAMES.get(name, name).lower()
+                providers = PROVIDED_BY.get(name, set())
+                assert conda in available or providers & available, (
+                    f"rule {rule} runs {what}, which imports {name}; envs/{env} lacks {conda}"
+                )
+
+
+def test_the_import_check_follows_stages_and_scripts() -> None:
+    """A rule script's imports are followed into the package (as a shell rule's stage's)."""
+    report = module_imports(REPO / "workflow" / "scripts" / "report.py")
+    assert {"weasyprint", "jinja2", "pandas"} <= report
+    assert "torch" in module_imports(STAGES["train"][0])

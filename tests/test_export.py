@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from segsweep.crop import CANONICAL, _output_grid, crop_mask, harmonise_slices
-from segsweep.export import native_rows, to_native
+from segsweep.evaluate.export import native_rows, to_native
+from segsweep.preprocess.crop import CANONICAL, _output_grid, crop_mask, harmonise_slices
 
 
 def _sagittal_subject() -> tuple[sitk.Image, dict, dict]:
@@ -102,7 +102,7 @@ def test_native_scores_only_count_the_roi(tmp_path):
 
 
 def test_unlabelled_predictions_are_drawn(tmp_path):
-    from segsweep.export import overlay_figure
+    from segsweep.evaluate.unlabelled import overlay_figure
 
     slices = np.ones((4, 6, 6, 1), np.float32)
     labels = np.zeros((4, 6, 6), np.uint8)

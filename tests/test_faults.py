@@ -23,9 +23,19 @@ from test_analysis import CONFIG, SWEEP, cli_args, fail_run, write_fake_results
 from test_train import HP, write_toy_h5
 from tiny import TINY_CONFIG
 
-from segsweep import analysis, evaluate, figures, provenance, report, select, train
+from segsweep import provenance
 from segsweep.errors import InputError
-from segsweep.train import LOG_COLUMNS
+from segsweep.evaluate import select
+from segsweep.evaluate import tables as evaluate
+from segsweep.report import figures
+from segsweep.report.chapters.appendix import run_provenance_frame
+from segsweep.report.inputs import ReportInputs
+from segsweep.report.render import render_html
+from segsweep.report.thesis import build_document
+from segsweep.sweep import analysis
+from segsweep.train import job as train
+from segsweep.train.failure import error_line
+from segsweep.train.loop import LOG_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 DEEP = {**HP, "depth": 6, "epochs": 1}  # 16 × 16 slices: depth 6 needs sizes divisible by 32
@@ -57,7 +67,7 @@ def train_args(hp: dict, data: tuple[Path, Path], out: Path, *extra: str) -> lis
 
 
 def test_provenance_hashes_versions_and_git_revision(tmp_path: Path) -> None:
-    assert provenance.config_hash(CONFIG, SWEEP) == report.config_hash(CONFIG, SWEEP)
+    assert provenance.config_hash(CONFIG, SWEEP) == provenance.config_hash(dict(CONFIG), SWEEP)
     reordered = dict(reversed(list(HP.items())))
     assert provenance.params_hash(reordered) == provenance.params_hash(HP)
     assert provenance.params_hash({**HP, "lr": 0.1}) != provenance.params_hash(HP)
@@ -104,10 +114,10 @@ def test_only_the_last_attempt_records_a_failure(data: tuple[Path, Path], tmp_pa
 
 
 def test_error_line_is_the_type_and_last_line() -> None:
-    assert train.error_line(RuntimeError("CUDA out of memory.\nTried 2 GiB ")) == (
+    assert error_line(RuntimeError("CUDA out of memory.\nTried 2 GiB ")) == (
         "RuntimeError: Tried 2 GiB"
     )
-    assert train.error_line(KeyError()) == "KeyError"
+    assert error_line(KeyError()) == "KeyError"
 
 
 @pytest.fixture()
@@ -162,7 +172,7 @@ def test_the_report_lists_a_failed_run_with_its_error(tmp_path: Path) -> None:
     figures.main(cli_args(results))  # the figures of the fake tree, before the failure
     fail_run(results, "lr-0.0001")
     analysis.main(cli_args(results))
-    html = report.render_html(report.build_context(CONFIG, SWEEP, results))
+    html = render_html(build_document(ReportInputs.under(results, CONFIG, SWEEP, [])))
     failed = re.search(r"(\d) of the (\d) runs failed.*?Table (4\.\d)", html, re.S)
     assert failed and failed.groups()[:2] == ("1", "5"), failed
     table = html[html.index(f'<span class="label">Table {failed.group(3)}:') :]
@@ -188,12 +198,12 @@ def test_report_groups_the_runs_provenance(tmp_path: Path) -> None:
         }
         (runs / run).mkdir(parents=True)
         (runs / run / "provenance.json").write_text(json.dumps(record))
-    table = report.run_provenance_frame(runs)
+    table = run_provenance_frame({run: runs / run / "provenance.json" for run in "abc"})
     assert table.values.tolist() == [
         ["0123456789ab+dirty", "ffffffffffff", "2.0", "2", "cpu, cuda:1"],
         ["unknown", "ffffffffffff", "2.0", "1", "cpu"],
     ]
-    assert report.run_provenance_frame(tmp_path / "nothing") is None
+    assert run_provenance_frame({"a": tmp_path / "nothing.json"}) is None
 
 
 # ------------------------------------------------------------------ the real workflow

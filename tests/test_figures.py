@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from test_analysis import cli_args, write_fake_results
 
-from segsweep import analysis, figures
+from segsweep.evaluate import outlines
+from segsweep.report import figures
+from segsweep.sweep import analysis
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DECLARED = ["jitter_labels", "jitter_loss", "jitter_lr", "boxplot_val", "boxplot_test"]
@@ -72,14 +74,12 @@ def test_rolling_window_grows_with_the_log() -> None:
 
 
 def test_twelve_linearly_spaced_slices() -> None:
-    assert figures.twelve_slices(24).tolist() == [0, 2, 4, 6, 8, 10, 13, 15, 17, 19, 21, 23]
-    assert figures.twelve_slices(5).tolist() == [0, 1, 2, 3, 4]
+    assert outlines.twelve_slices(24).tolist() == [0, 2, 4, 6, 8, 10, 13, 15, 17, 19, 21, 23]
+    assert outlines.twelve_slices(5).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_outlines_and_the_patients_shown(tmp_path: Path) -> None:
     import numpy as np
-
-    from segsweep.evaluate import shown_patients
 
     per_patient = pd.DataFrame(
         {
@@ -89,14 +89,14 @@ def test_outlines_and_the_patients_shown(tmp_path: Path) -> None:
         }
     )
     wanted = ["best", "median", "worst", "c", "zz"]
-    assert shown_patients(per_patient, wanted) == [
+    assert outlines.shown_patients(per_patient, wanted) == [
         ("best", "a"),
         ("median", "d"),
         ("worst", "b"),
         ("patient", "c"),
     ]
     two = per_patient[per_patient["patient_id"].isin(["a", "b"])]
-    assert shown_patients(two, ["best", "median", "worst"]) == [
+    assert outlines.shown_patients(two, ["best", "median", "worst"]) == [
         ("best-median", "a"),
         ("worst", "b"),
     ]
@@ -104,5 +104,5 @@ def test_outlines_and_the_patients_shown(tmp_path: Path) -> None:
     reference = np.zeros((8, 16, 16), bool)
     reference[2:6, 4:12, 4:12] = True
     out = tmp_path / "outlines.png"
-    figures.slice_outlines(image, reference, np.roll(reference, 1, axis=2), out, "p")
+    outlines.slice_outlines(image, reference, np.roll(reference, 1, axis=2), out, "p")
     assert png_size(out)[0] > png_size(out)[1]  # two rows of six (here: eight) slices

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segsweep.final import choose_final, selection_scores
-from segsweep.sweep import expand_sweep
+from segsweep.sweep.final import choose_final, selection_scores
+from segsweep.sweep.grammar import expand_sweep
 
 SCORES = pd.DataFrame(
     {
@@ -45,13 +45,17 @@ def test_unknown_group_and_no_scores_are_errors() -> None:
         choose_final(SCORES.assign(score=math.nan), 1, [], True)
 
 
+def selection_files(results: Path, runs) -> dict[str, Path]:
+    return {run.run_id: results / "runs" / run.run_id / "selection.json" for run in runs}
+
+
 def test_selection_scores_reads_each_runs_selection(tmp_path: Path) -> None:
     runs = expand_sweep({"grids": {"g": {"loss": ["dice", "ce"]}}}, {"loss": "dice", "seed": 0})
     for run, score in zip(runs, [0.7, 0.8], strict=True):
         folder = tmp_path / "runs" / run.run_id
         folder.mkdir(parents=True)
         (folder / "selection.json").write_text(json.dumps({"selected": {"score": score}}))
-    table = selection_scores(runs, tmp_path)
+    table = selection_scores(runs, selection_files(tmp_path, runs))
     assert table.set_index("run_id")["score"].to_dict() == {"default": 0.7, "loss-ce": 0.8}
 
 
@@ -65,12 +69,12 @@ def test_failed_runs_are_never_chosen(tmp_path: Path) -> None:
         folder = tmp_path / "runs" / run_id
         folder.mkdir(parents=True)
         (folder / "selection.json").write_text(json.dumps(selection))
-    table = selection_scores(runs, tmp_path)
+    table = selection_scores(runs, selection_files(tmp_path, runs))
     assert table["run_id"].tolist() == ["loss-ce"]
     assert choose_final(table, 2, [], True)["run_id"].tolist() == ["loss-ce"]
     (tmp_path / "runs" / "loss-ce" / "selection.json").write_text(json.dumps(selections["default"]))
     with pytest.raises(ValueError, match="every training failed"):
-        choose_final(selection_scores(runs, tmp_path), 1, ["loss"], True)
+        choose_final(selection_scores(runs, selection_files(tmp_path, runs)), 1, ["loss"], True)
 
 
 def test_best_per_input_modality_groups_list_valued_inputs(tmp_path: Path) -> None:
@@ -80,7 +84,9 @@ def test_best_per_input_modality_groups_list_valued_inputs(tmp_path: Path) -> No
         folder = tmp_path / "runs" / run.run_id
         folder.mkdir(parents=True)
         (folder / "selection.json").write_text(json.dumps({"selected": {"score": k / 10}}))
-    final = choose_final(selection_scores(runs, tmp_path), 1, ["inputs"], True)
+    final = choose_final(
+        selection_scores(runs, selection_files(tmp_path, runs)), 1, ["inputs"], True
+    )
     groups = dict(zip(final["group"], final["run_id"], strict=True))
     assert set(groups) == {"overall; inputs=pet", "inputs=ct", "inputs=ct+pet"}
     assert groups["inputs=ct"] == "inputs-ct_seed-1"

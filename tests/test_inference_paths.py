@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from segsweep import evaluate, export
-from segsweep.crop import crop_mask, crop_subject, image_centre
-from segsweep.ingest import check_subject, ingest_image, ingest_mask
-from segsweep.pack import compute_stats, pack_split
-from segsweep.train import train_run
+from segsweep.data.ingest import check_subject, ingest_image, ingest_mask
+from segsweep.evaluate import tables as evaluate
+from segsweep.evaluate import unlabelled as export
+from segsweep.preprocess.crop import crop_mask, crop_subject, image_centre
+from segsweep.preprocess.normalise import compute_stats
+from segsweep.preprocess.pack import crop_files, pack_split
+from segsweep.train.loop import train_run
 
 LABELS = {"bone": 1}
 WINDOWS = [[-160.0, 240.0], [0.0, 150.0]]  # two windows: two network channels under `window`
@@ -68,8 +70,8 @@ def test_unlabelled_path_predicts_the_labels_of_the_test_path(tmp_path: Path, me
     _subject(tmp_path, "s1", gain=1.6)  # the predicted subject, brighter
     stats = compute_stats([tmp_path / "crop" / "s0" / "image.nii.gz"], method, WINDOWS)
     (tmp_path / "normalisation.json").write_text(json.dumps(stats))
-    pack_split(["s0"], tmp_path / "crop", stats, LABELS, tmp_path / "train.h5")
-    pack_split(["s1"], tmp_path / "crop", stats, LABELS, tmp_path / "test.h5")
+    pack_split(["s0"], *crop_files(tmp_path / "crop", ["s0"]), stats, LABELS, tmp_path / "train.h5")
+    pack_split(["s1"], *crop_files(tmp_path / "crop", ["s1"]), stats, LABELS, tmp_path / "test.h5")
     run_dir = tmp_path / "runs" / "r"
     _trained_run(run_dir, tmp_path / "train.h5")
     common = ["--run-dir", str(run_dir), "--selection", str(run_dir / "selection.json")]

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from segsweep import ingest
+from segsweep.data import ingest
 from segsweep.errors import InputError
+from segsweep.io import images
 
 LABELS = {"femur": 1, "tibia": 2, "fibula": 3}
 PIR = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # sagittal: x->P, y->I, z->R
@@ -47,14 +48,14 @@ def _write(image: sitk.Image, path: Path) -> Path:
 @pytest.mark.parametrize("name", ["a.mhd", "a.mha", "a.nii", "a.nii.gz"])
 def test_read_image_supported_formats(tmp_path, name):
     image = _image()
-    back = ingest.read_image(_write(image, tmp_path / name), "s1")
+    back = images.read_image(_write(image, tmp_path / name), "s1")
     np.testing.assert_allclose(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
     np.testing.assert_allclose(back.GetDirection(), PIR, atol=1e-6)
 
 
 def test_read_image_missing_file_names_subject_and_path(tmp_path):
     with pytest.raises(InputError) as info:
-        ingest.read_image(tmp_path / "nope.nii.gz", "s7")
+        images.read_image(tmp_path / "nope.nii.gz", "s7")
     assert str(info.value) == f"subject s7: {tmp_path / 'nope.nii.gz'}: file not found"
 
 
@@ -62,7 +63,7 @@ def test_read_image_corrupt_file(tmp_path):
     path = tmp_path / "bad.nii.gz"
     path.write_bytes(b"not an image at all" * 10)
     with pytest.raises(InputError) as info:
-        ingest.read_image(path, "s1")
+        images.read_image(path, "s1")
     assert (
         str(info.value)
         == f"subject s1: {path}: unreadable header: Unable to determine ImageIO reader"
@@ -80,7 +81,7 @@ def test_read_image_unreadable_mhd_header_is_not_blamed_on_the_data(tmp_path, ol
     path = _write(_image(), tmp_path / "a.mhd")
     path.write_text(path.read_text().replace(old, new))
     with pytest.raises(InputError, match=f"a.mhd: {message}"):
-        ingest.read_image(path, "s1")
+        images.read_image(path, "s1")
 
 
 @pytest.mark.parametrize("name", ["a.nii", "a.nii.gz", "a.mha"])
@@ -89,7 +90,7 @@ def test_read_image_truncated_voxels_of_single_file_formats(tmp_path, name):
     path = _write(_image(shape=(8, 30, 30)), tmp_path / name)
     path.write_bytes(path.read_bytes()[: path.stat().st_size * 6 // 10])
     with pytest.raises(InputError, match=f"{name}: voxel data is truncated or corrupt") as info:
-        ingest.read_image(path, "s1")
+        images.read_image(path, "s1")
     assert "\n" not in str(info.value)
 
 
@@ -98,14 +99,14 @@ def test_read_image_truncated_data(tmp_path):
     raw = tmp_path / "a.zraw"
     raw.write_bytes(raw.read_bytes()[: raw.stat().st_size // 2])
     with pytest.raises(InputError, match="data file a.zraw is truncated or corrupt"):
-        ingest.read_image(path, "s1")
+        images.read_image(path, "s1")
 
 
 def test_read_image_missing_data_file(tmp_path):
     path = _write(_image(), tmp_path / "a.mhd")
     (tmp_path / "a.zraw").unlink()
     with pytest.raises(InputError, match="MetaImage data file a.zraw not found"):
-        ingest.read_image(path, "s1")
+        images.read_image(path, "s1")
 
 
 def test_read_image_rejects_nan_and_inf(tmp_path):
@@ -115,16 +116,16 @@ def test_read_image_rejects_nan_and_inf(tmp_path):
     bad = sitk.GetImageFromArray(array)
     bad.CopyInformation(image)
     with pytest.raises(InputError, match="3 NaN/inf voxels"):
-        ingest.read_image(_write(bad, tmp_path / "a.nii.gz"), "s1")
+        images.read_image(_write(bad, tmp_path / "a.nii.gz"), "s1")
 
 
 def test_read_image_rejects_unsupported_suffix_and_2d(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     with pytest.raises(InputError, match="unsupported format"):
-        ingest.read_image(tmp_path / "a.png", "s1")
+        images.read_image(tmp_path / "a.png", "s1")
     flat = sitk.GetImageFromArray(np.zeros((5, 6), np.float32))
     with pytest.raises(InputError, match="expected a 3D image, got 2D"):
-        ingest.read_image(_write(flat, tmp_path / "flat.nii.gz"), "s1")
+        images.read_image(_write(flat, tmp_path / "flat.nii.gz"), "s1")
 
 
 def _write_dicom_series(folder: Path, series_uid: str, n: int = 3, first: int = 0) -> None:
@@ -161,7 +162,7 @@ def _write_dicom_slices(folder: Path, series_uid: str, n: int, first: int) -> No
 
 def test_read_dicom_series_folder(tmp_path):
     _write_dicom_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.101")
-    image = ingest.read_image(tmp_path / "dcm", "s1")
+    image = images.read_image(tmp_path / "dcm", "s1")
     assert image.GetSize() == (5, 6, 3)
     assert sitk.GetArrayFromImage(image)[:, 0, 0].tolist() == [0, 1, 2]
 
@@ -170,10 +171,10 @@ def test_read_dicom_folder_with_two_series_or_none_fails(tmp_path):
     _write_dicom_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.101")
     _write_dicom_series(tmp_path / "dcm", "1.2.826.0.1.3680043.2.1125.202", first=10)
     with pytest.raises(InputError, match="holds 2 DICOM series"):
-        ingest.read_image(tmp_path / "dcm", "s1")
+        images.read_image(tmp_path / "dcm", "s1")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no DICOM series"):
-        ingest.read_image(tmp_path / "empty", "s1")
+        images.read_image(tmp_path / "empty", "s1")
 
 
 # --- ingest_image / ingest_mask ----------------------------------------------------------------
@@ -193,7 +194,7 @@ def test_ingest_image_reorients_to_lip_and_records_geometry(tmp_path):
     )
     out = sitk.ReadImage(str(tmp_path / "out" / "image.nii.gz"))
     assert out.GetPixelID() == sitk.sitkFloat32
-    assert ingest.orientation(out) == "LIP"
+    assert images.orientation(out) == "LIP"
     # PIR -> LIP: x (L) was the reversed z axis, y stays I, z (P) was x
     assert out.GetSize() == (4, 5, 6)
     np.testing.assert_allclose(out.GetSpacing(), (3.0, 0.7, 0.5), atol=1e-6)
@@ -217,7 +218,7 @@ def test_ingest_mask_ok_writes_uint8_lip(tmp_path):
     info = ingest.ingest_mask("s1", src, msk, tmp_path / "mask.nii.gz", LABELS)
     out = sitk.ReadImage(str(tmp_path / "mask.nii.gz"))
     assert out.GetPixelID() == sitk.sitkUInt8
-    assert ingest.orientation(out) == "LIP"
+    assert images.orientation(out) == "LIP"
     assert set(np.unique(sitk.GetArrayFromImage(out))) == {0, 1, 2, 3}
     assert info["voxels"] == {"femur": 30, "tibia": 30, "fibula": 30}
 
@@ -395,7 +396,7 @@ def test_main_image_mask_manifest(tmp_path, monkeypatch):
 
 def test_ingest_of_generated_subject_keeps_values_at_physical_points(tmp_path):
     """A sagittal synthetic subject ends up LIP with unchanged voxel values."""
-    cohort = pytest.importorskip("segsweep.cohort")
+    cohort = pytest.importorskip("segsweep.data.cohort")
     spec = next(
         s for s in cohort.plan_cohort({"seed": 1, "scale": 0.0625, "sources": {"maas": {"n": 1}}})
     )
@@ -407,7 +408,7 @@ def test_ingest_of_generated_subject_keeps_values_at_physical_points(tmp_path):
         )
     raw = sitk.ReadImage(str(tmp_path / "subj/image.mhd"))
     out = sitk.ReadImage(str(tmp_path / "i.nii.gz"))
-    assert ingest.orientation(raw) == "PIR" and ingest.orientation(out) == "LIP"
+    assert images.orientation(raw) == "PIR" and images.orientation(out) == "LIP"
     np.testing.assert_allclose(
         np.sort(sitk.GetArrayFromImage(out).ravel()), np.sort(sitk.GetArrayFromImage(raw).ravel())
     )

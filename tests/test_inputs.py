@@ -13,11 +13,13 @@ import pytest
 import torch
 from test_train import write_toy_h5
 
+from segsweep.channels import channel_names
 from segsweep.errors import ConfigError
-from segsweep.inputs import channel_names, check, resolve
-from segsweep.pack import normalise
-from segsweep.predict import InputLayer, VolumeSlices, load_checkpoint, predict_labels
-from segsweep.train import train_run
+from segsweep.evaluate.predict import predict_labels
+from segsweep.model.checkpoints import InputLayer, VolumeSlices, load_checkpoint
+from segsweep.model.inputs import check, resolve
+from segsweep.preprocess.normalise import normalise
+from segsweep.train.loop import train_run
 
 
 def test_packed_channel_names():

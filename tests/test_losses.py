@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from segsweep.losses import (
+from segsweep.config_schema import complete
+from segsweep.model.losses import (
     LOSSES,
     Criterion,
     ce_dice,
@@ -17,7 +18,7 @@ from segsweep.losses import (
     soft_dice,
     soft_fbeta,
 )
-from segsweep.models import build_model
+from segsweep.model.unet import build_model
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -140,6 +141,7 @@ def test_dual_head_criterion_sums_one_loss_per_head():
         "depth": 2,
         "base_channels": 4,
     }
+    hp = complete(hp, "train")
     model = build_model(hp, 1, 3)
     x, t = torch.randn(2, 1, 8, 8), torch.randint(0, 3, (2, 8, 8))
     first, second = model.forward_heads(x)
@@ -149,7 +151,7 @@ def test_dual_head_criterion_sums_one_loss_per_head():
 
 def test_per_class_criterion_sums_binary_losses_of_members():
     torch.manual_seed(0)
-    hp = {"labels": "per_class", "loss": "dice", "depth": 2, "base_channels": 4}
+    hp = complete({"labels": "per_class", "loss": "dice", "depth": 2, "base_channels": 4}, "train")
     model = build_model(hp, 1, 4)
     x, t = torch.randn(2, 1, 8, 8), torch.randint(0, 4, (2, 8, 8))
     expected = sum(soft_dice(m(x), (t == c).long()) for c, m in enumerate(model.members, 1))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from segsweep.data.manifest import read_subject_table
 from segsweep.errors import InputError
-from segsweep.manifest import read_subject_table
 
 LABELS = {"femur": 1, "tibia": 2}
 

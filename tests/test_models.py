@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from segsweep.models import PerClassModel, UNet, build_model, encoder_blocks
+from segsweep.config_schema import complete
+from segsweep.model.unet import PerClassModel, UNet, build_model, encoder_blocks
 
 
 @pytest.mark.parametrize(("depth", "size"), [(1, 5), (2, 16), (3, 16), (4, 24), (5, 32)])
@@ -51,7 +52,7 @@ def test_size_not_divisible_is_a_clear_error():
 
 def test_build_model_reads_hyperparameters():
     hp = {"model": "unet2d", "depth": 2, "base_channels": 5, "batch_norm": False, "dropout": 0.25}
-    model = build_model(hp, in_channels=3, out_channels=4)
+    model = build_model(complete(hp, "train"), in_channels=3, out_channels=4)
     assert isinstance(model, UNet) and model.depth == 2
     first_conv = model.encoder[0].first[0]
     assert first_conv.in_channels == 3 and first_conv.out_channels == 5
@@ -61,7 +62,7 @@ def test_build_model_reads_hyperparameters():
 
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'unet4d'.*unet2d, unet3d"):
-        build_model({"model": "unet4d"}, 1, 2)
+        build_model(complete({"model": "unet4d"}, "train"), 1, 2)
 
 
 def test_dropout_between_contracting_convolutions_and_on_the_expanding_side():
@@ -107,13 +108,15 @@ def test_dual_head_combines_heads_as_configured():
     model.dual_inference = "second"
     assert torch.equal(model(x), second)
     hp = {"loss": "dual", "dual_losses": ["cross_entropy", "dice"], "dual_inference": "first"}
-    built = build_model(hp, 1, 3)
+    built = build_model(complete(hp, "train"), 1, 3)
     assert len(built.heads) == 2 and built.dual_inference == "first"
 
 
 def test_per_class_model_has_one_binary_network_per_class():
     torch.manual_seed(0)
-    model = build_model({"labels": "per_class", "depth": 2, "base_channels": 4}, 1, 4)
+    model = build_model(
+        complete({"labels": "per_class", "depth": 2, "base_channels": 4}, "train"), 1, 4
+    )
     assert isinstance(model, PerClassModel) and len(model.members) == 3
     assert all(m.head.out_channels == 2 for m in model.members)
     x = torch.randn(2, 1, 8, 8)
@@ -157,7 +160,7 @@ def test_3d_layers_are_3x3x3_and_pool_in_plane_only():
         model(torch.zeros(1, 1, 3, 16, 18))
 
 
-HP_3D = {"model": "unet3d", "depth": 2, "base_channels": 4}
+HP_3D = complete({"model": "unet3d", "depth": 2, "base_channels": 4}, "train")
 OPTIONS_3D = {
     "growth": (
         {"depth": 3, "base_channels": 6, "growth": 1.5},

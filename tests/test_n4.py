@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from segsweep import n4
 from segsweep.errors import ConfigError
+from segsweep.preprocess import n4
 
 FAST = {"shrink": 2, "iterations": (30, 30)}
 

@@ -11,7 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from segsweep.errors import ConfigError, InputError
-from segsweep.pack import compute_stats, main, normalise, pack_split
+from segsweep.preprocess.normalise import compute_stats, normalise
+from segsweep.preprocess.pack import crop_files, main, pack_split
 
 CLASSES = {"femur": 1, "tibia": 2, "fibula": 3}
 SPLITS = {"s01": "train", "s02": "train", "s03": "train", "s04": "val", "s05": "test"}
@@ -154,7 +155,13 @@ def test_val_uses_training_statistics(cohort):
 def test_class_order_follows_labels(cohort):
     out = cohort["root"] / "test.h5"
     stats = {"method": "zscore", "mean": [0.0], "std": [1.0]}
-    pack_split(["s05"], cohort["crop"], stats, {"fibula": 3, "femur": 1, "tibia": 2}, out)
+    pack_split(
+        ["s05"],
+        *crop_files(cohort["crop"], ["s05"]),
+        stats,
+        {"fibula": 3, "femur": 1, "tibia": 2},
+        out,
+    )
     labels = cohort["arrays"]["s05"][1]
     with h5py.File(out, "r") as h5:
         assert json.loads(h5.attrs["classes"]) == ["fibula", "femur", "tibia"]
@@ -170,7 +177,13 @@ def test_differing_slice_spacing_is_recorded(cohort):
     _write(cohort["crop"] / "s05" / "image.nii.gz", image, spacing=(1.5, 1.5, 6.0))
     _write(cohort["crop"] / "s05" / "mask.nii.gz", labels, spacing=(1.5, 1.5, 6.0))
     out = cohort["root"] / "mixed.h5"
-    pack_split(["s04", "s05"], cohort["crop"], {"mean": [0.0], "std": [1.0]}, CLASSES, out)
+    pack_split(
+        ["s04", "s05"],
+        *crop_files(cohort["crop"], ["s04", "s05"]),
+        {"mean": [0.0], "std": [1.0]},
+        CLASSES,
+        out,
+    )
     with h5py.File(out, "r") as h5:
         assert json.loads(h5.attrs["spacing"]) == [1.5, 1.5, None]
         assert json.loads(h5.attrs["subject_spacing"])["s05"] == [1.5, 1.5, 6.0]
@@ -181,16 +194,16 @@ def test_bad_inputs_name_the_subject(cohort):
     out = cohort["root"] / "bad.h5"
     _write(cohort["crop"] / "s04" / "mask.nii.gz", np.zeros((4, ROWS, COLS - 1), np.uint8))
     with pytest.raises(InputError, match="s04.*mask size"):
-        pack_split(["s01", "s04"], cohort["crop"], stats, CLASSES, out)
+        pack_split(["s01", "s04"], *crop_files(cohort["crop"], ["s01", "s04"]), stats, CLASSES, out)
     _write(cohort["crop"] / "s04" / "mask.nii.gz", np.full((4, ROWS, COLS), 7, np.uint8))
     with pytest.raises(InputError, match=r"s04.*label values \[7\]"):
-        pack_split(["s04"], cohort["crop"], stats, CLASSES, out)
+        pack_split(["s04"], *crop_files(cohort["crop"], ["s04"]), stats, CLASSES, out)
     _write(cohort["crop"] / "s03" / "image.nii.gz", np.zeros((5, ROWS + 1, COLS), np.float32))
     _write(cohort["crop"] / "s03" / "mask.nii.gz", np.zeros((5, ROWS + 1, COLS), np.uint8))
     with pytest.raises(InputError, match="s03.*slice size"):
-        pack_split(["s01", "s03"], cohort["crop"], stats, CLASSES, out)
+        pack_split(["s01", "s03"], *crop_files(cohort["crop"], ["s01", "s03"]), stats, CLASSES, out)
     with pytest.raises(InputError, match="s09.*file not found"):
-        pack_split(["s09"], cohort["crop"], stats, CLASSES, out)
+        pack_split(["s09"], *crop_files(cohort["crop"], ["s09"]), stats, CLASSES, out)
     assert not out.exists()
 
 
@@ -231,7 +244,14 @@ def test_minmax_stats_and_3d_layout(cohort):
     assert stats["shift"] == pytest.approx([voxels.min()])
     assert stats["scale"] == pytest.approx([voxels.max() - voxels.min()])
     out = cohort["root"] / "v.h5"
-    pack_split(["s01", "s04"], cohort["crop"], stats, CLASSES, out, volumes=True)
+    pack_split(
+        ["s01", "s04"],
+        *crop_files(cohort["crop"], ["s01", "s04"]),
+        stats,
+        CLASSES,
+        out,
+        volumes=True,
+    )
     with h5py.File(out, "r") as h5:
         assert h5["volumes/images"].shape == (2, 4, ROWS, COLS, 1)
         assert h5["volumes/masks"].shape == (2, 4, ROWS, COLS, 3)
@@ -239,4 +259,11 @@ def test_minmax_stats_and_3d_layout(cohort):
         np.testing.assert_array_equal(h5["volumes/images"][1], h5["images"][4:8])
         np.testing.assert_array_equal(h5["volumes/masks"][0], h5["masks"][0:4])
     with pytest.raises(InputError, match="3D layout needs one slice count"):
-        pack_split(["s01", "s02"], cohort["crop"], stats, CLASSES, out, volumes=True)
+        pack_split(
+            ["s01", "s02"],
+            *crop_files(cohort["crop"], ["s01", "s02"]),
+            stats,
+            CLASSES,
+            out,
+            volumes=True,
+        )

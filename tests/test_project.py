@@ -39,7 +39,10 @@ def tool(name: str) -> str:
 def test_python_is_ruff_clean() -> None:
     for args in (["check"], ["format", "--check"]):
         result = subprocess.run(
-            [tool("ruff"), *args, "scripts", "tests"], cwd=REPO, capture_output=True, text=True
+            [tool("ruff"), *args, "scripts", "tests", "workflow/scripts"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
         )
         assert result.returncode == 0, result.stdout + result.stderr
 

@@ -14,7 +14,13 @@ import pandas as pd
 import pytest
 from test_analysis import CONFIG, SWEEP, cli_args, write_fake_results
 
-from segsweep import analysis, figures, report
+from segsweep.provenance import config_hash
+from segsweep.report import figures, thesis
+from segsweep.report.chapters import final_results, methods, preprocessing
+from segsweep.report.inputs import ReportInputs
+from segsweep.report.render import render_html
+from segsweep.report.thesis import build_document
+from segsweep.sweep import analysis
 
 
 def pdf_pages(pdf: bytes) -> int:
@@ -41,7 +47,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     analysis.main(cli_args(results))
     figures.main(cli_args(results))
     html, pdf = root / "out" / "thesis.html", root / "out" / "thesis.pdf"
-    report.main([*cli_args(results), "--out-html", str(html), "--out-pdf", str(pdf)])
+    thesis.main([*cli_args(results), "--out-html", str(html), "--out-pdf", str(pdf)])
     return {"results": results, "html": html.read_text(encoding="utf-8"), "pdf": pdf.read_bytes()}
 
 
@@ -66,16 +72,25 @@ def test_pair_tables_show_mean_median_count_cells(built: dict) -> None:
     assert html.count("The format is “mean/median (count)”") == 3  # 2 configured, 1 by effect
 
 
+CAPTION = re.compile(
+    r'<figure class="(?:table|figure)[^"]*" id="((?:tab|fig)-[a-z0-9-]+)">\s*'
+    r'(?:<img[^>]*>\s*)?<figcaption><span class="label">(Table|Figure) ([0-9A-C]+)\.(\d+):'
+)
+
+
 def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict) -> None:
     html = built["html"]
-    captions = re.findall(r'id="((table|figure)-([0-9A-C]+)-(\d+))"', html)
+    captions = CAPTION.findall(html)
     numbers: dict[tuple[str, str], list[int]] = {}
     for ident, kind, chapter, n in captions:
-        numbers.setdefault((kind, chapter), []).append(int(n))
-        label = f"{kind.capitalize()} {chapter}.{n}"
-        assert f'<span class="label">{label}:</span>' in html
+        numbers.setdefault((kind.lower(), chapter), []).append(int(n))
+        label = f"{kind} {chapter}.{n}"
         assert f'<a class="ref" href="#{ident}">{label}</a>' in html, f"{label} not referenced"
+    assert len(captions) == html.count('<span class="label">')  # every caption found
     assert all(ns == list(range(1, len(ns) + 1)) for ns in numbers.values())
+    # anchors say what a table or figure shows, not where it stands
+    assert 'id="tab-hp-loss"' in html and 'id="tab-pair-loss-labels"' in html
+    assert 'id="fig-jitter-lr"' in html and 'id="tab-all-runs"' in html
     # 3 hyperparameters, Kruskal–Wallis, 3 pairs, best, final; per split: distribution, metrics,
     # per class, per patient, paired tests
     assert len(numbers[("table", "4")]) == 19
@@ -110,7 +125,7 @@ def test_text_is_written_from_the_configuration(built: dict) -> None:
     for heading in ["1 Data", "2 Preprocessing", "3 Methods", "4 Results", "A All runs"]:
         assert f"<h1>{heading}</h1>" in html
     assert "labels-separate_loss-cross-entropy" in html  # appendix A lists every run
-    assert report.config_hash(CONFIG, SWEEP) in html
+    assert config_hash(CONFIG, SWEEP) in html
     assert "loss_vs_labels:" in html  # the sweep as YAML
 
 
@@ -122,31 +137,36 @@ def test_pdf_has_several_pages(built: dict) -> None:
 def test_selection_and_final_sentences() -> None:
     selection = {**CONFIG["selection"], "higher_is_better": False, "metric": "iou"}
     selection |= {"aggregate": "median", "level": "slice"}
-    text = report.selection_sentence(selection, 2)
+    text = methods.selection_sentence(selection, 2)
     assert text.startswith("Checkpoints were saved every 2 epochs. For each run, the checkpoint")
     assert "lowest median per-slice IoU of the foreground class" in text
-    assert report.final_sentence({"n_best": 1, "group_by": []}) == (
+    assert methods.final_sentence({"n_best": 1, "group_by": []}) == (
         "The final models are the best run overall on validation; only these were evaluated "
         "on the test set."
     )
     assert "3 best runs overall on validation and the best run for each combination of “loss”" in (
-        report.final_sentence({"n_best": 3, "group_by": ["loss"]})
+        methods.final_sentence({"n_best": 3, "group_by": ["loss"]})
     )
 
 
 def test_config_hash_is_canonical() -> None:
     reordered = dict(reversed(list(CONFIG.items())))
-    assert report.config_hash(reordered, SWEEP) == report.config_hash(CONFIG, SWEEP)
+    assert config_hash(reordered, SWEEP) == config_hash(CONFIG, SWEEP)
     changed = {**CONFIG, "train": {**CONFIG["train"], "lr": 0.01}}
-    assert report.config_hash(changed, SWEEP) != report.config_hash(CONFIG, SWEEP)
-    assert re.fullmatch(r"[0-9a-f]{64}", report.config_hash(CONFIG, SWEEP))
+    assert config_hash(changed, SWEEP) != config_hash(CONFIG, SWEEP)
+    assert re.fullmatch(r"[0-9a-f]{64}", config_hash(CONFIG, SWEEP))
+
+
+def document_of(results: Path, config: dict = CONFIG):
+    return build_document(ReportInputs.under(results, config, SWEEP, []), date="2020-01-01")
 
 
 def test_render_html_uses_the_given_templates(built: dict, tmp_path: Path) -> None:
-    (tmp_path / "thesis.html.j2").write_text("<title>{{ title }}</title>{{ tables | length }}")
-    context = report.build_context(CONFIG, SWEEP, built["results"], date="2020-01-01")
-    assert report.render_html(context, tmp_path) == "<title>Fake sweep</title>28"
-    assert context["date"] == "2020-01-01"
+    template = "<title>{{ document.title }}</title>{{ document.tables | length }}"
+    (tmp_path / "thesis.html.j2").write_text(template)
+    document = document_of(built["results"])
+    assert render_html(document, tmp_path) == "<title>Fake sweep</title>28"
+    assert document.date == "2020-01-01"
 
 
 def test_final_model_tables_hold_the_numbers_of_the_csvs(built: dict) -> None:
@@ -199,12 +219,12 @@ def test_data_and_preprocessing_tables_hold_the_numbers_of_the_csvs(built: dict)
     assert re.search(row_pattern(["jopp-000", "joint", "–", "–", "–", "–"]), html)
     assert re.search(row_pattern(["Mean", "", "4.2", "1.0", "2.5", "0.0"]), html)
     assert re.search(row_pattern(["Max", "", "6.1", "5.0", "3.0", "2.0"]), html)
-    assert "4.2 mm on average over\n    3 subjects and at most 6.1 mm\n    (jopp-001)" in html
+    assert "4.2 mm on average over 3 subjects and at most 6.1 mm (jopp-001)" in html
     # kept fraction per class with mean and min
     assert re.search(row_pattern(["epi-000", "1.000", "–"]), html)
     assert re.search(row_pattern(["Mean", "0.925", "0.625"]), html)
     assert re.search(row_pattern(["Min", "0.850", "0.500"]), html)
-    assert "the smallest fraction is 0.500\n    (fibula of epi-001)" in html
+    assert "the smallest fraction is 0.500 (fibula of epi-001)" in html
     for label in ["Table 1.3", "Table 2.1", "Table 2.2"]:
         assert f'<span class="label">{label}:</span>' in html
 
@@ -217,9 +237,10 @@ def test_report_builds_without_the_optional_csvs(built: dict, tmp_path: Path) ->
     for path in ["splits/splits_checks.csv", "crop/centre_error.csv", "crop/kept_fraction.csv"]:
         (results / path).unlink()
     shutil.rmtree(results / "data" / "epi-000")
-    context = report.build_context(CONFIG, SWEEP, results, date="2020-01-01")
-    assert context["data"]["checks"] is None and context["crop_tables"]["centre"] is None
-    html = report.render_html(context)
+    document = document_of(results)
+    keys = {t.key for t in document.tables}
+    assert not keys & {"split-audit", "centre-error", "kept-fraction"}
+    html = render_html(document)
     assert "Table 2.1" not in html and "<h1>2 Preprocessing</h1>" in html
     assert "100 × 100 × 41 (1.6 × 1.6 × 3 mm)" in html  # epi-001 still has its record
 
@@ -229,7 +250,7 @@ def test_preprocessing_text_lists_classes_by_label_value_and_counts_fitting_leve
         "data": {"labels": {"canal": 7, "disc": 5, "vertebra": 2}},  # sorted keys, as loaded
         "preprocess": {"n4": {"enabled": True, "shrink": 2, "iterations": [40]}},
     }
-    text = " ".join(report.preprocessing_text(config))
+    text = " ".join(preprocessing.preprocessing_text(config))
     assert "The masks label vertebra (2), disc (5), canal (7);" in text
     assert "with 1 fitting level, at most 40 iterations" in text
 
@@ -239,11 +260,11 @@ def test_the_inputs_levels_are_explained_when_runs_choose_their_inputs() -> None
         "data": {"channels": ["ct", "pet"]},
         "preprocess": {"normalise": "window", "windows": [[-160, 240], [10, 110]]},
     }
-    assert "packed images" not in " ".join(report.preprocessing_text(config))
-    text = " ".join(report.preprocessing_text(config, inputs_used=True))
+    assert "packed images" not in " ".join(preprocessing.preprocessing_text(config))
+    text = " ".join(preprocessing.preprocessing_text(config, inputs_used=True))
     assert "The packed images have the channels “ct[-160,240]”, “ct[10,110]”, “pet”." in text
     assert "“name[low,high]” is that channel clipped to [low, high]" in text
-    single = " ".join(report.preprocessing_text({"preprocess": {}}, inputs_used=True))
+    single = " ".join(preprocessing.preprocessing_text({"preprocess": {}}, inputs_used=True))
     assert "the channels “image”." in single
 
 
@@ -261,10 +282,10 @@ def test_the_inputs_levels_are_explained_when_runs_choose_their_inputs() -> None
     ],
 )
 def test_crop_centre_is_worded_per_method(crop: dict, phrase: str) -> None:
-    assert report.centre_phrase(crop) == phrase
+    assert preprocessing.centre_phrase(crop) == phrase
     config = {"preprocess": {"crop": {"window_mm": 90, "size": 64, "slices": 24, **crop}}}
     assert f"window of 90 mm around {phrase} and resampled" in " ".join(
-        report.preprocessing_text(config)
+        preprocessing.preprocessing_text(config)
     )
 
 
@@ -272,27 +293,26 @@ def test_crop_centre_wording_reaches_the_text_caption_and_note(built: dict) -> N
     liver = {**CONFIG, "data": {**CONFIG["data"], "labels": {"liver": 1}}}
     liver["preprocess"] = {**CONFIG["preprocess"], "crop": {**CONFIG["preprocess"]["crop"]}}
     liver["preprocess"]["crop"]["centre"] = "foreground"
-    context = report.build_context(liver, SWEEP, built["results"], date="2020-01-01")
-    html = report.render_html(context)
+    html = render_html(document_of(built["results"], liver))
     phrase = "the centroid of the image&#39;s foreground (Otsu threshold)"  # HTML-escaped
     assert "joint centre" not in html
-    assert f"the distance between\n    {phrase} and the reference centre" in html
+    assert f"the distance between {phrase} and the reference centre" in html
     assert f"Distance of the crop centre ({phrase}) from the reference centre" in html
     assert (
         "With a single class, the reference centre is the centroid of all labelled voxels." in html
     )
     knee = built["html"]  # three classes, joint centre
-    assert "the distance between\n    the joint centre detected from the image and" in knee
+    assert "the distance between the joint centre detected from the image and" in knee
     assert (
         "where two classes meet; where only one class is present or no classes meet, it is " in knee
     )
 
 
 def test_reference_centre_note_per_number_of_classes() -> None:
-    assert report.reference_centre_note({"liver": 1}) == (
+    assert preprocessing.reference_centre_note({"liver": 1}) == (
         "With a single class, the reference centre is the centroid of all labelled voxels."
     )
-    note = report.reference_centre_note({"femur": 1, "tibia": 2})
+    note = preprocessing.reference_centre_note({"femur": 1, "tibia": 2})
     assert note.startswith("The reference centre is the centroid of the zone where two classes")
     assert note.endswith("no classes meet, it is the centroid of all labelled voxels.")
 
@@ -315,7 +335,7 @@ def class_table() -> pd.DataFrame:
 
 
 def test_class_frame_orders_models_spaces_and_classes() -> None:
-    frame = report.class_frame(class_table(), ["b", "a"])
+    frame = final_results.class_frame(class_table(), ["b", "a"])
     assert frame.columns.tolist() == [
         "Model",
         "Space",
@@ -336,11 +356,11 @@ def test_class_frame_orders_models_spaces_and_classes() -> None:
     canal = frame.iloc[3].tolist()[3:]
     assert canal == ["2", "0.900 (0.900) ± 0.000", "–", "3.000 (3.000) ± 1.000"]
     processed = class_table().query("space == 'processed'")
-    assert "Space" not in report.class_frame(processed, ["a"]).columns  # one space only
+    assert "Space" not in final_results.class_frame(processed, ["a"]).columns  # one space only
 
 
 def test_class_extremes_name_the_best_and_worst_class_without_the_foreground() -> None:
-    assert report.class_extremes(class_table(), ["a", "b"]) == [
+    assert final_results.class_extremes(class_table(), ["a", "b"]) == [
         {
             "run": "a",
             "best": "canal",
@@ -361,9 +381,9 @@ def test_text_names_the_best_and_worst_class(built: dict, tmp_path: Path) -> Non
     femur = classes[(classes["class"] == "femur") & (classes.run_id == "default")]
     tibia = femur.assign(**{"class": "tibia", "mean": 0.5, "median": 0.5})
     pd.concat([classes, tibia]).to_csv(path, index=False)
-    html = report.render_html(report.build_context(CONFIG, SWEEP, results, date="2020-01-01"))
+    html = render_html(document_of(results))
     assert (
-        "In the processed space, default segmented tibia best (mean Dice\n      0.500) and "
+        "In the processed space, default segmented tibia best (mean Dice 0.500) and "
         "femur worst (0.000)." in html
     )
     assert html.count("segmented tibia best") == 1  # validation only; the test set has no tibia

@@ -7,13 +7,15 @@ import math
 import pytest
 import torch
 
-from segsweep.schedules import learning_rate
+from segsweep.config_schema import complete
+from segsweep.model.schedules import learning_rate
 
 SPE, TOTAL = 4, 40  # steps per epoch, total steps
 
 
 def lrs(hp: dict, steps=range(TOTAL)) -> list[float]:
-    return [learning_rate({"lr": 0.1, **hp}, t, SPE, TOTAL) for t in steps]
+    full = complete({"lr": 0.1, **hp}, "train")
+    return [learning_rate(full, t, SPE, TOTAL) for t in steps]
 
 
 def test_constant_and_time_based_decay():
@@ -55,4 +57,4 @@ def test_cosine_warm_restarts_match_pytorch():
 
 def test_unknown_policy_is_an_error():
     with pytest.raises(ValueError, match="unknown lr_policy 'exp'.*cosine"):
-        learning_rate({"lr": 0.1, "lr_policy": "exp"}, 0, 1, 1)
+        learning_rate(complete({"lr": 0.1, "lr_policy": "exp"}, "train"), 0, 1, 1)

@@ -13,27 +13,33 @@ import SimpleITK as sitk
 import torch
 from test_train import CLASSES, HP, write_toy_h5
 
-from segsweep import evaluate, select
-from segsweep.distances import surface_distances
 from segsweep.errors import ConfigError
-from segsweep.evaluate import (
-    DISTANCES,
-    VOLUMES,
-    evaluate_checkpoint,
-    evaluate_model,
-    label_values,
-    metrics_tables,
-    read_spacing,
-)
+from segsweep.evaluate import predict, select, tables
+from segsweep.evaluate.distances import surface_distances
+from segsweep.evaluate.select import LEVELS, aggregate_score, best_entry, score_checkpoints
+from segsweep.evaluate.tables import DISTANCES, VOLUMES, evaluate_model, metrics_tables
+from segsweep.io.splits import read_split
+from segsweep.labels import label_values
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics
-from segsweep.predict import load_checkpoint
-from segsweep.select import LEVELS, aggregate_score, best_entry, score_checkpoints
-from segsweep.train import read_split, train_run
+from segsweep.model.checkpoints import load_checkpoint
+from segsweep.train.loop import train_run
 
 COLUMNS = ["run_id", "split", "space", "patient_id", "class", "tp", "fp", "fn", "tn", *METRICS]
 SLICE_COLUMNS = [*COLUMNS[:4], "slice_id", *COLUMNS[4:], *VOLUMES]
 COLUMNS = [*COLUMNS, *VOLUMES, *DISTANCES]
 CPU = torch.device("cpu")
+ONE_MM = {"p": (1.0, 1.0, 1.0), "q": (1.0, 1.0, 1.0)}  # the toy patients' spacing
+
+
+def index_of(run_dir):
+    return run_dir / "checkpoints" / "index.json"
+
+
+def checkpoint_tables(checkpoint, h5, run_id, split):
+    """(per_slice, per_patient) of one checkpoint on one split, through the numpy tables."""
+    model, meta = load_checkpoint(checkpoint, CPU)
+    per_slice, per_patient, _ = evaluate_model(model, meta, read_split(h5), run_id, split, CPU)
+    return per_slice, per_patient
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +78,7 @@ def _toy_case():
 def test_metrics_tables_separate_run_agree_with_direct_counts():
     pred, masks, patient, slice_id = _toy_case()
     per_slice, per_patient = metrics_tables(
-        pred, masks, patient, slice_id, CLASSES, CLASSES, run_id="r", split="val"
+        pred, masks, patient, slice_id, CLASSES, CLASSES, run_id="r", split="val", spacing=ONE_MM
     )
     assert list(per_slice.columns) == SLICE_COLUMNS
     assert list(per_patient.columns) == COLUMNS
@@ -120,7 +126,15 @@ def test_metrics_tables_merged_run_has_only_foreground():
     pred, masks, patient, slice_id = _toy_case()
     merged = (pred > 0).astype(np.uint8)
     per_slice, per_patient = metrics_tables(
-        merged, masks, patient, slice_id, ["foreground"], CLASSES, run_id="m", split="test"
+        merged,
+        masks,
+        patient,
+        slice_id,
+        ["foreground"],
+        CLASSES,
+        run_id="m",
+        split="test",
+        spacing=ONE_MM,
     )
     assert set(per_slice["class"]) == set(per_patient["class"]) == {"foreground"}
     p = per_patient.set_index("patient_id")
@@ -133,7 +147,17 @@ def test_metrics_tables_merged_run_has_only_foreground():
 def test_metrics_tables_reject_unknown_run_classes():
     pred, masks, patient, slice_id = _toy_case()
     with pytest.raises(ValueError, match="patella"):
-        metrics_tables(pred, masks, patient, slice_id, ["patella"], CLASSES, run_id="", split="")
+        metrics_tables(
+            pred,
+            masks,
+            patient,
+            slice_id,
+            ["patella"],
+            CLASSES,
+            run_id="",
+            split="",
+            spacing=ONE_MM,
+        )
 
 
 def test_best_entry_argmax_ties_and_nan():
@@ -152,20 +176,20 @@ def test_best_entry_argmax_ties_and_nan():
 def test_selection_scores_every_checkpoint_and_picks_the_best(run):
     run_dir, val_h5 = run
     cfg = {"metric": "dice", "aggregate": "median", "level": "slice", "class": "tibia"}
-    selection = score_checkpoints(run_dir, val_h5, cfg, CPU)
+    selection = score_checkpoints(index_of(run_dir), val_h5, cfg, CPU)
     assert {k: selection[k] for k in ("metric", "aggregate", "level", "class")} == cfg
     assert selection["higher_is_better"] is True
     assert [s["file"] for s in selection["scores"]] == [f"epoch-000{e}.pt" for e in (1, 2, 3)]
     assert [s["step"] for s in selection["scores"]] == [3, 6, 9]
     for entry in selection["scores"]:
-        per_slice, _ = evaluate_checkpoint(
-            run_dir / "checkpoints" / entry["file"], val_h5, "sep", "val", CPU
+        per_slice, _ = checkpoint_tables(
+            run_dir / "checkpoints" / entry["file"], val_h5, "sep", "val"
         )
         values = per_slice.loc[per_slice["class"] == "tibia", "dice"]
         assert entry["score"] == pytest.approx(np.nanmedian(values), abs=1e-12)
     best = max(selection["scores"], key=lambda s: s["score"])
     assert selection["selected"] == best
-    lowest = score_checkpoints(run_dir, val_h5, {**cfg, "higher_is_better": False}, CPU)
+    lowest = score_checkpoints(index_of(run_dir), val_h5, {**cfg, "higher_is_better": False}, CPU)
     assert lowest["selected"] == min(selection["scores"], key=lambda s: s["score"])
 
 
@@ -185,17 +209,17 @@ def _numpy_selections(run_dir, val_h5, cfgs):
     """selection.json per config as computed before device scoring: numpy tables of every
     checkpoint (evaluate_model), then the same aggregate and choice."""
     index = json.loads((run_dir / "checkpoints" / "index.json").read_text())
-    data, spacing = read_split(val_h5), read_spacing(val_h5)
-    tables = []
+    data = read_split(val_h5)
+    found = []
     for entry in index["checkpoints"]:
         model, meta = load_checkpoint(run_dir / "checkpoints" / entry["file"], CPU)
-        per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", CPU, spacing)
-        tables.append((entry, {"slice": per_slice, "patient": per_patient}))
+        per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", CPU)
+        found.append((entry, {"slice": per_slice, "patient": per_patient}))
     selections = []
     for cfg in cfgs:
         cfg = select.selection_config(cfg)
         scores = []
-        for entry, by_level in tables:
+        for entry, by_level in found:
             table = by_level[cfg["level"]]
             values = table.loc[table["class"] == cfg["class"], cfg["metric"]].to_numpy()
             score = aggregate_score(values, cfg["aggregate"])
@@ -228,7 +252,7 @@ def test_device_selection_equals_the_numpy_tables_path(run_of_each_mode):
     ]
     cfgs.append({"metric": "dice", "higher_is_better": False})
     for cfg, expected in zip(cfgs, _numpy_selections(run_dir, val_h5, cfgs), strict=True):
-        selection = score_checkpoints(run_dir, val_h5, cfg, CPU)
+        selection = score_checkpoints(index_of(run_dir), val_h5, cfg, CPU)
         assert json.dumps(selection) == json.dumps(expected), cfg
 
 
@@ -238,9 +262,11 @@ def test_scoring_builds_no_label_maps_or_numpy_tables(run, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("selection used the CPU tables path")
 
+    monkeypatch.setattr(predict, "predict_labels", forbidden)
     for name in ("predict_labels", "metrics_tables", "evaluate_model"):
-        monkeypatch.setattr(evaluate, name, forbidden)
-    selection = score_checkpoints(*run, {"level": "slice"}, CPU)
+        monkeypatch.setattr(tables, name, forbidden)
+    run_dir, val_h5 = run
+    selection = score_checkpoints(index_of(run_dir), val_h5, {"level": "slice"}, CPU)
     assert len(selection["scores"]) == 3
 
 
@@ -257,9 +283,9 @@ def test_select_main_writes_selection_json(run, tmp_path):
 def test_selection_config_is_checked(run):
     run_dir, val_h5 = run
     with pytest.raises(ConfigError, match="selection.aggregate"):
-        score_checkpoints(run_dir, val_h5, {"aggregate": "max"}, CPU)
+        score_checkpoints(index_of(run_dir), val_h5, {"aggregate": "max"}, CPU)
     with pytest.raises(ConfigError, match="selection.class.*patella"):
-        score_checkpoints(run_dir, val_h5, {"class": "patella"}, CPU)
+        score_checkpoints(index_of(run_dir), val_h5, {"class": "patella"}, CPU)
 
 
 def _crop_images(crop_dir, patients, n_slices=4, size=16):
@@ -280,7 +306,7 @@ def test_evaluate_main_writes_tables_and_predictions_on_the_crop_grid(run, tmp_p
     crop_dir, pred_dir, out_dir = tmp_path / "crop", tmp_path / "pred", tmp_path / "test"
     _crop_images(crop_dir, ["d", "e"], n_slices=5)
     labels = {"femur": 1, "tibia": 5, "fibula": 7}
-    evaluate.main(
+    tables.main(
         ["--run-dir", str(run_dir), "--selection", str(selection), "--data", str(val_h5)]
         + ["--split", "test", "--out-dir", str(out_dir), "--predictions-dir", str(pred_dir)]
         + ["--crop-dir", str(crop_dir), "--labels-json", json.dumps(labels), "--device", "cpu"]
@@ -289,8 +315,8 @@ def test_evaluate_main_writes_tables_and_predictions_on_the_crop_grid(run, tmp_p
     per_patient = pd.read_csv(out_dir / "per_patient.csv")
     assert list(per_patient.columns) == COLUMNS and "slice_id" in per_slice.columns
     assert set(per_patient["run_id"]) == {"sep"} and set(per_patient["split"]) == {"test"}
-    expected, _ = evaluate_checkpoint(
-        run_dir / "checkpoints" / "epoch-0002.pt", val_h5, "sep", "test", CPU
+    expected, _ = checkpoint_tables(
+        run_dir / "checkpoints" / "epoch-0002.pt", val_h5, "sep", "test"
     )
     pd.testing.assert_frame_equal(per_slice, expected, check_dtype=False)
 

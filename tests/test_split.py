@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from segsweep.errors import ConfigError, InputError
-from segsweep.split import audit_splits, leakage_checks, main, split_subjects
+from segsweep.preprocess.split import audit_splits, leakage_checks, main, split_subjects
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 

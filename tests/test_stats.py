@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from segsweep.stats import bootstrap_median_difference, holm, kruskal_table, paired_tests
+from segsweep.sweep.stats import bootstrap_median_difference, holm, kruskal_table, paired_tests
 
 
 def _runs() -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from segsweep.errors import ConfigError
-from segsweep.sweep import expand_sweep, run_id, swept_names
+from segsweep.sweep.grammar import expand_sweep, run_id, swept_names
 
 DEFAULTS = {"loss": "dice", "labels": "merged", "lr": 0.001, "batch_size": 8, "seed": 0}
 

@@ -14,8 +14,8 @@ import torch
 import yaml
 from test_train import write_toy_h5
 
-from segsweep.sweep import expand_sweep, load_sweep
-from segsweep.train import train_run
+from segsweep.sweep.grammar import expand_sweep, load_sweep
+from segsweep.train.loop import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())

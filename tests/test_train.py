@@ -20,11 +20,15 @@ import pytest
 import torch
 import yaml
 
-from segsweep import train
-from segsweep.augment import Augmenter
+from segsweep.config_schema import complete
 from segsweep.errors import InputError
-from segsweep.predict import VolumeSlices, load_checkpoint, predict_labels
-from segsweep.train import LOG_COLUMNS, read_split, subset_patients, targets, train_run
+from segsweep.evaluate.predict import predict_labels
+from segsweep.io.splits import read_split
+from segsweep.labels import targets
+from segsweep.model.augment import Augmenter
+from segsweep.model.checkpoints import VolumeSlices, load_checkpoint, selected_checkpoint
+from segsweep.train import job as train
+from segsweep.train.loop import LOG_COLUMNS, subset_patients, train_run
 
 torch.set_num_threads(1)
 SCRIPTS = str(Path(__file__).resolve().parents[1] / "scripts")
@@ -112,7 +116,8 @@ def test_training_writes_params_log_and_checkpoints(data, tmp_path):
     out = tmp_path / "runs" / "r1"
     train_run({**HP, "epochs": 3, "checkpoint_every": 2}, *data, out, device="cpu")
     params = yaml.safe_load((out / "params.yaml").read_text())
-    assert params == {**HP, "epochs": 3, "checkpoint_every": 2, "run_id": "r1"}
+    # every effective hyperparameter: the schema's defaults for those the run leaves out
+    assert params == {**complete(HP, "train"), "epochs": 3, "checkpoint_every": 2, "run_id": "r1"}
     log = pd.read_csv(out / "train_log.csv")
     assert tuple(log.columns) == LOG_COLUMNS
     assert log["epoch"].tolist() == [1, 2, 3] and log["step"].tolist() == [3, 6, 9]
@@ -177,7 +182,7 @@ def test_time_based_decay_per_step(data, tmp_path):
 
 def test_main_reads_hyperparameters_as_json(data, tmp_path, monkeypatch):
     threads = []
-    monkeypatch.setattr(train.torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
     out = tmp_path / "runs" / "cli"
     hp = json.dumps({**HP, "epochs": 1, "run_id": "given"})
     argv = ["--hp-json", hp, "--train", str(data[0]), "--val", str(data[1])]
@@ -325,7 +330,8 @@ def test_transfer_initialises_from_a_checkpoint_and_freezes_blocks(data, tmp_pat
     assert after["heads.0.weight"].shape[0] == 4  # separate labels: a new output layer
     selection = {"selected": {"file": "epoch-0001.pt", "epoch": 1, "step": 3}}
     (tmp_path / "source/selection.json").write_text(json.dumps(selection))
-    assert train.selected_checkpoint(tmp_path / "source/selection.json") == source
+    index = tmp_path / "source/checkpoints/index.json"
+    assert selected_checkpoint(tmp_path / "source/selection.json", index) == source
     with pytest.raises(Exception, match="init_from needs the checkpoint"):
         train_run(hp, *data, tmp_path / "missing", device="cpu")
 
@@ -367,7 +373,7 @@ def test_3d_augmentation_moves_every_slice_of_a_volume_alike():
     image, label = torch.randn(4, 1, 1, 16, 16), (torch.rand(4, 1, 16, 16) > 0.5).long()
     x, t = image.expand(4, 1, 5, 16, 16).clone(), label.expand(4, 5, 16, 16).clone()
     hp = {"aug_p": 1.0, "aug_shift": 0.2, "aug_rotate": 30.0, "aug_gamma": 0.3}
-    augment = Augmenter(hp, torch.Generator().manual_seed(0))
+    augment = Augmenter(complete(hp, "train"), torch.Generator().manual_seed(0))
     augmented, labels = augment.batch(x, t)
     assert augmented.shape == x.shape and labels.shape == t.shape
     assert not torch.allclose(augmented, x) and not torch.equal(labels, t)

@@ -1,4 +1,7 @@
-"""Command line: `python -m segsweep <stage> [args]` runs one stage of the workflow on its own."""
+"""Command line: `python -m segsweep <stage> [args]` runs one stage of the workflow on its own.
+
+Each stage is the `main` of one module of the package; this table says which.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +9,34 @@ import importlib
 import sys
 
 STAGES = {
-    "cohort": "generate the synthetic knee MRI cohort",
-    "ingest": "read, validate and reorient one subject",
-    "n4": "N4 bias field correction of one image",
-    "crop": "crop one subject around the joint centre",
-    "split": "patient-level train/val/test split",
-    "pack": "normalise and pack one split into HDF5",
-    "train": "train one run of the sweep",
-    "select": "score every checkpoint of a run on validation",
-    "evaluate": "per-slice and per-patient metrics of a checkpoint",
-    "final": "choose the final models on validation",
-    "export": "predictions in each subject's original geometry",
-    "analysis": "runs table and hyperparameter tables",
-    "figures": "jitter plots and boxplots",
-    "report": "thesis HTML and PDF",
-    "sweep": "list the runs of a sweep file",
+    "cohort": ("segsweep.data.cohort", "generate the synthetic knee MRI cohort"),
+    "ingest": ("segsweep.data.ingest", "read, validate and reorient one subject"),
+    "n4": ("segsweep.preprocess.n4", "N4 bias field correction of one image"),
+    "crop": ("segsweep.preprocess.crop", "crop one subject around the joint centre"),
+    "split": ("segsweep.preprocess.split", "patient-level train/val/test split"),
+    "pack": ("segsweep.preprocess.pack", "normalise and pack one split into HDF5"),
+    "train": ("segsweep.train.job", "train one run of the sweep"),
+    "select": ("segsweep.evaluate.select", "score every checkpoint of a run on validation"),
+    "evaluate": ("segsweep.evaluate.tables", "per-slice and per-patient metrics of a checkpoint"),
+    "final": ("segsweep.sweep.final", "choose the final models on validation"),
+    "export": ("segsweep.evaluate.unlabelled", "predict unlabelled subjects in original geometry"),
+    "analysis": ("segsweep.sweep.analysis", "runs table and hyperparameter tables"),
+    "figures": ("segsweep.report.figures", "jitter plots, boxplots and other figures"),
+    "report": ("segsweep.report.thesis", "thesis HTML and PDF"),
+    "sweep": ("segsweep.sweep.grammar", "list the runs of a sweep file"),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Dispatch to `segsweep.<stage>.main`, importing only that stage's module."""
+    """Dispatch to the stage's `main`, importing only that stage's module."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in {"-h", "--help"} or args[0] not in STAGES:
         width = max(map(len, STAGES))
-        lines = [f"  {name:<{width}}  {what}" for name, what in STAGES.items()]
+        lines = [f"  {name:<{width}}  {what}" for name, (_, what) in STAGES.items()]
         print("usage: python -m segsweep <stage> [args]\n\nstages:\n" + "\n".join(lines))
         sys.exit(0 if args and args[0] in {"-h", "--help"} else 2)
-    module = importlib.import_module(f"segsweep.{args[0]}")
-    module.main(args[1:])
+    module, _ = STAGES[args[0]]
+    importlib.import_module(module).main(args[1:])
 
 
 if __name__ == "__main__":

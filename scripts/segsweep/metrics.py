@@ -18,15 +18,14 @@ Empty conventions (as MONAI: a metric whose denominator is zero is NaN, never a 
 - reference and prediction both empty: dice, iou, f2, sensitivity and precision are NaN (undefined;
   excluded from means and counted separately by the analysis);
 - reference empty, prediction not (false positives only): dice = iou = f2 = precision = 0,
-  sensitivity
-  NaN (there is nothing to recall);
+  sensitivity NaN (there is nothing to recall);
 - reference not empty, prediction empty (a missed structure): dice = iou = f2 = sensitivity = 0,
   precision NaN (there are no positive predictions);
 - specificity is NaN only when TN + FP == 0 (the reference covers every voxel);
 - accuracy is always defined (NaN only for a region of zero voxels).
 
-Volumes (mL) and surface distances (HD95, ASSD in mm, per patient in 3D) need the voxel spacing and
-live in `volumes_ml` and `segsweep.distances`.
+Volumes (mL) and surface distances (HD95, ASSD in mm, per patient in 3D) need the voxel spacing
+and live in `volumes_ml` and `segsweep.evaluate.distances`.
 """
 
 from __future__ import annotations
@@ -57,33 +56,54 @@ def confusion_counts(
     return tp, fp, fn, tn
 
 
+def fbeta_fraction(tp, fp, fn, beta: float) -> tuple:
+    """(1 + β²) TP and (1 + β²) TP + β² FN + FP, the numerator and denominator of Fβ."""
+    b2 = beta * beta
+    return (1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp
+
+
+def fractions(tp, fp, fn, tn) -> dict[str, tuple]:
+    """(numerator, denominator) of every metric of METRICS from float64 counts: the one table
+    of formulas, written for any array type with arithmetic (numpy arrays here, torch tensors
+    on the model's device in `segsweep.evaluate.counts`), so both paths compute the same
+    operations in the same order."""
+    return {
+        "dice": (2 * tp, 2 * tp + fp + fn),
+        "iou": (tp, tp + fp + fn),
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "precision": (tp, tp + fp),
+        "accuracy": (tp + tn, tp + fp + fn + tn),
+        "f2": fbeta_fraction(tp, fp, fn, BETA),
+    }
+
+
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den as float64, NaN where den == 0, without a numpy warning."""
     num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, np.float64))
     return np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
 
 
+def _floats(*counts) -> tuple[np.ndarray, ...]:
+    """Counts as float64 (exact for counts below 2**53): every formula then runs in float64."""
+    return tuple(np.asarray(c, dtype=np.float64) for c in counts)
+
+
 def overlap_metrics(
     tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Every metric of METRICS from confusion counts (broadcast), with the module's conventions."""
-    tp, fp, fn, tn = (np.asarray(c, dtype=np.int64) for c in (tp, fp, fn, tn))
-    return {
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": _ratio(tp, tp + fp + fn),
-        "sensitivity": _ratio(tp, tp + fn),
-        "specificity": _ratio(tn, tn + fp),
-        "precision": _ratio(tp, tp + fp),
-        "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
-        "f2": fbeta(tp, fp, fn, BETA),
-    }
+    return {name: _ratio(*pair) for name, pair in fractions(*_floats(tp, fp, fn, tn)).items()}
 
 
 def fbeta(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, beta: float) -> np.ndarray:
     """(1 + β²) TP / ((1 + β²) TP + β² FN + FP); β > 1 weights recall more than precision."""
-    tp, fp, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, fn))
-    b2 = beta * beta
-    return _ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
+    return _ratio(*fbeta_fraction(*_floats(tp, fp, fn), beta))
+
+
+def volumes(tp, fp, fn, scale) -> dict[str, tuple]:
+    """Reference and predicted volume from counts and the voxel volume in mL (any array type)."""
+    return {"volume_ref_ml": (tp + fn) * scale, "volume_pred_ml": (tp + fp) * scale}
 
 
 def volumes_ml(
@@ -92,5 +112,4 @@ def volumes_ml(
     """Reference and predicted volume in mL (1 mL = 1000 mm³) from confusion counts; the voxel
     volume (mm³) broadcasts, e.g. one per row."""
     scale = np.asarray(voxel_mm3, dtype=np.float64) / 1000.0
-    tp, fp, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, fn))
-    return {"volume_ref_ml": (tp + fn) * scale, "volume_pred_ml": (tp + fp) * scale}
+    return volumes(*_floats(tp, fp, fn), scale)

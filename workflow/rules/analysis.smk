@@ -3,87 +3,80 @@
 
 rule analysis:
     input:
-        selections=expand("results/runs/{run}/selection.json", run=sorted(RUNS)),
-        per_patient=expand("results/runs/{run}/val/per_patient.csv", run=sorted(RUNS)),
-        final="results/summary/final.csv",
-        tests=final_outputs,
+        unpack(final_tables),
+        selections=each(L.SELECTION, run=sorted(RUNS)),
+        per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
+        final=L.FINAL,
     output:
+        **{name: L.path(L.TABLE, name=name) for name in L.TABLES},
         runs=report(
-            "results/summary/runs.csv",
+            L.RUNS_TABLE,
             caption="../../report/runs.rst",
             category="Results",
         ),
-        hyperparameters="results/tables/hyperparameters.csv",
-        pairs="results/tables/pairs.csv",
-        best="results/tables/best_runs.csv",
-        final="results/tables/final_per_patient.csv",
-        distribution="results/tables/slice_distribution.csv",
-        metrics="results/tables/metrics_summary.csv",
-        classes="results/tables/class_summary.csv",
-        kruskal="results/tables/kruskal.csv",
-        tests="results/tables/final_tests.csv",
     log:
-        "logs/analysis/analysis.log",
+        L.log("analysis/analysis"),
     benchmark:
-        "benchmarks/analysis/analysis.tsv"
+        L.benchmark("analysis/analysis")
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=as_json(config),
-        sweep=as_json(SWEEP),
-    shell:
-        "python -m segsweep analysis --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
-        " --results results > {log} 2>&1"
+        cfg=config,
+        sweep=SWEEP,
+        runs=sorted(RUNS),
+        finals=lambda w: final_runs(),
+    script:
+        "../scripts/analysis.py"
 
 
 rule figures:
     input:
-        runs="results/summary/runs.csv",
-        final="results/summary/final.csv",
-        logs=expand("results/runs/{run}/train_log.csv", run=sorted(RUNS)),
-        per_slice=expand("results/runs/{run}/val/per_slice.csv", run=sorted(RUNS)),
-        selections=expand("results/runs/{run}/selection.json", run=sorted(RUNS)),
-        tests=final_outputs,
+        unpack(final_tables),
+        runs=L.RUNS_TABLE,
+        final=L.FINAL,
+        logs=each(L.RUN_LOG, run=sorted(RUNS)),
+        selections=each(L.SELECTION, run=sorted(RUNS)),
     output:
         jitter=report(
-            expand("results/figures/jitter_{name}.png", name=SWEPT),
+            each(L.JITTER, name=SWEPT),
             caption="../../report/jitter.rst",
             category="Results",
             subcategory="Hyperparameters",
         ),
         boxplots=report(
-            expand("results/figures/boxplot_{split}.png", split=["val", "test"]),
+            each(L.BOXPLOT, split=FINAL_SPLITS),
             caption="../../report/boxplot.rst",
             category="Results",
             subcategory="Final models",
         ),
         curves=report(
-            "results/figures/training_curves.png",
+            L.TRAINING_CURVES,
             caption="../../report/training_curves.rst",
             category="Results",
             subcategory="Final models",
         ),
         histograms=report(
-            expand("results/figures/histogram_{split}.png", split=["val", "test"]),
+            each(L.HISTOGRAM, split=FINAL_SPLITS),
             caption="../../report/histogram.rst",
             category="Results",
             subcategory="Final models",
         ),
         checkpoints=report(
-            "results/figures/checkpoint_scores.png",
+            L.CHECKPOINT_SCORES,
             caption="../../report/checkpoint_scores.rst",
             category="Results",
             subcategory="Selection",
         ),
     log:
-        "logs/analysis/figures.log",
+        L.log("analysis/figures"),
     benchmark:
-        "benchmarks/analysis/figures.tsv"
+        L.benchmark("analysis/figures")
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=as_json(config),
-        sweep=as_json(SWEEP),
-    shell:
-        "python -m segsweep figures --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
-        " --results results > {log} 2>&1"
+        cfg=config,
+        sweep=SWEEP,
+        runs=sorted(RUNS),
+        finals=lambda w: final_runs(),
+    script:
+        "../scripts/figures.py"

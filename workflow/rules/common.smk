@@ -1,17 +1,22 @@
 # Parse-time tables the rules draw on: the subjects (from the synthetic plan or the manifest)
-# and the runs of the sweep. Kept cheap: this code runs again in every cluster job.
+# and the runs of the sweep, and the input functions. Every path comes from segsweep.layout (L).
+# Kept cheap: this code runs again in every cluster job.
 import csv
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 
 import jsonschema
-import yaml
 
+from segsweep import layout as L
+from segsweep.channels import channel_names
+from segsweep.config_schema import section
 from segsweep.errors import ConfigError
-from segsweep.inputs import channel_names, check as check_inputs
-from segsweep.sweep import expand_sweep, load_sweep, swept_names
+from segsweep.io.images import data_files
+from segsweep.model.inputs import check as check_inputs
+from segsweep.sweep.grammar import expand_sweep, load_sweep, swept_names
 
 
 wildcard_constraints:
@@ -21,25 +26,37 @@ wildcard_constraints:
 
 
 SPLITS = ["train", "val", "test"]
+FINAL_SPLITS = ["val", "test"]
+# The classes in the order the packed masks hold them (their channels) and every stage sees
+# them: by name.
+LABELS = dict(sorted(config["data"]["labels"].items()))
 
 
 def _load_subjects():
     """subject_id → raw paths, source and whether it is labelled."""
     data = config["data"]
     if data["source"] == "synthetic":
-        from segsweep.cohort import plan_cohort
+        from segsweep.data.cohort import plan_cohort
 
         table = {}
         for spec in plan_cohort(data["synthetic"]):
-            folder = f"results/cohort/{spec.subject_id}"
+            image = L.path(L.COHORT_IMAGE, subject=spec.subject_id)
             table[spec.subject_id] = {
-                "image": f"{folder}/image.mhd",
-                "mask": f"{folder}/mask.mhd" if spec.labelled else "",
-                "roi": f"{folder}/roi.mhd" if spec.labelled else "",
+                "image": image,
+                "mask": (
+                    L.path(L.COHORT_MASK, subject=spec.subject_id)
+                    if spec.labelled
+                    else ""
+                ),
+                "roi": (
+                    L.path(L.COHORT_ROI, subject=spec.subject_id)
+                    if spec.labelled
+                    else ""
+                ),
                 "source": spec.source,
                 "perspective": spec.perspective,
                 "labelled": spec.labelled,
-                "images": [f"{folder}/image.mhd"],
+                "images": [image],
                 "class_masks": {},
                 "extra": {},
             }
@@ -48,7 +65,7 @@ def _load_subjects():
         raise ConfigError(
             "data.manifest", None, "a CSV path when data.source is 'manifest'"
         )
-    from segsweep.manifest import read_subject_table
+    from segsweep.data.manifest import read_subject_table
 
     return read_subject_table(data["manifest"], data["labels"], data["channels"])
 
@@ -66,8 +83,7 @@ def _validate_train(params):
 SUBJECTS = _load_subjects()
 SWEEP = load_sweep(config["sweep"])
 validate(SWEEP, "../schemas/sweep.schema.yaml")
-with open(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml") as _handle:
-    _TRAIN_SCHEMA = yaml.safe_load(_handle)["properties"]["train"]
+_TRAIN_SCHEMA = section("train")
 _TRAIN_VALIDATOR = jsonschema.validators.validator_for(_TRAIN_SCHEMA)(_TRAIN_SCHEMA)
 RUNS = {
     run.run_id: run for run in expand_sweep(SWEEP, config["train"], _validate_train)
@@ -99,9 +115,10 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
-def mhd_pair(path):
-    """An MHD header and the ZRAW voxel file it points to."""
-    return [path, path[: -len(".mhd")] + ".zraw"] if path.endswith(".mhd") else [path]
+def each(pattern, **wildcards):
+    """`pattern` for every value of one wildcard, e.g. each(L.SELECTION, run=runs)."""
+    ((name, values),) = wildcards.items()
+    return [L.path(pattern, **{name: value}) for value in values]
 
 
 def _existing(paths):
@@ -119,14 +136,14 @@ def _quoted(paths):
 def raw_image(wildcards):
     """Every channel's image file (with its ZRAW voxel file)."""
     row = SUBJECTS[wildcards.subject]
-    return _existing([f for image in row["images"] for f in mhd_pair(image)])
+    return _existing([f for image in row["images"] for f in data_files(image)])
 
 
 def raw_mask(wildcards):
     """The label map, or the one-file-per-class masks, of a labelled subject."""
     row = SUBJECTS[wildcards.subject]
     masks = list(row["class_masks"].values()) or [row["mask"]]
-    return _existing([f for mask in masks if mask for f in mhd_pair(mask)])
+    return _existing([f for mask in masks if mask for f in data_files(mask)])
 
 
 def image_args(wildcards):
@@ -189,6 +206,15 @@ def qc_subjects(wildcards):
     return sorted(first.values())
 
 
+def labelled_crop_images(wildcards):
+    """The cropped images of the valid labelled subjects (the splits hold them)."""
+    return each(L.CROP_IMAGE, subject=valid_labelled(wildcards))
+
+
+def labelled_crop_masks(wildcards):
+    return each(L.CROP_MASK, subject=valid_labelled(wildcards))
+
+
 def final_test_data(wildcards):
     """What scoring a final model in native space reads of each valid labelled subject: its
     crop and crop/ingest records (to undo the crop) and its original masks and roi."""
@@ -202,12 +228,12 @@ def final_test_data(wildcards):
             *SUBJECTS[s]["class_masks"].values(),
         ]
         if original
-        for path in mhd_pair(original)
+        for path in data_files(original)
     ]
     return {
-        "crops": expand("results/crop/{subject}/image.nii.gz", subject=subjects),
-        "geometry": expand("results/crop/{subject}/crop.json", subject=subjects)
-        + expand("results/data/{subject}/ingest.json", subject=subjects),
+        "crops": each(L.CROP_IMAGE, subject=subjects),
+        "crop_records": each(L.CROP_RECORD, subject=subjects),
+        "ingest_records": each(L.INGEST_RECORD, subject=subjects),
         "originals": _existing(originals),
     }
 
@@ -216,25 +242,10 @@ def unlabelled_data(wildcards):
     """The crops and records of the valid unlabelled subjects, for their predictions."""
     subjects = valid_unlabelled(wildcards)
     return {
-        "crops": expand(
-            "results/crop/{subject}/{name}",
-            subject=subjects,
-            name=["image.nii.gz", "crop.json"],
-        ),
-        "records": expand("results/data/{subject}/ingest.json", subject=subjects),
+        "crops": each(L.CROP_IMAGE, subject=subjects),
+        "crop_records": each(L.CROP_RECORD, subject=subjects),
+        "ingest_records": each(L.INGEST_RECORD, subject=subjects),
     }
-
-
-def labelled_crops(wildcards):
-    return expand(
-        "results/crop/{subject}/image.nii.gz", subject=valid_labelled(wildcards)
-    )
-
-
-def labelled_crop_masks(wildcards):
-    return expand(
-        "results/crop/{subject}/mask.nii.gz", subject=valid_labelled(wildcards)
-    )
 
 
 def init_source(wildcards):
@@ -243,7 +254,10 @@ def init_source(wildcards):
     if not source:
         return {}
     if source in RUNS:
-        return {"init": f"results/runs/{source}/selection.json"}
+        return {
+            "init": L.path(L.SELECTION, run=source),
+            "init_index": L.path(L.RUN_INDEX, run=source),
+        }
     if Path(source).is_file():
         return {"init_checkpoint": source}
     raise ConfigError(
@@ -259,6 +273,7 @@ def train_arguments(wildcards, input):
     arguments = f"--hp-json {shlex.quote(hp)}"
     if "init" in input.keys():
         arguments += f" --init-selection {shlex.quote(input.init)}"
+        arguments += f" --init-index {shlex.quote(input.init_index)}"
     elif "init_checkpoint" in input.keys():
         arguments += f" --init-checkpoint {shlex.quote(input.init_checkpoint)}"
     return arguments
@@ -270,9 +285,91 @@ def final_runs():
         return [row["run_id"] for row in csv.DictReader(handle)]
 
 
-def final_outputs(wildcards):
-    return expand(
-        "results/final/{run}/test/{table}.csv",
-        run=final_runs(),
-        table=["per_slice", "per_patient"],
-    )
+def final_tables(wildcards):
+    """The validation and test tables of the final models (the runs' own validation tables
+    and the test tables of the final stage), listed in the order of `final_runs()`."""
+    runs = final_runs()
+    return {
+        "val_per_slice": each(L.VAL_PER_SLICE, run=runs),
+        "val_per_patient": each(L.VAL_PER_PATIENT, run=runs),
+        "test_per_slice": each(L.TEST_PER_SLICE, run=runs),
+        "test_per_patient": each(L.TEST_PER_PATIENT, run=runs),
+    }
+
+
+def figure_files():
+    """The figures stage's PNGs by name (the SVG lies beside each)."""
+    figures = {f"jitter_{name}": L.path(L.JITTER, name=name) for name in SWEPT}
+    for split in FINAL_SPLITS:
+        figures[f"boxplot_{split}"] = L.path(L.BOXPLOT, split=split)
+        figures[f"histogram_{split}"] = L.path(L.HISTOGRAM, split=split)
+    figures["training_curves"] = L.TRAINING_CURVES
+    figures["checkpoint_scores"] = L.CHECKPOINT_SCORES
+    return figures
+
+
+# The analysis tables and figures the thesis shows, as named inputs of the report rule.
+REPORT_TABLES = {
+    "table_runs": L.RUNS_TABLE,
+    **{f"table_{name}": L.path(L.TABLE, name=name) for name in L.TABLES},
+    **{f"figure_{name}": png for name, png in figure_files().items()},
+}
+
+
+def report_qc(wildcards):
+    """The N4 and crop figures of the QC subjects, which the thesis shows."""
+    qc = qc_subjects(wildcards)
+    return {"n4_qc": each(L.N4_QC, subject=qc), "crop_qc": each(L.CROP_QC, subject=qc)}
+
+
+def report_finals(wildcards):
+    """What the thesis shows of the final models (outlines, unlabelled predictions), and the
+    runtime of every job (Snakemake's benchmarks, by rule)."""
+    runs = final_runs()
+    return {
+        "outlines": each(L.OUTLINES, run=runs),
+        "unlabelled": each(L.UNLABELLED_FIGURE, run=runs),
+        **{
+            f"benchmarks_{rule}": files for rule, files in benchmarks(wildcards).items()
+        },
+    }
+
+
+def benchmarks(wildcards):
+    """rule → the benchmark files of its jobs in this workflow, for every rule before the
+    report (the jobs the workflow runs, so declaring them runs nothing more)."""
+    subjects, labelled = sorted(SUBJECTS), valid_labelled(wildcards)
+    valid, runs, finals = valid_subjects(wildcards), sorted(RUNS), final_runs()
+    jobs = {
+        "ingest_check": subjects,
+        "ingest_image": valid,
+        "ingest_mask": labelled,
+        "n4": valid,
+        "crop_image": valid,
+        "crop_mask": labelled,
+        "pack": SPLITS,
+        "train": runs,
+        "select": runs,
+        "final_test": finals,
+        "predict_unlabelled": finals,
+    }
+    skipped = {"report", "all"}
+    if config["data"]["source"] == "synthetic":
+        jobs["cohort_subject"] = subjects
+    else:
+        skipped |= {"cohort_subject", "cohort_manifest"}
+    found = {}
+    for each in workflow.rules:
+        if each.name in skipped or not each.benchmark:
+            continue
+        pattern = str(each.benchmark)
+        values = jobs.get(each.name)
+        found[each.name] = [pattern] if values is None else _fill(pattern, values)
+    return found
+
+
+def _fill(pattern, values):
+    """`pattern` (a rule's, whose wildcards carry the workflow's constraints, `{run,[^/]+}`)
+    with its one wildcard set to each of `values`."""
+    wildcard = re.compile(r"\{\w+(,[^{}]*)?\}")
+    return [wildcard.sub(lambda _: value, pattern) for value in values]

@@ -3,31 +3,32 @@
 
 rule cohort_subject:
     output:
-        multiext("results/cohort/{subject}/image", ".mhd", ".zraw"),
-        multiext("results/cohort/{subject}/mask", ".mhd", ".zraw"),
-        multiext("results/cohort/{subject}/roi", ".mhd", ".zraw"),
-        multiext("results/cohort/{subject}/bias", ".mhd", ".zraw"),
-        truth="results/cohort/{subject}/truth.json",
+        data_files(L.COHORT_IMAGE),
+        data_files(L.COHORT_MASK),
+        data_files(L.COHORT_ROI),
+        data_files(L.COHORT_BIAS),
+        L.COHORT_TRUTH,
     log:
-        "logs/cohort/{subject}.log",
+        L.log("cohort/{subject}"),
     benchmark:
-        "benchmarks/cohort/{subject}.tsv"
+        L.benchmark("cohort/{subject}")
     conda:
         "../../envs/preprocess.yaml"
     params:
         cfg=as_json(config["data"]["synthetic"]),
+        out=L.COHORT_SUBJECT,
     shell:
         "python -m segsweep cohort subject --config-json {params.cfg:q}"
-        " --subject {wildcards.subject} --out results/cohort/{wildcards.subject} > {log} 2>&1"
+        " --subject {wildcards.subject} --out {params.out} > {log} 2>&1"
 
 
 rule cohort_manifest:
     output:
-        "results/cohort/manifest.csv",
+        L.COHORT_MANIFEST,
     log:
-        "logs/cohort/manifest.log",
+        L.log("cohort/manifest"),
     benchmark:
-        "benchmarks/cohort/manifest.tsv"
+        L.benchmark("cohort/manifest")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -41,16 +42,16 @@ rule ingest_check:
         raw_image,
         raw_mask,
     output:
-        "results/data/{subject}/ingest.json",
+        L.INGEST_RECORD,
     log:
-        "logs/ingest/{subject}.check.log",
+        L.log("ingest/{subject}.check"),
     benchmark:
-        "benchmarks/ingest/{subject}.check.tsv"
+        L.benchmark("ingest/{subject}.check")
     conda:
         "../../envs/preprocess.yaml"
     params:
         args=check_args,
-        labels=as_json(config["data"]["labels"]),
+        labels=as_json(LABELS),
         tolerance=config["data"]["tolerance"],
         on_invalid=config["data"]["on_invalid"],
     shell:
@@ -63,13 +64,13 @@ rule ingest_check:
 rule ingest_image:
     input:
         raw_image,
-        record="results/data/{subject}/ingest.json",
+        record=L.INGEST_RECORD,
     output:
-        "results/data/{subject}/image.nii.gz",
+        L.DATA_IMAGE,
     log:
-        "logs/ingest/{subject}.log",
+        L.log("ingest/{subject}"),
     benchmark:
-        "benchmarks/ingest/{subject}.tsv"
+        L.benchmark("ingest/{subject}")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -83,19 +84,19 @@ rule ingest_mask:
     input:
         raw_image,
         raw_mask,
-        record="results/data/{subject}/ingest.json",
+        record=L.INGEST_RECORD,
     output:
-        "results/data/{subject}/mask.nii.gz",
+        L.DATA_MASK,
     log:
-        "logs/ingest/{subject}.mask.log",
+        L.log("ingest/{subject}.mask"),
     benchmark:
-        "benchmarks/ingest/{subject}.mask.tsv"
+        L.benchmark("ingest/{subject}.mask")
     conda:
         "../../envs/preprocess.yaml"
     params:
         images=image_args,
         masks=mask_args,
-        labels=as_json(config["data"]["labels"]),
+        labels=as_json(LABELS),
         tolerance=config["data"]["tolerance"],
     shell:
         "python -m segsweep ingest mask --subject {wildcards.subject} {params.images}"
@@ -105,25 +106,20 @@ rule ingest_mask:
 
 checkpoint data_manifest:
     input:
-        records=expand("results/data/{subject}/ingest.json", subject=sorted(SUBJECTS)),
-        cohort=(
-            "results/cohort/manifest.csv"
-            if config["data"]["source"] == "synthetic"
-            else []
-        ),
+        records=each(L.INGEST_RECORD, subject=sorted(SUBJECTS)),
+        cohort=L.COHORT_MANIFEST if config["data"]["source"] == "synthetic" else [],
     output:
         manifest=report(
-            "results/data/manifest.csv",
+            L.DATA_MANIFEST,
             caption="../../report/manifest.rst",
             category="Data",
         ),
-        dropped="results/data/dropped.csv",
+        dropped=L.DROPPED,
     log:
-        "logs/data/manifest.log",
+        L.log("data/manifest"),
     benchmark:
-        "benchmarks/data/manifest.tsv"
+        L.benchmark("data/manifest")
     conda:
         "../../envs/preprocess.yaml"
-    shell:
-        "python -m segsweep ingest manifest --records {input.records}"
-        " --out {output.manifest} --dropped {output.dropped} > {log} 2>&1"
+    script:
+        "../scripts/data_manifest.py"

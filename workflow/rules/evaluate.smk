@@ -5,118 +5,113 @@
 
 rule select:
     input:
-        index="results/runs/{run}/checkpoints/index.json",
-        val="results/datasets/val.h5",
+        index=L.RUN_INDEX,
+        val=L.path(L.DATASET, split="val"),
     output:
-        selection="results/runs/{run}/selection.json",
-        per_slice="results/runs/{run}/val/per_slice.csv",
-        per_patient="results/runs/{run}/val/per_patient.csv",
+        selection=L.SELECTION,
+        per_slice=L.VAL_PER_SLICE,
+        per_patient=L.VAL_PER_PATIENT,
     log:
-        "logs/select/{run}.log",
+        L.log("select/{run}"),
     benchmark:
-        "benchmarks/select/{run}.tsv"
+        L.benchmark("select/{run}")
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
     params:
         cfg=as_json(config["selection"]),
     shell:
-        "python -m segsweep select --run-dir results/runs/{wildcards.run} --val {input.val}"
+        "python -m segsweep select --index {input.index} --val {input.val}"
         " --config-json {params.cfg:q} --out {output.selection} --threads {threads} > {log} 2>&1"
-        " && python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
+        " && python -m segsweep evaluate --index {input.index} --run-id {wildcards.run}"
         " --selection {output.selection} --data {input.val} --split val"
-        " --out-dir results/runs/{wildcards.run}/val --threads {threads} >> {log} 2>&1"
+        " --per-slice {output.per_slice} --per-patient {output.per_patient}"
+        " --threads {threads} >> {log} 2>&1"
 
 
 checkpoint choose_final:
     input:
-        selections=expand("results/runs/{run}/selection.json", run=sorted(RUNS)),
-        per_patient=expand("results/runs/{run}/val/per_patient.csv", run=sorted(RUNS)),
+        selections=each(L.SELECTION, run=sorted(RUNS)),
+        per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
     output:
         table=report(
-            "results/summary/final.csv",
+            L.FINAL,
             caption="../../report/final.rst",
             category="Results",
         ),
     log:
-        "logs/final/choose.log",
+        L.log("final/choose"),
     benchmark:
-        "benchmarks/final/choose.tsv"
+        L.benchmark("final/choose")
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=as_json(config),
-        sweep=as_json(SWEEP),
-    shell:
-        "python -m segsweep final --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
-        " --results results --out {output.table} > {log} 2>&1"
+        cfg=config,
+        sweep=SWEEP,
+        runs=sorted(RUNS),
+    script:
+        "../scripts/choose_final.py"
 
 
 rule final_test:
     input:
         unpack(final_test_data),
-        final="results/summary/final.csv",
-        selection="results/runs/{run}/selection.json",
-        test="results/datasets/test.h5",
+        final=L.FINAL,
+        index=L.RUN_INDEX,
+        selection=L.SELECTION,
+        test=L.path(L.DATASET, split="test"),
     output:
-        per_slice="results/final/{run}/test/per_slice.csv",
+        per_slice=L.TEST_PER_SLICE,
         per_patient=report(
-            "results/final/{run}/test/per_patient.csv",
+            L.TEST_PER_PATIENT,
             caption="../../report/final_per_patient.rst",
             category="Results",
             subcategory="Final models",
             labels={"run": "{run}", "table": "per-patient test scores"},
         ),
-        predictions=directory("results/final/{run}/predictions"),
-        native=directory("results/final/{run}/predictions_native"),
-        figures=directory("results/final/{run}/figures"),
+        predictions=directory(L.PREDICTIONS),
+        native=directory(L.PREDICTIONS_NATIVE),
+        figures=directory(L.OUTLINES),
     log:
-        "logs/final/{run}.log",
+        L.log("final/{run}"),
     benchmark:
-        "benchmarks/final/{run}.tsv"
+        L.benchmark("final/{run}")
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
     params:
-        labels=as_json(config["data"]["labels"]),
-        patients=" ".join(shlex.quote(p) for p in config["report"]["patients"]),
-    shell:
-        "python -m segsweep evaluate --run-dir results/runs/{wildcards.run}"
-        " --selection {input.selection} --data {input.test} --split test"
-        " --out-dir results/final/{wildcards.run}/test"
-        " --predictions-dir {output.predictions} --crop-dir results/crop"
-        " --figures-dir {output.figures} --patients {params.patients}"
-        " --native-dir {output.native} --data-dir results/data"
-        " --labels-json {params.labels:q} --threads {threads} > {log} 2>&1"
+        subjects=valid_labelled,
+        labels=LABELS,
+        patients=config["report"]["patients"],
+    script:
+        "../scripts/final_test.py"
 
 
 rule predict_unlabelled:
     input:
         unpack(unlabelled_data),
-        selection="results/runs/{run}/selection.json",
-        final="results/summary/final.csv",
-        stats="results/datasets/normalisation.json",
+        index=L.RUN_INDEX,
+        selection=L.SELECTION,
+        final=L.FINAL,
+        stats=L.NORMALISATION,
     output:
-        predictions=directory("results/final/{run}/unlabelled"),
+        predictions=directory(L.UNLABELLED),
         figure=report(
-            "results/final/{run}/unlabelled.png",
+            L.UNLABELLED_FIGURE,
             caption="../../report/unlabelled.rst",
             category="Results",
             subcategory="Unlabelled subjects",
             labels={"run": "{run}", "figure": "unlabelled overlay"},
         ),
     log:
-        "logs/final/{run}_unlabelled.log",
+        L.log("final/{run}_unlabelled"),
     benchmark:
-        "benchmarks/final/{run}_unlabelled.tsv"
+        L.benchmark("final/{run}_unlabelled")
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
     params:
-        labels=as_json(config["data"]["labels"]),
         subjects=valid_unlabelled,
-    shell:
-        "python -m segsweep export --run-dir results/runs/{wildcards.run}"
-        " --selection {input.selection} --stats {input.stats} --subjects {params.subjects}"
-        " --labels-json {params.labels:q} --out-dir {output.predictions}"
-        " --figure {output.figure} --threads {threads} > {log} 2>&1"
+        labels=LABELS,
+    script:
+        "../scripts/predict_unlabelled.py"

@@ -3,21 +3,21 @@
 
 rule n4:
     input:
-        "results/data/{subject}/image.nii.gz",
+        L.DATA_IMAGE,
     output:
-        image="results/n4/{subject}/image.nii.gz",
-        field="results/n4/{subject}/bias_field.nii.gz",
+        image=L.N4_IMAGE,
+        field=L.N4_FIELD,
         qc=report(
-            "results/n4/{subject}/qc.png",
+            L.N4_QC,
             caption="../../report/n4_qc.rst",
             category="Preprocessing",
             subcategory="N4",
             labels={"subject": "{subject}"},
         ),
     log:
-        "logs/n4/{subject}.log",
+        L.log("n4/{subject}"),
     benchmark:
-        "benchmarks/n4/{subject}.tsv"
+        L.benchmark("n4/{subject}")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -30,21 +30,21 @@ rule n4:
 
 rule crop_image:
     input:
-        "results/n4/{subject}/image.nii.gz",
+        L.N4_IMAGE,
     output:
-        image="results/crop/{subject}/image.nii.gz",
-        info="results/crop/{subject}/crop.json",
+        image=L.CROP_IMAGE,
+        info=L.CROP_RECORD,
         qc=report(
-            "results/crop/{subject}/qc.png",
+            L.CROP_QC,
             caption="../../report/crop_qc.rst",
             category="Preprocessing",
             subcategory="Crop",
             labels={"subject": "{subject}"},
         ),
     log:
-        "logs/crop/{subject}.log",
+        L.log("crop/{subject}"),
     benchmark:
-        "benchmarks/crop/{subject}.tsv"
+        L.benchmark("crop/{subject}")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -56,19 +56,19 @@ rule crop_image:
 
 rule crop_mask:
     input:
-        mask="results/data/{subject}/mask.nii.gz",
-        info="results/crop/{subject}/crop.json",
+        mask=L.DATA_MASK,
+        info=L.CROP_RECORD,
     output:
-        mask="results/crop/{subject}/mask.nii.gz",
-        kept="results/crop/{subject}/mask.json",
+        mask=L.CROP_MASK,
+        kept=L.CROP_MASK_RECORD,
     log:
-        "logs/crop/{subject}.mask.log",
+        L.log("crop/{subject}.mask"),
     benchmark:
-        "benchmarks/crop/{subject}.mask.tsv"
+        L.benchmark("crop/{subject}.mask")
     conda:
         "../../envs/preprocess.yaml"
     params:
-        labels=as_json(config["data"]["labels"]),
+        labels=as_json(LABELS),
     shell:
         "python -m segsweep crop mask --mask {input.mask} --crop-json {input.info}"
         " --labels-json {params.labels:q} --out-mask {output.mask} --out-json {output.kept}"
@@ -77,22 +77,18 @@ rule crop_mask:
 
 rule crop_tables:
     input:
-        infos=lambda w: expand(
-            "results/crop/{subject}/{name}.json",
-            subject=valid_labelled(w),
-            name=["crop", "mask"],
-        ),
+        crop_records=lambda w: each(L.CROP_RECORD, subject=valid_labelled(w)),
+        mask_records=lambda w: each(L.CROP_MASK_RECORD, subject=valid_labelled(w)),
     output:
-        centre="results/crop/centre_error.csv",
-        kept="results/crop/kept_fraction.csv",
+        centre=L.CENTRE_ERROR,
+        kept=L.KEPT_FRACTION,
     log:
-        "logs/crop/tables.log",
+        L.log("crop/tables"),
     benchmark:
-        "benchmarks/crop/tables.tsv"
+        L.benchmark("crop/tables")
     conda:
         "../../envs/preprocess.yaml"
     params:
-        subjects=lambda w: valid_labelled(w),
-    shell:
-        "python -m segsweep crop tables --crop-dir results/crop --subjects {params.subjects}"
-        " --out-centre {output.centre} --out-kept {output.kept} > {log} 2>&1"
+        subjects=valid_labelled,
+    script:
+        "../scripts/crop_tables.py"

@@ -1,53 +1,48 @@
-# The thesis document: HTML and PDF from the same Jinja2 templates.
+# The thesis document: HTML and PDF from the same Jinja2 templates (shipped in the package).
 
 
 rule report:
     input:
-        rules.analysis.output,
-        rules.figures.output,
-        "results/splits/splits.csv",
-        "results/splits/splits_checks.csv",
-        "results/data/manifest.csv",
-        expand("results/data/{subject}/ingest.json", subject=sorted(SUBJECTS)),
-        expand("results/runs/{run}/provenance.json", run=sorted(RUNS)),
-        rules.crop_tables.output,
-        lambda w: expand(
-            "results/final/{run}/{name}",
-            run=final_runs(),
-            name=["figures", "unlabelled.png", "predictions_native"],
-        ),
-        lambda w: expand(
-            "results/{step}/{subject}/qc.png",
-            step=["n4", "crop"],
-            subject=qc_subjects(w),
-        ),
+        unpack(report_qc),
+        unpack(report_finals),
+        **REPORT_TABLES,
+        final=L.FINAL,
+        splits=L.SPLITS,
+        checks=L.SPLITS_CHECKS,
+        manifest=L.DATA_MANIFEST,
+        dropped=L.DROPPED,
+        records=each(L.INGEST_RECORD, subject=sorted(SUBJECTS)),
+        provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
+        centre=L.CENTRE_ERROR,
+        kept=L.KEPT_FRACTION,
         templates=multiext(
-            os.path.join(workflow.basedir, "report/thesis"), ".html.j2", ".css"
+            os.path.join(PACKAGE_DIR, "segsweep/report/templates/thesis"),
+            ".html.j2",
+            ".css",
         ),
     output:
         html=report(
-            "results/report/thesis.html",
+            L.THESIS_HTML,
             caption="../../report/thesis.rst",
             category="Thesis",
         ),
         pdf=report(
-            "results/report/thesis.pdf",
+            L.THESIS_PDF,
             caption="../../report/thesis.rst",
             category="Thesis",
         ),
     log:
-        "logs/report/report.log",
+        L.log("report/report"),
     benchmark:
-        "benchmarks/report/report.tsv"
+        L.benchmark("report/report")
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=as_json(config),
-        sweep=as_json(SWEEP),
-        templates=lambda w, input: os.path.dirname(input.templates[0]),
+        cfg=config,
+        sweep=SWEEP,
+        runs=sorted(RUNS),
+        subjects=sorted(SUBJECTS),
+        finals=lambda w: final_runs(),
         qc=qc_subjects,
-    shell:
-        "python -m segsweep report --config-json {params.cfg:q} --sweep-json {params.sweep:q}"
-        " --results results --templates {params.templates:q}"
-        " --out-html {output.html} --out-pdf {output.pdf} --qc-subjects {params.qc}"
-        " > {log} 2>&1"
+    script:
+        "../scripts/report.py"

@@ -3,76 +3,70 @@
 
 rule split:
     input:
-        "results/data/manifest.csv",
+        L.DATA_MANIFEST,
     output:
         splits=report(
-            "results/splits/splits.csv",
+            L.SPLITS,
             caption="../../report/splits.rst",
             category="Data",
         ),
-        audit="results/splits/splits_audit.csv",
-        checks="results/splits/splits_checks.csv",
+        audit=L.SPLITS_AUDIT,
+        checks=L.SPLITS_CHECKS,
     log:
-        "logs/split/split.log",
+        L.log("split/split"),
     benchmark:
-        "benchmarks/split/split.tsv"
+        L.benchmark("split/split")
     conda:
         "../../envs/preprocess.yaml"
     params:
         cfg=as_json(config["split"]),
     shell:
         "python -m segsweep split --manifest {input} --config-json {params.cfg:q}"
-        " --out {output.splits} > {log} 2>&1"
+        " --out {output.splits} --out-audit {output.audit} --out-checks {output.checks}"
+        " > {log} 2>&1"
 
 
 rule normalisation:
     input:
-        splits="results/splits/splits.csv",
-        images=labelled_crops,
+        images=labelled_crop_images,
+        splits=L.SPLITS,
     output:
-        "results/datasets/normalisation.json",
+        L.NORMALISATION,
     log:
-        "logs/pack/normalisation.log",
+        L.log("pack/normalisation"),
     benchmark:
-        "benchmarks/pack/normalisation.tsv"
+        L.benchmark("pack/normalisation")
     conda:
         "../../envs/preprocess.yaml"
     params:
-        cfg=as_json(
-            {
-                "normalise": config["preprocess"]["normalise"],
-                "windows": config["preprocess"]["windows"],
-                "channels": config["data"]["channels"],
-            }
-        ),
-    shell:
-        "python -m segsweep pack stats --splits {input.splits} --crop-dir results/crop"
-        " --config-json {params.cfg:q} --out {output} > {log} 2>&1"
+        subjects=valid_labelled,
+        cfg={
+            "normalise": config["preprocess"]["normalise"],
+            "windows": config["preprocess"]["windows"],
+            "channels": config["data"]["channels"],
+        },
+    script:
+        "../scripts/normalisation.py"
 
 
 rule pack:
     input:
-        splits="results/splits/splits.csv",
-        stats="results/datasets/normalisation.json",
-        images=labelled_crops,
+        images=labelled_crop_images,
         masks=labelled_crop_masks,
+        splits=L.SPLITS,
+        stats=L.NORMALISATION,
     output:
-        "results/datasets/{split}.h5",
+        L.DATASET,
     log:
-        "logs/pack/{split}.log",
+        L.log("pack/{split}"),
     benchmark:
-        "benchmarks/pack/{split}.tsv"
+        L.benchmark("pack/{split}")
     conda:
         "../../envs/preprocess.yaml"
     params:
-        labels=as_json(config["data"]["labels"]),
-        volumes=(
-            "--volumes"
-            if config["preprocess"]["volumes"]
-            or any(run.params["model"] == "unet3d" for run in RUNS.values())
-            else ""
-        ),
-    shell:
-        "python -m segsweep pack pack --split {wildcards.split} --splits {input.splits}"
-        " --crop-dir results/crop --stats {input.stats} --labels-json {params.labels:q} {params.volumes}"
-        " --out {output} > {log} 2>&1"
+        subjects=valid_labelled,
+        labels=LABELS,
+        volumes=config["preprocess"]["volumes"]
+        or any(run.params["model"] == "unet3d" for run in RUNS.values()),
+    script:
+        "../scripts/pack.py"

@@ -1,5 +1,5 @@
 # One training job per run of the sweep, each holding one GPU (`--resources gpu=N` caps them).
-# A killed job resumes from results/runs/{run}/state/ (not an output, so it survives a rerun).
+# A killed job resumes from its state folder (L.RUN_STATE: not an output, so it survives a rerun).
 # A transfer run (`init_from`) also waits for the selection of the run it starts from.
 # A failing job is retried `train_retries` times (on SLURM with more time and memory, see
 # slurm/config.yaml); the last attempt records the failure as the run's outputs (status "failed"
@@ -11,22 +11,22 @@
 rule train:
     input:
         unpack(init_source),
-        train="results/datasets/train.h5",
-        val="results/datasets/val.h5",
+        train=L.path(L.DATASET, split="train"),
+        val=L.path(L.DATASET, split="val"),
     output:
-        params="results/runs/{run}/params.yaml",
+        params=L.RUN_PARAMS,
         log=report(
-            "results/runs/{run}/train_log.csv",
+            L.RUN_LOG,
             caption="../../report/train_log.rst",
             category="Training",
             labels={"run": "{run}", "table": "training log"},
         ),
-        index="results/runs/{run}/checkpoints/index.json",
-        provenance="results/runs/{run}/provenance.json",
+        index=L.RUN_INDEX,
+        provenance=L.RUN_PROVENANCE,
     log:
-        "logs/train/{run}.log",
+        L.log("train/{run}"),
     benchmark:
-        "benchmarks/train/{run}.tsv"
+        L.benchmark("train/{run}")
     retries: config["train_retries"]
     conda:
         "../../envs/train.yaml"
@@ -37,7 +37,9 @@ rule train:
         attempts=config["train_retries"] + 1,
     params:
         args=train_arguments,
+        state=L.RUN_STATE,
     shell:
         "python -m segsweep train {params.args} --train {input.train} --val {input.val}"
-        " --out results/runs/{wildcards.run} --threads {threads}"
+        " --params {output.params} --log {output.log} --index {output.index}"
+        " --provenance {output.provenance} --state {params.state} --threads {threads}"
         " --attempt {resources.attempt} --max-attempts {resources.attempts} > {log} 2>&1"

@@ -18,10 +18,11 @@ from collections.abc import Callable
 
 import torch
 
-from segsweep.augment import Augmenter
-from segsweep.losses import Criterion
-from segsweep.models import build_model
-from segsweep.train import make_optimizer
+from segsweep.config_schema import complete
+from segsweep.model.augment import Augmenter
+from segsweep.model.losses import Criterion
+from segsweep.model.optimizers import make_optimizer
+from segsweep.model.unet import build_model
 
 
 def _rate(fn, batches: list[torch.Tensor], batch_size: int, repeats: int) -> float:
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     batches = [
         order[(i * args.batch_size) % args.slices :][: args.batch_size] for i in range(args.batches)
     ]
-    hp = {"augment": True, "lr": 1e-3, "loss": "dice", "labels": "merged"}
+    hp = complete({"augment": True, "lr": 1e-3, "loss": "dice", "labels": "merged"}, "train")
     augment = Augmenter(hp, torch.Generator().manual_seed(1))
 
     def copy(index: torch.Tensor):

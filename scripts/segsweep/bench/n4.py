@@ -15,8 +15,8 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
-from segsweep.cohort import plan_cohort, render
-from segsweep.n4 import DEFAULTS, n4_correct
+from segsweep.data.cohort import plan_cohort, render
+from segsweep.preprocess.n4 import DEFAULTS, n4_correct
 
 OURS = {k: DEFAULTS[k] for k in ("shrink", "iterations", "convergence")}
 

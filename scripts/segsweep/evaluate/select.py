@@ -1,0 +1,143 @@
+"""Score every checkpoint of a run on validation and select the best one.
+
+The score is `aggregate` (mean | median, ignoring NaN — e.g. slices where reference and
+prediction are both empty) of `metric` for `class` over the rows of `level` (patient | slice) of
+the validation tables, as the PET/CT thesis's `find_best_model` did. The best score by
+`higher_is_better` wins; ties go to the earliest checkpoint, and a NaN score (nothing to measure)
+never beats a number. Every score is recorded in selection.json, so the choice can be checked.
+
+Scoring runs on the model's device (`segsweep.evaluate.counts`): one pass per checkpoint over
+batches of the split, keeping only per-slice confusion counts there, so scores equal those of
+the evaluation tables without copying label maps back or building per-class masks on the CPU.
+The selection metrics are the overlap metrics, all computable from counts; the surface
+distances of the evaluation tables (HD95, ASSD) are not among them: they need each patient's
+whole predicted volume and distance transforms (SciPy, CPU), which stay in the evaluation tables
+(`segsweep.evaluate.tables`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segsweep import layout
+from segsweep.config_schema import complete, defaults
+from segsweep.devices import choose_device
+from segsweep.errors import ConfigError, InputError
+from segsweep.evaluate.counts import split_counts, table_values
+from segsweep.io.records import read_json, write_json
+from segsweep.io.splits import read_split
+from segsweep.labels import FOREGROUND
+from segsweep.metrics import METRICS
+from segsweep.model.checkpoints import load_checkpoint
+
+AGGREGATES = {"mean": np.nanmean, "median": np.nanmedian}
+LEVELS = ("patient", "slice")
+
+
+def selection_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The selection section with defaults filled in, checked."""
+    cfg = complete(cfg, "selection")
+    allowed = {"metric": METRICS, "aggregate": tuple(AGGREGATES), "level": LEVELS}
+    for key, values in allowed.items():
+        if cfg[key] not in values:
+            raise ConfigError(f"selection.{key}", cfg[key], " | ".join(values))
+    known = defaults("selection")
+    unknown = sorted(set(cfg) - set(known))
+    if unknown:
+        raise ConfigError("selection", unknown, "keys " + ", ".join(known))
+    return cfg
+
+
+def aggregate_score(values: np.ndarray, aggregate: str) -> float:
+    """NaN-ignoring mean or median; NaN (not a warning) when every value is NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    return float(AGGREGATES[aggregate](values)) if values.size else math.nan
+
+
+def best_entry(scores: list[dict[str, Any]], higher_is_better: bool) -> dict[str, Any]:
+    """The entry with the best score; ties → earliest; NaN loses to any number."""
+    sign = 1.0 if higher_is_better else -1.0
+    best = scores[0]
+    for entry in scores[1:]:
+        if not math.isnan(entry["score"]) and (
+            math.isnan(best["score"]) or sign * entry["score"] > sign * best["score"]
+        ):
+            best = entry
+    return best
+
+
+def _json_score(entry: dict[str, Any]) -> dict[str, Any]:
+    """NaN is not JSON: write a missing score as null."""
+    return {**entry, "score": None if math.isnan(entry["score"]) else entry["score"]}
+
+
+def score_checkpoints(
+    index_path: Path, val_h5: Path, selection_cfg: dict[str, Any], device: torch.device
+) -> dict[str, Any]:
+    """Scores of all checkpoints listed in a run's checkpoint index (the checkpoints lie beside
+    it) and the selected one, as written to selection.json (NaN scores as null)."""
+    cfg = selection_config(selection_cfg)
+    index_path = Path(index_path)
+    if not index_path.is_file():
+        raise InputError(None, str(index_path), "checkpoint index not found (training unfinished?)")
+    index = read_json(index_path)
+    if index.get("status") == "failed":  # recorded by train's last attempt: nothing to score
+        return {**cfg, "status": "failed", "error": index["error"], "scores": [], "selected": None}
+    if not index["checkpoints"]:
+        raise InputError(None, str(index_path), "no checkpoints listed")
+    if cfg["class"] not in [*index["classes"], FOREGROUND]:
+        raise ConfigError(
+            "selection.class",
+            cfg["class"],
+            "a class of the run: foreground, " + ", ".join(index["classes"]),
+        )
+    data = read_split(val_h5)
+    scores = []
+    for entry in index["checkpoints"]:
+        model, meta = load_checkpoint(index_path.parent / entry["file"], device)
+        counts = split_counts(model, data, meta["classes"], device)
+        values = table_values(counts, cfg["level"], cfg["class"], cfg["metric"])
+        score = aggregate_score(values, cfg["aggregate"])
+        scores.append({**{k: entry[k] for k in ("file", "epoch", "step")}, "score": score})
+        print(f"{entry['file']}: {cfg['metric']} {score:.4f}", flush=True)
+    selected = best_entry(scores, cfg["higher_is_better"])
+    if math.isnan(selected["score"]):
+        print("warning: every score is NaN; selected the earliest checkpoint", file=sys.stderr)
+    return {
+        **cfg,
+        "scores": [_json_score(s) for s in scores],
+        "selected": _json_score(selected),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="segsweep select", description=__doc__.split("\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=Path, help="the run's checkpoints/index.json")
+    where.add_argument("--run-dir", type=Path, help="a run folder laid out as results/runs/{run}")
+    parser.add_argument("--val", required=True, type=Path, help="val.h5")
+    parser.add_argument("--config-json", default="{}", help="the `selection` config section")
+    parser.add_argument("--out", required=True, type=Path, help="selection.json")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    index = args.index or layout.under(args.run_dir, layout.RUN_INDEX, base=layout.RUN_DIR)
+    selection = score_checkpoints(
+        index, args.val, json.loads(args.config_json), choose_device(args.device)
+    )
+    write_json(args.out, selection)
+
+
+if __name__ == "__main__":
+    main()

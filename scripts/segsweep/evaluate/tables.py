@@ -1,0 +1,328 @@
+"""Per-slice and per-patient metrics of a run's selected checkpoint on one split, and for a final
+model its predictions as label maps, their native-space scores and outline figures.
+
+Tables are in the long format of the workflow: one row per (slice or patient, class) with the
+confusion counts and every metric of `segsweep.metrics`. Classes (`segsweep.labels`) are those
+the run predicts plus "foreground", the union of the run's classes, present for every run so that
+runs with merged and separate labels compare on one class. Per-patient metrics come from the
+counts summed over the patient's slices (a 3D metric), not from averaging slice metrics. Volumes
+(mL) use the grid's voxel size; per-patient tables also carry HD95 and ASSD in mm
+(`segsweep.evaluate.distances`, computed on the patient's volume with the spacing the split
+records: an unknown spacing is an error, never 1 mm). Space is "processed": the cropped,
+slice-harmonised grid the network sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from segsweep import layout
+from segsweep.devices import choose_device
+from segsweep.errors import InputError
+from segsweep.evaluate.distances import surface_distances
+from segsweep.evaluate.export import export_native, export_predictions, native_tables
+from segsweep.evaluate.outlines import draw_outlines
+from segsweep.evaluate.predict import predict_labels
+from segsweep.io.records import read_json, write_csv
+from segsweep.io.splits import Spacing, Split, read_split
+from segsweep.labels import FOREGROUND, class_mapping
+from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes_ml
+from segsweep.model.checkpoints import load_checkpoint, selected_checkpoint
+
+COUNTS = ("tp", "fp", "fn", "tn")
+VOLUMES = ("volume_ref_ml", "volume_pred_ml")
+DISTANCES = ("hd95", "assd")
+
+
+def _spacing_of(spacing: Mapping[str, Spacing], patient: str) -> Spacing:
+    """A patient's (x, y, z) voxel spacing in mm; unknown spacing is an error, never 1 mm."""
+    if patient not in spacing:
+        raise InputError(patient, None, "no voxel spacing known: metrics in mm need it")
+    return spacing[patient]
+
+
+def _class_pairs(
+    pred: np.ndarray, masks: np.ndarray, classes_of_run: list[str], class_names_of_data: list[str]
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(class, predicted mask, reference mask) for each class of the run and the foreground."""
+    return [
+        (name, np.isin(pred, labels), masks[..., channels].any(axis=-1))
+        for name, labels, channels in class_mapping(classes_of_run, class_names_of_data)
+    ]
+
+
+def _with_metrics(table: pd.DataFrame, spacing: Mapping[str, Spacing]) -> pd.DataFrame:
+    counts = [table[c].to_numpy() for c in COUNTS]
+    voxel_mm3 = np.array([np.prod(_spacing_of(spacing, p)) for p in table["patient_id"]])
+    metrics = overlap_metrics(*counts)
+    return table.assign(
+        **{name: metrics[name] for name in METRICS}, **volumes_ml(*counts[:3], voxel_mm3)
+    )
+
+
+def _patient_distances(
+    pairs: list[tuple[str, np.ndarray, np.ndarray]],
+    patient_id: np.ndarray,
+    slice_id: np.ndarray,
+    spacing: Mapping[str, Spacing],
+) -> pd.DataFrame:
+    """HD95 and ASSD per (patient, class) on each patient's volume; absent slices are empty."""
+    rows = []
+    for patient in np.unique(patient_id):
+        rows_of = np.flatnonzero(patient_id == patient)
+        depth = int(slice_id[rows_of].max()) + 1
+        for name, pred, ref in pairs:
+            volumes = []
+            for source in (pred, ref):
+                volume = np.zeros((depth, *source.shape[1:]), dtype=bool)
+                volume[slice_id[rows_of]] = source[rows_of]
+                volumes.append(volume)
+            rows.append(
+                {
+                    "patient_id": patient,
+                    "class": name,
+                    **surface_distances(*volumes, _spacing_of(spacing, patient)[::-1]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["patient_id", "class", *DISTANCES])
+
+
+def metrics_tables(
+    pred: np.ndarray,
+    masks: np.ndarray,
+    patient_id: np.ndarray,
+    slice_id: np.ndarray,
+    classes_of_run: list[str],
+    class_names_of_data: list[str],
+    *,
+    run_id: str,
+    split: str,
+    spacing: Mapping[str, Spacing],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per_slice, per_patient) tables of class-index predictions [n, H, W] against one-hot
+    masks [n, H, W, m], rows sorted by patient, slice, then class in the run's order.
+    `spacing` maps each patient to its grid's (x, y, z) voxel size in mm (an unknown spacing is
+    an error); no slices give the tables' header only."""
+    pairs = _class_pairs(pred, masks, list(classes_of_run), list(class_names_of_data))
+    names = [name for name, _, _ in pairs]
+    # counts [n, classes, 4]: per slice, per class, (tp, fp, fn, tn)
+    counts = np.stack(
+        [np.stack(confusion_counts(p, r, axis=(1, 2)), axis=-1) for _, p, r in pairs], axis=1
+    )
+    patient_id, slice_id = np.asarray(patient_id, dtype=str), np.asarray(slice_id)
+    order = np.lexsort((slice_id, patient_id))
+    counts = counts[order].reshape(-1, 4)
+    per_slice = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "split": split,
+            "space": "processed",
+            "patient_id": np.repeat(patient_id[order], len(names)),
+            "slice_id": np.repeat(slice_id[order], len(names)),
+            "class": np.tile(names, len(order)),
+            **{c: counts[:, i] for i, c in enumerate(COUNTS)},
+        }
+    )
+    keys = ["run_id", "split", "space", "patient_id", "class"]
+    per_patient = per_slice.groupby(keys, sort=False)[list(COUNTS)].sum().reset_index()
+    distances = _patient_distances(pairs, patient_id, slice_id, spacing)
+    per_patient = _with_metrics(per_patient, spacing).merge(
+        distances, on=["patient_id", "class"], how="left", validate="one_to_one"
+    )
+    return _with_metrics(per_slice, spacing), per_patient
+
+
+def evaluate_model(
+    model: nn.Module, meta: dict, data: Split, run_id: str, split: str, device: torch.device
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Tables of a loaded model on an in-memory split, and its class-index predictions."""
+    pred = predict_labels(model, data.images, device)
+    tables = metrics_tables(
+        pred,
+        data.masks,
+        data.patient_id,
+        data.slice_id,
+        meta["classes"],
+        data.classes,
+        run_id=run_id,
+        split=split,
+        spacing=data.spacing,
+    )
+    return *tables, pred
+
+
+@dataclass(frozen=True)
+class FinalExport:
+    """What scoring a final model on the test set adds to its tables: predictions on the
+    cropped grid (`grids`: patient → cropped image), in original geometry (undoing what
+    `crop_records` and `ingest_records` record) with native-space scores, and outlines."""
+
+    labels: dict[str, int]
+    grids: Mapping[str, str | Path]
+    crop_records: Mapping[str, str | Path]
+    ingest_records: Mapping[str, str | Path]
+    predictions_dir: Path
+    native_dir: Path | None = None
+    figures_dir: Path | None = None
+    patients: tuple[str, ...] = ("best", "median", "worst")
+
+
+def failed_tables(run_id: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Header-only tables of a run whose training failed: it is listed, not scored."""
+    empty = np.zeros((0, 1, 1), dtype=np.int64)
+    return metrics_tables(
+        empty,
+        empty[..., None],
+        empty[:, 0, 0],
+        empty[:, 0, 0],
+        [FOREGROUND],
+        [],
+        run_id=run_id,
+        split=split,
+        spacing={},
+    )
+
+
+def evaluate_split(
+    selection_json: Path,
+    index_json: Path,
+    data_h5: Path,
+    split: str,
+    run_id: str,
+    per_slice_csv: Path,
+    per_patient_csv: Path,
+    device: torch.device,
+    final: FinalExport | None = None,
+) -> None:
+    """Write the per-slice and per-patient tables of a run's selected checkpoint on one split
+    (and, for a final model, what `final` asks for)."""
+    selection = read_json(selection_json)
+    if selection.get("status") == "failed":
+        if final is not None:
+            raise InputError(None, str(selection_json), "a failed run has nothing to predict")
+        per_slice, per_patient = failed_tables(run_id, split)
+    else:
+        model, meta = load_checkpoint(selected_checkpoint(selection_json, index_json), device)
+        data = read_split(data_h5)
+        per_slice, per_patient, pred = evaluate_model(model, meta, data, run_id, split, device)
+        if final is not None:
+            per_patient = _export(final, pred, data, meta["classes"], per_patient, run_id, split)
+    write_csv(per_slice, per_slice_csv)
+    write_csv(per_patient, per_patient_csv)
+
+
+def _export(
+    final: FinalExport,
+    pred: np.ndarray,
+    data: Split,
+    classes: list[str],
+    per_patient: pd.DataFrame,
+    run_id: str,
+    split: str,
+) -> pd.DataFrame:
+    """Export and draw the predictions of a final model; its per-patient table with the native
+    rows added when `final.native_dir` is set."""
+    predictions = export_predictions(
+        pred, data, classes, final.labels, final.grids, final.predictions_dir
+    )
+    if final.native_dir is not None:
+        native = export_native(
+            predictions, final.crop_records, final.ingest_records, final.native_dir
+        )
+        rows = native_tables(native, final.ingest_records, classes, final.labels, run_id, split)
+        per_patient = pd.concat([per_patient, rows], ignore_index=True)[per_patient.columns]
+    if final.figures_dir is not None:
+        Path(final.figures_dir).mkdir(parents=True, exist_ok=True)
+        draw_outlines(pred, data, per_patient, list(final.patients), final.figures_dir)
+    return per_patient
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="segsweep evaluate", description=__doc__.split("\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=Path, help="the run's checkpoints/index.json")
+    where.add_argument("--run-dir", type=Path, help="a run folder laid out as results/runs/{run}")
+    parser.add_argument("--run-id", help="the run (default: the name of its folder)")
+    parser.add_argument("--selection", required=True, type=Path, help="selection.json")
+    parser.add_argument("--data", required=True, type=Path, help="HDF5 split to evaluate on")
+    parser.add_argument("--split", required=True, help="name of the split (val | test)")
+    parser.add_argument("--per-slice", type=Path, help="per_slice.csv")
+    parser.add_argument("--per-patient", type=Path, help="per_patient.csv")
+    parser.add_argument("--out-dir", type=Path, help="for per_slice.csv and per_patient.csv")
+    parser.add_argument("--predictions-dir", type=Path, help="export predictions here")
+    parser.add_argument("--crop-dir", type=Path, help="results/crop (grids of the predictions)")
+    parser.add_argument("--labels-json", help="label values of the data, e.g. '{\"femur\": 1}'")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--figures-dir", type=Path, help="draw outlines of shown patients here")
+    parser.add_argument(
+        "--native-dir",
+        type=Path,
+        help="also export predictions in original geometry and score "
+        "them in native space (needs --predictions-dir and --data-dir)",
+    )
+    parser.add_argument("--data-dir", type=Path, help="results/data (ingest.json per subject)")
+    parser.add_argument(
+        "--patients", nargs="*", default=["best", "median", "worst"], help="best|median|worst|id"
+    )
+    args = parser.parse_args(argv)
+    if args.predictions_dir and not (args.crop_dir and args.labels_json):
+        parser.error("--predictions-dir needs --crop-dir and --labels-json")
+    if args.native_dir and not (args.predictions_dir and args.data_dir):
+        parser.error("--native-dir needs --predictions-dir and --data-dir")
+    if not (args.out_dir or (args.per_slice and args.per_patient)):
+        parser.error("give --out-dir, or --per-slice and --per-patient")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    index = args.index or layout.under(args.run_dir, layout.RUN_INDEX, base=layout.RUN_DIR)
+    run_id = args.run_id or Path(index).parent.parent.name
+    out = {
+        name: given or layout.under(args.out_dir, pattern, base=layout.VAL_DIR)
+        for name, given, pattern in (
+            ("slice", args.per_slice, layout.VAL_PER_SLICE),
+            ("patient", args.per_patient, layout.VAL_PER_PATIENT),
+        )
+    }
+    final = None
+    if args.predictions_dir:
+        patients = sorted(set(read_split(args.data).patient_id.tolist()))
+
+        def files(folder: Path | None, pattern: str, base: str) -> dict[str, Path]:
+            if folder is None:
+                return {}
+            return {p: layout.under(folder, pattern, base=base, subject=p) for p in patients}
+
+        final = FinalExport(
+            labels=json.loads(args.labels_json),
+            grids=files(args.crop_dir, layout.CROP_IMAGE, layout.CROP_DIR),
+            crop_records=files(args.crop_dir, layout.CROP_RECORD, layout.CROP_DIR),
+            ingest_records=files(args.data_dir, layout.INGEST_RECORD, layout.DATA_DIR),
+            predictions_dir=args.predictions_dir,
+            native_dir=args.native_dir,
+            figures_dir=args.figures_dir,
+            patients=tuple(args.patients),
+        )
+    evaluate_split(
+        args.selection,
+        index,
+        args.data,
+        args.split,
+        run_id,
+        out["slice"],
+        out["patient"],
+        choose_device(args.device),
+        final,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Where every file of a workflow run lives: the only place that spells a path under `results/`,
+`logs/` or `benchmarks/` (as nnU-Net keeps its paths in one module).
+
+The rules declare their inputs, outputs, logs and benchmarks with these names (through
+`workflow/rules/common.smk`) and hand the paths to the stages, which read and write only what
+they are handed. A pattern keeps its wildcards (`{subject}`, `{run}`, `{split}`, `{name}`) for
+Snakemake; `path(pattern, subject="epi-001")` fills them in for one file. Paths are relative to
+the working directory the workflow runs in. A stage run by hand with `--results DIR` finds its
+files through `under(DIR, pattern)`.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+RESULTS, LOGS, BENCHMARKS = "results", "logs", "benchmarks"
+
+# the synthetic cohort: one folder per subject (MetaImage pairs) and its manifest
+COHORT_SUBJECT = "results/cohort/{subject}"
+COHORT_IMAGE = "results/cohort/{subject}/image.mhd"
+COHORT_MASK = "results/cohort/{subject}/mask.mhd"
+COHORT_ROI = "results/cohort/{subject}/roi.mhd"
+COHORT_BIAS = "results/cohort/{subject}/bias.mhd"
+COHORT_TRUTH = "results/cohort/{subject}/truth.json"
+COHORT_MANIFEST = "results/cohort/manifest.csv"
+
+# ingest: each subject validated and canonical, and the cohort table
+DATA_DIR = "results/data"
+INGEST_RECORD = "results/data/{subject}/ingest.json"
+DATA_IMAGE = "results/data/{subject}/image.nii.gz"
+DATA_MASK = "results/data/{subject}/mask.nii.gz"
+DATA_MANIFEST = "results/data/manifest.csv"
+DROPPED = "results/data/dropped.csv"
+
+# preprocessing per subject, and the crop's cohort tables
+N4_IMAGE = "results/n4/{subject}/image.nii.gz"
+N4_FIELD = "results/n4/{subject}/bias_field.nii.gz"
+N4_QC = "results/n4/{subject}/qc.png"
+CROP_DIR = "results/crop"
+CROP_IMAGE = "results/crop/{subject}/image.nii.gz"
+CROP_RECORD = "results/crop/{subject}/crop.json"
+CROP_QC = "results/crop/{subject}/qc.png"
+CROP_MASK = "results/crop/{subject}/mask.nii.gz"
+CROP_MASK_RECORD = "results/crop/{subject}/mask.json"
+CENTRE_ERROR = "results/crop/centre_error.csv"
+KEPT_FRACTION = "results/crop/kept_fraction.csv"
+
+# the split and the packed datasets
+SPLITS_DIR = "results/splits"
+SPLITS = "results/splits/splits.csv"
+SPLITS_AUDIT = "results/splits/splits_audit.csv"
+SPLITS_CHECKS = "results/splits/splits_checks.csv"
+NORMALISATION = "results/datasets/normalisation.json"
+DATASET = "results/datasets/{split}.h5"
+
+# one folder per run: training (state/ holds the resume state, deliberately no output),
+# selection and validation tables
+RUN_DIR = "results/runs/{run}"
+RUN_PARAMS = "results/runs/{run}/params.yaml"
+RUN_LOG = "results/runs/{run}/train_log.csv"
+RUN_INDEX = "results/runs/{run}/checkpoints/index.json"
+RUN_PROVENANCE = "results/runs/{run}/provenance.json"
+RUN_STATE = "results/runs/{run}/state"
+SELECTION = "results/runs/{run}/selection.json"
+VAL_DIR = "results/runs/{run}/val"
+VAL_PER_SLICE = "results/runs/{run}/val/per_slice.csv"
+VAL_PER_PATIENT = "results/runs/{run}/val/per_patient.csv"
+
+# the final models: test tables, predictions, outlines and unlabelled subjects
+FINAL = "results/summary/final.csv"
+TEST_PER_SLICE = "results/final/{run}/test/per_slice.csv"
+TEST_PER_PATIENT = "results/final/{run}/test/per_patient.csv"
+PREDICTIONS = "results/final/{run}/predictions"
+PREDICTIONS_NATIVE = "results/final/{run}/predictions_native"
+OUTLINES = "results/final/{run}/figures"
+UNLABELLED = "results/final/{run}/unlabelled"
+UNLABELLED_FIGURE = "results/final/{run}/unlabelled.png"
+
+# analysis, figures and the thesis
+RUNS_TABLE = "results/summary/runs.csv"
+TABLE = "results/tables/{name}.csv"
+TABLES = (
+    "hyperparameters",
+    "pairs",
+    "best_runs",
+    "final_per_patient",
+    "slice_distribution",
+    "metrics_summary",
+    "class_summary",
+    "kruskal",
+    "final_tests",
+)
+JITTER = "results/figures/jitter_{name}.png"
+BOXPLOT = "results/figures/boxplot_{split}.png"
+HISTOGRAM = "results/figures/histogram_{split}.png"
+TRAINING_CURVES = "results/figures/training_curves.png"
+CHECKPOINT_SCORES = "results/figures/checkpoint_scores.png"
+THESIS_HTML = "results/report/thesis.html"
+THESIS_PDF = "results/report/thesis.pdf"
+
+_FIELDS = string.Formatter()
+
+
+def path(pattern: str, **wildcards: str) -> str:
+    """`pattern` with the given wildcards filled in; the others stay `{name}` for Snakemake."""
+    values = {name: f"{{{name}}}" for _, name, _, _ in _FIELDS.parse(pattern) if name}
+    return pattern.format(**{**values, **wildcards})
+
+
+def log(job: str) -> str:
+    """The log of one job, `job` naming its rule group and wildcards, e.g. "n4/{subject}"."""
+    return f"{LOGS}/{job}.log"
+
+
+def benchmark(job: str) -> str:
+    """Snakemake's benchmark file of one job (named as its log)."""
+    return f"{BENCHMARKS}/{job}.tsv"
+
+
+def under(folder: str | Path, pattern: str, base: str = RESULTS, **wildcards: str) -> Path:
+    """The file `pattern` names, in `folder` standing where `base` stands in the layout: a
+    results file of a run whose results folder is `folder` (for stages run by hand), or, with
+    `base=RUN_DIR`, a file of one run's folder."""
+    relative = Path(path(pattern, **wildcards)).relative_to(path(base, **wildcards))
+    return Path(folder) / relative

@@ -1,0 +1,116 @@
+"""The checkpoint format: what training saves (`save_checkpoint`) and every later stage loads
+(`load_checkpoint`), and which checkpoint a run's selection chose (`selected_checkpoint`).
+
+A checkpoint file (torch.save of tensors and plain types only, so it loads with
+`weights_only=True`) holds `model` (the state dict, on the CPU), `epoch`, `step` and the run's
+metadata: `hp` (its hyperparameters), `classes` (the classes it predicts, output index i + 1),
+`label_mode`, `in_channels`, `out_channels`, and optionally `volume_slices` (a 3D run: the depth
+of its training volumes) and `inputs` (a run fed a selection or windows of the packed channels,
+`segsweep.model.inputs`).
+
+Loading puts the run's input map in front of its network (`InputLayer`), and a 3D network behind
+the 2D layout (`VolumeSlices`), so every stage hands any model the packed slices of a split as
+they are, for 2D and 3D runs alike.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from segsweep.io.records import write_atomic
+from segsweep.model.unet import build_model
+
+
+class VolumeSlices(nn.Module):
+    """A 3D network seen through the 2D layout: slices [n, C, H, W] in which every `slices`
+    consecutive slices are one volume in z order (as the splits store them) → per-slice logits
+    [n, K, H, W] of the network run on each volume."""
+
+    def __init__(self, net: nn.Module, slices: int) -> None:
+        super().__init__()
+        self.net = net
+        self.slices = slices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, height, width = x.shape
+        if n % self.slices:
+            raise ValueError(
+                f"{n} slices are not whole volumes of {self.slices} slices "
+                "(the depth of the 3D run's training volumes)"
+            )
+        volumes = x.reshape(n // self.slices, self.slices, c, height, width).transpose(1, 2)
+        logits = self.net(volumes)  # [volumes, K, slices, H, W]
+        return logits.transpose(1, 2).reshape(n, -1, height, width)
+
+
+class InputLayer(nn.Module):
+    """`InputChannels` in front of a network: packed slices [n, c, H, W] (volumes
+    [n, c, Z, H, W]) → the network's inputs [n, k, …], then the network."""
+
+    def __init__(self, net: nn.Module, channels: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.names = list(channels["names"])
+        self.register_buffer("index", torch.tensor(channels["index"]), persistent=False)
+        self.register_buffer("scale", torch.tensor(channels["scale"]), persistent=False)
+        self.register_buffer("offset", torch.tensor(channels["offset"]), persistent=False)
+        self.register_buffer("clip", torch.tensor(channels["clip"]), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, *(1 for _ in x.shape[2:]))
+        picked = x.index_select(1, self.index)
+        mapped = picked * self.scale.to(x.dtype).view(shape) + self.offset.to(x.dtype).view(shape)
+        mapped = torch.where(self.clip.view(shape), mapped.clamp(0.0, 1.0), mapped)
+        return self.net(mapped)
+
+
+def load_checkpoint(path: Path, device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a checkpoint, in eval mode on `device`, and the checkpoint's metadata
+    (epoch, step, hp, classes, label_mode, in_channels, out_channels; `volume_slices` for a 3D
+    run, whose model then takes and returns slices, see `VolumeSlices`; `inputs` for a run
+    fed a selection or windows of the packed channels, which the model then makes itself from
+    the packed slices, see `InputLayer`).
+
+    Checkpoints hold only tensors and plain types, so they load with `weights_only=True`.
+    """
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    meta = {k: v for k, v in checkpoint.items() if k != "model"}
+    model = build_model(meta["hp"], meta["in_channels"], meta["out_channels"])
+    model.load_state_dict(checkpoint["model"])
+    if meta.get("inputs"):
+        model = InputLayer(model, meta["inputs"])
+    if meta.get("volume_slices"):
+        model = VolumeSlices(model, int(meta["volume_slices"]))
+    return model.to(device).eval(), meta
+
+
+def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any], epoch: int, step: int):
+    """Write the model's weights (copied to the CPU) with the run's metadata, atomically."""
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    checkpoint = {"model": weights, "epoch": epoch, "step": step, **meta}
+    write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Only the state dict of a checkpoint, on the CPU (to initialise another network)."""
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def selected_checkpoint(selection_json: Path, index_json: Path) -> Path:
+    """The checkpoint file a run's selection.json chose: the checkpoints lie beside the run's
+    checkpoint index (the declared output of training that lists them)."""
+    selection = json.loads(Path(selection_json).read_text())
+    return Path(index_json).parent / selection["selected"]["file"]
+
+
+def slices_per_batch(model: nn.Module, batch_size: int) -> int:
+    """`batch_size` slices, rounded to whole volumes (at least one) for a `VolumeSlices` model,
+    which takes whole volumes only."""
+    if isinstance(model, VolumeSlices):
+        return max(1, batch_size // model.slices) * model.slices
+    return batch_size

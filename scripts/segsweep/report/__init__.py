@@ -1,0 +1,1 @@
+"""The thesis: the figures of the sweep (`figures`) and the document, HTML and PDF (`thesis`)."""

@@ -1,0 +1,268 @@
+"""Chapter 2, Preprocessing: what was done to every image, written from the configuration, the
+crop's centre errors and kept fractions, and the N4 and crop QC figures of one subject per
+source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from segsweep.channels import channel_names
+from segsweep.report.document import Chapter, Figure, Table, text
+from segsweep.report.inputs import ReportInputs, read_table
+from segsweep.report.numbers import number, plural, sentence_case, verb
+
+
+def inputs_sentence(config: dict[str, Any], used: bool) -> str | None:
+    """What the levels of `inputs` mean, when runs choose their inputs (`used`)."""
+    if not used:
+        return None
+    data, pre = config.get("data", {}), config.get("preprocess", {})
+    channels, method = data.get("channels"), pre.get("normalise", "zscore")
+    count = len(channels) if channels else 1  # without data.channels: the one `image` column
+    names = channel_names(channels, count, method, pre.get("windows"))
+    listed = ", ".join(f"“{name}”" for name in names)
+    return (
+        f"The packed images have the channels {listed}. Each run’s “inputs” lists the channels "
+        "its network saw, in order (“none”: all of them); an entry “name[low,high]” is that "
+        "channel clipped to [low, high] in its original units (Hounsfield units for CT) and "
+        "scaled to [0, 1] (windowing), computed for the run from the packed values."
+    )
+
+
+def preprocessing_text(config: dict[str, Any], inputs_used: bool = False) -> list[str]:
+    """The preprocessing chapter as paragraphs, written from config["preprocess"] and the labels."""
+    pre = config.get("preprocess", {})
+    paragraphs = [
+        "Every image was read, validated and reoriented to one canonical orientation (DICOM "
+        "“LIP”), so that each slice is a coronal plane with superior at the top."
+    ]
+    n4 = pre.get("n4", {})
+    if n4.get("enabled", False):
+        iterations = ", ".join(str(i) for i in n4.get("iterations", []))
+        paragraphs.append(
+            "Intensity inhomogeneity was corrected with N4 bias field correction (SimpleITK), "
+            f"fitted on the image shrunk in-plane by a factor of {n4.get('shrink')} with "
+            f"{plural(len(n4.get('iterations', [])), 'fitting level')}, at most {iterations} "
+            "iterations per "
+            f"level and a convergence threshold of {n4.get('convergence')}; the estimated field "
+            "was applied to the image at full resolution."
+        )
+    else:
+        paragraphs.append("No bias field correction was applied.")
+    crop = pre.get("crop", {})
+    if crop:
+        size = crop.get("size")
+        paragraphs.append(
+            f"Each volume was cropped to a square in-plane window of {crop.get('window_mm')} mm "
+            f"around {centre_phrase(crop)} and resampled to {size} × {size} "
+            f"pixels. The number of slices was harmonised to {crop.get('slices')} by padding to a "
+            "multiple and keeping every n-th slice; masks were never interpolated across slices."
+        )
+    method = pre.get("normalise")
+    if method:
+        name = "z-scoring (subtracting the mean and dividing by the standard deviation)"
+        how = name if method == "zscore" else f"the “{method}” method"
+        paragraphs.append(
+            f"Intensities were normalised by {how}, with statistics computed on the training split "
+            "only, so that no information from validation or test subjects reaches training."
+        )
+    inputs = inputs_sentence(config, inputs_used)
+    if inputs:
+        paragraphs.append(inputs)
+    labels = config.get("data", {}).get("labels", {})
+    if labels:
+        by_value = sorted(labels.items(), key=lambda item: item[1])
+        listed = ", ".join(f"{name} ({value})" for name, value in by_value)
+        paragraphs.append(
+            f"The masks label {listed}; “foreground” denotes the union of all classes and is the "
+            "class every run is compared on."
+        )
+    return paragraphs
+
+
+def centre_phrase(crop: dict[str, Any]) -> str:
+    """What the crop window is centred on, per preprocess.crop.centre (segsweep.crop)."""
+    method = crop.get("centre", "joint")
+    if method == "fixed":
+        point = crop.get("centre_mm") or []
+        where = f" ({', '.join(f'{float(v):g}' for v in point)} mm)" if point else ""
+        return f"a fixed physical point{where}"
+    phrases = {
+        "joint": "the joint centre detected from the image",
+        "foreground": "the centroid of the image's foreground (Otsu threshold)",
+        "image": "the image centre",
+    }
+    return phrases.get(method, f"the “{method}” centre")
+
+
+def reference_centre_note(labels: dict[str, int]) -> str:
+    """How the mask-derived reference centre is defined (segsweep.crop.mask_centre)."""
+    if len(labels) == 1:
+        return "With a single class, the reference centre is the centroid of all labelled voxels."
+    return (
+        "The reference centre is the centroid of the zone where two classes meet; where only one "
+        "class is present or no classes meet, it is the centroid of all labelled voxels."
+    )
+
+
+def centre_error_frame(centre: pd.DataFrame) -> pd.DataFrame:
+    """Centre error per labelled subject (centre_error.csv) with a mean and a maximum row; the
+    maximum of the offsets is of their absolute values. Undefined errors (no reference centre)
+    are a dash and left out of the summary."""
+    values = ["error_mm", "dx_mm", "dy_mm", "dz_mm"]
+    numbers = centre[values].apply(pd.to_numeric, errors="coerce")
+    rows = [
+        [str(subject), str(method), *(number(v, 1) for v in row)]
+        for subject, method, row in zip(
+            centre["subject_id"], centre["method"], numbers.itertuples(index=False), strict=True
+        )
+    ]
+    rows.append(["Mean", "", *(number(v, 1) for v in numbers.mean())])
+    rows.append(["Max", "", *(number(v, 1) for v in numbers.abs().max())])
+    columns = ["Subject", "Method", "Error (mm)", "x (mm)", "y (mm)", "z (mm)"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def centre_summary(centre: pd.DataFrame) -> dict[str, Any] | None:
+    """Mean and maximum centre error for the text; None when no error is defined."""
+    errors = pd.to_numeric(centre["error_mm"], errors="coerce").dropna()
+    if errors.empty:
+        return None
+    worst = centre.loc[errors.idxmax(), "subject_id"]
+    return {
+        "mean": number(errors.mean(), 1),
+        "max": number(errors.max(), 1),
+        "worst": str(worst),
+        "n": len(errors),
+    }
+
+
+def kept_fraction_frame(kept: pd.DataFrame) -> pd.DataFrame:
+    """Kept fraction per subject and class (kept_fraction.csv) with mean and minimum rows;
+    classes absent from a subject are a dash and left out of the summary."""
+    classes = [c for c in kept.columns if c != "subject_id"]
+    numbers = kept[classes].apply(pd.to_numeric, errors="coerce")
+    rows = [
+        [str(subject), *(number(v) for v in row)]
+        for subject, row in zip(kept["subject_id"], numbers.itertuples(index=False), strict=True)
+    ]
+    rows.append(["Mean", *(number(v) for v in numbers.mean())])
+    rows.append(["Min", *(number(v) for v in numbers.min())])
+    return pd.DataFrame(rows, columns=["Subject", *(sentence_case(c) for c in classes)])
+
+
+def kept_summary(kept: pd.DataFrame) -> dict[str, Any] | None:
+    """The smallest kept fraction over subjects and classes, for the text."""
+    classes = [c for c in kept.columns if c != "subject_id"]
+    values = kept.set_index("subject_id")[classes].apply(pd.to_numeric, errors="coerce").stack()
+    if values.empty:
+        return None
+    subject, name = values.idxmin()
+    return {"min": number(values.min()), "subject": str(subject), "class": str(name)}
+
+
+def _crop_tables(inputs: ReportInputs, crop: dict[str, Any]) -> list:
+    """The centre-error and kept-fraction tables with their sentences (what exists of them)."""
+    labels = inputs.config.get("data", {}).get("labels", {})
+    blocks: list = []
+    if inputs.centre_error is not None:
+        centre = read_table(inputs.centre_error, text=["subject_id", "method"])
+        if len(centre):
+            table = Table.of(
+                "centre-error",
+                f"Distance of the crop centre ({centre_phrase(crop)}) from the reference centre "
+                "derived from the mask, per labelled subject, and its offset along each axis "
+                "(mm).",
+                centre_error_frame(centre),
+                notes=[
+                    f"{reference_centre_note(labels)} Max is the largest error and the largest "
+                    "absolute offset; “–” marks a subject without a reference centre."
+                ],
+            )
+            summary = centre_summary(centre)
+            found = (
+                f": {summary['mean']} mm on average over {summary['n']} subjects and at most "
+                f"{summary['max']} mm ({summary['worst']})"
+                if summary
+                else ""
+            )
+            blocks += [
+                text(
+                    "{table} gives, for every labelled subject, the distance between {what} and "
+                    "the reference centre derived from its mask{found}.",
+                    table=table,
+                    what=centre_phrase(crop),
+                    found=found,
+                ),
+                table,
+            ]
+    if inputs.kept_fraction is not None:
+        kept = read_table(inputs.kept_fraction, text=["subject_id"])
+        if len(kept) and len(kept.columns) > 1:
+            table = Table.of(
+                "kept-fraction",
+                "Fraction of each class's voxels inside the crop window, per labelled subject.",
+                kept_fraction_frame(kept),
+                notes=["“–” marks a class absent from the subject's mask."],
+            )
+            summary = kept_summary(kept)
+            smallest = (
+                f"; the smallest fraction is {summary['min']} ({summary['class']} of "
+                f"{summary['subject']})"
+                if summary
+                else ""
+            )
+            blocks += [
+                text(
+                    "{table} shows how much of each class the crop window keeps{smallest}.",
+                    table=table,
+                    smallest=smallest,
+                ),
+                table,
+            ]
+    return blocks
+
+
+def _qc_figures(inputs: ReportInputs, crop: dict[str, Any]) -> list[Figure]:
+    figures = []
+    for subject, png in inputs.n4_qc.items():
+        figures.append(
+            Figure.of(
+                f"n4-{subject}",
+                f"N4 bias field correction of {subject}: the middle slice before correction, the "
+                "estimated multiplicative bias field, and after correction.",
+                png,
+            )
+        )
+        if subject in inputs.crop_qc:
+            figures.append(
+                Figure.of(
+                    f"crop-{subject}",
+                    f"Crop of {subject}: the N4-corrected middle slice with the crop centre "
+                    f"({centre_phrase(crop)}) and the square crop window, beside the cropped "
+                    "slice.",
+                    inputs.crop_qc[subject],
+                )
+            )
+    return figures
+
+
+def chapter(inputs: ReportInputs, inputs_used: bool) -> Chapter:
+    """`inputs_used`: whether runs choose their input channels (the sweep's `inputs`)."""
+    crop = inputs.config.get("preprocess", {}).get("crop", {})
+    blocks: list = [text(p) for p in preprocessing_text(inputs.config, inputs_used)]
+    blocks += _crop_tables(inputs, crop)
+    figures = _qc_figures(inputs, crop)
+    if figures:
+        blocks.append(
+            text(
+                "Quality control: {figures} {shows} the bias field correction and the crop of "
+                "one subject per source.",
+                figures=figures,
+                shows=verb(len(figures), "shows", "show"),
+            )
+        )
+        blocks += figures
+    return Chapter("preprocessing", "2", "Preprocessing", blocks)

@@ -1,0 +1,23 @@
+"""Chapter 4, Results: the failed runs (when any), then sections 4.1–4.4."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from segsweep.report.chapters.final_results import final_models, visualisation
+from segsweep.report.chapters.sweep_results import best_models, failed_runs, hyperparameter_effects
+from segsweep.report.document import Chapter, Table
+from segsweep.report.inputs import ReportInputs
+
+
+def chapter(inputs: ReportInputs, all_runs: Table) -> Chapter:
+    """`all_runs`: the appendix's table of every run, which this chapter cites."""
+    final_ids = pd.read_csv(inputs.final, keep_default_na=False)["run_id"].astype(str).tolist()
+    blocks = [
+        *failed_runs(inputs, all_runs),
+        hyperparameter_effects(inputs, all_runs),
+        best_models(inputs),
+        final_models(inputs, final_ids),
+        visualisation(inputs, final_ids),
+    ]
+    return Chapter("results", "4", "Results", blocks)

@@ -1,0 +1,287 @@
+"""Figures of the sweep, after the PET/CT thesis's chapter 5 (seaborn on matplotlib's Agg backend).
+
+- jitter plots of the validation score per level of each swept hyperparameter, coloured by a
+  second one (thesis Fig. 5.2/5.3): results/figures/jitter_{name}.png;
+- per-patient boxplots of per-slice foreground Dice, one panel per final model, on validation and
+  on the test set (Fig. 5.5): boxplot_val.png, boxplot_test.png;
+- training curves of the final models: rolling mean of the training loss with ±1σ and ±2σ bands,
+  validation loss as points, and validation Dice (Fig. 5.1): training_curves.png;
+- histograms of per-slice foreground Dice per final model (Fig. 5.4): histogram_{split}.png;
+- checkpoint scores over training for every run, the selected checkpoint marked:
+  checkpoint_scores.png;
+(The outlines of test patients are drawn by the final-model stage, `segsweep.evaluate.outlines`,
+the only one that sees test images.)
+
+Every figure is written as PNG (150 dpi, embedded in the thesis) and as SVG beside it (for print
+and editing), `segsweep.plotting`. Jitter is drawn from a fixed seed, so reruns draw identical
+figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from segsweep import layout
+from segsweep.io.records import read_json
+from segsweep.labels import FOREGROUND
+from segsweep.plotting import PALETTE, TRAIN_COLOUR, VAL_COLOUR, save
+from segsweep.sweep.analysis import configured_pairs, hue_partner
+from segsweep.sweep.grammar import expand_sweep, swept_names
+from segsweep.vocabulary import format_level, level_order, model_label, score_label
+
+JITTER_SEED = 0
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator (seaborn jitters with it) and restore it afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def jitter_plot(
+    runs_df: pd.DataFrame, name: str, hue: str | None, out: Path, ylabel: str = "score"
+) -> None:
+    """One point per run at its level of `name`, jittered sideways, coloured by `hue`."""
+    order = [format_level(v) for v in level_order(runs_df[name])]
+    data = runs_df.assign(_x=runs_df[name].map(format_level))
+    kwargs: dict[str, Any] = {}
+    if hue is not None:
+        data["_hue"] = data[hue].map(format_level)
+        kwargs = {"hue": "_hue", "hue_order": [format_level(v) for v in level_order(data[hue])]}
+    fig = Figure(figsize=(max(4.0, 1.1 * len(order) + 2.5), 3.6))
+    ax = fig.subplots()
+    with _seeded(JITTER_SEED):
+        sns.stripplot(
+            data=data,
+            x="_x",
+            y="score",
+            order=order,
+            jitter=0.25,
+            size=6,
+            alpha=0.85,
+            palette=PALETTE if hue else None,
+            ax=ax,
+            **kwargs,
+        )
+    ax.set_xlabel(name)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if hue is not None:
+        ax.legend(title=hue, frameon=False, bbox_to_anchor=(1.01, 1), loc="upper left")
+    save(fig, out)
+
+
+def boxplot(per_slice: dict[str, pd.DataFrame], out: Path, title: str) -> None:
+    """Per-patient boxplots of per-slice foreground Dice, one panel per model (label → slices).
+
+    Boxes span the quartiles with the median line; whiskers reach the furthest slice within 1.5
+    IQR; slices beyond are outliers, drawn as diamonds (thesis Fig. 5.5). Slices without a defined
+    Dice (reference and prediction both empty) are not drawn.
+    """
+    n = max(1, len(per_slice))
+    fig = Figure(figsize=(8, 2.8 * n), layout="tight")
+    axes = fig.subplots(n, 1, squeeze=False, sharey=True)
+    for ax, (label, slices) in zip(axes[:, 0], per_slice.items(), strict=False):
+        data = slices[slices["class"] == FOREGROUND].dropna(subset=["dice"])
+        order = sorted(data["patient_id"].astype(str).unique())
+        sns.boxplot(
+            data=data.assign(patient_id=data["patient_id"].astype(str)),
+            x="patient_id",
+            y="dice",
+            order=order,
+            whis=1.5,
+            color="#9ecae1",
+            linecolor="#08306b",
+            ax=ax,
+            flierprops={"marker": "D", "markersize": 4, "markerfacecolor": "#08306b"},
+        )
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("patient")
+        ax.set_ylabel("Dice per slice")
+        ax.set_ylim(-0.03, 1.03)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    if not per_slice:
+        axes[0, 0].text(0.5, 0.5, "no final models", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    save(fig, out)
+
+
+def rolling_window(n_rows: int) -> int:
+    """Rows of the training-loss rolling mean: about a fifth of the log, between 2 and 51."""
+    return int(np.clip(n_rows // 5, 2, 51))
+
+
+def training_curves(logs: dict[str, pd.DataFrame], out: Path) -> None:
+    """Per model (label → train_log): loss with bands and validation points; validation Dice."""
+    n = max(1, len(logs))
+    fig = Figure(figsize=(9, 2.8 * n), layout="tight")
+    axes = fig.subplots(n, 2, squeeze=False)
+    for (loss_ax, dice_ax), (label, log) in zip(axes, logs.items(), strict=False):
+        window = rolling_window(len(log))
+        rolling = log["train_loss"].rolling(window, min_periods=1)
+        mean, std = rolling.mean(), rolling.std(ddof=1).fillna(0.0)
+        for k, alpha in ((2, 0.15), (1, 0.3)):
+            loss_ax.fill_between(
+                log["epoch"],
+                mean - k * std,
+                mean + k * std,
+                color=TRAIN_COLOUR,
+                alpha=alpha,
+                linewidth=0,
+                label=f"±{k}σ",
+            )
+        loss_ax.plot(
+            log["epoch"], mean, color=TRAIN_COLOUR, label=f"train (rolling mean, {window} epochs)"
+        )
+        loss_ax.plot(log["epoch"], log["val_loss"], "o", color=VAL_COLOUR, ms=4, label="validation")
+        loss_ax.set_title(f"{label}: loss", fontsize=9)
+        loss_ax.set_xlabel("epoch")
+        loss_ax.set_ylabel("loss")
+        loss_ax.legend(fontsize=7, frameon=False)
+        dice_ax.plot(log["epoch"], log["val_dice"], "o-", color=VAL_COLOUR, ms=4)
+        dice_ax.set_title(f"{label}: validation Dice", fontsize=9)
+        dice_ax.set_xlabel("epoch")
+        dice_ax.set_ylabel("Dice")
+        for ax in (loss_ax, dice_ax):
+            ax.grid(alpha=0.3)
+    save(fig, out)
+
+
+def histograms(per_slice: dict[str, pd.DataFrame], out: Path, title: str) -> None:
+    """Histogram of per-slice foreground Dice (defined slices), one panel per model."""
+    n = max(1, len(per_slice))
+    fig = Figure(figsize=(4.2 * n, 3.0), layout="tight")
+    axes = fig.subplots(1, n, squeeze=False, sharey=True)
+    for ax, (label, slices) in zip(axes[0], per_slice.items(), strict=False):
+        dice = slices.loc[slices["class"] == FOREGROUND, "dice"].dropna()
+        ax.hist(dice, bins=np.linspace(0, 1, 21), color="#9ecae1", edgecolor="#08306b")
+        ax.axvline(dice.median(), color=VAL_COLOUR, label=f"median {dice.median():.3f}")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("Dice per slice")
+        ax.set_ylabel("slices")
+        ax.legend(fontsize=7, frameon=False, loc="upper left")
+    if not per_slice:
+        axes[0, 0].text(0.5, 0.5, "no final models", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    save(fig, out)
+
+
+def checkpoint_scores(selections: dict[str, dict], out: Path, ylabel: str) -> None:
+    """Validation score of every checkpoint over training, one line per run; the selected
+    checkpoint of each run is ringed."""
+    fig = Figure(figsize=(7.5, 3.6), layout="tight")
+    ax = fig.subplots()
+    colours = sns.color_palette(PALETTE, max(1, len(selections)))
+    for colour, (run_id, selection) in zip(colours, sorted(selections.items()), strict=False):
+        scores = pd.DataFrame(selection["scores"])
+        ax.plot(
+            scores["epoch"], scores["score"].astype(float), "o-", ms=3, color=colour, label=run_id
+        )
+        chosen = selection["selected"]
+        if chosen.get("score") is not None:
+            ax.plot(chosen["epoch"], chosen["score"], "o", ms=10, mfc="none", mec=colour, mew=1.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.01, 1), loc="upper left")
+    save(fig, out)
+
+
+def draw_figures(
+    config: dict[str, Any],
+    sweep: dict[str, Any],
+    runs_csv: str | Path,
+    final_csv: str | Path,
+    selections: Mapping[str, str | Path],
+    train_logs: Mapping[str, str | Path],
+    per_slice: Mapping[tuple[str, str], str | Path],
+    outputs: Mapping[str, str | Path],
+) -> None:
+    """Every figure of `outputs`: "jitter_<name>" per swept hyperparameter, "boxplot_<split>"
+    and "histogram_<split>" for val and test, "training_curves", "checkpoint_scores"; from the
+    runs table, the final models, each run's selection.json and the final models' training logs
+    and per-slice tables ((run id, split) → path)."""
+    swept = swept_names(sweep)
+    runs_df = pd.read_csv(runs_csv)
+    pairs = configured_pairs(config, swept)
+    ylabel = score_label(config["selection"])
+    for name in swept:
+        hue = hue_partner(name, swept, pairs)
+        jitter_plot(runs_df, name, hue, Path(outputs[f"jitter_{name}"]), ylabel)
+    final = pd.read_csv(final_csv, keep_default_na=False)
+    labels = {r.run_id: model_label(r.run_id, r.group) for r in final.itertuples(index=False)}
+    titles = {"val": "validation set", "test": "test set"}
+    for split, title in titles.items():
+        slices = {
+            labels[r]: pd.read_csv(per_slice[r, split], dtype={"patient_id": str}) for r in labels
+        }
+        boxplot(slices, Path(outputs[f"boxplot_{split}"]), f"Dice per slice, {title}")
+        histograms(slices, Path(outputs[f"histogram_{split}"]), f"Dice per slice, {title}")
+    logs = {labels[r]: pd.read_csv(train_logs[r]) for r in labels}
+    training_curves(logs, Path(outputs["training_curves"]))
+    completed = runs_df.loc[runs_df["status"] != "failed", "run_id"].astype(str)
+    checkpoint_scores(
+        {run: read_json(selections[run]) for run in completed},
+        Path(outputs["checkpoint_scores"]),
+        ylabel,
+    )
+    print(f"wrote {len(outputs)} figures")
+
+
+def figure_files(results: str | Path, swept: list[str]) -> dict[str, Path]:
+    """The figure files (PNG; the SVG lies beside each) of a results folder, by name."""
+    files = {f"jitter_{name}": layout.under(results, layout.JITTER, name=name) for name in swept}
+    for split in ("val", "test"):
+        files[f"boxplot_{split}"] = layout.under(results, layout.BOXPLOT, split=split)
+        files[f"histogram_{split}"] = layout.under(results, layout.HISTOGRAM, split=split)
+    files["training_curves"] = layout.under(results, layout.TRAINING_CURVES)
+    files["checkpoint_scores"] = layout.under(results, layout.CHECKPOINT_SCORES)
+    return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the jitter plots, boxplots, histograms, training curves and checkpoint scores of
+    the run whose results folder is --results."""
+    parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
+    parser.add_argument("--config-json", required=True, help="the whole validated config")
+    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
+    parser.add_argument("--results", type=Path, default=Path(layout.RESULTS))
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = json.loads(args.config_json)
+    sweep: dict[str, Any] = json.loads(args.sweep_json)
+    results = args.results
+    runs = [run.run_id for run in expand_sweep(sweep, config["train"])]
+    final_csv = layout.under(results, layout.FINAL)
+    finals = pd.read_csv(final_csv)["run_id"].astype(str).tolist()
+    per_slice = {(r, "val"): layout.under(results, layout.VAL_PER_SLICE, run=r) for r in finals}
+    per_slice |= {(r, "test"): layout.under(results, layout.TEST_PER_SLICE, run=r) for r in finals}
+    draw_figures(
+        config,
+        sweep,
+        layout.under(results, layout.RUNS_TABLE),
+        final_csv,
+        {r: layout.under(results, layout.SELECTION, run=r) for r in runs},
+        {r: layout.under(results, layout.RUN_LOG, run=r) for r in finals},
+        per_slice,
+        figure_files(results, swept_names(sweep)),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Every file the thesis reads, by what it is: the workflow's report rule hands them over as its
+declared inputs; run by hand, `ReportInputs.under` finds them in a results folder through the
+layout."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segsweep import layout
+from segsweep.sweep.grammar import expand_sweep, swept_names
+
+Paths = Mapping[str, str | Path]
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """The configuration and sweep, and the files of one workflow run the thesis shows.
+
+    `tables` holds the analysis tables by name (`layout.TABLES` and "runs"), `figures` the
+    figures stage's PNGs by name ("jitter_<name>", "boxplot_<split>", "histogram_<split>",
+    "training_curves", "checkpoint_scores"); per-subject and per-run files are keyed by subject
+    or run id; `benchmarks` maps a rule to its jobs' benchmark files.
+    """
+
+    config: dict[str, Any]
+    sweep: dict[str, Any]
+    manifest: Path
+    dropped: Path | None
+    records: Paths
+    splits: Path
+    checks: Path | None
+    centre_error: Path | None
+    kept_fraction: Path | None
+    n4_qc: Paths
+    crop_qc: Paths
+    tables: Paths
+    figures: Paths
+    final: Path
+    outlines: Paths
+    unlabelled: Paths
+    provenance: Paths
+    benchmarks: Mapping[str, list[str | Path]] = field(default_factory=dict)
+
+    @classmethod
+    def under(
+        cls,
+        results: str | Path,
+        config: dict[str, Any],
+        sweep: dict[str, Any],
+        qc_subjects: list[str],
+        benchmarks: str | Path | None = None,
+    ) -> ReportInputs:
+        """The files of the run whose results folder is `results` (and, when given, the
+        benchmark files under `benchmarks`, one folder per rule group)."""
+
+        def under(pattern: str, **wildcards: str) -> Path:
+            return layout.under(results, pattern, **wildcards)
+
+        manifest = under(layout.DATA_MANIFEST)
+        subjects = pd.read_csv(manifest, dtype=str)["subject_id"].tolist()
+        runs = [run.run_id for run in expand_sweep(sweep, config["train"])]
+        final = under(layout.FINAL)
+        finals = pd.read_csv(final, dtype=str)["run_id"].tolist()
+        figures = {f"jitter_{n}": under(layout.JITTER, name=n) for n in swept_names(sweep)}
+        for split in ("val", "test"):
+            figures[f"boxplot_{split}"] = under(layout.BOXPLOT, split=split)
+            figures[f"histogram_{split}"] = under(layout.HISTOGRAM, split=split)
+        figures |= {
+            "training_curves": under(layout.TRAINING_CURVES),
+            "checkpoint_scores": under(layout.CHECKPOINT_SCORES),
+        }
+        found = {}
+        if benchmarks is not None:
+            for folder in sorted(p for p in Path(benchmarks).glob("*") if p.is_dir()):
+                found[folder.name] = sorted(folder.rglob("*.tsv"))
+        return cls(
+            config=config,
+            sweep=sweep,
+            manifest=manifest,
+            dropped=_existing(under(layout.DROPPED)),
+            records={
+                s: path
+                for s in subjects
+                if (path := under(layout.INGEST_RECORD, subject=s)).is_file()
+            },
+            splits=under(layout.SPLITS),
+            checks=_existing(under(layout.SPLITS_CHECKS)),
+            centre_error=_existing(under(layout.CENTRE_ERROR)),
+            kept_fraction=_existing(under(layout.KEPT_FRACTION)),
+            n4_qc={s: under(layout.N4_QC, subject=s) for s in qc_subjects},
+            crop_qc={s: under(layout.CROP_QC, subject=s) for s in qc_subjects},
+            tables={
+                "runs": under(layout.RUNS_TABLE),
+                **{n: under(layout.TABLE, name=n) for n in layout.TABLES},
+            },
+            figures=figures,
+            final=final,
+            outlines={r: under(layout.OUTLINES, run=r) for r in finals},
+            unlabelled={r: under(layout.UNLABELLED_FIGURE, run=r) for r in finals},
+            provenance={r: under(layout.RUN_PROVENANCE, run=r) for r in runs},
+            benchmarks=found,
+        )
+
+
+def read_table(path: str | Path, text: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+    """A CSV whose `text` columns stay verbatim ("none", "true" are levels, not missing) and
+    whose other columns become numbers where every non-empty cell is one."""
+    table = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False)
+    for column in table.columns:
+        if column not in text:
+            converted = pd.to_numeric(table[column].replace("", None), errors="coerce")
+            if not (converted.isna() & (table[column] != "")).any():
+                table[column] = converted
+    return table
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None

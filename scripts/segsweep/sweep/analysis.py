@@ -1,0 +1,486 @@
+"""Analysis of a sweep: the runs table and the tables of the PET/CT thesis's chapter 5.
+
+- `runs_table`: one row per run with its swept values, status (ok | failed, with the error of a
+  failed training) and validation scores (results/summary). Failed runs are listed there and in
+  the report, but left out of every statistic below.
+- `hyperparameter_table`: per level of one hyperparameter, Min, Max, STD, Mean, Median and
+  No. experiments of the selection score (thesis Tables 5.1–5.7).
+- `pair_table` / `pair_grid`: "mean/median (count)" per combination of two hyperparameters
+  (Tables 5.8–5.10); combinations without runs are kept with count 0 and shown as "-/- (0)".
+- `best_runs_table`: the best runs and their swept values (Tables 5.11, 5.13).
+- `final_per_patient`: per patient "mean (median)" of per-slice foreground Dice of each final model
+  on validation and test (Tables 5.16, 5.19).
+- `slice_distribution`: per final model and split, the distribution of per-slice foreground Dice
+  (mean, median, STD, quartiles; Tables 5.14, 5.17).
+- `metrics_summary`: per final model, split and space, every per-patient metric as mean, median
+  and STD (Tables 5.15, 5.18).
+- `class_summary`: the same for every class of the final models (the foreground included), for
+  Dice, IoU and HD95, so a multi-class dataset gets per-class numbers.
+- statistics (`segsweep.sweep.stats`): Kruskal–Wallis per hyperparameter, paired tests of final
+  models.
+
+Conventions: the score is the selected checkpoint's validation score (`selection.json`). A run with
+an undefined score (NaN) still counts as an experiment but is left out of Min … Median. Levels are
+ordered by value (numbers ascending, text alphabetically); long CSVs store them as display text,
+because one column holds the levels of hyperparameters of different types
+(`segsweep.vocabulary`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segsweep import layout
+from segsweep.io.records import read_json, write_csv
+from segsweep.labels import FOREGROUND
+from segsweep.sweep.grammar import Run, expand_sweep, swept_names
+from segsweep.sweep.stats import kruskal_table, paired_tests
+from segsweep.vocabulary import METRIC_NAMES, format_level, groupable, level_order
+
+Tables = Mapping[tuple[str, str], str | Path]  # (run id, split) → a per_slice/per_patient.csv
+RUN_METRICS = ["score", "selected_epoch", "dice_mean", "dice_median", "dice_std"]
+RUN_STATUS = ["status", "error"]  # ok | failed, and the failed training's error
+STAT_COLUMNS = ["Min", "Max", "STD", "Mean", "Median", "No. experiments"]
+PAIR_COLUMNS = ["a", "b", "a_level", "b_level", "mean", "median", "count"]
+FINAL_SPLITS = ("val", "test")
+SUMMARY_METRICS = list(METRIC_NAMES)
+DISTRIBUTION_COLUMNS = [
+    "run_id",
+    "split",
+    "slices",
+    "undefined",
+    "mean",
+    "median",
+    "std",
+    "q25",
+    "q75",
+]
+SUMMARY_COLUMNS = [
+    "run_id",
+    "split",
+    "space",
+    "metric",
+    "patients",
+    "undefined",
+    "mean",
+    "median",
+    "std",
+]
+CLASS_METRICS = ["dice", "iou", "hd95"]
+CLASS_COLUMNS = [*SUMMARY_COLUMNS[:3], "class", *SUMMARY_COLUMNS[3:]]
+
+
+def swept_columns(runs_df: pd.DataFrame) -> list[str]:
+    """The hyperparameter columns of a runs table (everything but the id, status and scores)."""
+    other = {"run_id", *RUN_METRICS, *RUN_STATUS}
+    return [c for c in runs_df.columns if c not in other]
+
+
+def _score(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _foreground(table: pd.DataFrame) -> pd.DataFrame:
+    """Foreground rows in the processed space, the space selection and the sweep tables use."""
+    rows = table["class"] == FOREGROUND
+    if "space" in table:
+        rows &= table["space"] == "processed"
+    return table[rows]
+
+
+def runs_table(
+    runs: list[Run],
+    selections: Mapping[str, str | Path],
+    val_per_patient: Mapping[str, str | Path],
+) -> pd.DataFrame:
+    """One row per run: swept values, status, selected score and epoch, per-patient validation
+    Dice, and the error of a failed training (whose scores are then undefined); each run's
+    selection.json and validation per_patient.csv given by run id."""
+    rows = []
+    for run in runs:
+        selection = read_json(selections[run.run_id])
+        failed = selection.get("status") == "failed"
+        selected = selection["selected"] or {}
+        dice = _foreground(pd.read_csv(val_per_patient[run.run_id]))["dice"]
+        values = groupable(run.values)
+        rows.append(
+            {
+                "run_id": run.run_id,
+                **values,
+                "status": "failed" if failed else "ok",
+                "score": _score(selected.get("score")),
+                "selected_epoch": selected.get("epoch"),
+                "dice_mean": dice.mean(),
+                "dice_median": dice.median(),
+                "dice_std": dice.std(ddof=1),
+                "error": selection.get("error", "") if failed else "",
+            }
+        )
+    columns = ["run_id", *(runs[0].values if runs else []), "status", *RUN_METRICS, "error"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def completed_runs(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose training did not fail: the population of every statistic."""
+    return runs_df[runs_df["status"] != "failed"].reset_index(drop=True)
+
+
+def _stats(scores: pd.Series) -> dict[str, float | int]:
+    defined = scores.dropna()
+    return {
+        "Min": defined.min(),
+        "Max": defined.max(),
+        "STD": defined.std(ddof=1),
+        "Mean": defined.mean(),
+        "Median": defined.median(),
+        "No. experiments": int(scores.size),
+    }
+
+
+def hyperparameter_table(runs_df: pd.DataFrame, name: str, score: str = "score") -> pd.DataFrame:
+    """Min, Max, STD (ddof=1), Mean, Median and No. experiments of `score` per level of `name`."""
+    rows = []
+    for level in level_order(runs_df[name]):
+        scores = runs_df.loc[runs_df[name] == level, score]
+        rows.append({"level": level, **_stats(scores)})
+    return pd.DataFrame(rows, columns=["level", *STAT_COLUMNS])
+
+
+def hyperparameter_tables(runs_df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The tables of all `names` in one long table, levels as display text."""
+    tables = []
+    for name in names:
+        table = hyperparameter_table(runs_df, name)
+        table["level"] = table["level"].map(format_level)
+        tables.append(table.assign(hyperparameter=name))
+    columns = ["hyperparameter", "level", *STAT_COLUMNS]
+    return pd.concat(tables)[columns] if tables else pd.DataFrame(columns=columns)
+
+
+def configured_pairs(config: dict[str, Any], swept: list[str]) -> list[tuple[str, str]]:
+    """Pairs from `report.pairs` whose both names are swept; else the first two swept names.
+
+    The fallback also applies when every configured pair names an unswept hyperparameter, so a
+    sweep of two or more hyperparameters always gets at least one pairwise table.
+    """
+    pairs = []
+    for pair in (config.get("report") or {}).get("pairs") or []:
+        a, b = pair
+        if a in swept and b in swept and a != b and (a, b) not in pairs:
+            pairs.append((a, b))
+    if not pairs and len(swept) >= 2:
+        pairs.append((swept[0], swept[1]))
+    return pairs
+
+
+def level_effect(runs_df: pd.DataFrame, name: str) -> float:
+    """Effect size of one hyperparameter: the range of its levels' mean scores (NaN if < 2)."""
+    means = runs_df.groupby(name)["score"].mean().dropna()
+    return float(means.max() - means.min()) if len(means) >= 2 else math.nan
+
+
+def pairs_to_tabulate(
+    config: dict[str, Any], swept: list[str], runs_df: pd.DataFrame
+) -> list[tuple[str, str]]:
+    """The configured pairs, then the two hyperparameters with the largest effect (if new)."""
+    pairs = [
+        (a, b)
+        for a, b in (config.get("report") or {}).get("pairs") or []
+        if a in swept and b in swept and a != b
+    ]
+    pairs = list(dict.fromkeys(pairs))
+    effects = {name: level_effect(runs_df, name) for name in swept}
+    ranked = sorted((n for n in swept if not math.isnan(effects[n])), key=lambda n: -effects[n])
+    if len(ranked) < 2:
+        ranked = swept
+    if len(ranked) >= 2:
+        top = (ranked[0], ranked[1])
+        if top not in pairs and top[::-1] not in pairs:
+            pairs.append(top)
+    return pairs
+
+
+def hue_partner(name: str, swept: list[str], pairs: list[tuple[str, str]]) -> str | None:
+    """The hyperparameter colouring the jitter plot of `name`: its partner in the first pair
+    containing it, else the next swept name (cyclically); None when nothing else is swept."""
+    for a, b in pairs:
+        if name in (a, b):
+            return b if name == a else a
+    others = [s for s in swept if s != name]
+    if not others:
+        return None
+    if name not in swept:
+        return others[0]
+    return swept[(swept.index(name) + 1) % len(swept)]
+
+
+def pair_table(runs_df: pd.DataFrame, a: str, b: str, score: str = "score") -> pd.DataFrame:
+    """mean, median and count of `score` for every combination of the levels of `a` and `b`."""
+    rows = []
+    for a_level in level_order(runs_df[a]):
+        for b_level in level_order(runs_df[b]):
+            cell = runs_df[(runs_df[a] == a_level) & (runs_df[b] == b_level)][score]
+            rows.append(
+                {
+                    "a_level": a_level,
+                    "b_level": b_level,
+                    "mean": cell.mean(),
+                    "median": cell.median(),
+                    "count": int(cell.size),
+                }
+            )
+    return pd.DataFrame(rows, columns=["a_level", "b_level", "mean", "median", "count"])
+
+
+def pair_cell(mean: float, median: float, count: int, digits: int = 3) -> str:
+    """One "mean/median (count)" cell; "-" for an undefined mean or median (no runs)."""
+
+    def number(x: float) -> str:
+        return "-" if x is None or pd.isna(x) else f"{x:.{digits}f}"
+
+    return f"{number(mean)}/{number(median)} ({int(count)})"
+
+
+def pair_grid(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The thesis layout of a pair table: levels of a as rows, of b as columns, cells as text."""
+    a_levels = list(dict.fromkeys(table["a_level"].map(format_level)))
+    b_levels = list(dict.fromkeys(table["b_level"].map(format_level)))
+    grid = pd.DataFrame(pair_cell(math.nan, math.nan, 0), index=a_levels, columns=b_levels)
+    for row in table.itertuples(index=False):
+        cell = pair_cell(row.mean, row.median, row.count, digits)
+        grid.loc[format_level(row.a_level), format_level(row.b_level)] = cell
+    return grid
+
+
+def pair_tables(runs_df: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """All pair tables in one long table (columns a, b, a_level, b_level, mean, median, count)."""
+    tables = []
+    for a, b in pairs:
+        table = pair_table(runs_df, a, b)
+        table["a_level"] = table["a_level"].map(format_level)
+        table["b_level"] = table["b_level"].map(format_level)
+        tables.append(table.assign(a=a, b=b))
+    return pd.concat(tables)[PAIR_COLUMNS] if tables else pd.DataFrame(columns=PAIR_COLUMNS)
+
+
+def best_runs_table(
+    runs_df: pd.DataFrame, n: int = 5, higher_is_better: bool = True
+) -> pd.DataFrame:
+    """The n best runs by score (undefined scores last, ties to the smaller run id)."""
+    ranked = runs_df.assign(_undefined=runs_df["score"].isna()).sort_values(
+        ["_undefined", "score", "run_id"], ascending=[True, not higher_is_better, True]
+    )
+    best = ranked.head(n)[["run_id", *swept_columns(runs_df), "score"]].reset_index(drop=True)
+    best.insert(0, "rank", range(1, len(best) + 1))
+    return best
+
+
+def final_per_patient(final: pd.DataFrame, per_slice: Tables) -> pd.DataFrame:
+    """Per patient mean and median of per-slice foreground Dice of each final model and split.
+
+    Validation slices come from the run's own evaluation, test slices from the final stage; slices
+    with an undefined Dice (reference and prediction both empty) are left out of both statistics.
+    """
+    tables = []
+    for run_id in final["run_id"]:
+        for split in FINAL_SPLITS:
+            slices = _foreground(pd.read_csv(per_slice[run_id, split], dtype={"patient_id": str}))
+            stats = slices.groupby("patient_id", sort=True)["dice"].agg(["mean", "median"])
+            tables.append(stats.reset_index().assign(run_id=run_id, split=split))
+    columns = ["patient_id", "run_id", "split", "mean", "median"]
+    return pd.concat(tables)[columns] if tables else pd.DataFrame(columns=columns)
+
+
+def _final_tables(final: pd.DataFrame, files: Tables) -> dict[tuple[str, str], pd.DataFrame]:
+    """(run_id, split) → the final model's table of `files` (its per_slice or per_patient.csv)."""
+    return {
+        (run_id, split): pd.read_csv(files[run_id, split], dtype={"patient_id": str})
+        for run_id in final["run_id"]
+        for split in FINAL_SPLITS
+    }
+
+
+def slice_distribution(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
+    """Distribution of per-slice foreground Dice per final model and split; slices with an
+    undefined Dice (both empty) are counted in `undefined` and left out of the statistics."""
+    rows = []
+    for (run_id, split), table in _final_tables(final, files).items():
+        dice = _foreground(table)["dice"]
+        defined = dice.dropna()
+        rows.append(
+            [
+                run_id,
+                split,
+                len(dice),
+                int(dice.isna().sum()),
+                defined.mean(),
+                defined.median(),
+                defined.std(ddof=1),
+                defined.quantile(0.25),
+                defined.quantile(0.75),
+            ]
+        )
+    return pd.DataFrame(rows, columns=DISTRIBUTION_COLUMNS)
+
+
+def _spaces(table: pd.DataFrame) -> pd.Series:
+    """The space of each row; tables written before native scoring are all processed."""
+    return table["space"] if "space" in table else pd.Series("processed", index=table.index)
+
+
+def _over_patients(values: pd.Series) -> list[float | int]:
+    """Patients, undefined ones, and mean, median and STD (ddof=1) of the defined values."""
+    defined = values.dropna()
+    return [
+        len(values),
+        int(values.isna().sum()),
+        defined.mean(),
+        defined.median(),
+        defined.std(ddof=1),
+    ]
+
+
+def metrics_summary(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
+    """Per final model, split and space: every per-patient foreground metric as mean, median and
+    STD over patients, with the number of patients where it is undefined."""
+    rows = []
+    for (run_id, split), table in _final_tables(final, files).items():
+        table = table[table["class"] == FOREGROUND]
+        for space, group in table.groupby(_spaces(table), sort=True):
+            for metric in SUMMARY_METRICS:
+                if metric in group:
+                    rows.append([run_id, split, space, metric, *_over_patients(group[metric])])
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def class_summary(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
+    """Per final model, split, space and class of its per_patient.csv (classes in the table's
+    order, the foreground included): Dice, IoU and HD95 as mean, median and STD over patients,
+    with the number of patients where the metric is undefined (the class absent from both)."""
+    rows = []
+    for (run_id, split), table in _final_tables(final, files).items():
+        classes = list(dict.fromkeys(table["class"]))
+        for space, group in table.groupby(_spaces(table), sort=True):
+            for name in classes:
+                in_class = group[group["class"] == name]
+                for metric in CLASS_METRICS:
+                    if metric in in_class and len(in_class):
+                        values = in_class[metric]
+                        rows.append([run_id, split, space, name, metric, *_over_patients(values)])
+    return pd.DataFrame(rows, columns=CLASS_COLUMNS)
+
+
+def final_tests(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
+    """Paired tests of the final models on per-patient foreground Dice (processed space)."""
+    tables = _final_tables(final, files)
+    frames = []
+    for split in FINAL_SPLITS:
+        scores = pd.concat(
+            [
+                _foreground(t)[["patient_id", "run_id", "dice"]]
+                for (_, s), t in tables.items()
+                if s == split
+            ]
+            or [pd.DataFrame(columns=["patient_id", "run_id", "dice"])]
+        )
+        frames.append(paired_tests(scores.rename(columns={"dice": "value"}), split))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _level_text(value: Any) -> str:
+    """A level as display text; no level (too few to compare) as empty text."""
+    return "" if value is None else format_level(value)
+
+
+def final_tables(
+    runs: list[str], val: Mapping[str, str | Path], test: Mapping[str, str | Path]
+) -> dict[tuple[str, str], str | Path]:
+    """(run id, split) → table file of the final models, from the validation tables of every
+    run and the test tables of the final ones."""
+    return {**{(r, "val"): val[r] for r in runs}, **{(r, "test"): test[r] for r in runs}}
+
+
+def write_tables(
+    config: dict[str, Any],
+    sweep: dict[str, Any],
+    selections: Mapping[str, str | Path],
+    val_per_patient: Mapping[str, str | Path],
+    final_csv: str | Path,
+    per_slice: Tables,
+    per_patient: Tables,
+    outputs: Mapping[str, str | Path],
+) -> None:
+    """Write the runs table (`outputs["runs"]`) and every table of `layout.TABLES` (`outputs`
+    by name) from what the runs and the final models wrote."""
+    swept = swept_names(sweep)
+    runs_df = runs_table(expand_sweep(sweep, config["train"]), selections, val_per_patient)
+    completed = completed_runs(runs_df)
+    failed = runs_df.loc[runs_df["status"] == "failed", "run_id"].tolist()
+    if failed:
+        print(f"left out of the statistics, their training failed: {', '.join(failed)}")
+    higher = config["selection"]["higher_is_better"]
+    final = pd.read_csv(final_csv)
+    tables = {
+        "runs": runs_df,
+        "hyperparameters": hyperparameter_tables(completed, swept),
+        "pairs": pair_tables(completed, pairs_to_tabulate(config, swept, completed)),
+        "best_runs": best_runs_table(completed, higher_is_better=higher),
+        "final_per_patient": final_per_patient(final, per_slice),
+        "slice_distribution": slice_distribution(final, per_slice),
+        "metrics_summary": metrics_summary(final, per_patient),
+        "class_summary": class_summary(final, per_patient),
+        "kruskal": kruskal_table(completed, swept, higher).assign(
+            best=lambda t: t["best"].map(_level_text), worst=lambda t: t["worst"].map(_level_text)
+        ),
+        "final_tests": final_tests(final, per_patient),
+    }
+    for name, table in tables.items():
+        write_csv(table, outputs[name])
+        print(f"wrote {outputs[name]} ({len(table)} rows)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the runs table and the hyperparameter, pair, best-run and final-model tables of
+    the run whose results folder is --results."""
+    parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
+    parser.add_argument("--config-json", required=True, help="the whole validated config")
+    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
+    parser.add_argument("--results", type=Path, default=Path(layout.RESULTS))
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = json.loads(args.config_json)
+    sweep: dict[str, Any] = json.loads(args.sweep_json)
+    runs = [run.run_id for run in expand_sweep(sweep, config["train"])]
+    final_csv = layout.under(args.results, layout.FINAL)
+    finals = pd.read_csv(final_csv)["run_id"].tolist()
+
+    def by_run(pattern: str, ids: list[str]) -> dict[str, Path]:
+        return {r: layout.under(args.results, pattern, run=r) for r in ids}
+
+    outputs = {name: layout.under(args.results, layout.TABLE, name=name) for name in layout.TABLES}
+    write_tables(
+        config,
+        sweep,
+        by_run(layout.SELECTION, runs),
+        by_run(layout.VAL_PER_PATIENT, runs),
+        final_csv,
+        final_tables(
+            finals, by_run(layout.VAL_PER_SLICE, finals), by_run(layout.TEST_PER_SLICE, finals)
+        ),
+        final_tables(
+            finals,
+            by_run(layout.VAL_PER_PATIENT, finals),
+            by_run(layout.TEST_PER_PATIENT, finals),
+        ),
+        {"runs": layout.under(args.results, layout.RUNS_TABLE), **outputs},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The sweep grammar of `config/sweep.yaml`: fixed overrides, named cartesian grids, repeats.
+
+Run ids are derived from the hyperparameter values alone, so they do not depend on grid names or
+order: a run's id lists, sorted by name, every hyperparameter whose value differs from the base
+(train defaults with `fixed` applied), e.g. `labels-separate_loss-cross_entropy`; the run equal to
+the base is `default`. Consequences the workflow relies on: reordering or renaming grids retrains
+nothing, adding a value or a grid adds only the new combinations, and the same combination reached
+from two grids is one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segsweep.config_schema import complete
+from segsweep.errors import ConfigError
+
+SWEEP_KEYS = ("fixed", "grids", "repeats")
+MAX_ID_LENGTH = 120
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: its id, all effective hyperparameters and the values of swept ones."""
+
+    run_id: str
+    params: dict[str, Any] = field(hash=False)
+    values: dict[str, Any] = field(hash=False)
+
+
+def load_sweep(path: str | Path) -> dict[str, Any]:
+    """Read a sweep file safely (never `yaml.load`); an empty file is an empty sweep."""
+    with open(path) as handle:
+        sweep = yaml.safe_load(handle) or {}
+    if not isinstance(sweep, dict):
+        raise ConfigError("sweep", sweep, "a mapping with keys " + ", ".join(SWEEP_KEYS))
+    return sweep
+
+
+def format_value(value: Any) -> str:
+    """A short, path-safe text for one hyperparameter value (1e-4 → 0.0001, True → true)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = format(value, ".6g")
+    elif isinstance(value, list | tuple):
+        text = "+".join(format_value(v) for v in value)
+    elif value is None:
+        text = "none"
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9.+\-]", "-", text)
+
+
+def run_id(params: dict[str, Any], base: dict[str, Any]) -> str:
+    """The stable id of a run: `name-value` for every value differing from the base, sorted."""
+    parts = [f"{k}-{format_value(v)}" for k, v in sorted(params.items()) if base.get(k) != v]
+    text = "_".join(parts) or "default"
+    if len(text) > MAX_ID_LENGTH:  # keep paths legal; the hash keeps the id unique and stable
+        digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+        text = f"{text[: MAX_ID_LENGTH - 11]}~{digest}"
+    return text
+
+
+def _check_names(names: list[str], defaults: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(names) - set(defaults))
+    if unknown:
+        raise ConfigError(where, unknown, "known hyperparameters: " + ", ".join(sorted(defaults)))
+
+
+def swept_names(sweep: dict[str, Any]) -> list[str]:
+    """Hyperparameters that vary in the sweep: every grid key, plus `seed` with repeats > 1."""
+    names = {name for grid in (sweep.get("grids") or {}).values() for name in grid}
+    if int(sweep.get("repeats", 1)) > 1:
+        names.add("seed")
+    return sorted(names)
+
+
+def expand_sweep(sweep: dict[str, Any], defaults: dict[str, Any], validate=None) -> list[Run]:
+    """All runs of a sweep, duplicates collapsed, sorted by id.
+
+    `validate`, when given, checks a parameter set and raises on invalid values (the Snakefile
+    passes a JSON-schema check of the `train` section). It is called for the base and once per
+    distinct grid value rather than per run, which keeps 10,000-run sweeps cheap to plan.
+    """
+    unknown_keys = sorted(set(sweep) - set(SWEEP_KEYS))
+    if unknown_keys:
+        raise ConfigError("sweep", unknown_keys, "top-level keys " + ", ".join(SWEEP_KEYS))
+    fixed = dict(sweep.get("fixed") or {})
+    _check_names(list(fixed), defaults, "sweep.fixed")
+    base = {**defaults, **fixed}
+    repeats = sweep.get("repeats", 1)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ConfigError("sweep.repeats", repeats, "an integer >= 1")
+    if validate is not None:
+        validate(base)
+    grids = sweep.get("grids") or {"default": {}}
+    names = swept_names(sweep)
+    runs: dict[str, Run] = {}
+    for grid_name in sorted(grids):
+        grid = grids[grid_name] or {}
+        if not isinstance(grid, dict):
+            raise ConfigError(f"sweep.grids.{grid_name}", grid, "a mapping name → list of values")
+        _check_names(list(grid), defaults, f"sweep.grids.{grid_name}")
+        keys = sorted(grid)
+        levels = []
+        for key in keys:
+            values = grid[key]
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"sweep.grids.{grid_name}.{key}", values, "a non-empty list")
+            if validate is not None:
+                for value in values:
+                    validate({**base, key: value})
+            levels.append(values)
+        for combination in itertools.product(*levels):
+            for repeat in range(repeats):
+                params = {**base, **dict(zip(keys, combination, strict=True))}
+                params["seed"] = params["seed"] + repeat
+                rid = run_id(params, base)
+                if rid in runs and runs[rid].params != params:
+                    raise ConfigError("sweep", rid, "combinations with distinct run ids")
+                runs[rid] = Run(rid, params, {n: params[n] for n in names})
+    return [runs[rid] for rid in sorted(runs)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """List the runs of a sweep: one JSON object per line with the run id and swept values."""
+    parser = argparse.ArgumentParser(prog="segsweep sweep", description=main.__doc__)
+    parser.add_argument("--sweep", default="config/sweep.yaml", help="sweep file")
+    parser.add_argument("--config", default="config/config.yaml", help="config with train defaults")
+    args = parser.parse_args(argv)
+    with open(args.config) as handle:
+        train = (yaml.safe_load(handle) or {}).get("train") or {}
+    for run in expand_sweep(load_sweep(args.sweep), complete(train, "train")):
+        print(json.dumps({"run_id": run.run_id, **run.values}, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The training job of one run, as the workflow starts it: lease a device, train (resuming when
+a state is left), and record provenance; the last of its attempts records a failure as the run's
+outputs (`segsweep.train.failure`) instead of failing, so the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from segsweep import layout
+from segsweep.devices import choose_device, lease_device
+from segsweep.errors import InputError
+from segsweep.io.records import read_json, write_json
+from segsweep.model.checkpoints import selected_checkpoint
+from segsweep.provenance import provenance, utc_now
+from segsweep.train.failure import write_failure
+from segsweep.train.loop import RunFiles, train_run
+
+
+def init_checkpoint(args: argparse.Namespace, hp: dict) -> Path | None:
+    """The checkpoint a transfer run starts from: the selected checkpoint of the source run
+    (`--init-selection` and its `--init-index`), a checkpoint file, or none."""
+    if args.init_selection is not None:
+        if read_json(args.init_selection).get("status") == "failed":
+            raise InputError(None, str(args.init_selection), "the source run failed")
+        run_dir = Path(args.init_selection).parent
+        index = args.init_index or layout.under(run_dir, layout.RUN_INDEX, base=layout.RUN_DIR)
+        return selected_checkpoint(args.init_selection, index)
+    if args.init_checkpoint is not None:
+        return args.init_checkpoint
+    if hp.get("init_from") and Path(str(hp["init_from"])).is_file():
+        return Path(hp["init_from"])
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segsweep train", description=__doc__.split("\n")[0])
+    parser.add_argument("--hp-json", required=True, help="hyperparameters of the run (JSON)")
+    parser.add_argument("--train", required=True, type=Path, help="train.h5")
+    parser.add_argument("--val", required=True, type=Path, help="val.h5")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="run folder: its files laid out as results/runs/{run} (else give each of them)",
+    )
+    for name, what in (
+        ("params", "params.yaml"),
+        ("log", "train_log.csv"),
+        ("index", "checkpoints/index.json (the checkpoints are written beside it)"),
+        ("provenance", "provenance.json"),
+        ("state", "folder of the resume state (not a workflow output)"),
+    ):
+        parser.add_argument(f"--{name}", type=Path, help=what)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--device", default="auto", help="auto (lease a free GPU, else CPU) | cpu | cuda | cuda:N"
+    )
+    parser.add_argument(
+        "--init-selection",
+        type=Path,
+        default=None,
+        help="selection.json of the run to initialise from (hp init_from = its run id)",
+    )
+    parser.add_argument(
+        "--init-index",
+        type=Path,
+        help="checkpoints/index.json of that run (default: in the selection's run folder)",
+    )
+    parser.add_argument(
+        "--init-checkpoint", type=Path, default=None, help="checkpoint to initialise from"
+    )
+    parser.add_argument(
+        "--config-hash",
+        default=os.environ.get("SEGSWEEP_CONFIG_HASH"),
+        help="of config and sweep, for provenance (default: $SEGSWEEP_CONFIG_HASH, which the"
+        " workflow sets)",
+    )
+    parser.add_argument("--attempt", type=int, default=1, help="this attempt (from 1)")
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=1,
+        help="a failure of the last attempt is recorded as the run's outputs instead of raised",
+    )
+    return parser
+
+
+def run_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunFiles:
+    """The run's files: each as given, the others in the --out folder."""
+    names = ("params", "log", "index", "provenance", "state")
+    given = {name: getattr(args, name) for name in names}
+    if args.out is None and None in given.values():
+        parser.error("give --out, or every one of --params --log --index --provenance --state")
+    folder = RunFiles.in_folder(args.out) if args.out is not None else None
+    return RunFiles(**{n: given[n] or getattr(folder, n) for n in names})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    files = run_files(args, parser)
+    hp = json.loads(args.hp_json)
+    hp = {**hp, "run_id": hp.get("run_id", files.index.parent.parent.name)}
+    lease = lease_device() if args.device == "auto" else None
+    device = lease.device if lease is not None else choose_device(args.device)
+    if lease is not None and lease.index is not None:
+        print(f"leased device {lease.index} ({device})", file=sys.stderr, flush=True)
+    started, status = utc_now(), "ok"
+    try:
+        init = init_checkpoint(args, hp)
+        train_run(hp, args.train, args.val, files, device, args.threads, init)
+    except Exception as error:
+        if args.attempt < args.max_attempts:
+            raise  # Snakemake retries the job
+        traceback.print_exc()
+        status = "failed"
+        write_failure(files, hp, error, args.attempt)
+    finally:
+        ended = utc_now()
+        if lease is not None:
+            lease.release()
+    record = provenance(
+        hp,
+        config_hash=args.config_hash,
+        device=str(device),
+        device_index=None if lease is None else lease.index,
+        started=started,
+        ended=ended,
+        status=status,
+        attempt=args.attempt,
+    )
+    write_json(files.provenance, record)
+
+
+if __name__ == "__main__":
+    main()

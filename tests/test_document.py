@@ -1,0 +1,92 @@
+"""The report's document model: numbers follow where tables and figures stand in the document,
+not the order in which the chapters built them; references read the numbers when rendered; keys
+make stable anchors and must be unique; a reference to something not shown is an error."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from markupsafe import Markup
+
+from segsweep.report.document import (
+    Chapter,
+    Document,
+    Figure,
+    Paragraph,
+    Section,
+    Table,
+    slug,
+    text,
+)
+from segsweep.report.render import render_html
+
+FRAME = pd.DataFrame({"Level": ["a", "b"], "Mean": ["0.500", "0.700"]})
+
+
+def table(key: str) -> Table:
+    return Table.of(key, f"The {key} table. More.", FRAME)
+
+
+def figure(key: str) -> Figure:
+    return Figure(key, f"The {key} figure.", "data:image/png;base64,")
+
+
+def document(*chapters: Chapter) -> Document:
+    return Document("T", "A", "2020-01-01", "made", list(chapters)).number()
+
+
+def test_numbers_follow_placement_not_creation_order() -> None:
+    first, second = table("first"), table("second")  # built in this order …
+    later = figure("later")
+    chapter = Chapter("c", "2", "C", [text("{t} comes first.", t=second), second, later, first])
+    appendix = Chapter("x", "A", "X", [table("all"), Section("s", "S", [figure("deep")])])
+    doc = document(chapter, appendix)
+    assert (second.number, first.number, later.number) == ("2.1", "2.2", "2.1")
+    assert [t.key for t in doc.tables] == ["second", "first", "all"]
+    assert [f.number for f in doc.figures] == ["2.1", "A.1"]
+    assert doc.chapters[1].blocks[1].number == "A.1"  # numbered section of the appendix
+
+
+def test_references_render_the_number_the_item_got() -> None:
+    one, two, three = table("one"), table("two"), figure("three")
+    paragraph = text("See {items} and {f}; “{name}” & co.", items=[one, two], f=three, name="x<y")
+    chapter = Chapter("c", "4", "Results", [paragraph, three, two, one])
+    document(chapter)
+    html = Markup.escape(paragraph)
+    assert html == (
+        'See <a class="ref" href="#tab-one">Table 4.2</a> and '
+        '<a class="ref" href="#tab-two">Table 4.1</a> and '
+        '<a class="ref" href="#fig-three">Figure 4.1</a>; “x&lt;y” &amp; co.'
+    )
+
+
+def test_lists_of_three_references_use_commas() -> None:
+    items = [table(k) for k in ("a", "b", "c")]
+    paragraph = text("{t}", t=items)
+    document(Chapter("c", "1", "C", [paragraph, *items]))
+    assert Markup.escape(paragraph).striptags() == "Table 1.1, Table 1.2 and Table 1.3"
+
+
+def test_keys_are_unique_and_references_must_be_shown() -> None:
+    with pytest.raises(ValueError, match="share a key.*tab-same"):
+        document(Chapter("c", "1", "C", [table("same"), table("same")]))
+    hidden = table("hidden")
+    with pytest.raises(ValueError, match="does not show.*hidden"):
+        document(Chapter("c", "1", "C", [text("{t}", t=hidden)]))
+
+
+def test_keys_are_slugs_of_what_an_item_shows() -> None:
+    assert slug("hp-lr_policy") == "hp-lr-policy" and slug("pair-loss-labels") == (
+        "pair-loss-labels"
+    )
+    assert table("Outlines dice EPI-001").id == "tab-outlines-dice-epi-001"
+
+
+def test_the_template_renders_blocks_in_document_order() -> None:
+    late, early = table("late"), table("early")
+    section = Section("part", "Part", [Paragraph(["inside"]), late])
+    doc = document(Chapter("c", "3", "Methods", [early, text("{t}", t=late), section]))
+    html = render_html(doc)
+    assert html.index('id="tab-early"') < html.index('id="part"') < html.index('id="tab-late"')
+    assert "<h2>3.1 Part</h2>" in html and "Table 3.2: The late table." in html
+    assert '<a href="#part">3.1 Part</a>' in html  # the contents list numbered sections
