@@ -53,5 +53,5 @@ shell.prefix(_PREFIX + f"export SEGSWEEP_CONFIG_HASH={config_hash(config, SWEEP)
 
 rule all:
     input:
-        "results/report/thesis.html",
-        "results/report/thesis.pdf",
+        L.THESIS_HTML,
+        L.THESIS_PDF,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -68,3 +69,53 @@ def test_snakemake_lint_is_clean() -> None:
     assert (
         "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
     ), result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_a_non_editable_install_imports_every_module_and_runs_every_stage(tmp_path: Path) -> None:
+    """`pip install .` (no source tree on the path): every module imports, the templates and the
+    config schema ship as package data, and every stage answers `--help`."""
+    source, site = tmp_path / "source", tmp_path / "site"
+    for part in ("pyproject.toml", "README.md", "scripts", "workflow/schemas"):
+        copy = shutil.copytree if (REPO / part).is_dir() else shutil.copy
+        (source / part).parent.mkdir(parents=True, exist_ok=True)
+        copy(REPO / part, source / part, **({"symlinks": True} if copy is shutil.copytree else {}))
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), "."],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    modules = sorted(
+        ".".join(p.relative_to(site).with_suffix("").parts).removesuffix(".__init__")
+        for p in (site / "segsweep").rglob("*.py")
+    )
+    script = (
+        "import contextlib, importlib, io, sys\n"
+        f"modules = {modules!r}\n"
+        "for name in modules:\n"
+        "    importlib.import_module(name)\n"
+        "import segsweep\n"
+        "from segsweep.__main__ import STAGES, main\n"
+        "from segsweep.config_schema import defaults\n"
+        "from segsweep.report.render import TEMPLATES\n"
+        "assert defaults('train')['model'] == 'unet2d'\n"
+        "assert (TEMPLATES / 'thesis.html.j2').is_file() and (TEMPLATES / 'thesis.css').is_file()\n"
+        "for stage in STAGES:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n"
+        "            main([stage, '--help'])\n"
+        "        except SystemExit as done:\n"
+        "            assert done.code == 0, stage\n"
+        "    assert 'usage: segsweep' in out.getvalue(), stage\n"
+        "print(segsweep.__file__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.strip() == str(site / "segsweep" / "__init__.py")
+    assert len(modules) > 50

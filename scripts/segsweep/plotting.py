@@ -26,3 +26,17 @@ def save(fig: Figure, png: Path) -> None:
     with matplotlib.rc_context({"svg.hashsalt": "segsweep"}):
         fig.savefig(png, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
         fig.savefig(png.with_suffix(".svg"), bbox_inches="tight", metadata={"Date": None})
+
+
+def save_png(fig: Figure, png: Path, dpi: int) -> None:
+    """Write a quality-control figure as PNG only (small, not for print), creating the folder."""
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+
+
+def without_ticks(axes) -> None:
+    """Image panels: no axis ticks."""
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])

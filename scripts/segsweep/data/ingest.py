@@ -84,37 +84,33 @@ def read_channels(paths: list[str | Path], subject: str | None = None) -> sitk.I
         return images[0]
     first = images[0]
     for path, image in zip(paths[1:], images[1:], strict=True):
-        if image.GetSize() != first.GetSize():
-            raise InputError(
-                subject,
-                str(path),
-                f"channel size {list(image.GetSize())} != first channel size "
-                f"{list(first.GetSize())} ({paths[0]})",
-            )
-        differences = _geometry_differences(first, image, 1e-3)
-        if differences:
-            raise InputError(
-                subject, str(path), "channel geometry mismatch: " + "; ".join(differences)
-            )
+        _check_grid(subject, first, image, path, 1e-3, "channel", f"first channel ({paths[0]})")
     floats = [sitk.Cast(image, sitk.sitkFloat32) for image in images]
     for image in floats[1:]:
         image.CopyInformation(floats[0])
     return sitk.Compose(floats)
 
 
-def _check_against_image(
-    subject: str, image: sitk.Image, mask: sitk.Image, mask_path: str | Path, tolerance: float
+def _check_grid(
+    subject: str | None,
+    reference: sitk.Image,
+    image: sitk.Image,
+    path: str | Path,
+    tolerance: float,
+    what: str,
+    against: str,
 ) -> None:
-    if mask.GetSize() != image.GetSize():
+    """An InputError naming `path` unless `image` (a mask or a channel) lies on the grid of
+    `reference`: the same size, spacing, origin and direction within `tolerance`."""
+    if image.GetSize() != reference.GetSize():
+        size, expected = list(image.GetSize()), list(reference.GetSize())
         raise InputError(
-            subject,
-            str(mask_path),
-            f"shape mismatch: mask size {list(mask.GetSize())} != image size "
-            f"{list(image.GetSize())}",
+            subject, str(path), f"shape mismatch: {what} size {size} != {against} size {expected}"
         )
-    differences = _geometry_differences(image, mask, tolerance)
+    differences = _geometry_differences(reference, image, tolerance)
     if differences:
-        raise InputError(subject, str(mask_path), "geometry mismatch: " + "; ".join(differences))
+        mismatch = "geometry mismatch" if what == "mask" else f"{what} geometry mismatch"
+        raise InputError(subject, str(path), f"{mismatch}: " + "; ".join(differences))
 
 
 def _integer_values(subject: str, array: np.ndarray, mask_path: str | Path) -> list[int]:
@@ -152,7 +148,7 @@ def read_label_map(
         owner = np.full(combined.shape, "", dtype=object)
         for name, path in class_masks.items():
             part = read_image(path, subject)
-            _check_against_image(subject, image, part, path, tolerance)
+            _check_grid(subject, image, part, path, tolerance, "mask", "image")
             array = sitk.GetArrayFromImage(part)
             values = _integer_values(subject, array, path)
             if not set(values) <= {0, 1}:
@@ -177,7 +173,7 @@ def read_label_map(
         if not mask_path:
             raise InputError(subject, None, "no mask given")
         mask = read_image(mask_path, subject)
-        _check_against_image(subject, image, mask, mask_path, tolerance)
+        _check_grid(subject, image, mask, mask_path, tolerance, "mask", "image")
         shown = mask_path
     array = sitk.GetArrayFromImage(mask)
     values = _integer_values(subject, array, shown)

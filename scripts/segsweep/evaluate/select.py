@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segsweep import layout
+from segsweep.cli import add_run_options, checkpoint_index
 from segsweep.config_schema import complete, defaults
 from segsweep.devices import choose_device
 from segsweep.errors import ConfigError, InputError
@@ -121,9 +121,7 @@ def score_checkpoints(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="segsweep select", description=__doc__.split("\n")[0])
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--index", type=Path, help="the run's checkpoints/index.json")
-    where.add_argument("--run-dir", type=Path, help="a run folder laid out as results/runs/{run}")
+    add_run_options(parser)
     parser.add_argument("--val", required=True, type=Path, help="val.h5")
     parser.add_argument("--config-json", default="{}", help="the `selection` config section")
     parser.add_argument("--out", required=True, type=Path, help="selection.json")
@@ -132,9 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    index = args.index or layout.under(args.run_dir, layout.RUN_INDEX, base=layout.RUN_DIR)
     selection = score_checkpoints(
-        index, args.val, json.loads(args.config_json), choose_device(args.device)
+        checkpoint_index(args), args.val, json.loads(args.config_json), choose_device(args.device)
     )
     write_json(args.out, selection)
 

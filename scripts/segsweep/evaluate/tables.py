@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from segsweep import layout
+from segsweep.cli import add_run_options, checkpoint_index
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.evaluate.distances import surface_distances
@@ -248,9 +249,7 @@ def _export(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="segsweep evaluate", description=__doc__.split("\n")[0])
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--index", type=Path, help="the run's checkpoints/index.json")
-    where.add_argument("--run-dir", type=Path, help="a run folder laid out as results/runs/{run}")
+    add_run_options(parser)
     parser.add_argument("--run-id", help="the run (default: the name of its folder)")
     parser.add_argument("--selection", required=True, type=Path, help="selection.json")
     parser.add_argument("--data", required=True, type=Path, help="HDF5 split to evaluate on")
@@ -283,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give --out-dir, or --per-slice and --per-patient")
     if args.threads:
         torch.set_num_threads(args.threads)
-    index = args.index or layout.under(args.run_dir, layout.RUN_INDEX, base=layout.RUN_DIR)
+    index = checkpoint_index(args)
     run_id = args.run_id or Path(index).parent.parent.name
     out = {
         name: given or layout.under(args.out_dir, pattern, base=layout.VAL_DIR)

@@ -20,6 +20,7 @@ import torch
 from matplotlib.figure import Figure
 
 from segsweep import layout
+from segsweep.cli import add_run_options, checkpoint_index
 from segsweep.devices import choose_device
 from segsweep.evaluate.export import to_native
 from segsweep.evaluate.predict import predict_labels
@@ -91,9 +92,7 @@ def predict_unlabelled(
 def main(argv: list[str] | None = None) -> None:
     """Predict unlabelled subjects with a run's selected checkpoint, in original geometry."""
     parser = argparse.ArgumentParser(prog="segsweep export", description=main.__doc__)
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--index", type=Path, help="the run's checkpoints/index.json")
-    where.add_argument("--run-dir", type=Path, help="a run folder laid out as results/runs/{run}")
+    add_run_options(parser)
     parser.add_argument("--run-id", help="the run, for the figure (default: its folder's name)")
     parser.add_argument("--selection", required=True, type=Path, help="selection.json")
     parser.add_argument("--stats", required=True, type=Path, help="normalisation.json")
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    index = args.index or layout.under(args.run_dir, layout.RUN_INDEX, base=layout.RUN_DIR)
+    index = checkpoint_index(args)
 
     def files(folder: Path, pattern: str, base: str) -> dict[str, Path]:
         return {s: layout.under(folder, pattern, base=base, subject=s) for s in args.subjects}

@@ -424,11 +424,10 @@ def qc_figure(
     image: sitk.Image, cropped: sitk.Image, info: dict[str, Any], out_png: str | Path
 ) -> None:
     """Slice through the centre with the window and centre drawn, beside the cropped slice."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
+
+    from segsweep.plotting import save_png, without_ticks
 
     lip = sitk.DICOMOrient(image, CANONICAL)
     array = sitk.GetArrayViewFromImage(lip)
@@ -443,7 +442,8 @@ def qc_figure(
     j = min(real, key=lambda j: abs(kept[j] - ck)) if real else out.shape[0] // 2
     low, high = np.percentile(array, [1, 99.5])
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+    fig = Figure(figsize=(9, 4.6), layout="tight")
+    axes = fig.subplots(1, 2)
     ny, nx = array.shape[1:]
     extent = (-0.5 * sx, (nx - 0.5) * sx, (ny - 0.5) * sy, -0.5 * sy)  # mm, true aspect
     axes[0].imshow(array[k], cmap="gray", vmin=low, vmax=high, extent=extent)
@@ -455,13 +455,8 @@ def qc_figure(
     axes[0].set_title(f"slice {k} of {array.shape[0]}, window {info['window_mm']:g} mm")
     axes[1].imshow(out[j], cmap="gray", vmin=low, vmax=high)
     axes[1].set_title(f"cropped slice {j} of {out.shape[0]} ({out.shape[2]}x{out.shape[1]})")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    without_ticks(axes)
+    save_png(fig, out_png, dpi=80)
 
 
 # ---------------------------------------------------------------------------------------------

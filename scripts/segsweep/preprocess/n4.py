@@ -121,17 +121,17 @@ def qc_figure(
     image: sitk.Image, field: sitk.Image, corrected: sitk.Image, out_png: str | Path
 ) -> None:
     """Middle slice before correction, the estimated field and after (first channel)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from segsweep.plotting import save_png, without_ticks
 
     before, bias, after = (_first_channel(x) for x in (image, field, corrected))
     k = before.shape[0] // 2
     low, high = np.percentile(before, [1, 99.5])
     sx, sy = image.GetSpacing()[:2]
     aspect = sy / sx
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4), layout="tight")
+    axes = fig.subplots(1, 3)
     axes[0].imshow(before[k], cmap="gray", vmin=low, vmax=high, aspect=aspect)
     axes[0].set_title(f"before (slice {k})")
     shown = axes[1].imshow(bias[k], cmap="magma", aspect=aspect)
@@ -139,13 +139,8 @@ def qc_figure(
     axes[1].set_title(f"bias field ({bias.min():.2f}-{bias.max():.2f})")
     axes[2].imshow(after[k], cmap="gray", vmin=low, vmax=high, aspect=aspect)
     axes[2].set_title("after N4")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=70, bbox_inches="tight")
-    plt.close(fig)
+    without_ticks(axes)
+    save_png(fig, out_png, dpi=70)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from segsweep import layout
+from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.io.records import read_json
 from segsweep.labels import FOREGROUND
 from segsweep.plotting import PALETTE, TRAIN_COLOUR, VAL_COLOUR, save
@@ -259,13 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     """Write the jitter plots, boxplots, histograms, training curves and checkpoint scores of
     the run whose results folder is --results."""
     parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
-    parser.add_argument("--config-json", required=True, help="the whole validated config")
-    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
-    parser.add_argument("--results", type=Path, default=Path(layout.RESULTS))
-    args = parser.parse_args(argv)
-    config: dict[str, Any] = json.loads(args.config_json)
-    sweep: dict[str, Any] = json.loads(args.sweep_json)
-    results = args.results
+    add_sweep_options(parser)
+    config, sweep, results = sweep_options(parser.parse_args(argv))
     runs = [run.run_id for run in expand_sweep(sweep, config["train"])]
     final_csv = layout.under(results, layout.FINAL)
     finals = pd.read_csv(final_csv)["run_id"].astype(str).tolist()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 from pathlib import Path
 
 from segsweep import layout
+from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.report.chapters import appendix, data, methods, preprocessing, results
 from segsweep.report.document import Document
 from segsweep.report.inputs import ReportInputs
@@ -59,9 +59,7 @@ def write_thesis(
 def main(argv: list[str] | None = None) -> None:
     """Write the thesis as HTML and as PDF from the run whose results folder is --results."""
     parser = argparse.ArgumentParser(prog="segsweep report", description=main.__doc__)
-    parser.add_argument("--config-json", required=True, help="the whole validated config")
-    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
-    parser.add_argument("--results", type=Path, default=Path(layout.RESULTS))
+    add_sweep_options(parser)
     parser.add_argument(
         "--benchmarks", type=Path, default=Path(layout.BENCHMARKS), help="Snakemake's benchmarks"
     )
@@ -70,10 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-pdf", type=Path, default=Path(layout.THESIS_PDF))
     parser.add_argument("--qc-subjects", nargs="*", default=[], help="subjects of the QC figures")
     args = parser.parse_args(argv)
+    config, sweep, results = sweep_options(args)
     inputs = ReportInputs.under(
-        args.results,
-        json.loads(args.config_json),
-        json.loads(args.sweep_json),
+        results,
+        config,
+        sweep,
         args.qc_subjects,
         args.benchmarks if args.benchmarks.is_dir() else None,
     )

@@ -29,7 +29,6 @@ because one column holds the levels of hyperparameters of different types
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from segsweep import layout
+from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.io.records import read_json, write_csv
 from segsweep.labels import FOREGROUND
 from segsweep.sweep.grammar import Run, expand_sweep, swept_names
@@ -450,20 +450,16 @@ def main(argv: list[str] | None = None) -> None:
     """Write the runs table and the hyperparameter, pair, best-run and final-model tables of
     the run whose results folder is --results."""
     parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
-    parser.add_argument("--config-json", required=True, help="the whole validated config")
-    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
-    parser.add_argument("--results", type=Path, default=Path(layout.RESULTS))
-    args = parser.parse_args(argv)
-    config: dict[str, Any] = json.loads(args.config_json)
-    sweep: dict[str, Any] = json.loads(args.sweep_json)
+    add_sweep_options(parser)
+    config, sweep, results = sweep_options(parser.parse_args(argv))
     runs = [run.run_id for run in expand_sweep(sweep, config["train"])]
-    final_csv = layout.under(args.results, layout.FINAL)
+    final_csv = layout.under(results, layout.FINAL)
     finals = pd.read_csv(final_csv)["run_id"].tolist()
 
     def by_run(pattern: str, ids: list[str]) -> dict[str, Path]:
-        return {r: layout.under(args.results, pattern, run=r) for r in ids}
+        return {r: layout.under(results, pattern, run=r) for r in ids}
 
-    outputs = {name: layout.under(args.results, layout.TABLE, name=name) for name in layout.TABLES}
+    outputs = {name: layout.under(results, layout.TABLE, name=name) for name in layout.TABLES}
     write_tables(
         config,
         sweep,
@@ -478,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
             by_run(layout.VAL_PER_PATIENT, finals),
             by_run(layout.TEST_PER_PATIENT, finals),
         ),
-        {"runs": layout.under(args.results, layout.RUNS_TABLE), **outputs},
+        {"runs": layout.under(results, layout.RUNS_TABLE), **outputs},
     )
 
 

@@ -6,7 +6,6 @@ input modality). Only these runs are ever scored on the test set.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from segsweep import layout
+from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.io.records import read_json, write_csv
 from segsweep.sweep.grammar import Run, expand_sweep
 from segsweep.vocabulary import groupable
@@ -91,16 +91,13 @@ def write_final(
 def main(argv: list[str] | None = None) -> None:
     """Write the final models' table from every run's selection.json under --results."""
     parser = argparse.ArgumentParser(prog="segsweep final", description=main.__doc__)
-    parser.add_argument("--config-json", required=True, help="the whole validated config")
-    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
-    parser.add_argument("--results", type=Path, default=Path(layout.RESULTS))
+    add_sweep_options(parser)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    config: dict[str, Any] = json.loads(args.config_json)
-    sweep = json.loads(args.sweep_json)
+    config, sweep, results = sweep_options(args)
     runs = expand_sweep(sweep, config["train"])
     selections = {
-        run.run_id: layout.under(args.results, layout.SELECTION, run=run.run_id) for run in runs
+        run.run_id: layout.under(results, layout.SELECTION, run=run.run_id) for run in runs
     }
     write_final(config, sweep, selections, args.out)
 

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from segsweep import layout
 from segsweep.io.records import read_json
 from segsweep.provenance import config_hash, git_revision, package_version
 from segsweep.report.chapters.sweep_results import read_runs, runs_frame
@@ -87,7 +88,9 @@ def chapters(inputs: ReportInputs, all_runs: Table) -> list[Chapter]:
         "All runs",
         [
             text(
-                "{table} lists every run of the sweep (results/summary/runs.csv).", table=all_runs
+                "{table} lists every run of the sweep ({path}).",
+                table=all_runs,
+                path=layout.RUNS_TABLE,
             ),
             all_runs,
         ],
@@ -157,10 +160,11 @@ def provenance_chapter(inputs: ReportInputs) -> Chapter:
     if origins is not None:
         blocks += [
             text(
-                "Each training run records its own provenance in "
-                "results/runs/<run>/provenance.json (package versions, code revision, "
+                "Each training run records its own provenance in {path} (package "
+                "versions, code revision, "
                 "configuration hash, host, device, start and end time); {table} groups the runs "
                 "by what they were trained with.",
+                path=layout.path(layout.RUN_PROVENANCE, run="<run>"),
                 table=origins,
             ),
             origins,

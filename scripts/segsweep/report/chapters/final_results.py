@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
+from segsweep import layout
 from segsweep.labels import FOREGROUND
 from segsweep.report.document import Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
@@ -363,8 +364,9 @@ def visualisation(inputs: ReportInputs, final_ids: list[str]) -> Section:
                 "Subjects without a reference were predicted by the final models ({figures}). "
                 "Every prediction is also exported as a NIfTI label map in the subject's "
                 "original geometry (crop, slice harmonisation and reorientation undone), under "
-                "results/final/<run>/predictions_native and results/final/<run>/unlabelled, so "
-                "it overlays on the raw image in a viewer.",
+                "{native} and {unlabelled}, so it overlays on the raw image in a viewer.",
+                native=layout.path(layout.PREDICTIONS_NATIVE, run="<run>"),
+                unlabelled=layout.path(layout.UNLABELLED, run="<run>"),
                 figures=unlabelled,
             ),
             *unlabelled,

@@ -1,0 +1,35 @@
+"""Command-line options several stages share: where a run's checkpoints are, and the
+configuration, sweep and results folder of the cohort-level stages run by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from segsweep import layout
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--index (a run's checkpoints/index.json) or --run-dir (its run folder)."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=Path, help="the run's checkpoints/index.json")
+    where.add_argument("--run-dir", type=Path, help="a run folder laid out as results/runs/{run}")
+
+
+def checkpoint_index(args: argparse.Namespace) -> Path:
+    """The run's checkpoint index, as given or in its run folder."""
+    return args.index or layout.under(args.run_dir, layout.RUN_INDEX, base=layout.RUN_DIR)
+
+
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    """--config-json, --sweep-json and --results, the inputs of the stages after training."""
+    parser.add_argument("--config-json", required=True, help="the whole validated config")
+    parser.add_argument("--sweep-json", required=True, help="the sweep specification")
+    parser.add_argument("--results", type=Path, default=Path(layout.RESULTS))
+
+
+def sweep_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """(config, sweep, results folder) of `add_sweep_options`."""
+    return json.loads(args.config_json), json.loads(args.sweep_json), args.results
