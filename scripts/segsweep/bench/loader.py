@@ -2,8 +2,8 @@
 
 At thesis scale (224x224 single-channel slices, batch 16, the default augmentation switched on) it
 measures, in slices per second over the same shuffled batches:
-- the loader: what `segsweep.train` does per batch — the augmented batch straight from the
-  in-memory split (`segsweep.augment.Augmenter.batch` with its defaults, the gather fused in);
+- the loader: what `segsweep.train.loop` does per batch — the augmented batch straight from the
+  in-memory split (`segsweep.model.augment.Augmenter.batch` with its defaults, the gather fused in);
 - a plain memory copy of the same batches (the gather alone): the physical limit;
 - one CPU training step of the thesis-scale 2D U-Net (forward, backward, Adam).
 Last line: `loader: slices_per_s=<n> efficiency=<loader ÷ memory copy> ratio=<loader ÷ train

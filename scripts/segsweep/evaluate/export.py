@@ -11,7 +11,7 @@ recorded and given the original origin, spacing and direction, so it overlays on
 Native scores (`native_tables`): the exported prediction against the original mask (a label map,
 a DICOM series or one file per class), restricted to the labelled region (`roi`) when the subject
 has one — per patient only, with the metrics of `segsweep.metrics` and the surface distances of
-`segsweep.distances` on the original spacing.
+`segsweep.evaluate.distances` on the original spacing.
 """
 
 from __future__ import annotations

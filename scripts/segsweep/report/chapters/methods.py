@@ -65,7 +65,7 @@ def fixed_frame(sweep: dict[str, Any], defaults: dict[str, Any]) -> pd.DataFrame
 
 
 def metric_conventions() -> list[str]:
-    """The metric definitions and empty conventions (segsweep.metrics, segsweep.distances)."""
+    """The metric definitions and empty conventions (segsweep.metrics, segsweep.evaluate.distances)."""
     return [
         "Metrics are computed per class and for the foreground (the union of all classes) from "
         "the confusion counts of each slice and of each patient's volume (per patient, 3D; the "

@@ -83,7 +83,7 @@ def preprocessing_text(config: dict[str, Any], inputs_used: bool = False) -> lis
 
 
 def centre_phrase(crop: dict[str, Any]) -> str:
-    """What the crop window is centred on, per preprocess.crop.centre (segsweep.crop)."""
+    """What the crop window is centred on, per preprocess.crop.centre (segsweep.preprocess.crop)."""
     method = crop.get("centre", "joint")
     if method == "fixed":
         point = crop.get("centre_mm") or []
@@ -98,7 +98,7 @@ def centre_phrase(crop: dict[str, Any]) -> str:
 
 
 def reference_centre_note(labels: dict[str, int]) -> str:
-    """How the mask-derived reference centre is defined (segsweep.crop.mask_centre)."""
+    """How the mask-derived reference centre is defined (segsweep.preprocess.crop.mask_centre)."""
     if len(labels) == 1:
         return "With a single class, the reference centre is the centroid of all labelled voxels."
     return (
