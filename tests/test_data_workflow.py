@@ -332,7 +332,7 @@ def test_every_catalogue_item_names_subject_file_and_problem_and_others_complete
     for target in targets:
         assert (work / target).is_file(), target
     warning = f"subject empty: {manifest.parent / 'empty_seg.nii.gz'}: mask is empty"
-    assert warning in (work / "logs/ingest/empty.check.log").read_text()
+    assert warning in (work / "logs/ingest_check/empty.log").read_text()
     assert not (work / "results/splits/splits.csv").exists()
 
 

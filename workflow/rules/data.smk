@@ -26,9 +26,9 @@ rule cohort_manifest:
     output:
         L.COHORT_MANIFEST,
     log:
-        L.log("cohort/manifest"),
+        L.log("cohort_manifest"),
     benchmark:
-        L.benchmark("cohort/manifest")
+        L.benchmark("cohort_manifest")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -44,9 +44,9 @@ rule ingest_check:
     output:
         L.INGEST_RECORD,
     log:
-        L.log("ingest/{subject}.check"),
+        L.log("ingest_check/{subject}"),
     benchmark:
-        L.benchmark("ingest/{subject}.check")
+        L.benchmark("ingest_check/{subject}")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -88,9 +88,9 @@ rule ingest_mask:
     output:
         L.DATA_MASK,
     log:
-        L.log("ingest/{subject}.mask"),
+        L.log("ingest_mask/{subject}"),
     benchmark:
-        L.benchmark("ingest/{subject}.mask")
+        L.benchmark("ingest_mask/{subject}")
     conda:
         "../../envs/preprocess.yaml"
     params:

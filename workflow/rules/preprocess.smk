@@ -62,9 +62,9 @@ rule crop_mask:
         mask=L.CROP_MASK,
         kept=L.CROP_MASK_RECORD,
     log:
-        L.log("crop/{subject}.mask"),
+        L.log("crop_mask/{subject}"),
     benchmark:
-        L.benchmark("crop/{subject}.mask")
+        L.benchmark("crop_mask/{subject}")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -83,9 +83,9 @@ rule crop_tables:
         centre=L.CENTRE_ERROR,
         kept=L.KEPT_FRACTION,
     log:
-        L.log("crop/tables"),
+        L.log("crop_tables"),
     benchmark:
-        L.benchmark("crop/tables")
+        L.benchmark("crop_tables")
     conda:
         "../../envs/preprocess.yaml"
     params:
