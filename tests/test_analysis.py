@@ -80,7 +80,7 @@ CONFIG = {
         "class": "foreground",
         "higher_is_better": True,
     },
-    "final": {"n_best": 1, "group_by": ["labels"]},
+    "final": {"n_best": 1, "group_by": ["labels"], "model": "ensemble"},
     "report": {
         "title": "Fake sweep",
         "author": "Tester",
@@ -178,6 +178,8 @@ def write_fake_results(root: Path) -> Path:
         ]
         selection = {**CONFIG["selection"], "scores": checkpoints, "selected": checkpoints[2]}
         (folder / "selection.json").write_text(json.dumps(selection))
+        used = {"train": ["epi-000", "jopp-001"], "val": ["epi-001"]}
+        (folder / "subjects.json").write_text(json.dumps(used))
         epochs = range(1, 7)
         pd.DataFrame(
             {
@@ -306,7 +308,8 @@ def final_files(results: Path, final: pd.DataFrame, name: str) -> dict:
     """(run, split) → the final models' per_slice or per_patient.csv (`name`)."""
     runs = final["run_id"].tolist()
     val, test = (getattr(layout, f"{split}_{name.upper()}") for split in ("VAL", "TEST"))
-    return final_tables(runs, by_run(results, val, runs), by_run(results, test, runs))
+    models = {run: [run] for run in runs}
+    return final_tables(models, by_run(results, val, runs), by_run(results, test, runs))
 
 
 def cli_args(results: Path) -> list[str]:

@@ -15,7 +15,7 @@ from segsweep.sweep import analysis
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DECLARED = ["jitter_labels", "jitter_loss", "jitter_lr", "boxplot_val", "boxplot_test"]
-DECLARED += ["training_curves", "histogram_val", "histogram_test", "checkpoint_scores"]
+DECLARED += ["training_curves", "histogram_val", "histogram_test", "checkpoint_scores", "ranking"]
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -91,10 +91,11 @@ def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict
     # anchors say what a table or figure shows, not where it stands
     assert 'id="tab-hp-loss"' in html and 'id="tab-pair-loss-labels"' in html
     assert 'id="fig-jitter-lr"' in html and 'id="tab-all-runs"' in html
-    # 3 hyperparameters, Kruskal–Wallis, 3 pairs, best, final; per split: distribution, metrics,
-    # per class, per patient, paired tests
-    assert len(numbers[("table", "4")]) == 19
-    assert len(numbers[("figure", "4")]) == 8  # 3 jitter plots, curves, 2 histograms, 2 boxplots
+    # 3 hyperparameters, Kruskal–Wallis, 3 pairs, best, bootstrap ranking, pairwise tests of the
+    # best, final; per split: distribution, metrics, per class, per patient, paired tests
+    assert len(numbers[("table", "4")]) == 21
+    # 3 jitter plots, ranking, curves, 2 histograms, 2 boxplots
+    assert len(numbers[("figure", "4")]) == 9
     assert len(numbers[("figure", "3")]) == 1  # checkpoint scores
     assert "Table 1.1:" in html and "Figure 4.1:" in html and "Table A.1:" in html
 
@@ -102,7 +103,7 @@ def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict
 def test_figures_are_embedded_and_the_html_is_self_contained(built: dict) -> None:
     html = built["html"]
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 9  # 8 in chapter 4, checkpoint scores
+    assert len(sources) == 10  # 9 in chapter 4, checkpoint scores
     assert all(s.startswith("data:image/png;base64,iVBORw0KGgo") for s in sources)
     assert "<link" not in html and "<style>" in html and "@page" in html
 
@@ -165,7 +166,7 @@ def test_render_html_uses_the_given_templates(built: dict, tmp_path: Path) -> No
     template = "<title>{{ document.title }}</title>{{ document.tables | length }}"
     (tmp_path / "thesis.html.j2").write_text(template)
     document = document_of(built["results"])
-    assert render_html(document, tmp_path) == "<title>Fake sweep</title>28"
+    assert render_html(document, tmp_path) == "<title>Fake sweep</title>30"
     assert document.date == "2020-01-01"
 
 
@@ -179,7 +180,9 @@ def test_final_model_tables_hold_the_numbers_of_the_csvs(built: dict) -> None:
     for row in summary[summary.metric == "dice"].itertuples():
         assert f"{row.mean:.3f} ({row.median:.3f}) ± {row.std:.3f}" in html
     tests = pd.read_csv(tables / "final_tests.csv")
-    assert html.count(">Wilcoxon<") == len(tests) == 2
+    compared = pd.read_csv(tables / "configuration_tests.csv")  # the 5 best, pairwise
+    assert len(tests) == 2 and (compared["test"] == "Wilcoxon").sum() == 10
+    assert html.count(">Wilcoxon<") == 12
     # per class: the fakes' femur has one validation patient (Dice 0, IoU 0), so no STD
     assert html.count("</span> Per-class per-patient Dice, IoU and HD95") == 2
     femur = ["default", "femur", "1", "0.000 (0.000) ± –", "0.000 (0.000) ± –", "–"]

@@ -20,6 +20,8 @@ import yaml
 from test_report import pdf_pages
 from tiny import TINY_CONFIG, TINY_SWEEP
 
+from segsweep.sweep.stats import bootstrap_ci
+
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.workflow
@@ -131,15 +133,16 @@ def test_report_tables_hold_the_numbers_of_the_csvs(workdir: Path) -> None:
 
 
 def class_statistics(workdir: Path, row: pd.Series) -> list:
-    """Patients, undefined, mean, median and STD of one class_summary.csv row, recomputed from
-    the final model's per_patient.csv (validation from its run, test from the final stage)."""
+    """Patients, undefined, mean, median, STD and the bootstrap interval of the mean of one
+    class_summary.csv row, recomputed from the final model's per_patient.csv (validation from
+    its run, test from the final stage)."""
     stage = "runs" if row["split"] == "val" else "final"
     folder = workdir / "results" / stage / row["run_id"] / row["split"]
     table = pd.read_csv(folder / "per_patient.csv")
     rows = (table["class"] == row["class"]) & (table["space"] == row["space"])
     values = table.loc[rows, row["metric"]]
     defined = values.dropna()
-    stats = [defined.mean(), defined.median(), defined.std(ddof=1)]
+    stats = [defined.mean(), defined.median(), defined.std(ddof=1), *bootstrap_ci(defined)]
     return [len(values), int(values.isna().sum()), *(pytest.approx(v, nan_ok=True) for v in stats)]
 
 
@@ -155,16 +158,23 @@ def test_second_dry_run_has_nothing_to_do(workdir: Path) -> None:
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_adding_a_value_trains_only_the_new_combinations(workdir: Path) -> None:
-    sweep = yaml.safe_load(yaml.safe_dump(TINY_SWEEP))
-    sweep["grids"]["loss_vs_labels"]["labels"].append("separate")  # duplicates collapse
-    sweep["grids"]["lr"] = {"lr": [0.001, 0.01]}
+def plan_with_sweep(workdir: Path, sweep: dict, restore: dict) -> subprocess.CompletedProcess:
+    """A dry run of the workflow in `workdir` with `sweep`, then its sweep file back to
+    `restore`; fails the test when Snakemake does."""
     (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     try:
         result = snakemake(workdir, "--dry-run")
     finally:
-        (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
+        (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(restore))
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_adding_a_value_trains_only_the_new_combinations(workdir: Path) -> None:
+    sweep = yaml.safe_load(yaml.safe_dump(TINY_SWEEP))
+    sweep["grids"]["loss_vs_labels"]["labels"].append("separate")  # duplicates collapse
+    sweep["grids"]["lr"] = {"lr": [0.001, 0.01]}
+    result = plan_with_sweep(workdir, sweep, TINY_SWEEP)
     jobs = planned_jobs(result)
     assert jobs["train"] == 1 and jobs["select"] == 1, jobs
     assert "lr-0.01" in result.stdout

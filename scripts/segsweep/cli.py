@@ -23,6 +23,28 @@ def checkpoint_index(args: argparse.Namespace) -> Path:
     return args.index or layout.under(args.run_dir, layout.RUN_INDEX, base=layout.RUN_DIR)
 
 
+def add_split_options(parser: argparse.ArgumentParser, flag: str, what: str) -> None:
+    """`flag` (one HDF5 split file, or with --subjects-json the split files that hold a run's
+    subjects: a fold's validation patients lie in train.h5 and val.h5) and --subjects-json."""
+    parser.add_argument(
+        flag,
+        required=True,
+        nargs="+",
+        type=Path,
+        help=f"{what} (with --subjects-json: the split files that hold the run's subjects)",
+    )
+    parser.add_argument(
+        "--subjects-json", type=Path, help="the run's subjects.json: only its subjects of the split"
+    )
+
+
+def split_subjects(args: argparse.Namespace, split: str) -> list[str] | None:
+    """The run's subjects of `split` from --subjects-json (None without it: the whole file)."""
+    if args.subjects_json is None:
+        return None
+    return json.loads(args.subjects_json.read_text())[split]
+
+
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     """--config-json, --sweep-json and --results, the inputs of the stages after training."""
     parser.add_argument("--config-json", required=True, help="the whole validated config")

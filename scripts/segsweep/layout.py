@@ -62,15 +62,21 @@ RUN_LOG = "results/runs/{run}/train_log.csv"
 RUN_INDEX = "results/runs/{run}/checkpoints/index.json"
 RUN_PROVENANCE = "results/runs/{run}/provenance.json"
 RUN_STATE = "results/runs/{run}/state"
+RUN_SUBJECTS = "results/runs/{run}/subjects.json"
 SELECTION = "results/runs/{run}/selection.json"
 VAL_DIR = "results/runs/{run}/val"
 VAL_PER_SLICE = "results/runs/{run}/val/per_slice.csv"
 VAL_PER_PATIENT = "results/runs/{run}/val/per_patient.csv"
 
-# the final models: test tables, predictions, outlines and unlabelled subjects
+# the final models, one per chosen configuration ({run} is the configuration's id): test tables
+# (of its fold ensemble with cross-validation, and of its best fold), which runs make it up,
+# predictions, outlines and unlabelled subjects
 FINAL = "results/summary/final.csv"
 TEST_PER_SLICE = "results/final/{run}/test/per_slice.csv"
 TEST_PER_PATIENT = "results/final/{run}/test/per_patient.csv"
+BEST_FOLD_PER_SLICE = "results/final/{run}/test_best_fold/per_slice.csv"
+BEST_FOLD_PER_PATIENT = "results/final/{run}/test_best_fold/per_patient.csv"
+FINAL_MODELS = "results/final/{run}/models.json"
 PREDICTIONS = "results/final/{run}/predictions"
 PREDICTIONS_NATIVE = "results/final/{run}/predictions_native"
 OUTLINES = "results/final/{run}/figures"
@@ -79,6 +85,7 @@ UNLABELLED_FIGURE = "results/final/{run}/unlabelled.png"
 
 # analysis, figures and the thesis
 RUNS_TABLE = "results/summary/runs.csv"
+CONFIGURATIONS_TABLE = "results/summary/configurations.csv"
 TABLE = "results/tables/{name}.csv"
 TABLES = (
     "hyperparameters",
@@ -90,12 +97,20 @@ TABLES = (
     "class_summary",
     "kruskal",
     "final_tests",
+    "folds",
+    "fold_audit",
+    "fold_checks",
+    "ranking",
+    "rank_frequencies",
+    "configuration_tests",
+    "ensemble_vs_fold",
 )
 JITTER = "results/figures/jitter_{name}.png"
 BOXPLOT = "results/figures/boxplot_{split}.png"
 HISTOGRAM = "results/figures/histogram_{split}.png"
 TRAINING_CURVES = "results/figures/training_curves.png"
 CHECKPOINT_SCORES = "results/figures/checkpoint_scores.png"
+RANKING_FIGURE = "results/figures/ranking.png"
 THESIS_HTML = "results/report/thesis.html"
 THESIS_PDF = "results/report/thesis.pdf"
 

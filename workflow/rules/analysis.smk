@@ -6,6 +6,9 @@ rule analysis:
         unpack(final_tables),
         selections=each(L.SELECTION, run=sorted(RUNS)),
         per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
+        per_slice=each(L.VAL_PER_SLICE, run=sorted(RUNS)),
+        subjects=each(L.RUN_SUBJECTS, run=sorted(RUNS)),
+        splits=L.SPLITS,
         final=L.FINAL,
     output:
         **{name: L.path(L.TABLE, name=name) for name in L.TABLES},
@@ -14,6 +17,7 @@ rule analysis:
             caption="../../report/runs.rst",
             category="Results",
         ),
+        configurations=L.CONFIGURATIONS_TABLE,
     log:
         L.log("analysis/analysis"),
     benchmark:
@@ -33,8 +37,11 @@ rule figures:
     input:
         unpack(final_tables),
         runs=L.RUNS_TABLE,
+        configurations=L.CONFIGURATIONS_TABLE,
+        ranks=L.path(L.TABLE, name="rank_frequencies"),
         final=L.FINAL,
         logs=each(L.RUN_LOG, run=sorted(RUNS)),
+        per_slice=each(L.VAL_PER_SLICE, run=sorted(RUNS)),
         selections=each(L.SELECTION, run=sorted(RUNS)),
     output:
         jitter=report(
@@ -67,6 +74,7 @@ rule figures:
             category="Results",
             subcategory="Selection",
         ),
+        ranking=L.RANKING_FIGURE,
     log:
         L.log("analysis/figures"),
     benchmark:

@@ -16,7 +16,7 @@ from segsweep.config_schema import section
 from segsweep.errors import ConfigError
 from segsweep.io.images import data_files
 from segsweep.model.inputs import check as check_inputs
-from segsweep.sweep.grammar import expand_sweep, load_sweep, swept_names
+from segsweep.sweep.grammar import configurations, load_sweep, swept_names, sweep_runs
 
 
 wildcard_constraints:
@@ -85,9 +85,9 @@ SWEEP = load_sweep(config["sweep"])
 validate(SWEEP, "../schemas/sweep.schema.yaml")
 _TRAIN_SCHEMA = section("train")
 _TRAIN_VALIDATOR = jsonschema.validators.validator_for(_TRAIN_SCHEMA)(_TRAIN_SCHEMA)
-RUNS = {
-    run.run_id: run for run in expand_sweep(SWEEP, config["train"], _validate_train)
-}
+RUNS = {run.run_id: run for run in sweep_runs(config, SWEEP, _validate_train)}
+CONFIGURATIONS = configurations(list(RUNS.values()))  # id → its runs (k with folds)
+FOLDS = config["split"]["folds"]
 SWEPT = swept_names(SWEEP)
 
 
@@ -249,21 +249,25 @@ def unlabelled_data(wildcards):
 
 
 def init_source(wildcards):
-    """A transfer run depends on the run it initialises from, through its selection.json."""
-    source = RUNS[wildcards.run].params.get("init_from")
+    """A transfer run depends on the run it initialises from, through its selection.json: the
+    configuration `init_from` names, trained on the same fold (so no validation subject of the
+    fold has trained the weights it starts from)."""
+    run = RUNS[wildcards.run]
+    source = run.params.get("init_from")
     if not source:
         return {}
-    if source in RUNS:
+    if source in CONFIGURATIONS:
+        (source_run,) = [r for r in CONFIGURATIONS[source] if r.fold == run.fold]
         return {
-            "init": L.path(L.SELECTION, run=source),
-            "init_index": L.path(L.RUN_INDEX, run=source),
+            "init": L.path(L.SELECTION, run=source_run.run_id),
+            "init_index": L.path(L.RUN_INDEX, run=source_run.run_id),
         }
     if Path(source).is_file():
         return {"init_checkpoint": source}
     raise ConfigError(
         f"run {wildcards.run}: init_from",
         source,
-        "a run id of the sweep or a checkpoint file",
+        "a configuration of the sweep or a checkpoint file",
     )
 
 
@@ -279,6 +283,22 @@ def train_arguments(wildcards, input):
     return arguments
 
 
+def validation_data(wildcards):
+    """The split files that hold a run's validation patients: val.h5, and with folds also
+    train.h5 (a fold's validation patients come from both)."""
+    return each(L.DATASET, split=["train", "val"] if FOLDS else ["val"])
+
+
+def model_runs(wildcards):
+    """The runs that make up a final model: its configuration's run, or its fold runs (their
+    selections and checkpoint indices, in fold order)."""
+    runs = [run.run_id for run in CONFIGURATIONS[wildcards.run]]
+    return {
+        "selections": each(L.SELECTION, run=runs),
+        "indices": each(L.RUN_INDEX, run=runs),
+    }
+
+
 def final_runs():
     """The final models, known once `choose_final` has run (a Snakemake checkpoint)."""
     with open(checkpoints.choose_final.get().output.table) as handle:
@@ -286,15 +306,17 @@ def final_runs():
 
 
 def final_tables(wildcards):
-    """The validation and test tables of the final models (the runs' own validation tables
-    and the test tables of the final stage), listed in the order of `final_runs()`."""
-    runs = final_runs()
-    return {
-        "val_per_slice": each(L.VAL_PER_SLICE, run=runs),
-        "val_per_patient": each(L.VAL_PER_PATIENT, run=runs),
-        "test_per_slice": each(L.TEST_PER_SLICE, run=runs),
-        "test_per_patient": each(L.TEST_PER_PATIENT, run=runs),
+    """The test tables of the final models, listed in the order of `final_runs()` (with folds
+    also those of each model's best fold)."""
+    models = final_runs()
+    tables = {
+        "test_per_slice": each(L.TEST_PER_SLICE, run=models),
+        "test_per_patient": each(L.TEST_PER_PATIENT, run=models),
     }
+    if FOLDS:
+        tables["best_per_slice"] = each(L.BEST_FOLD_PER_SLICE, run=models)
+        tables["best_per_patient"] = each(L.BEST_FOLD_PER_PATIENT, run=models)
+    return tables
 
 
 def figure_files():
@@ -305,12 +327,14 @@ def figure_files():
         figures[f"histogram_{split}"] = L.path(L.HISTOGRAM, split=split)
     figures["training_curves"] = L.TRAINING_CURVES
     figures["checkpoint_scores"] = L.CHECKPOINT_SCORES
+    figures["ranking"] = L.RANKING_FIGURE
     return figures
 
 
 # The analysis tables and figures the thesis shows, as named inputs of the report rule.
 REPORT_TABLES = {
     "table_runs": L.RUNS_TABLE,
+    "table_configurations": L.CONFIGURATIONS_TABLE,
     **{f"table_{name}": L.path(L.TABLE, name=name) for name in L.TABLES},
     **{f"figure_{name}": png for name, png in figure_files().items()},
 }

@@ -6,7 +6,8 @@
 rule select:
     input:
         index=L.RUN_INDEX,
-        val=L.path(L.DATASET, split="val"),
+        subjects=L.RUN_SUBJECTS,
+        val=validation_data,
     output:
         selection=L.SELECTION,
         per_slice=L.VAL_PER_SLICE,
@@ -22,9 +23,11 @@ rule select:
         cfg=as_json(config["selection"]),
     shell:
         "python -m segsweep select --index {input.index} --val {input.val}"
-        " --config-json {params.cfg:q} --out {output.selection} --threads {threads} > {log} 2>&1"
+        " --subjects-json {input.subjects} --config-json {params.cfg:q}"
+        " --out {output.selection} --threads {threads} > {log} 2>&1"
         " && python -m segsweep evaluate --index {input.index} --run-id {wildcards.run}"
-        " --selection {output.selection} --data {input.val} --split val"
+        " --selection {output.selection} --data {input.val}"
+        " --subjects-json {input.subjects} --split val"
         " --per-slice {output.per_slice} --per-patient {output.per_patient}"
         " --threads {threads} >> {log} 2>&1"
 
@@ -33,6 +36,7 @@ checkpoint choose_final:
     input:
         selections=each(L.SELECTION, run=sorted(RUNS)),
         per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
+        per_slice=each(L.VAL_PER_SLICE, run=sorted(RUNS)),
     output:
         table=report(
             L.FINAL,
@@ -40,9 +44,9 @@ checkpoint choose_final:
             category="Results",
         ),
     log:
-        L.log("final/choose"),
+        L.log("choose_final"),
     benchmark:
-        L.benchmark("final/choose")
+        L.benchmark("choose_final")
     conda:
         "../../envs/report.yaml"
     params:
@@ -56,11 +60,19 @@ checkpoint choose_final:
 rule final_test:
     input:
         unpack(final_test_data),
+        unpack(model_runs),
         final=L.FINAL,
-        index=L.RUN_INDEX,
-        selection=L.SELECTION,
         test=L.path(L.DATASET, split="test"),
     output:
+        **(
+            {
+                "best_slice": L.BEST_FOLD_PER_SLICE,
+                "best_patient": L.BEST_FOLD_PER_PATIENT,
+            }
+            if FOLDS
+            else {}
+        ),
+        models=L.FINAL_MODELS,
         per_slice=L.TEST_PER_SLICE,
         per_patient=report(
             L.TEST_PER_PATIENT,
@@ -81,8 +93,11 @@ rule final_test:
     threads: config["threads"]
     params:
         subjects=valid_labelled,
+        runs=lambda w: [run.run_id for run in CONFIGURATIONS[w.run]],
         labels=LABELS,
         patients=config["report"]["patients"],
+        higher_is_better=config["selection"]["higher_is_better"],
+        reported=config["final"]["model"],
     script:
         "../scripts/final_test.py"
 
@@ -90,8 +105,7 @@ rule final_test:
 rule predict_unlabelled:
     input:
         unpack(unlabelled_data),
-        index=L.RUN_INDEX,
-        selection=L.SELECTION,
+        unpack(model_runs),
         final=L.FINAL,
         stats=L.NORMALISATION,
     output:
@@ -104,9 +118,9 @@ rule predict_unlabelled:
             labels={"run": "{run}", "figure": "unlabelled overlay"},
         ),
     log:
-        L.log("final/{run}_unlabelled"),
+        L.log("predict_unlabelled/{run}"),
     benchmark:
-        L.benchmark("final/{run}_unlabelled")
+        L.benchmark("predict_unlabelled/{run}")
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]

@@ -1,6 +1,8 @@
 # One training job per run of the sweep, each holding one GPU (`--resources gpu=N` caps them).
 # A killed job resumes from its state folder (L.RUN_STATE: not an output, so it survives a rerun).
-# A transfer run (`init_from`) also waits for the selection of the run it starts from.
+# A run trains and validates on the subjects splits.csv gives it (its fold's, with
+# cross-validation), recorded in subjects.json. A transfer run (`init_from`) also waits for the
+# selection of the run it starts from: the same fold's run of that configuration.
 # A failing job is retried `train_retries` times (on SLURM with more time and memory, see
 # slurm/config.yaml); the last attempt records the failure as the run's outputs (status "failed"
 # in checkpoints/index.json) and succeeds, so the sweep goes on and the report lists the run.
@@ -13,6 +15,7 @@ rule train:
         unpack(init_source),
         train=L.path(L.DATASET, split="train"),
         val=L.path(L.DATASET, split="val"),
+        splits=L.SPLITS,
     output:
         params=L.RUN_PARAMS,
         log=report(
@@ -23,6 +26,7 @@ rule train:
         ),
         index=L.RUN_INDEX,
         provenance=L.RUN_PROVENANCE,
+        subjects=L.RUN_SUBJECTS,
     log:
         L.log("train/{run}"),
     benchmark:
@@ -40,6 +44,7 @@ rule train:
         state=L.RUN_STATE,
     shell:
         "python -m segsweep train {params.args} --train {input.train} --val {input.val}"
-        " --params {output.params} --log {output.log} --index {output.index}"
-        " --provenance {output.provenance} --state {params.state} --threads {threads}"
+        " --splits {input.splits} --params {output.params} --log {output.log}"
+        " --index {output.index} --provenance {output.provenance}"
+        " --subjects {output.subjects} --state {params.state} --threads {threads}"
         " --attempt {resources.attempt} --max-attempts {resources.attempts} > {log} 2>&1"

@@ -1,22 +1,34 @@
-"""Rule analysis: the runs table, hyperparameter tables and statistics."""
+"""Rule analysis: the runs and configurations tables, hyperparameter tables and statistics."""
 
 from segsweep import layout
 from segsweep.logs import logged
-from segsweep.sweep.analysis import final_tables, write_tables
+from segsweep.sweep.analysis import AnalysisInputs, write_tables
 
 with logged(snakemake.log[0]):
-    runs, finals, given = snakemake.params.runs, snakemake.params.finals, snakemake.input
+    runs, models, given = snakemake.params.runs, snakemake.params.finals, snakemake.input
 
-    def by_final(files):
-        return dict(zip(finals, files, strict=True))
+    def by_run(files):
+        return dict(zip(runs, files, strict=True))
 
+    def by_model(name):
+        return dict(zip(models, getattr(given, name), strict=True)) if name in given.keys() else {}
+
+    inputs = AnalysisInputs(
+        selections=by_run(given.selections),
+        val_per_patient=by_run(given.per_patient),
+        val_per_slice=by_run(given.per_slice),
+        subjects=by_run(given.subjects),
+        splits=given.splits,
+        final=given.final,
+        test_per_slice=by_model("test_per_slice"),
+        test_per_patient=by_model("test_per_patient"),
+        best_per_slice=by_model("best_per_slice"),
+        best_per_patient=by_model("best_per_patient"),
+    )
+    names = ("runs", "configurations", *layout.TABLES)
     write_tables(
         snakemake.params.cfg,
         snakemake.params.sweep,
-        dict(zip(runs, given.selections, strict=True)),
-        dict(zip(runs, given.per_patient, strict=True)),
-        given.final,
-        final_tables(finals, by_final(given.val_per_slice), by_final(given.test_per_slice)),
-        final_tables(finals, by_final(given.val_per_patient), by_final(given.test_per_patient)),
-        {name: snakemake.output[name] for name in ("runs", *layout.TABLES)},
+        inputs,
+        {name: snakemake.output[name] for name in names},
     )

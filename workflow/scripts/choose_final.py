@@ -1,8 +1,15 @@
-"""Rule choose_final: the final models, chosen on validation only."""
+"""Rule choose_final: the final models, chosen on validation only (out-of-fold with folds)."""
 
 from segsweep.logs import logged
 from segsweep.sweep.final import write_final
 
 with logged(snakemake.log[0]):
-    selections = dict(zip(snakemake.params.runs, snakemake.input.selections, strict=True))
-    write_final(snakemake.params.cfg, snakemake.params.sweep, selections, snakemake.output.table)
+    runs, given, cfg = snakemake.params.runs, snakemake.input, snakemake.params.cfg
+    level = given.per_patient if cfg["selection"]["level"] == "patient" else given.per_slice
+    write_final(
+        cfg,
+        snakemake.params.sweep,
+        dict(zip(runs, given.selections, strict=True)),
+        dict(zip(runs, level, strict=True)),
+        snakemake.output.table,
+    )

@@ -1,32 +1,40 @@
-"""Rule final_test: a final model on the test set, its predictions and native-space scores."""
+"""Rule final_test: a final model on the test set (with folds: its fold ensemble, and its best
+fold alone), its predictions and native-space scores."""
 
 import torch
 
 from segsweep.devices import choose_device
-from segsweep.evaluate.tables import FinalExport, evaluate_split
+from segsweep.evaluate.tables import FinalExport, evaluate_final
 from segsweep.logs import logged
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    subjects, given = snakemake.params.subjects, snakemake.input
+    subjects, given, params, out = (
+        snakemake.params.subjects,
+        snakemake.input,
+        snakemake.params,
+        snakemake.output,
+    )
     final = FinalExport(
-        labels=snakemake.params.labels,
+        labels=params.labels,
         grids=dict(zip(subjects, given.crops, strict=True)),
         crop_records=dict(zip(subjects, given.crop_records, strict=True)),
         ingest_records=dict(zip(subjects, given.ingest_records, strict=True)),
-        predictions_dir=snakemake.output.predictions,
-        native_dir=snakemake.output.native,
-        figures_dir=snakemake.output.figures,
-        patients=tuple(snakemake.params.patients),
+        predictions_dir=out.predictions,
+        native_dir=out.native,
+        figures_dir=out.figures,
+        patients=tuple(params.patients),
     )
-    evaluate_split(
-        given.selection,
-        given.index,
-        given.test,
-        "test",
+    best_fold = (out.best_slice, out.best_patient) if "best_slice" in out.keys() else None
+    evaluate_final(
         snakemake.wildcards.run,
-        snakemake.output.per_slice,
-        snakemake.output.per_patient,
+        dict(zip(params.runs, zip(given.selections, given.indices, strict=True), strict=True)),
+        given.test,
+        (out.per_slice, out.per_patient),
+        best_fold,
+        out.models,
+        params.higher_is_better,
+        params.reported,
         choose_device(),
         final,
     )

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from segsweep.cli import add_run_options, checkpoint_index
+from segsweep.cli import add_run_options, add_split_options, checkpoint_index, split_subjects
 from segsweep.config_schema import complete, defaults
 from segsweep.devices import choose_device
 from segsweep.errors import ConfigError, InputError
 from segsweep.evaluate.counts import split_counts, table_values
 from segsweep.io.records import read_json, write_json
-from segsweep.io.splits import read_split
+from segsweep.io.splits import read_samples
 from segsweep.labels import FOREGROUND
 from segsweep.metrics import METRICS
 from segsweep.model.checkpoints import load_checkpoint
@@ -81,10 +81,15 @@ def _json_score(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def score_checkpoints(
-    index_path: Path, val_h5: Path, selection_cfg: dict[str, Any], device: torch.device
+    index_path: Path,
+    val: Path | list[Path],
+    selection_cfg: dict[str, Any],
+    device: torch.device,
+    subjects: list[str] | None = None,
 ) -> dict[str, Any]:
     """Scores of all checkpoints listed in a run's checkpoint index (the checkpoints lie beside
-    it) and the selected one, as written to selection.json (NaN scores as null)."""
+    it) and the selected one, as written to selection.json (NaN scores as null), on the
+    validation split `val`, or on the run's validation `subjects` among the files of `val`."""
     cfg = selection_config(selection_cfg)
     index_path = Path(index_path)
     if not index_path.is_file():
@@ -100,7 +105,7 @@ def score_checkpoints(
             cfg["class"],
             "a class of the run: foreground, " + ", ".join(index["classes"]),
         )
-    data = read_split(val_h5)
+    data = read_samples(val, subjects)
     scores = []
     for entry in index["checkpoints"]:
         model, meta = load_checkpoint(index_path.parent / entry["file"], device)
@@ -122,7 +127,7 @@ def score_checkpoints(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="segsweep select", description=__doc__.split("\n")[0])
     add_run_options(parser)
-    parser.add_argument("--val", required=True, type=Path, help="val.h5")
+    add_split_options(parser, "--val", "val.h5")
     parser.add_argument("--config-json", default="{}", help="the `selection` config section")
     parser.add_argument("--out", required=True, type=Path, help="selection.json")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -130,8 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    subjects = split_subjects(args, "val")
     selection = score_checkpoints(
-        checkpoint_index(args), args.val, json.loads(args.config_json), choose_device(args.device)
+        checkpoint_index(args),
+        args.val,
+        json.loads(args.config_json),
+        choose_device(args.device),
+        subjects,
     )
     write_json(args.out, selection)
 

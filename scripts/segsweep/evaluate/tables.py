@@ -15,7 +15,9 @@ slice-harmonised grid the network sees.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +28,18 @@ import torch
 from torch import nn
 
 from segsweep import layout
-from segsweep.cli import add_run_options, checkpoint_index
+from segsweep.cli import add_run_options, add_split_options, checkpoint_index, split_subjects
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.evaluate.distances import surface_distances
 from segsweep.evaluate.export import export_native, export_predictions, native_tables
 from segsweep.evaluate.outlines import draw_outlines
 from segsweep.evaluate.predict import predict_labels
-from segsweep.io.records import read_json, write_csv
-from segsweep.io.splits import Spacing, Split, read_split
+from segsweep.io.records import read_json, write_csv, write_json
+from segsweep.io.splits import Spacing, Split, read_samples
 from segsweep.labels import FOREGROUND, class_mapping
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes_ml
-from segsweep.model.checkpoints import load_checkpoint, selected_checkpoint
+from segsweep.model.checkpoints import load_models, selected_checkpoint
 
 COUNTS = ("tp", "fp", "fn", "tn")
 VOLUMES = ("volume_ref_ml", "volume_pred_ml")
@@ -193,32 +195,88 @@ def failed_tables(run_id: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
 
+def selected_checkpoints(selections: list[Path], indices: list[Path]) -> list[Path] | None:
+    """The checkpoints the runs' selections chose (one run, or a configuration's folds); None
+    when a run's training failed (its selection.json says so)."""
+    if any(read_json(selection).get("status") == "failed" for selection in selections):
+        return None
+    return [selected_checkpoint(s, i) for s, i in zip(selections, indices, strict=True)]
+
+
 def evaluate_split(
-    selection_json: Path,
-    index_json: Path,
-    data_h5: Path,
+    checkpoints: list[Path] | None,
+    data_h5: Path | list[Path],
     split: str,
     run_id: str,
     per_slice_csv: Path,
     per_patient_csv: Path,
     device: torch.device,
     final: FinalExport | None = None,
+    subjects: list[str] | None = None,
 ) -> None:
-    """Write the per-slice and per-patient tables of a run's selected checkpoint on one split
-    (and, for a final model, what `final` asks for)."""
-    selection = read_json(selection_json)
-    if selection.get("status") == "failed":
+    """Write the per-slice and per-patient tables of a model on one split (or on its
+    `subjects` among the split files of `data_h5`): one checkpoint's, or the ensemble of
+    several (a configuration's folds); header-only tables for a failed run (`checkpoints`
+    None). For a final model, also what `final` asks for."""
+    if checkpoints is None:
         if final is not None:
-            raise InputError(None, str(selection_json), "a failed run has nothing to predict")
+            raise InputError(run_id, None, "a failed run has nothing to predict")
         per_slice, per_patient = failed_tables(run_id, split)
     else:
-        model, meta = load_checkpoint(selected_checkpoint(selection_json, index_json), device)
-        data = read_split(data_h5)
+        model, meta = load_models(checkpoints, device)
+        data = read_samples(data_h5, subjects)
         per_slice, per_patient, pred = evaluate_model(model, meta, data, run_id, split, device)
         if final is not None:
             per_patient = _export(final, pred, data, meta["classes"], per_patient, run_id, split)
     write_csv(per_slice, per_slice_csv)
     write_csv(per_patient, per_patient_csv)
+
+
+def evaluate_final(
+    model_id: str,
+    runs: Mapping[str, tuple[Path, Path]],
+    test_h5: Path,
+    tables: tuple[Path, Path],
+    best_fold_tables: tuple[Path, Path] | None,
+    models_json: Path,
+    higher_is_better: bool,
+    reported: str,
+    device: torch.device,
+    final: FinalExport,
+) -> None:
+    """A final model on the test set: its configuration's run, or with folds the ensemble of
+    its fold runs (`runs`: run id → (selection.json, index.json), in fold order), whose tables
+    (`tables`: per_slice, per_patient), predictions and outlines `final` asks for; with
+    `best_fold_tables`, also its best fold alone (the fold run with the best validation
+    score), scored in both spaces like the ensemble (its predictions are not kept: the exported
+    ones are the ensemble's). models.json records which runs make up the model, its best fold
+    and which of the two `reported` (final.model: ensemble | best_fold) names the final
+    result."""
+    selections = {run: read_json(selection) for run, (selection, _) in runs.items()}
+    checkpoints = selected_checkpoints([s for s, _ in runs.values()], [i for _, i in runs.values()])
+    if checkpoints is None:
+        raise InputError(model_id, None, "a final model with a failed run")
+    sign = 1.0 if higher_is_better else -1.0
+    scores = {run: selections[run]["selected"]["score"] for run in runs}
+    defined = [run for run in runs if scores[run] is not None]
+    best = max(defined, key=lambda run: sign * scores[run]) if defined else next(iter(runs))
+    evaluate_split(checkpoints, test_h5, "test", model_id, *tables, device, final)
+    if best_fold_tables is not None:
+        best_checkpoint = checkpoints[list(runs).index(best)]
+        with tempfile.TemporaryDirectory() as scratch:  # scored like the ensemble, not exported
+            alone = dataclasses.replace(
+                final,
+                predictions_dir=Path(scratch) / "predictions",
+                native_dir=None if final.native_dir is None else Path(scratch) / "native",
+                figures_dir=None,
+            )
+            evaluate_split(
+                [best_checkpoint], test_h5, "test", model_id, *best_fold_tables, device, alone
+            )
+    kind = reported if len(runs) > 1 else "single"
+    write_json(
+        models_json, {"model": model_id, "runs": list(runs), "best_fold": best, "reported": kind}
+    )
 
 
 def _export(
@@ -252,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     add_run_options(parser)
     parser.add_argument("--run-id", help="the run (default: the name of its folder)")
     parser.add_argument("--selection", required=True, type=Path, help="selection.json")
-    parser.add_argument("--data", required=True, type=Path, help="HDF5 split to evaluate on")
+    add_split_options(parser, "--data", "HDF5 split to evaluate on")
     parser.add_argument("--split", required=True, help="name of the split (val | test)")
     parser.add_argument("--per-slice", type=Path, help="per_slice.csv")
     parser.add_argument("--per-patient", type=Path, help="per_patient.csv")
@@ -283,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     index = checkpoint_index(args)
+    subjects = split_subjects(args, args.split)
     run_id = args.run_id or Path(index).parent.parent.name
     out = {
         name: given or layout.under(args.out_dir, pattern, base=layout.VAL_DIR)
@@ -293,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     final = None
     if args.predictions_dir:
-        patients = sorted(set(read_split(args.data).patient_id.tolist()))
+        patients = sorted(set(read_samples(args.data, subjects).patient_id.tolist()))
 
         def files(folder: Path | None, pattern: str, base: str) -> dict[str, Path]:
             if folder is None:
@@ -311,8 +370,7 @@ def main(argv: list[str] | None = None) -> None:
             patients=tuple(args.patients),
         )
     evaluate_split(
-        args.selection,
-        index,
+        selected_checkpoints([args.selection], [index]),
         args.data,
         args.split,
         run_id,
@@ -320,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         out["patient"],
         choose_device(args.device),
         final,
+        subjects,
     )
 
 

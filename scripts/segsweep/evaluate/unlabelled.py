@@ -27,7 +27,7 @@ from segsweep.evaluate.predict import predict_labels
 from segsweep.io.images import read_volume, write_image
 from segsweep.io.records import read_json
 from segsweep.labels import label_values
-from segsweep.model.checkpoints import load_checkpoint, selected_checkpoint
+from segsweep.model.checkpoints import load_models, selected_checkpoint
 from segsweep.plotting import VAL_COLOUR, save
 from segsweep.preprocess.normalise import normalised_volume
 
@@ -55,7 +55,7 @@ def overlay_figure(shown: list[tuple[str, np.ndarray, np.ndarray]], out: Path, t
 
 
 def predict_unlabelled(
-    checkpoint: Path,
+    checkpoint: Path | list[Path],
     stats: dict,
     crops: Mapping[str, str | Path],
     crop_records: Mapping[str, str | Path],
@@ -67,8 +67,10 @@ def predict_unlabelled(
     device: torch.device,
 ) -> None:
     """Write {out_dir}/{subject}.nii.gz (original geometry, data label values) for every
-    subject of `crops` (subject → cropped image), and the overlay figure of the first few."""
-    model, meta = load_checkpoint(checkpoint, device)
+    subject of `crops` (subject → cropped image), and the overlay figure of the first few; by
+    one checkpoint's model or the ensemble of several (a configuration's folds)."""
+    paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint)
+    model, meta = load_models(paths, device)
     lut = label_values(meta["classes"], labels)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     shown = []

@@ -180,6 +180,49 @@ def read_volumes(path: str | Path) -> Split:
     return _checked(split, path, spatial=3, prefix="volumes/")
 
 
+def read_subjects(paths: list[str | Path], subjects: list[str], volumes: bool = False) -> Split:
+    """The samples of `subjects` gathered from several split files (slices, or with `volumes`
+    the 3D layout), in file order and, within a file, in the file's row order: a fold's
+    training or validation patients, wherever packing put them. The files must share their
+    classes and normalisation. A subject found in none of the files is an InputError."""
+    read = read_volumes if volumes else read_split
+    wanted, parts = set(subjects), []
+    for path in paths:
+        split = read(path)
+        rows = np.isin(split.patient_id, list(wanted))
+        parts.append((split, rows))
+    found = {p for split, rows in parts for p in split.patient_id[rows].tolist()}
+    missing = sorted(wanted - found)
+    if missing:
+        raise InputError(missing[0], ", ".join(map(str, paths)), "subject not in the split files")
+    first = parts[0][0]
+    for split, _ in parts[1:]:
+        if split.classes != first.classes or split.normalisation != first.normalisation:
+            raise InputError(None, split.path, f"classes or normalisation differ from {first.path}")
+    spacing = {p: v for split, _ in parts for p, v in split.spacing.items() if p in wanted}
+    return Split(
+        images=np.concatenate([split.images[rows] for split, rows in parts]),
+        masks=np.concatenate([split.masks[rows] for split, rows in parts]),
+        patient_id=np.concatenate([split.patient_id[rows] for split, rows in parts]),
+        slice_id=np.concatenate([split.slice_id[rows] for split, rows in parts]),
+        classes=first.classes,
+        normalisation=first.normalisation,
+        spacing=spacing,
+        path=", ".join(map(str, paths)),
+    )
+
+
+def read_samples(paths: str | Path | list, subjects: list[str] | None = None) -> Split:
+    """The slices of one split file, or those of `subjects` among one or more files (a run's
+    validation subjects: a fold of cross-validation spans train.h5 and val.h5)."""
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    if subjects is None:
+        if len(paths) != 1:
+            raise ValueError("several split files need the subjects to read from them")
+        return read_split(paths[0])
+    return read_subjects(paths, subjects)
+
+
 def _attributes(h5: h5py.File, path: Path) -> dict:
     """classes, normalisation and per-patient spacing (from `subject_spacing`, else the common
     `spacing` where every axis is known) of a split file."""

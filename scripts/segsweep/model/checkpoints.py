@@ -69,6 +69,25 @@ class InputLayer(nn.Module):
         return self.net(mapped)
 
 
+class Ensemble(nn.Module):
+    """The fold models of a cross-validated configuration as one model (as nnU-Net ensembles
+    its folds): the log of the mean of the members' softmax probabilities, [n, K, H, W], so
+    its argmax is the ensemble's class and its softmax the mean probability. Members take the
+    same inputs (2D slices; a 3D run's members take whole volumes, see `slices`)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        depths = {getattr(m, "slices", None) for m in members}
+        if len(depths) > 1:
+            raise ValueError(f"ensemble members take volumes of different depths {depths}")
+        self.slices = depths.pop()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probabilities = [torch.softmax(member(x), dim=1) for member in self.members]
+        return torch.stack(probabilities).mean(dim=0).log()
+
+
 def load_checkpoint(path: Path, device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
     """The model of a checkpoint, in eval mode on `device`, and the checkpoint's metadata
     (epoch, step, hp, classes, label_mode, in_channels, out_channels; `volume_slices` for a 3D
@@ -108,9 +127,22 @@ def selected_checkpoint(selection_json: Path, index_json: Path) -> Path:
     return Path(index_json).parent / selection["selected"]["file"]
 
 
+def load_models(paths: list[Path], device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
+    """One checkpoint's model, or the `Ensemble` of several (a configuration's folds), with the
+    first checkpoint's metadata; the members must predict the same classes."""
+    loaded = [load_checkpoint(path, device) for path in paths]
+    if len(loaded) == 1:
+        return loaded[0]
+    metas = [meta for _, meta in loaded]
+    if any(meta["classes"] != metas[0]["classes"] for meta in metas):
+        raise ValueError(f"ensemble members predict different classes: {paths}")
+    return Ensemble([model for model, _ in loaded]).to(device).eval(), metas[0]
+
+
 def slices_per_batch(model: nn.Module, batch_size: int) -> int:
-    """`batch_size` slices, rounded to whole volumes (at least one) for a `VolumeSlices` model,
-    which takes whole volumes only."""
-    if isinstance(model, VolumeSlices):
-        return max(1, batch_size // model.slices) * model.slices
+    """`batch_size` slices, rounded to whole volumes (at least one) for a model that takes
+    whole volumes only (`VolumeSlices`, or an `Ensemble` of them)."""
+    slices = getattr(model, "slices", None)
+    if isinstance(model, VolumeSlices | Ensemble) and slices:
+        return max(1, batch_size // slices) * slices
     return batch_size

@@ -216,6 +216,27 @@ def _check_row(check: str, offenders: list[str], what: str) -> dict:
     return {"check": check, "passed": not offenders, "detail": detail}
 
 
+def run_subjects(splits: pd.DataFrame, fold: int | None) -> dict[str, list[str]]:
+    """The subjects that train and validate a run (sorted subject ids of splits.csv): without a
+    fold, the train and val splits; for fold i of cross-validation, the labelled non-test
+    subjects of the other folds and of fold i. The test split is never among them."""
+    splits = splits.assign(subject_id=splits["subject_id"].astype(str))
+    if fold is None:
+        chosen = {name: splits["split"] == name for name in ("train", "val")}
+    else:
+        if "fold" not in splits:
+            raise ConfigError("split.folds", 0, "k >= 2 for a fold run: splits.csv has no folds")
+        development = splits["split"].isin(["train", "val"])
+        in_fold = pd.to_numeric(splits["fold"], errors="coerce") == fold
+        chosen = {"train": development & ~in_fold, "val": development & in_fold}
+    found = {name: sorted(splits.loc[rows, "subject_id"]) for name, rows in chosen.items()}
+    for name, subjects in found.items():
+        if not subjects:
+            where = "its split" if fold is None else f"fold {fold}"
+            raise InputError(None, "splits.csv", f"no {name} subjects for {where}")
+    return found
+
+
 def _read_manifest(path: Path) -> pd.DataFrame:
     """The valid rows of the ingest manifest (all rows when there is no `valid` column)."""
     manifest = pd.read_csv(path, dtype={"subject_id": str})

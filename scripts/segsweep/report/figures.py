@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.io.records import read_json
 from segsweep.labels import FOREGROUND
 from segsweep.plotting import PALETTE, TRAIN_COLOUR, VAL_COLOUR, save
-from segsweep.sweep.analysis import configured_pairs, hue_partner
-from segsweep.sweep.grammar import expand_sweep, swept_names
+from segsweep.sweep.analysis import configured_pairs, hue_partner, read_tables
+from segsweep.sweep.grammar import configurations, sweep_runs, swept_names
 from segsweep.vocabulary import format_level, level_order, model_label, score_label
 
 JITTER_SEED = 0
@@ -203,44 +204,95 @@ def checkpoint_scores(selections: dict[str, dict], out: Path, ylabel: str) -> No
     save(fig, out)
 
 
+def rank_plot(frequencies: pd.DataFrame, out: Path) -> None:
+    """Blob plot of the bootstrap ranking (challengeR): per configuration (ordered by its
+    median rank) a disc per rank whose area is the share of resamples with that rank."""
+    fig = Figure(figsize=(max(4.5, 1.0 * frequencies["configuration"].nunique() + 2.5), 3.6))
+    ax = fig.subplots()
+    shown = frequencies[frequencies["share"] > 0]
+    if shown.empty:
+        ax.text(0.5, 0.5, "no complete configurations to rank", ha="center", va="center")
+        ax.axis("off")
+        save(fig, out)
+        return
+    by_rank = shown.sort_values(["configuration", "rank"])
+    cumulative = by_rank.groupby("configuration")["share"].cumsum()
+    median = by_rank[cumulative >= 0.5].groupby("configuration")["rank"].first()
+    order = median.sort_values(kind="stable").index.tolist()
+    x = shown["configuration"].map({c: i for i, c in enumerate(order)})
+    ax.scatter(x, shown["rank"], s=600 * shown["share"], color=TRAIN_COLOUR, alpha=0.75)
+    ax.set_xticks(range(len(order)), order, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(1, int(frequencies["rank"].max()) + 1))
+    ax.margins(x=0.2, y=0.25)  # room for the largest disc at the ends
+    ax.invert_yaxis()
+    ax.set_xlabel("configuration")
+    ax.set_ylabel("rank in bootstrap resamples")
+    ax.grid(alpha=0.3)
+    save(fig, out)
+
+
+@dataclass(frozen=True)
+class FigureInputs:
+    """What the figures show: the runs and configurations tables, the bootstrap rank
+    frequencies, the final models (final.csv) and their runs' training logs, each run's
+    selection.json and validation per_slice.csv (by run id), and each final model's per_slice
+    test table (by its id: the reported one, `final.model`)."""
+
+    runs: str | Path
+    configurations: str | Path
+    rank_frequencies: str | Path
+    final: str | Path
+    selections: Mapping[str, str | Path]
+    train_logs: Mapping[str, str | Path]
+    val_per_slice: Mapping[str, str | Path]
+    test_per_slice: Mapping[str, str | Path]
+
+
 def draw_figures(
     config: dict[str, Any],
     sweep: dict[str, Any],
-    runs_csv: str | Path,
-    final_csv: str | Path,
-    selections: Mapping[str, str | Path],
-    train_logs: Mapping[str, str | Path],
-    per_slice: Mapping[tuple[str, str], str | Path],
+    given: FigureInputs,
     outputs: Mapping[str, str | Path],
 ) -> None:
-    """Every figure of `outputs`: "jitter_<name>" per swept hyperparameter, "boxplot_<split>"
-    and "histogram_<split>" for val and test, "training_curves", "checkpoint_scores"; from the
-    runs table, the final models, each run's selection.json and the final models' training logs
-    and per-slice tables ((run id, split) → path)."""
+    """Every figure of `outputs`: "jitter_<name>" per swept hyperparameter (one point per
+    complete configuration), "boxplot_<split>" and "histogram_<split>" for val (out-of-fold
+    with folds) and test, "training_curves" (a panel per run of each final model),
+    "checkpoint_scores" and "ranking" (the bootstrap ranking of the top configurations)."""
     swept = swept_names(sweep)
-    runs_df = pd.read_csv(runs_csv)
+    experiments = pd.read_csv(given.configurations)
+    experiments = experiments[experiments["status"] == "ok"]
     pairs = configured_pairs(config, swept)
     ylabel = score_label(config["selection"])
     for name in swept:
         hue = hue_partner(name, swept, pairs)
-        jitter_plot(runs_df, name, hue, Path(outputs[f"jitter_{name}"]), ylabel)
-    final = pd.read_csv(final_csv, keep_default_na=False)
+        jitter_plot(experiments, name, hue, Path(outputs[f"jitter_{name}"]), ylabel)
+    final = pd.read_csv(given.final, keep_default_na=False)
     labels = {r.run_id: model_label(r.run_id, r.group) for r in final.itertuples(index=False)}
-    titles = {"val": "validation set", "test": "test set"}
-    for split, title in titles.items():
-        slices = {
-            labels[r]: pd.read_csv(per_slice[r, split], dtype={"patient_id": str}) for r in labels
-        }
+    members = {
+        c: [r.run_id for r in g] for c, g in configurations(sweep_runs(config, sweep)).items()
+    }
+    val = {model: [given.val_per_slice[run] for run in members[model]] for model in labels}
+    test = {model: [given.test_per_slice[model]] for model in labels}
+    for split, files, title in (("val", val, "validation set"), ("test", test, "test set")):
+        slices = {labels[m]: read_tables(files[m], m) for m in labels}
         boxplot(slices, Path(outputs[f"boxplot_{split}"]), f"Dice per slice, {title}")
         histograms(slices, Path(outputs[f"histogram_{split}"]), f"Dice per slice, {title}")
-    logs = {labels[r]: pd.read_csv(train_logs[r]) for r in labels}
+    logs = {
+        labels[model] if len(members[model]) == 1 else f"{labels[model]}, {run}": pd.read_csv(
+            given.train_logs[run]
+        )
+        for model in labels
+        for run in members[model]
+    }
     training_curves(logs, Path(outputs["training_curves"]))
+    runs_df = pd.read_csv(given.runs)
     completed = runs_df.loc[runs_df["status"] != "failed", "run_id"].astype(str)
     checkpoint_scores(
-        {run: read_json(selections[run]) for run in completed},
+        {run: read_json(given.selections[run]) for run in completed},
         Path(outputs["checkpoint_scores"]),
         ylabel,
     )
+    rank_plot(pd.read_csv(given.rank_frequencies), Path(outputs["ranking"]))
     print(f"wrote {len(outputs)} figures")
 
 
@@ -252,30 +304,35 @@ def figure_files(results: str | Path, swept: list[str]) -> dict[str, Path]:
         files[f"histogram_{split}"] = layout.under(results, layout.HISTOGRAM, split=split)
     files["training_curves"] = layout.under(results, layout.TRAINING_CURVES)
     files["checkpoint_scores"] = layout.under(results, layout.CHECKPOINT_SCORES)
+    files["ranking"] = layout.under(results, layout.RANKING_FIGURE)
     return files
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Write the jitter plots, boxplots, histograms, training curves and checkpoint scores of
-    the run whose results folder is --results."""
+    """Write the jitter plots, boxplots, histograms, training curves, checkpoint scores and
+    the ranking figure of the run whose results folder is --results."""
     parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
     add_sweep_options(parser)
     config, sweep, results = sweep_options(parser.parse_args(argv))
-    runs = [run.run_id for run in expand_sweep(sweep, config["train"])]
-    final_csv = layout.under(results, layout.FINAL)
-    finals = pd.read_csv(final_csv)["run_id"].astype(str).tolist()
-    per_slice = {(r, "val"): layout.under(results, layout.VAL_PER_SLICE, run=r) for r in finals}
-    per_slice |= {(r, "test"): layout.under(results, layout.TEST_PER_SLICE, run=r) for r in finals}
-    draw_figures(
-        config,
-        sweep,
-        layout.under(results, layout.RUNS_TABLE),
-        final_csv,
-        {r: layout.under(results, layout.SELECTION, run=r) for r in runs},
-        {r: layout.under(results, layout.RUN_LOG, run=r) for r in finals},
-        per_slice,
-        figure_files(results, swept_names(sweep)),
+    runs = [run.run_id for run in sweep_runs(config, sweep)]
+    finals = pd.read_csv(layout.under(results, layout.FINAL))["run_id"].astype(str).tolist()
+    reported = config["final"]["model"] == "best_fold" and config["split"]["folds"]
+    test = layout.BEST_FOLD_PER_SLICE if reported else layout.TEST_PER_SLICE
+
+    def by(pattern: str, ids: list[str]) -> dict[str, Path]:
+        return {i: layout.under(results, pattern, run=i) for i in ids}
+
+    given = FigureInputs(
+        runs=layout.under(results, layout.RUNS_TABLE),
+        configurations=layout.under(results, layout.CONFIGURATIONS_TABLE),
+        rank_frequencies=layout.under(results, layout.TABLE, name="rank_frequencies"),
+        final=layout.under(results, layout.FINAL),
+        selections=by(layout.SELECTION, runs),
+        train_logs=by(layout.RUN_LOG, runs),
+        val_per_slice=by(layout.VAL_PER_SLICE, runs),
+        test_per_slice=by(test, finals),
     )
+    draw_figures(config, sweep, given, figure_files(results, swept_names(sweep)))
 
 
 if __name__ == "__main__":

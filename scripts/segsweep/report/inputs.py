@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from segsweep import layout
-from segsweep.sweep.grammar import expand_sweep, swept_names
+from segsweep.sweep.grammar import sweep_runs, swept_names
 
 Paths = Mapping[str, str | Path]
 
@@ -63,7 +63,7 @@ class ReportInputs:
 
         manifest = under(layout.DATA_MANIFEST)
         subjects = pd.read_csv(manifest, dtype=str)["subject_id"].tolist()
-        runs = [run.run_id for run in expand_sweep(sweep, config["train"])]
+        runs = [run.run_id for run in sweep_runs(config, sweep)]
         final = under(layout.FINAL)
         finals = pd.read_csv(final, dtype=str)["run_id"].tolist()
         figures = {f"jitter_{n}": under(layout.JITTER, name=n) for n in swept_names(sweep)}
@@ -73,6 +73,7 @@ class ReportInputs:
         figures |= {
             "training_curves": under(layout.TRAINING_CURVES),
             "checkpoint_scores": under(layout.CHECKPOINT_SCORES),
+            "ranking": under(layout.RANKING_FIGURE),
         }
         found = {}
         if benchmarks is not None:
@@ -96,6 +97,7 @@ class ReportInputs:
             crop_qc={s: under(layout.CROP_QC, subject=s) for s in qc_subjects},
             tables={
                 "runs": under(layout.RUNS_TABLE),
+                "configurations": under(layout.CONFIGURATIONS_TABLE),
                 **{n: under(layout.TABLE, name=n) for n in layout.TABLES},
             },
             figures=figures,

@@ -19,12 +19,12 @@ from segsweep.report.document import Document
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.numbers import plural
 from segsweep.report.render import TEMPLATES, render_html, render_pdf
-from segsweep.sweep.grammar import expand_sweep
+from segsweep.sweep.grammar import sweep_runs
 
 
 def build_document(inputs: ReportInputs, date: str | None = None) -> Document:
     """The numbered thesis of one workflow run."""
-    runs = expand_sweep(inputs.sweep, inputs.config["train"])
+    runs = sweep_runs(inputs.config, inputs.sweep)
     report = inputs.config.get("report", {})
     all_runs = appendix.all_runs_table(inputs)
     inputs_used = any(run.params.get("inputs") for run in runs)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,26 @@ from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.io.records import read_json, write_csv
 from segsweep.labels import FOREGROUND
-from segsweep.sweep.grammar import Run, expand_sweep, swept_names
-from segsweep.sweep.stats import kruskal_table, paired_tests
+from segsweep.sweep.configurations import COLUMNS as CONFIGURATION_COLUMNS
+from segsweep.sweep.configurations import configuration_table, fold_audit, fold_table
+from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
+from segsweep.sweep.ranking import (
+    configuration_tests,
+    patient_scores,
+    rank_stability,
+    top_configurations,
+)
+from segsweep.sweep.stats import (
+    bootstrap_ci,
+    bootstrap_median_difference,
+    kruskal_table,
+    paired_tests,
+)
 from segsweep.vocabulary import METRIC_NAMES, format_level, groupable, level_order
 
-Tables = Mapping[tuple[str, str], str | Path]  # (run id, split) → a per_slice/per_patient.csv
+# (final model, split) → its per_slice or per_patient.csv files (with cross-validation, a model's
+# validation tables are those of its k fold runs: its out-of-fold scores)
+Tables = Mapping[tuple[str, str], list[str | Path]]
 RUN_METRICS = ["score", "selected_epoch", "dice_mean", "dice_median", "dice_std"]
 RUN_STATUS = ["status", "error"]  # ok | failed, and the failed training's error
 STAT_COLUMNS = ["Min", "Max", "STD", "Mean", "Median", "No. experiments"]
@@ -72,14 +88,17 @@ SUMMARY_COLUMNS = [
     "mean",
     "median",
     "std",
+    "ci_low",
+    "ci_high",
 ]
 CLASS_METRICS = ["dice", "iou", "hd95"]
 CLASS_COLUMNS = [*SUMMARY_COLUMNS[:3], "class", *SUMMARY_COLUMNS[3:]]
 
 
 def swept_columns(runs_df: pd.DataFrame) -> list[str]:
-    """The hyperparameter columns of a runs table (everything but the id, status and scores)."""
-    other = {"run_id", *RUN_METRICS, *RUN_STATUS}
+    """The hyperparameter columns of a runs or configurations table (everything but the ids,
+    folds, status and scores)."""
+    other = {"run_id", "configuration", "fold", *RUN_METRICS, *RUN_STATUS, *CONFIGURATION_COLUMNS}
     return [c for c in runs_df.columns if c not in other]
 
 
@@ -110,9 +129,11 @@ def runs_table(
         selected = selection["selected"] or {}
         dice = _foreground(pd.read_csv(val_per_patient[run.run_id]))["dice"]
         values = groupable(run.values)
+        folds = {} if run.fold is None else {"configuration": run.configuration, "fold": run.fold}
         rows.append(
             {
                 "run_id": run.run_id,
+                **folds,
                 **values,
                 "status": "failed" if failed else "ok",
                 "score": _score(selected.get("score")),
@@ -123,7 +144,9 @@ def runs_table(
                 "error": selection.get("error", "") if failed else "",
             }
         )
-    columns = ["run_id", *(runs[0].values if runs else []), "status", *RUN_METRICS, "error"]
+    folds = ["configuration", "fold"] if runs and runs[0].fold is not None else []
+    values = list(runs[0].values) if runs else []
+    columns = ["run_id", *folds, *values, "status", *RUN_METRICS, "error"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -273,11 +296,16 @@ def pair_tables(runs_df: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataF
 def best_runs_table(
     runs_df: pd.DataFrame, n: int = 5, higher_is_better: bool = True
 ) -> pd.DataFrame:
-    """The n best runs by score (undefined scores last, ties to the smaller run id)."""
+    """The n best runs (or configurations: rows with a `configuration` id) by score (undefined
+    scores last, ties to the smaller id), with the score's interval and the patients it rests
+    on where the table has them."""
+    key = "configuration" if "configuration" in runs_df else "run_id"
     ranked = runs_df.assign(_undefined=runs_df["score"].isna()).sort_values(
-        ["_undefined", "score", "run_id"], ascending=[True, not higher_is_better, True]
+        ["_undefined", "score", key], ascending=[True, not higher_is_better, True]
     )
-    best = ranked.head(n)[["run_id", *swept_columns(runs_df), "score"]].reset_index(drop=True)
+    extra = [c for c in ("ci_low", "ci_high", "patients", "fold_mean", "fold_std") if c in runs_df]
+    best = ranked.head(n)[[key, *swept_columns(runs_df), "score", *extra]]
+    best = best.reset_index(drop=True).rename(columns={"configuration": "run_id"})
     best.insert(0, "rank", range(1, len(best) + 1))
     return best
 
@@ -291,17 +319,24 @@ def final_per_patient(final: pd.DataFrame, per_slice: Tables) -> pd.DataFrame:
     tables = []
     for run_id in final["run_id"]:
         for split in FINAL_SPLITS:
-            slices = _foreground(pd.read_csv(per_slice[run_id, split], dtype={"patient_id": str}))
+            slices = _foreground(read_tables(per_slice[run_id, split], run_id))
             stats = slices.groupby("patient_id", sort=True)["dice"].agg(["mean", "median"])
             tables.append(stats.reset_index().assign(run_id=run_id, split=split))
     columns = ["patient_id", "run_id", "split", "mean", "median"]
     return pd.concat(tables)[columns] if tables else pd.DataFrame(columns=columns)
 
 
+def read_tables(paths: list[str | Path], model: str) -> pd.DataFrame:
+    """Tables of one final model (its folds' out-of-fold tables, or one table) as one table
+    whose run_id is the model's id."""
+    frames = [pd.read_csv(path, dtype={"patient_id": str}) for path in paths]
+    return pd.concat(frames, ignore_index=True).assign(run_id=model)
+
+
 def _final_tables(final: pd.DataFrame, files: Tables) -> dict[tuple[str, str], pd.DataFrame]:
     """(run_id, split) → the final model's table of `files` (its per_slice or per_patient.csv)."""
     return {
-        (run_id, split): pd.read_csv(files[run_id, split], dtype={"patient_id": str})
+        (run_id, split): read_tables(files[run_id, split], run_id)
         for run_id in final["run_id"]
         for split in FINAL_SPLITS
     }
@@ -336,7 +371,8 @@ def _spaces(table: pd.DataFrame) -> pd.Series:
 
 
 def _over_patients(values: pd.Series) -> list[float | int]:
-    """Patients, undefined ones, and mean, median and STD (ddof=1) of the defined values."""
+    """Patients, undefined ones, and mean, median and STD (ddof=1) of the defined values, and
+    the bootstrap 95 % interval of the mean."""
     defined = values.dropna()
     return [
         len(values),
@@ -344,6 +380,7 @@ def _over_patients(values: pd.Series) -> list[float | int]:
         defined.mean(),
         defined.median(),
         defined.std(ddof=1),
+        *bootstrap_ci(defined.to_numpy(float)),
     ]
 
 
@@ -399,36 +436,126 @@ def _level_text(value: Any) -> str:
     return "" if value is None else format_level(value)
 
 
+def ensemble_vs_fold(final: pd.DataFrame, ensemble: Tables, best_fold: Tables) -> pd.DataFrame:
+    """Per final model (cross-validated): per-patient foreground Dice on test (processed space)
+    of its fold ensemble and of its best fold, each mean with its bootstrap interval, and the
+    median of the paired per-patient differences (ensemble − best fold) with its interval."""
+    columns = ["run_id", "patients", "ensemble", "ensemble_low", "ensemble_high"]
+    columns += ["best_fold", "best_fold_low", "best_fold_high"]
+    columns += ["median_difference", "ci_low", "ci_high"]
+    rows = []
+    for run_id in final["run_id"]:
+        if (run_id, "test") not in best_fold:
+            continue
+        scores = [
+            _foreground(read_tables(files[run_id, "test"], run_id)).set_index("patient_id")["dice"]
+            for files in (ensemble, best_fold)
+        ]
+        paired = pd.concat(scores, axis=1, keys=["ensemble", "best"]).dropna()
+        difference = (paired["ensemble"] - paired["best"]).to_numpy(float)
+        rows.append(
+            [
+                run_id,
+                len(paired),
+                paired["ensemble"].mean(),
+                *bootstrap_ci(paired["ensemble"].to_numpy(float)),
+                paired["best"].mean(),
+                *bootstrap_ci(paired["best"].to_numpy(float)),
+                *bootstrap_median_difference(difference),
+            ]
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class AnalysisInputs:
+    """What the analysis reads: per run (by run id) its selection.json, validation tables and
+    subjects.json; splits.csv; the final models (final.csv) and per final model (by its id)
+    its test tables (`test_*`: of its fold ensemble with folds) and, with folds, those of its
+    best fold (`best_*`)."""
+
+    selections: Mapping[str, str | Path]
+    val_per_patient: Mapping[str, str | Path]
+    val_per_slice: Mapping[str, str | Path]
+    subjects: Mapping[str, str | Path]
+    splits: str | Path
+    final: str | Path
+    test_per_slice: Mapping[str, str | Path]
+    test_per_patient: Mapping[str, str | Path]
+    best_per_slice: Mapping[str, str | Path] = field(default_factory=dict)
+    best_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
+
+    @classmethod
+    def under(cls, results: str | Path, runs: list[str], finals: list[str], folds: bool):
+        """The files of the run whose results folder is `results`."""
+
+        def by(pattern: str, ids: list[str]) -> dict[str, Path]:
+            return {i: layout.under(results, pattern, run=i) for i in ids}
+
+        best = finals if folds else []
+        return cls(
+            by(layout.SELECTION, runs),
+            by(layout.VAL_PER_PATIENT, runs),
+            by(layout.VAL_PER_SLICE, runs),
+            by(layout.RUN_SUBJECTS, runs),
+            layout.under(results, layout.SPLITS),
+            layout.under(results, layout.FINAL),
+            by(layout.TEST_PER_SLICE, finals),
+            by(layout.TEST_PER_PATIENT, finals),
+            by(layout.BEST_FOLD_PER_SLICE, best),
+            by(layout.BEST_FOLD_PER_PATIENT, best),
+        )
+
+
 def final_tables(
-    runs: list[str], val: Mapping[str, str | Path], test: Mapping[str, str | Path]
-) -> dict[tuple[str, str], str | Path]:
-    """(run id, split) → table file of the final models, from the validation tables of every
-    run and the test tables of the final ones."""
-    return {**{(r, "val"): val[r] for r in runs}, **{(r, "test"): test[r] for r in runs}}
+    models: dict[str, list[str]],
+    val: Mapping[str, str | Path],
+    test: Mapping[str, str | Path],
+) -> dict[tuple[str, str], list[str | Path]]:
+    """(final model, split) → its table files: on validation those of its runs (`models`: final
+    model → its run ids; its folds' out-of-fold tables), on test its own."""
+    tables: dict[tuple[str, str], list[str | Path]] = {}
+    for model, runs in models.items():
+        tables[model, "val"] = [val[run] for run in runs]
+        tables[model, "test"] = [test[model]]
+    return tables
 
 
 def write_tables(
     config: dict[str, Any],
     sweep: dict[str, Any],
-    selections: Mapping[str, str | Path],
-    val_per_patient: Mapping[str, str | Path],
-    final_csv: str | Path,
-    per_slice: Tables,
-    per_patient: Tables,
+    given: AnalysisInputs,
     outputs: Mapping[str, str | Path],
 ) -> None:
-    """Write the runs table (`outputs["runs"]`) and every table of `layout.TABLES` (`outputs`
-    by name) from what the runs and the final models wrote."""
+    """Write the runs and configurations tables (`outputs["runs"]`, `outputs["configurations"]`)
+    and every table of `layout.TABLES` (`outputs` by name) from what the runs and the final
+    models wrote."""
     swept = swept_names(sweep)
-    runs_df = runs_table(expand_sweep(sweep, config["train"]), selections, val_per_patient)
-    completed = completed_runs(runs_df)
-    failed = runs_df.loc[runs_df["status"] == "failed", "run_id"].tolist()
-    if failed:
-        print(f"left out of the statistics, their training failed: {', '.join(failed)}")
-    higher = config["selection"]["higher_is_better"]
-    final = pd.read_csv(final_csv)
+    runs = sweep_runs(config, sweep)
+    selection = config["selection"]
+    higher = selection["higher_is_better"]
+    runs_df = runs_table(runs, given.selections, given.val_per_patient)
+    level = given.val_per_patient if selection["level"] == "patient" else given.val_per_slice
+    configurations_df = configuration_table(runs, given.selections, level, selection)
+    completed = configurations_df[configurations_df["status"] == "ok"].reset_index(drop=True)
+    left_out = configurations_df.loc[configurations_df["status"] != "ok", "configuration"]
+    if len(left_out):
+        print(f"left out of the statistics, their training failed: {', '.join(left_out)}")
+    final = pd.read_csv(given.final)
+    members = {c: [r.run_id for r in group] for c, group in configurations(runs).items()}
+    models = {model: members[model] for model in final["run_id"]}
+    reported = config["final"]["model"] == "best_fold" and bool(given.best_per_slice)
+    test_slices = given.best_per_slice if reported else given.test_per_slice
+    test_patients = given.best_per_patient if reported else given.test_per_patient
+    per_slice = final_tables(models, given.val_per_slice, test_slices)
+    per_patient = final_tables(models, given.val_per_patient, test_patients)
+    top = top_configurations(completed, higher)
+    scores = patient_scores(runs, top, given.val_per_patient, selection)
+    ranking, frequencies = rank_stability(scores, selection["aggregate"], higher)
+    audit, checks = fold_audit(runs, given.subjects, pd.read_csv(given.splits, dtype=str))
     tables = {
         "runs": runs_df,
+        "configurations": configurations_df,
         "hyperparameters": hyperparameter_tables(completed, swept),
         "pairs": pair_tables(completed, pairs_to_tabulate(config, swept, completed)),
         "best_runs": best_runs_table(completed, higher_is_better=higher),
@@ -440,6 +567,19 @@ def write_tables(
             best=lambda t: t["best"].map(_level_text), worst=lambda t: t["worst"].map(_level_text)
         ),
         "final_tests": final_tests(final, per_patient),
+        "folds": fold_table(runs, given.selections),
+        "fold_audit": audit,
+        "fold_checks": checks,
+        "ranking": ranking,
+        "rank_frequencies": frequencies,
+        "configuration_tests": configuration_tests(scores),
+        "ensemble_vs_fold": ensemble_vs_fold(
+            final,
+            final_tables(models, given.val_per_patient, given.test_per_patient),
+            final_tables(models, given.val_per_patient, given.best_per_patient)
+            if given.best_per_patient
+            else {},
+        ),
     }
     for name, table in tables.items():
         write_csv(table, outputs[name])
@@ -452,30 +592,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
     add_sweep_options(parser)
     config, sweep, results = sweep_options(parser.parse_args(argv))
-    runs = [run.run_id for run in expand_sweep(sweep, config["train"])]
-    final_csv = layout.under(results, layout.FINAL)
-    finals = pd.read_csv(final_csv)["run_id"].tolist()
-
-    def by_run(pattern: str, ids: list[str]) -> dict[str, Path]:
-        return {r: layout.under(results, pattern, run=r) for r in ids}
-
+    runs = sweep_runs(config, sweep)
+    finals = pd.read_csv(layout.under(results, layout.FINAL))["run_id"].astype(str).tolist()
+    folds = any(run.fold is not None for run in runs)
+    given = AnalysisInputs.under(results, [run.run_id for run in runs], finals, folds)
     outputs = {name: layout.under(results, layout.TABLE, name=name) for name in layout.TABLES}
-    write_tables(
-        config,
-        sweep,
-        by_run(layout.SELECTION, runs),
-        by_run(layout.VAL_PER_PATIENT, runs),
-        final_csv,
-        final_tables(
-            finals, by_run(layout.VAL_PER_SLICE, finals), by_run(layout.TEST_PER_SLICE, finals)
-        ),
-        final_tables(
-            finals,
-            by_run(layout.VAL_PER_PATIENT, finals),
-            by_run(layout.TEST_PER_PATIENT, finals),
-        ),
-        {"runs": layout.under(results, layout.RUNS_TABLE), **outputs},
-    )
+    outputs["runs"] = layout.under(results, layout.RUNS_TABLE)
+    outputs["configurations"] = layout.under(results, layout.CONFIGURATIONS_TABLE)
+    write_tables(config, sweep, given, outputs)
 
 
 if __name__ == "__main__":

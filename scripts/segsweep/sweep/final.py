@@ -1,6 +1,11 @@
-"""Choose the final models on validation only: the best runs overall and, per group, the best run
-of each combination of `final.group_by` hyperparameters (the PET/CT thesis took the best model per
-input modality). Only these runs are ever scored on the test set.
+"""Choose the final models on validation only: the best configurations overall and, per group,
+the best configuration of each combination of `final.group_by` hyperparameters (the PET/CT
+thesis took the best model per input modality). Only these are ever scored on the test set.
+
+A configuration's score is its validation score (`segsweep.sweep.configurations`): its run's
+selection score, or with cross-validation the aggregate of its pooled out-of-fold scores. A
+final model is then its configuration's run, or with folds its fold ensemble (and its best
+fold), written in final.csv under the configuration's id (column `run_id`).
 """
 
 from __future__ import annotations
@@ -15,25 +20,34 @@ import pandas as pd
 
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
-from segsweep.io.records import read_json, write_csv
-from segsweep.sweep.grammar import Run, expand_sweep
+from segsweep.io.records import write_csv
+from segsweep.sweep.configurations import configuration_table
+from segsweep.sweep.grammar import Run, sweep_runs
 from segsweep.vocabulary import groupable
 
 
-def selection_scores(runs: list[Run], selections: Mapping[str, str | Path]) -> pd.DataFrame:
-    """Each run's selected validation score (its selection.json, by run id) with its
+def selection_scores(
+    runs: list[Run],
+    selections: Mapping[str, str | Path],
+    val_tables: Mapping[str, str | Path] | None = None,
+    selection: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Each configuration's validation score (column `run_id`: its id) with its
     hyperparameters (lists such as `inputs` as display text, `ct+pet`, so they can be grouped
-    by); failed runs (their selection.json says so) are left out: they have no model to
-    choose."""
+    by); configurations with a failed run are left out: they have no model to choose.
+    `val_tables` (each run's validation table at the selection level) and `selection` (the
+    config section) are needed with cross-validation, for the out-of-fold scores."""
+    table = configuration_table(runs, selections, val_tables, selection)
+    params = {run.configuration: groupable(run.params) for run in runs}
     rows = []
-    for run in runs:
-        selection = read_json(selections[run.run_id])
-        if selection.get("status") == "failed":
-            print(f"skipping {run.run_id}: its training failed ({selection['error']})")
+    for row in table.itertuples(index=False):
+        if row.status != "ok":
+            print(f"skipping {row.configuration}: its training {row.status} ({row.error})")
             continue
-        score = selection["selected"]["score"]
-        rows.append({"run_id": run.run_id, **groupable(run.params), "score": score})
-    return pd.DataFrame(rows, columns=["run_id", *(runs[0].params if runs else []), "score"])
+        hp = {k: v for k, v in params[row.configuration].items() if k != "fold"}
+        rows.append({"run_id": row.configuration, **hp, "score": row.score})
+    names = [k for k in (runs[0].params if runs else []) if k != "fold"]
+    return pd.DataFrame(rows, columns=["run_id", *names, "score"])
 
 
 def choose_final(
@@ -73,12 +87,14 @@ def write_final(
     config: dict[str, Any],
     sweep: dict[str, Any],
     selections: Mapping[str, str | Path],
+    val_tables: Mapping[str, str | Path],
     out: str | Path,
 ) -> pd.DataFrame:
-    """results/summary/final.csv from every run's selection.json (by run id)."""
-    runs = expand_sweep(sweep, config["train"])
+    """results/summary/final.csv from every run's selection.json and validation table at the
+    selection level (both by run id)."""
+    runs = sweep_runs(config, sweep)
     final = choose_final(
-        selection_scores(runs, selections),
+        selection_scores(runs, selections, val_tables, config["selection"]),
         n_best=config["final"]["n_best"],
         group_by=config["final"]["group_by"],
         higher_is_better=config["selection"]["higher_is_better"],
@@ -95,11 +111,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     config, sweep, results = sweep_options(args)
-    runs = expand_sweep(sweep, config["train"])
-    selections = {
-        run.run_id: layout.under(results, layout.SELECTION, run=run.run_id) for run in runs
-    }
-    write_final(config, sweep, selections, args.out)
+    runs = [run.run_id for run in sweep_runs(config, sweep)]
+    level = (
+        layout.VAL_PER_PATIENT
+        if config["selection"]["level"] == "patient"
+        else layout.VAL_PER_SLICE
+    )
+
+    def by_run(pattern: str) -> dict[str, Path]:
+        return {run: layout.under(results, pattern, run=run) for run in runs}
+
+    write_final(config, sweep, by_run(layout.SELECTION), by_run(level), args.out)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
-"""The sweep grammar of `config/sweep.yaml`: fixed overrides, named cartesian grids, repeats.
+"""The sweep grammar of `config/sweep.yaml`: fixed overrides, named cartesian grids, repeats,
+and the folds of cross-validation.
 
-Run ids are derived from the hyperparameter values alone, so they do not depend on grid names or
-order: a run's id lists, sorted by name, every hyperparameter whose value differs from the base
-(train defaults with `fixed` applied), e.g. `labels-separate_loss-cross_entropy`; the run equal to
-the base is `default`. Consequences the workflow relies on: reordering or renaming grids retrains
-nothing, adding a value or a grid adds only the new combinations, and the same combination reached
-from two grids is one run.
+A configuration is one combination of hyperparameter values. Its id is derived from the values
+alone, so it does not depend on grid names or order: it lists, sorted by name, every
+hyperparameter whose value differs from the base (train defaults with `fixed` applied), e.g.
+`labels-separate_loss-cross_entropy`; the configuration equal to the base is `default`.
+Consequences the workflow relies on: reordering or renaming grids retrains nothing, adding a
+value or a grid adds only the new combinations, and the same combination reached from two grids
+is one configuration.
+
+Without cross-validation (`split.folds: 0`) a configuration is trained by one run of the same
+id. With `split.folds: k` it is trained by k runs, one per fold, `<configuration>_fold-<i>`,
+whose hyperparameters add `fold: i` (set here, never swept).
 """
 
 from __future__ import annotations
@@ -30,11 +36,23 @@ MAX_ID_LENGTH = 120
 
 @dataclass(frozen=True)
 class Run:
-    """One training run: its id, all effective hyperparameters and the values of swept ones."""
+    """One training run: its id, all effective hyperparameters, the values of swept ones, the
+    configuration it trains (its own id without folds) and its fold (None without folds)."""
 
     run_id: str
     params: dict[str, Any] = field(hash=False)
     values: dict[str, Any] = field(hash=False)
+    configuration: str = ""
+    fold: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.configuration:
+            object.__setattr__(self, "configuration", self.run_id)
+
+
+def fold_run_id(configuration: str, fold: int) -> str:
+    """The id of the run that trains `configuration` on fold `fold`."""
+    return f"{configuration}_fold-{fold}"
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -85,8 +103,11 @@ def swept_names(sweep: dict[str, Any]) -> list[str]:
     return sorted(names)
 
 
-def expand_sweep(sweep: dict[str, Any], defaults: dict[str, Any], validate=None) -> list[Run]:
-    """All runs of a sweep, duplicates collapsed, sorted by id.
+def expand_sweep(
+    sweep: dict[str, Any], defaults: dict[str, Any], validate=None, folds: int = 0
+) -> list[Run]:
+    """All runs of a sweep, duplicates collapsed: configurations sorted by id, with `folds`
+    (k ≥ 2) each configuration's k fold runs in fold order.
 
     `validate`, when given, checks a parameter set and raises on invalid values (the Snakefile
     passes a JSON-schema check of the `train` section). It is called for the base and once per
@@ -129,7 +150,29 @@ def expand_sweep(sweep: dict[str, Any], defaults: dict[str, Any], validate=None)
                 if rid in runs and runs[rid].params != params:
                     raise ConfigError("sweep", rid, "combinations with distinct run ids")
                 runs[rid] = Run(rid, params, {n: params[n] for n in names})
-    return [runs[rid] for rid in sorted(runs)]
+    configurations = [runs[rid] for rid in sorted(runs)]
+    if not folds:
+        return configurations
+    return [
+        Run(fold_run_id(c.run_id, i), {**c.params, "fold": i}, c.values, c.run_id, i)
+        for c in configurations
+        for i in range(folds)
+    ]
+
+
+def sweep_runs(config: dict[str, Any], sweep: dict[str, Any], validate=None) -> list[Run]:
+    """The runs of the workflow: the sweep over the config's train defaults, with the folds of
+    `split.folds`."""
+    folds = int((config.get("split") or {}).get("folds") or 0)
+    return expand_sweep(sweep, config["train"], validate, folds)
+
+
+def configurations(runs: list[Run]) -> dict[str, list[Run]]:
+    """Configuration id → its runs (one without folds, k with), in the order of `runs`."""
+    grouped: dict[str, list[Run]] = {}
+    for run in runs:
+        grouped.setdefault(run.configuration, []).append(run)
+    return grouped
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,9 +182,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="config/config.yaml", help="config with train defaults")
     args = parser.parse_args(argv)
     with open(args.config) as handle:
-        train = (yaml.safe_load(handle) or {}).get("train") or {}
-    for run in expand_sweep(load_sweep(args.sweep), complete(train, "train")):
-        print(json.dumps({"run_id": run.run_id, **run.values}, sort_keys=True))
+        config = yaml.safe_load(handle) or {}
+    config = {**config, "train": complete(config.get("train") or {}, "train")}
+    for run in sweep_runs(config, load_sweep(args.sweep)):
+        fold = {} if run.fold is None else {"configuration": run.configuration, "fold": run.fold}
+        print(json.dumps({"run_id": run.run_id, **fold, **run.values}, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,55 @@ def bootstrap_median_difference(
     return estimate, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+STATISTICS = {"mean": np.mean, "median": np.median}
+
+
+def bootstrap_ci(values: np.ndarray, statistic: str = "mean", seed: int = SEED) -> tuple:
+    """Percentile-bootstrap 95 % confidence interval (low, high) of the mean or median of
+    `values` (one per patient; NaN left out); NaN with fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return math.nan, math.nan
+    result = _quiet(
+        stats.bootstrap,
+        (values,),
+        lambda x, axis: STATISTICS[statistic](x, axis=axis),
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    if result is None:
+        return math.nan, math.nan
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def bootstrap_ranks(
+    scores: np.ndarray,
+    statistic: str = "mean",
+    higher_is_better: bool = True,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = SEED,
+) -> np.ndarray:
+    """Ranks int [resamples, configurations] of configurations (columns of `scores`, patients ×
+    configurations, every configuration scored on the same patients) in bootstrap resamples of
+    the patients: each resample draws the patients with replacement, scores every
+    configuration by `statistic` of its column (NaN left out) and ranks them, 1 = best, ties
+    sharing the better rank. Seeded: the same scores give the same ranks."""
+    scores = np.asarray(scores, dtype=float)
+    n_patients, n_configurations = scores.shape
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_patients, size=(resamples, n_patients))
+    reduce = {"mean": np.nanmean, "median": np.nanmedian}[statistic]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of undefined values only
+        values = reduce(scores[draws], axis=1)  # [resamples, configurations]
+    signed = np.where(np.isnan(values), -np.inf, values if higher_is_better else -values)
+    better = (signed[:, None, :] > signed[:, :, None]).sum(axis=2)  # configurations beating each
+    return better + 1
+
+
 def kruskal_table(
     runs_df: pd.DataFrame, names: list[str], higher_is_better: bool = True, score: str = "score"
 ) -> pd.DataFrame:
@@ -157,10 +206,13 @@ def holm(p_values: list[float]) -> list[float]:
 def paired_tests(scores: pd.DataFrame, split: str) -> pd.DataFrame:
     """Tests of the final models on one split. `scores`: columns patient_id, run_id, value.
 
-    Only patients with a defined value for every model are used (the tests are paired).
+    Only patients with a defined value for every model are used (the tests are paired). Pairs
+    (a, b) follow the order in which the models first appear in `scores` (best first, for
+    ranked models), so a median difference a − b is that of the better-ranked model.
     """
     wide = scores.pivot_table(index="patient_id", columns="run_id", values="value").dropna()
-    models = list(wide.columns)
+    models = [m for m in dict.fromkeys(scores["run_id"]) if m in wide.columns]
+    wide = wide[models]
     rows = []
     if len(models) < 2:
         return pd.DataFrame(rows, columns=PAIRED_COLUMNS)

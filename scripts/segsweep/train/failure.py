@@ -20,14 +20,23 @@ def error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[-1].strip()}" if lines else type(error).__name__
 
 
-def write_failure(files: RunFiles, hp: dict[str, Any], error: BaseException, attempt: int) -> None:
+def write_failure(
+    files: RunFiles,
+    hp: dict[str, Any],
+    error: BaseException,
+    attempt: int,
+    subjects: dict[str, list[str]] | None = None,
+) -> None:
     """The outputs of a run whose last attempt failed, as a record of the failure; the training
-    log is kept when the run wrote one before failing."""
+    log and subjects.json are kept when the run wrote them before failing (else the subjects
+    it was given, or none)."""
     for folder in (files.index.parent, files.params.parent, files.log.parent):
         folder.mkdir(parents=True, exist_ok=True)
     files.params.write_text(yaml.safe_dump(hp, sort_keys=True))
     if not files.log.is_file():
         files.log.write_text(",".join(LOG_COLUMNS) + "\n")
+    if not files.subjects.is_file():
+        write_json(files.subjects, subjects or {"train": [], "val": []})
     index = {
         "status": "failed",
         "error": error_line(error),

@@ -12,11 +12,14 @@ import sys
 import traceback
 from pathlib import Path
 
+import pandas as pd
+
 from segsweep import layout
 from segsweep.devices import choose_device, lease_device
 from segsweep.errors import InputError
 from segsweep.io.records import read_json, write_json
 from segsweep.model.checkpoints import selected_checkpoint
+from segsweep.preprocess.split import run_subjects
 from segsweep.provenance import provenance, utc_now
 from segsweep.train.failure import write_failure
 from segsweep.train.loop import RunFiles, train_run
@@ -54,8 +57,15 @@ def _parser() -> argparse.ArgumentParser:
         ("index", "checkpoints/index.json (the checkpoints are written beside it)"),
         ("provenance", "provenance.json"),
         ("state", "folder of the resume state (not a workflow output)"),
+        ("subjects", "subjects.json: the subjects that trained and validated the run"),
     ):
         parser.add_argument(f"--{name}", type=Path, help=what)
+    parser.add_argument(
+        "--splits",
+        type=Path,
+        help="splits.csv: the run trains and validates on its subjects (its fold's, with the hp"
+        " `fold`) from both split files; without it, on all of train.h5 and val.h5",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--device", default="auto", help="auto (lease a free GPU, else CPU) | cpu | cuda | cuda:N"
@@ -92,10 +102,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunFiles:
     """The run's files: each as given, the others in the --out folder."""
-    names = ("params", "log", "index", "provenance", "state")
+    names = ("params", "log", "index", "provenance", "state", "subjects")
     given = {name: getattr(args, name) for name in names}
     if args.out is None and None in given.values():
-        parser.error("give --out, or every one of --params --log --index --provenance --state")
+        parser.error("give --out, or each of --" + " --".join(names))
     folder = RunFiles.in_folder(args.out) if args.out is not None else None
     return RunFiles(**{n: given[n] or getattr(folder, n) for n in names})
 
@@ -110,16 +120,19 @@ def main(argv: list[str] | None = None) -> None:
     device = lease.device if lease is not None else choose_device(args.device)
     if lease is not None and lease.index is not None:
         print(f"leased device {lease.index} ({device})", file=sys.stderr, flush=True)
-    started, status = utc_now(), "ok"
+    started, status, subjects = utc_now(), "ok", None
     try:
+        if args.splits is not None:
+            splits = pd.read_csv(args.splits, dtype={"subject_id": str})
+            subjects = run_subjects(splits, hp.get("fold"))
         init = init_checkpoint(args, hp)
-        train_run(hp, args.train, args.val, files, device, args.threads, init)
+        train_run(hp, args.train, args.val, files, device, args.threads, init, subjects)
     except Exception as error:
         if args.attempt < args.max_attempts:
             raise  # Snakemake retries the job
         traceback.print_exc()
         status = "failed"
-        write_failure(files, hp, error, args.attempt)
+        write_failure(files, hp, error, args.attempt, subjects)
     finally:
         ended = utc_now()
         if lease is not None:

@@ -9,7 +9,13 @@ Outputs (`RunFiles`, by default the run folder's files of `segsweep.layout`):
 - checkpoints beside the index: epoch-XXXX.pt every `checkpoint_every` epochs (or
   step-XXXXXXX.pt every `checkpoint_every` steps with `checkpoint_unit: steps`) and at the last
   epoch (format: `segsweep.model.checkpoints`);
-- checkpoints/index.json, written last: its presence means the run is complete.
+- checkpoints/index.json, written last: its presence means the run is complete;
+- subjects.json: the subjects that trained and validated the run, `{"train": [...], "val":
+  [...]}` (after `train_fraction`).
+
+Data. A run trains on `train.h5` and validates on `val.h5`, or, given its subjects (a fold of
+cross-validation, `segsweep.preprocess.split.run_subjects`), on those subjects' samples wherever
+packing put them among the two files.
 
 Resume (`segsweep.train.state`): after every epoch and every checkpoint the complete training
 state is written to the state folder; a job killed and run again continues from it and, on CPU,
@@ -52,7 +58,7 @@ from segsweep.config_schema import complete
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.io.records import write_atomic, write_json
-from segsweep.io.splits import read_split, read_volumes
+from segsweep.io.splits import read_split, read_subjects, read_volumes
 from segsweep.labels import targets
 from segsweep.metrics import confusion_counts, overlap_metrics
 from segsweep.model.augment import Augmenter
@@ -81,6 +87,7 @@ class RunFiles:
     index: Path
     provenance: Path
     state: Path
+    subjects: Path
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> RunFiles:
@@ -95,6 +102,7 @@ class RunFiles:
             file(layout.RUN_INDEX),
             file(layout.RUN_PROVENANCE),
             file(layout.RUN_STATE),
+            file(layout.RUN_SUBJECTS),
         )
 
     @property
@@ -116,6 +124,7 @@ class TrainingData:
     label_mode: str
     volume_slices: int | None
     inputs: InputChannels | None
+    subjects: dict[str, list[str]]  # the subjects that train and validate the run
 
 
 def subset_patients(patients: np.ndarray, fraction: float) -> set[str]:
@@ -127,26 +136,39 @@ def subset_patients(patients: np.ndarray, fraction: float) -> set[str]:
     return {unique[i] for i in order[:keep]}
 
 
-def training_data(hp: dict[str, Any], train_h5: Path, val_h5: Path) -> TrainingData:
+def training_data(
+    hp: dict[str, Any],
+    train_h5: Path,
+    val_h5: Path,
+    subjects: dict[str, list[str]] | None = None,
+) -> TrainingData:
     """The splits of a run read, checked and turned into its training problem: its label mode's
-    targets, its subset of training patients (`train_fraction`) and its `inputs`."""
+    targets, its subset of training patients (`train_fraction`) and its `inputs`; with
+    `subjects` (train and val subject lists) those subjects' samples of both files."""
     dims = model_dims(hp)
-    read = read_split if dims == 2 else read_volumes
-    train, val = read(train_h5), read(val_h5)
+    if subjects is None:
+        read = read_split if dims == 2 else read_volumes
+        train, val = read(train_h5), read(val_h5)
+    else:
+        both = [train_h5, val_h5]
+        train = read_subjects(both, subjects["train"], volumes=dims == 3)
+        val = read_subjects(both, subjects["val"], volumes=dims == 3)
     if len(train.images) == 0 or len(val.images) == 0:
         raise InputError(None, f"{train_h5}, {val_h5}", "training and validation need samples")
     if train.classes != val.classes:
         raise InputError(None, str(val_h5), f"classes {val.classes} != training {train.classes}")
     y_train, classes = targets(train.masks, train.classes, hp["labels"])
     y_val, _ = targets(val.masks, val.classes, hp["labels"])
-    keep = np.isin(train.patient_id, list(subset_patients(train.patient_id, hp["train_fraction"])))
+    trained = subset_patients(train.patient_id, hp["train_fraction"])
+    keep = np.isin(train.patient_id, list(trained))
     x_train, y_train, x_val = train.images[keep], y_train[keep], val.images
     inputs = resolve_inputs(hp["inputs"], train.normalisation) if hp["inputs"] else None
     if inputs is not None:
         x_train, x_val = inputs.apply(x_train), inputs.apply(x_val)
     volume_slices = int(train.images.shape[1]) if dims == 3 else None
+    used = {"train": sorted(trained), "val": sorted(set(val.patient_id.tolist()))}
     return TrainingData(
-        x_train, y_train, x_val, y_val, classes, hp["labels"], volume_slices, inputs
+        x_train, y_train, x_val, y_val, classes, hp["labels"], volume_slices, inputs, used
     )
 
 
@@ -406,16 +428,19 @@ def train_run(
     device: torch.device | str | None = None,
     threads: int | None = None,
     init_checkpoint: Path | None = None,
+    subjects: dict[str, list[str]] | None = None,
 ) -> None:
-    """Train one run (resuming from its saved state when present) and write its params, log,
-    checkpoints and (last) checkpoint index; `out` is a run folder or its files."""
+    """Train one run (resuming from its saved state when present) and write its params,
+    subjects, log, checkpoints and (last) checkpoint index; `out` is a run folder or its files;
+    `subjects` (train and val lists) selects the samples of both split files."""
     files = out if isinstance(out, RunFiles) else RunFiles.in_folder(out)
     hp = complete(hp, "train")
     hp = {**hp, "run_id": hp.get("run_id", files.index.parent.parent.name)}
     device = choose_device() if device is None else torch.device(device)
     if threads:
         torch.set_num_threads(threads)
-    data = training_data(hp, train_h5, val_h5)
+    data = training_data(hp, train_h5, val_h5, subjects)
+    write_json(files.subjects, data.subjects)
     trainer = Trainer(hp, data, files, device, init_checkpoint)
     files.checkpoints.mkdir(parents=True, exist_ok=True)
     files.state.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,54 @@ def _read_text(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def fold_audit_blocks(inputs: ReportInputs) -> list:
+    """With cross-validation: what each fold trained and validated on, and the checks."""
+    folds = int(inputs.config.get("split", {}).get("folds") or 0)
+    if not folds or "fold_audit" not in inputs.tables:
+        return []
+    audit = _read_text(inputs.tables["fold_audit"])
+    checks = _read_text(inputs.tables["fold_checks"])
+    frame = pd.DataFrame(
+        {
+            "Fold": audit["fold"],
+            "Training subjects": audit["train"],
+            "Validation subjects": audit["val"],
+            "Validated on": audit["val_subjects"],
+        }
+    )
+    table = Table.of(
+        "fold-audit",
+        "The folds of cross-validation: per fold the number of subjects that trained its runs "
+        "(at most; nested training subsets use fewer) and validated them, and which subjects "
+        "it validated on (from every run's subjects.json).",
+        frame,
+    )
+    checked = Table.of("fold-checks", "Audit of the folds.", checks_frame(checks))
+    development = int(pd.to_numeric(audit["val"]).sum())
+    verdict = (
+        "the validation folds are disjoint, together cover every labelled development subject, "
+        "and no test subject trained or validated any run"
+        if flags(checks["passed"]).all()
+        else "at least one check failed"
+    )
+    return [
+        text(
+            "With {k}-fold cross-validation, the {n} labelled subjects of the training and "
+            "validation sets were dealt into {k} folds{stratified}; every configuration was "
+            "trained {k} times, each time validated on one fold and trained on the others. "
+            "{table} lists the folds and {checks} audits them: {verdict}.",
+            k=folds,
+            n=development,
+            stratified=" within each stratum" if inputs.config["split"].get("stratify") else "",
+            table=table,
+            checks=checked,
+            verdict=verdict,
+        ),
+        table,
+        checked,
+    ]
+
+
 def chapter(inputs: ReportInputs) -> Chapter:
     config = inputs.config
     manifest, splits = _read_text(inputs.manifest), _read_text(inputs.splits)
@@ -145,6 +193,7 @@ def chapter(inputs: ReportInputs) -> Chapter:
             text("{table} audits the split for leakage: {verdict}.", table=audit, verdict=verdict),
             audit,
         ]
+    blocks += fold_audit_blocks(inputs)
     if inputs.dropped is not None:
         dropped = _read_text(inputs.dropped)
         if len(dropped):

@@ -12,13 +12,14 @@ from markupsafe import Markup
 
 from segsweep import layout
 from segsweep.labels import FOREGROUND
+from segsweep.report.chapters.sweep_results import cross_validated, tests_frame
 from segsweep.report.document import Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
-from segsweep.report.numbers import NA, ci_text, integer, number, p_value, plural
+from segsweep.report.numbers import NA, ci_text, integer, number, plural
 from segsweep.sweep.analysis import CLASS_METRICS
 from segsweep.vocabulary import METRIC_NAMES
 
-SPLIT_NAMES = {"val": "validation set", "test": "test set"}
+SPLIT_NAMES = {"val": "validation set", "test": "test set"}  # with folds: out of fold
 SPACE_ORDER = ["processed", "native"]
 
 
@@ -69,11 +70,13 @@ def distribution_frame(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def summary_cell(mean: Any, median: Any, std: Any) -> str:
-    """One "mean (median) ± std" cell (thesis Tables 5.15/5.18)."""
+def summary_cell(mean: Any, median: Any, std: Any, low: Any = None, high: Any = None) -> str:
+    """One "mean (median) ± std" cell (thesis Tables 5.15/5.18), with the bootstrap interval of
+    the mean "[low, high]" after it when given."""
     if pd.isna(mean):
         return NA
-    return f"{number(mean)} ({number(median)}) ± {number(std)}"
+    cell = f"{number(mean)} ({number(median)}) ± {number(std)}"
+    return cell if low is None else f"{cell} {ci_text(low, high)}"
 
 
 def metrics_frame(table: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
@@ -83,9 +86,8 @@ def metrics_frame(table: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
         row = [METRIC_NAMES.get(metric, metric)]
         for run in run_ids:
             match = table[(table["metric"] == metric) & (table["run_id"] == run)]
-            row.append(
-                summary_cell(*match[["mean", "median", "std"]].iloc[0]) if len(match) else NA
-            )
+            stats = ["mean", "median", "std", "ci_low", "ci_high"]
+            row.append(summary_cell(*match[stats].iloc[0]) if len(match) else NA)
         rows.append(row)
     return pd.DataFrame(rows, columns=["Metric", *run_ids])
 
@@ -149,25 +151,6 @@ def class_extremes(table: pd.DataFrame, run_ids: list[str]) -> list[dict[str, st
     return found
 
 
-def tests_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """Paired tests of the final models (Friedman, Wilcoxon with Holm) with bootstrap CIs."""
-    rows = [
-        [
-            row["test"],
-            row["a"] if row["test"] == "Friedman" else f"{row['a']} − {row['b']}",
-            integer(row["n"]),
-            number(row["statistic"]),
-            p_value(row["p"]),
-            p_value(row["p_holm"]),
-            number(row["median_difference"]),
-            ci_text(row["ci_low"], row["ci_high"]),
-        ]
-        for _, row in table.iterrows()
-    ]
-    columns = ["Test", "Models", "Patients", "Statistic", "p", "p (Holm)", "Δ median", "95 % CI"]
-    return pd.DataFrame(rows, columns=columns)
-
-
 def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -> Section:
     """The tables and figures of the final models on one split, and the sentence that cites
     them."""
@@ -188,7 +171,10 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
             f"All per-patient foreground metrics of the final models on the {name} "
             f"({space} space).",
             metrics_frame(in_split[in_split["space"] == space], final_ids),
-            notes=["The format is “mean (median) ± std” over patients."],
+            notes=[
+                "The format is “mean (median) ± std” over patients, with the bootstrap 95 % "
+                "confidence interval of the mean in brackets."
+            ],
         )
         for space in sorted(dict.fromkeys(in_split["space"]), key=_space_key)
     ]
@@ -304,17 +290,77 @@ def final_models(inputs: ReportInputs, final_ids: list[str]) -> Section:
             tables["class_summary"], text=["run_id", "split", "space", "class", "metric"]
         ),
     }
-    intro = text(
-        "The final models were evaluated per slice on the validation set and, once, on the test "
-        "set. For each patient the tables give the mean and the median of the per-slice Dice; "
-        "the boxplots show its distribution. On the test set, the metrics are given in two "
-        "spaces: the processed space the networks see (cropped, slice-harmonised) and each "
-        "subject's native space, where the exported prediction is compared with the original "
-        "mask within the labelled region, so that what cropping and slice decimation hide "
-        "becomes visible."
+    folds = cross_validated(inputs)
+    validation = (
+        "on the validation folds (out of fold: each development patient by the fold model that "
+        f"did not train on it) and, once, on the test set by the ensemble of its {folds} fold "
+        "models (the mean of their softmax probabilities)"
+        if folds
+        else "per slice on the validation set and, once, on the test set"
     )
-    splits = [_final_split(inputs, split, final_ids, data) for split in SPLIT_NAMES]
-    return Section("final-models", "Final models on validation and test", [intro, *splits])
+    intro = text(
+        "The final models were evaluated {validation}. For each patient the tables give the "
+        "mean and the median of the per-slice Dice; the boxplots show its distribution. On the "
+        "test set, the metrics are given in two spaces: the processed space the networks see "
+        "(cropped, slice-harmonised) and each subject's native space, where the exported "
+        "prediction is compared with the original mask within the labelled region, so that "
+        "what cropping and slice decimation hide becomes visible.",
+        validation=validation,
+    )
+    blocks: list[Any] = [intro, *ensemble_blocks(inputs)]
+    blocks += [_final_split(inputs, split, final_ids, data) for split in SPLIT_NAMES]
+    return Section("final-models", "Final models on validation and test", blocks)
+
+
+def ensemble_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Per final model: the ensemble's and the best fold's mean Dice on test with intervals, and
+    the median paired difference with its interval."""
+    rows = [
+        [
+            row.run_id,
+            integer(row.patients),
+            f"{number(row.ensemble)} {ci_text(row.ensemble_low, row.ensemble_high)}",
+            f"{number(row.best_fold)} {ci_text(row.best_fold_low, row.best_fold_high)}",
+            number(row.median_difference),
+            ci_text(row.ci_low, row.ci_high),
+        ]
+        for row in table.itertuples(index=False)
+    ]
+    columns = ["Model", "Patients", "Ensemble", "Best fold", "Δ median", "95 % CI"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ensemble_blocks(inputs: ReportInputs) -> list:
+    """With folds: the fold ensemble against the best single fold on test, and which of the
+    two the reported results are."""
+    if not cross_validated(inputs):
+        return []
+    table = read_table(inputs.tables["ensemble_vs_fold"], text=["run_id"])
+    if not len(table):
+        return []
+    compared = Table.of(
+        "ensemble-vs-fold",
+        "Mean per-patient foreground Dice on the test set of each final model's fold ensemble "
+        "and of its best fold alone (the fold with the best validation score), each with its "
+        "bootstrap 95 % confidence interval, and the median of the per-patient differences "
+        "(ensemble − best fold) with its interval.",
+        ensemble_frame(table),
+    )
+    reported = inputs.config.get("final", {}).get("model", "ensemble")
+    which = "the fold ensemble"
+    if reported == "best_fold":  # the exported predictions stay the ensemble's
+        which = "the best fold; the predictions exported and outlined are the ensemble's"
+    return [
+        text(
+            "{table} compares the fold ensemble with the best single fold on the {patients} of "
+            "the test set; the results below are those of {which} (final.model: {reported}).",
+            table=compared,
+            patients=plural(int(table["patients"].max()), "patient"),
+            which=which,
+            reported=reported,
+        ),
+        compared,
+    ]
 
 
 def _outline_caption(run: str, png: Path) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import pandas as pd
 from segsweep.report.document import Chapter, Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.numbers import plural
-from segsweep.sweep.grammar import Run, expand_sweep, swept_names
+from segsweep.sweep.grammar import Run, sweep_runs, swept_names
 from segsweep.sweep.stats import BOOTSTRAP_RESAMPLES
 from segsweep.vocabulary import METRIC_NAMES, format_level, level_order, score_label
 
@@ -65,7 +65,8 @@ def fixed_frame(sweep: dict[str, Any], defaults: dict[str, Any]) -> pd.DataFrame
 
 
 def metric_conventions() -> list[str]:
-    """The metric definitions and empty conventions (segsweep.metrics, segsweep.evaluate.distances)."""
+    """The metric definitions and empty conventions (`segsweep.metrics`,
+    `segsweep.evaluate.distances`)."""
     return [
         "Metrics are computed per class and for the foreground (the union of all classes) from "
         "the confusion counts of each slice and of each patient's volume (per patient, 3D; the "
@@ -93,13 +94,40 @@ def metric_conventions() -> list[str]:
     ]
 
 
-def statistics_text() -> str:
+def statistics_text(unit: str = "run") -> str:
     return (
         "Statistics: the effect of each swept hyperparameter is tested with a Kruskal–Wallis "
-        "test over the runs' scores; final models are compared on paired per-patient scores "
-        "with a Wilcoxon signed-rank test (two models) or a Friedman test followed by pairwise "
-        "Wilcoxon tests with Holm's correction (more). Differences of medians carry percentile "
-        f"bootstrap 95 % confidence intervals ({BOOTSTRAP_RESAMPLES} resamples, seeded)."
+        f"test over the {unit}s' scores; the best {unit}s and the final models are compared on "
+        "paired per-patient scores with a Wilcoxon signed-rank test (two models) or a Friedman "
+        "test followed by pairwise Wilcoxon tests with Holm's correction (more). Means and "
+        "differences of medians carry percentile bootstrap 95 % confidence intervals over "
+        f"patients ({BOOTSTRAP_RESAMPLES} resamples, seeded), and the ranking of the best "
+        f"{unit}s is resampled the same way to show how often each would rank first."
+    )
+
+
+def cross_validation_text(config: dict[str, Any]) -> str | None:
+    """How cross-validation trains, scores and tests a configuration (None without folds)."""
+    folds = int(config.get("split", {}).get("folds") or 0)
+    if not folds:
+        return None
+    selection = config["selection"]
+    metric = METRIC_NAMES.get(selection["metric"], selection["metric"])
+    final = config.get("final", {}).get("model", "ensemble")
+    reported = "the ensemble" if final == "ensemble" else "its best fold"
+    return (
+        f"Every configuration was trained with {folds}-fold cross-validation: {folds} runs, "
+        "each trained on the development subjects of the other folds and validated on its own "
+        "fold, and choosing its checkpoint on that fold. A configuration's score is the "
+        f"{selection['aggregate']} per-{selection['level']} {metric} of the "
+        f"{selection['class']} class over its pooled out-of-fold scores: every development "
+        "patient scored once, by the fold model that never trained on it. A transfer run "
+        "starts from the same fold of its source configuration, and nested training subsets "
+        "are drawn within each fold's training subjects, so no validation patient of a fold "
+        "reaches its weights. On the test set, a final configuration is the ensemble of its "
+        f"{folds} fold models (the mean of their softmax probabilities, as nnU-Net ensembles "
+        "its folds) and, for comparison, its best single fold; the final results reported "
+        f"are {reported}'s (final.model)."
     )
 
 
@@ -123,7 +151,7 @@ def sweep_text(runs: list[Run], sweep: dict[str, Any]) -> str:
 
 def chapter(inputs: ReportInputs) -> Chapter:
     config, sweep = inputs.config, inputs.sweep
-    runs = expand_sweep(sweep, config["train"])
+    runs = sweep_runs(config, sweep)
     base = {**config["train"], **(sweep.get("fixed") or {})}
     selection = config["selection"]
     fixed = Table.of(
@@ -175,9 +203,13 @@ def chapter(inputs: ReportInputs) -> Chapter:
     else:
         blocks.append(text(choice))
     blocks.append(text(final_sentence(config.get("final", {}))))
+    folds = cross_validation_text(config)
+    if folds:
+        blocks.append(text(folds))
+    unit = "configuration" if folds else "run"
     metrics = Section(
         "metrics",
         "Metrics and their conventions",
-        [*(text(p) for p in metric_conventions()), text(statistics_text())],
+        [*(text(p) for p in metric_conventions()), text(statistics_text(unit))],
     )
     return Chapter("methods", "3", "Methods", [*blocks, metrics])

@@ -53,20 +53,45 @@ def pair_frame(table: pd.DataFrame, a: str) -> pd.DataFrame:
     return grid.reset_index(names=a)
 
 
-def runs_frame(runs_df: pd.DataFrame) -> pd.DataFrame:
-    """Runs (all, or the best ones) as display text: levels verbatim, scores with 3 decimals."""
+def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
+    """Runs or configurations (all, or the best ones) as display text: levels verbatim, scores
+    with 3 decimals, an interval as "[low, high]", fold scores as "mean ± STD"; `key` names
+    the id column."""
     frame = runs_df.copy()
+    if {"ci_low", "ci_high"} <= set(frame.columns):
+        cis = [ci_text(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)]
+        frame = frame.drop(columns=["ci_low", "ci_high"])
+        frame.insert(list(frame.columns).index("score") + 1, "95 % CI", cis)
+    if {"fold_mean", "fold_std"} <= set(frame.columns):
+        spread = [
+            NA if pd.isna(m) else f"{number(m)} ± {number(sd)}"
+            for m, sd in zip(frame["fold_mean"], frame["fold_std"], strict=True)
+        ]
+        frame = frame.drop(columns=["fold_mean", "fold_std"])
+        if any(text != NA for text in spread):
+            frame["Folds: mean ± STD"] = spread
     for column in frame.columns:
         if column in {"score", "dice_mean", "dice_median", "dice_std"}:
             frame[column] = frame[column].map(number)
-        elif column in {"rank", "selected_epoch"}:
+        elif column in {"rank", "selected_epoch", "patients", "fold"}:
             frame[column] = frame[column].map(integer)
-        else:
+        elif column not in {"95 % CI", "Folds: mean ± STD"}:
             frame[column] = frame[column].map(format_level)
-    names = {"rank": "Rank", "run_id": "Run", "score": "Score", "selected_epoch": "Epoch"}
-    names |= {"status": "Status"}
+    names = {"rank": "Rank", "run_id": key, "score": "Score", "selected_epoch": "Epoch"}
+    names |= {"status": "Status", "patients": "Patients", "configuration": "Configuration"}
+    names |= {"fold": "Fold"}
     names |= {"dice_mean": "Dice mean", "dice_median": "Dice median", "dice_std": "Dice STD"}
     return frame.rename(columns=names)
+
+
+def cross_validated(inputs: ReportInputs) -> int:
+    """The number of folds (0 without cross-validation)."""
+    return int(inputs.config.get("split", {}).get("folds") or 0)
+
+
+def experiment(inputs: ReportInputs) -> str:
+    """What the sweep compares: runs, or with folds configurations (each trained on k folds)."""
+    return "configuration" if cross_validated(inputs) else "run"
 
 
 def kruskal_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -130,44 +155,55 @@ def failed_runs(inputs: ReportInputs, all_runs: Table) -> list:
     ]
 
 
-def _effect_sentence(name: str, extreme: dict[str, Any] | None, higher: bool) -> str:
+def _effect_sentence(
+    name: str, extreme: dict[str, Any] | None, higher: bool, unit: str = "run"
+) -> str:
     if extreme and extreme["tie"]:
         return f"All its levels reached the same mean score, {extreme['best_mean']}."
     if extreme:
         best, worst = ("highest", "lowest") if higher else ("lowest", "highest")
         return (
             f"The {best} mean score, {extreme['best_mean']}, was reached with {extreme['best']} "
-            f"({plural(extreme['best_n'], 'run')}), the {worst}, {extreme['worst_mean']}, with "
+            f"({plural(extreme['best_n'], unit)}), the {worst}, {extreme['worst_mean']}, with "
             f"{extreme['worst']}."
         )
     return "Only one of its levels has a defined score."
 
 
 def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
-    """Section 4.1: per swept hyperparameter its table and jitter plot, Kruskal–Wallis, and the
-    pairwise tables."""
+    """Section 4.1: per swept hyperparameter its table and jitter plot, Kruskal–Wallis, the
+    pairwise tables, and with folds the per-fold scores of every configuration."""
     config, sweep = inputs.config, inputs.sweep
     swept = swept_names(sweep)
+    unit = experiment(inputs)
     section = Section("hyperparameter-effects", "Hyperparameter effects")
     if not swept:
         section.blocks.append(
             text(
                 "No hyperparameter was swept, so there are no hyperparameter effects to show; "
-                "the single run is listed in {runs}.",
+                "the single {unit} is listed in {runs}.",
+                unit=unit,
                 runs=all_runs,
             )
         )
+        section.blocks += fold_blocks(inputs)
         return section
     score = score_label(config["selection"])
     higher = bool(config["selection"]["higher_is_better"])
     long_table = read_table(inputs.tables["hyperparameters"], text=["hyperparameter", "level"])
     pairs = configured_pairs(config, swept)
+    of_each = (
+        "the pooled out-of-fold score of each configuration (every development patient scored "
+        f"once, by the fold that did not train on it), the {score}"
+        if cross_validated(inputs)
+        else f"the {score} of each run's selected checkpoint"
+    )
     section.blocks.append(
         text(
             "The tables below summarise, per level of each swept hyperparameter, the score of "
-            "the runs on the validation set: the {score} of each run's selected checkpoint. All "
-            "runs are listed in {runs}.",
-            score=score,
+            "the {units} on the validation set: {of_each}. All runs are listed in {runs}.",
+            units=f"{unit}s",
+            of_each=of_each,
             runs=all_runs,
         )
     )
@@ -182,7 +218,7 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
         hue = hue_partner(name, swept, pairs)
         figure = Figure.of(
             f"jitter-{name}",
-            f"Jitter plot of the {score} of every run on the validation set per level of "
+            f"Jitter plot of the {score} of every {unit} on the validation set per level of "
             f"“{name}”" + (f", coloured by “{hue}”." if hue else "."),
             inputs.figures[f"jitter_{name}"],
         )
@@ -192,7 +228,7 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
                 table=table,
                 figure=figure,
                 name=name,
-                effect=_effect_sentence(name, extremes(rows, higher), higher),
+                effect=_effect_sentence(name, extremes(rows, higher), higher, unit),
             )
         )
         tables.append(table)
@@ -201,13 +237,13 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
     kruskal = read_table(inputs.tables["kruskal"], text=["hyperparameter", "best", "worst"])
     test = Table.of(
         "kruskal",
-        "Kruskal–Wallis test of the runs' scores across the levels of each swept "
+        f"Kruskal–Wallis test of the {unit}s' scores across the levels of each swept "
         "hyperparameter, and the difference of the median score between the best and the "
         "worst level with its bootstrap 95 % confidence interval.",
         kruskal_frame(kruskal),
         notes=[
-            "Each run is one observation; with few runs per level the test has little power "
-            "and undefined values are shown as “–”."
+            f"Each {unit} is one observation; with few {unit}s per level the test has little "
+            "power and undefined values are shown as “–”."
         ],
     )
     section.blocks += [
@@ -220,7 +256,7 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
             f"pair-{a}-{b}",
             f"{sentence_case(score)} on the validation set for “{a}” (rows) and “{b}” (columns).",
             pair_frame(table, a),
-            notes=[PAIR_NOTE],
+            notes=[PAIR_NOTE.replace("experiments", f"{unit}s")],
             group_header=[("", 1), (b, len(pair_grid(table).columns))],
         )
         for (a, b), table in pair_long.groupby(["a", "b"], sort=False)
@@ -229,13 +265,77 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
         section.blocks += [
             text(
                 "Pairs of hyperparameters are analysed jointly in {tables}: each cell gives the "
-                "mean and median score of the runs with that combination and their number.",
+                "mean and median score of the {units} with that combination and their number.",
                 tables=pair_tables,
+                units=f"{unit}s",
             ),
             *pair_tables,
         ]
     section.blocks += figures
+    section.blocks += fold_blocks(inputs)
     return section
+
+
+def fold_frame(folds: pd.DataFrame, configurations: pd.DataFrame) -> pd.DataFrame:
+    """Configurations × folds: each fold run's own validation score, the folds' mean ± STD and
+    the pooled out-of-fold score with its interval and the patients it rests on."""
+    wide = folds.pivot(index="configuration", columns="fold", values="score")
+    rows = []
+    for row in configurations.itertuples(index=False):
+        if row.configuration not in wide.index:
+            continue
+        scores = wide.loc[row.configuration]
+        spread = (
+            NA if pd.isna(row.fold_mean) else f"{number(row.fold_mean)} ± {number(row.fold_std)}"
+        )
+        rows.append(
+            [
+                row.configuration,
+                *(number(v) for v in scores),
+                spread,
+                number(row.score),
+                ci_text(row.ci_low, row.ci_high),
+                integer(row.patients),
+            ]
+        )
+    columns = ["Configuration", *(f"Fold {int(f)}" for f in wide.columns)]
+    columns += ["Mean ± STD", "Out-of-fold", "95 % CI", "Patients"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def fold_blocks(inputs: ReportInputs) -> list:
+    """With folds: the per-fold scores beside the pooled scores, and what the spread says."""
+    if not cross_validated(inputs):
+        return []
+    folds = read_table(inputs.tables["folds"], text=["configuration", "run_id", "status"])
+    configurations = read_table(
+        inputs.tables["configurations"], text=["configuration", "status", "error"]
+    )
+    table = Table.of(
+        "folds",
+        "The validation score of every configuration on each of its folds (each fold run's "
+        "own selection score), the folds' mean ± STD, and the pooled out-of-fold score with its "
+        "bootstrap 95 % confidence interval over the patients it rests on.",
+        fold_frame(folds, configurations),
+        notes=["A configuration with a failed fold has no out-of-fold score (“–”)."],
+    )
+    spread = configurations["fold_std"].dropna()
+    gaps = configurations["score"].dropna()
+    told = (
+        f" The folds of a configuration differ by {number(spread.median())} (median STD), the "
+        f"configurations' scores span {number(gaps.max() - gaps.min())}."
+        if len(spread) and len(gaps) > 1
+        else ""
+    )
+    return [
+        text(
+            "{table} shows the fold-to-fold spread beside the differences between "
+            "configurations.{told}",
+            table=table,
+            told=told,
+        ),
+        table,
+    ]
 
 
 def final_models_frame(final: pd.DataFrame) -> pd.DataFrame:
@@ -248,15 +348,119 @@ def final_models_frame(final: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def ranking_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The bootstrap ranking: per configuration its score, how often it ranked first, its
+    median rank and 95 % rank interval."""
+    rows = [
+        [
+            row.configuration,
+            number(row.score),
+            f"{100 * row.first:.0f} %",
+            f"{row.median_rank:g}",
+            f"[{row.rank_low:g}, {row.rank_high:g}]",
+        ]
+        for row in table.itertuples(index=False)
+    ]
+    columns = ["Configuration", "Score", "Ranked first", "Median rank", "95 % rank interval"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def tests_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Paired tests (Friedman, Wilcoxon with Holm) with bootstrap CIs of the median difference."""
+    rows = [
+        [
+            row["test"],
+            row["a"] if row["test"] == "Friedman" else f"{row['a']} − {row['b']}",
+            integer(row["n"]),
+            number(row["statistic"]),
+            p_value(row["p"]),
+            p_value(row["p_holm"]),
+            number(row["median_difference"]),
+            ci_text(row["ci_low"], row["ci_high"]),
+        ]
+        for _, row in table.iterrows()
+    ]
+    columns = ["Test", "Models", "Patients", "Statistic", "p", "p (Holm)", "Δ median", "95 % CI"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ranking_blocks(inputs: ReportInputs) -> list:
+    """How stable the ranking of the top configurations is, and their pairwise comparison."""
+    ranking = read_table(inputs.tables["ranking"], text=["configuration"])
+    if len(ranking) < 2:
+        return []
+    unit, patients = experiment(inputs), int(ranking["patients"].max())
+    table = Table.of(
+        "ranking",
+        f"Bootstrap ranking of the {plural(len(ranking), 'best ' + unit)}: the share of "
+        f"{int(ranking['resamples'].iloc[0])} resamples of the {plural(patients, 'patient')} in "
+        "which each ranked first, its median rank and 95 % rank interval.",
+        ranking_frame(ranking),
+        notes=[
+            "Each resample draws the patients with replacement, the same for every model; "
+            f"tied {unit}s share the better rank."
+        ],
+    )
+    figure = Figure.of(
+        "ranking",
+        f"Ranks of the best {unit}s in the bootstrap resamples of the patients: the area of "
+        "each disc is the share of resamples with that rank.",
+        inputs.figures["ranking"],
+    )
+    first = ranking.sort_values("first", ascending=False, kind="stable").iloc[0]
+    blocks = [
+        text(
+            "How sure is this ranking? {table} and {figure} resample the {patients} with "
+            "replacement and rank the {n} best {units} again: {best} ranked first in "
+            "{share} of the resamples.",
+            table=table,
+            figure=figure,
+            patients=plural(patients, "patient"),
+            n=len(ranking),
+            units=f"{unit}s",
+            best=first["configuration"],
+            share=f"{100 * first['first']:.0f} %",
+        ),
+        table,
+        figure,
+    ]
+    tests = read_table(inputs.tables["configuration_tests"], text=["split", "test", "a", "b"])
+    if len(tests):
+        compared = Table.of(
+            "configuration-tests",
+            f"Pairwise comparison of the best {unit}s on their paired per-patient validation "
+            "scores, with the median of the per-patient differences and its bootstrap 95 % "
+            "confidence interval.",
+            tests_frame(tests),
+            notes=[
+                "Wilcoxon signed-rank for two; for more, Friedman and pairwise Wilcoxon tests "
+                "with Holm's correction."
+            ],
+        )
+        n = int(tests["n"].max())
+        blocks += [
+            text(
+                "{table} compares them pairwise on the {patients} that every one of them scores.",
+                table=compared,
+                patients=plural(n, "patient"),
+            ),
+            compared,
+        ]
+    return blocks
+
+
 def best_models(inputs: ReportInputs) -> Section:
-    """Section 4.2: the best runs, the final models and their training curves."""
+    """Section 4.2: the best runs (configurations), how stable their ranking is, the final
+    models and their training curves."""
     score = score_label(inputs.config["selection"])
+    unit = experiment(inputs)
     best = read_table(inputs.tables["best_runs"], text=["run_id"])
     final = pd.read_csv(inputs.final, keep_default_na=False)
     table = Table.of(
         "best-runs",
-        f"The {plural(len(best), 'best run')} by {score} on the validation set.",
-        runs_frame(best),
+        f"The {plural(len(best), 'best ' + unit)} by {score} on the validation set, with its "
+        "bootstrap 95 % confidence interval over the patients it rests on.",
+        runs_frame(best, key=unit.capitalize()),
     )
     finals = Table.of(
         "final-models",
@@ -265,30 +469,40 @@ def best_models(inputs: ReportInputs) -> Section:
     )
     curves = Figure.of(
         "training-curves",
-        "Training curves of the final models. Left: training loss as a rolling mean (dark "
-        "line) with bands of one (dark) and two (light) standard deviations, validation loss as "
-        "orange points; right: validation Dice per epoch.",
+        "Training curves of the final models"
+        + (" (one panel per fold)" if cross_validated(inputs) else "")
+        + ". Left: training loss as a rolling mean (dark line) with bands of one (dark) and two "
+        "(light) standard deviations, validation loss as orange points; right: validation Dice "
+        "per epoch.",
         inputs.figures["training_curves"],
     )
-    reached = (
-        f"; the best, {best['run_id'].iloc[0]}, reached {number(best['score'].iloc[0])}"
-        if len(best)
-        else ""
-    )
+    reached = ""
+    if len(best):
+        top = best.iloc[0]
+        reached = (
+            f"; the best, {top['run_id']}, reached {number(top['score'])} "
+            f"{ci_text(top.get('ci_low'), top.get('ci_high'))}"
+        )
+        if "patients" in best and not pd.isna(top.get("patients")):
+            reached += f" over {plural(int(top['patients']), 'patient')}"
     return Section(
         "best-models",
         "Best models",
         [
             text(
-                "{table} lists the best runs by validation score{reached}. The final models "
-                "chosen from these scores are listed in {finals}, and their training curves are "
-                "shown in {curves}.",
+                "{table} lists the best {units} by validation score{reached}.",
                 table=table,
+                units=f"{unit}s",
                 reached=reached,
+            ),
+            table,
+            *ranking_blocks(inputs),
+            text(
+                "The final models chosen from these scores are listed in {finals}, and their "
+                "training curves are shown in {curves}.",
                 finals=finals,
                 curves=curves,
             ),
-            table,
             finals,
             curves,
         ],
