@@ -33,9 +33,9 @@ def _spec(subject_id: str, cfg: dict = cohort.DEFAULT_SYNTHETIC) -> cohort.Subje
 def test_plan_counts_sizes_and_labelled_fraction():
     specs = cohort.plan_cohort(cohort.DEFAULT_SYNTHETIC)
     by_source = {src: [s for s in specs if s.source == src] for src in ("epi", "jopp", "maas")}
-    assert [len(v) for v in by_source.values()] == [10, 8, 2]
-    assert [sum(s.labelled for s in v) for v in by_source.values()] == [5, 4, 0]
-    assert [s.subject_id for s in by_source["jopp"]] == [f"jopp-{i:03d}" for i in range(8)]
+    assert [len(v) for v in by_source.values()] == [12, 10, 2]
+    assert [sum(s.labelled for s in v) for v in by_source.values()] == [9, 9, 0]
+    assert [s.subject_id for s in by_source["jopp"]] == [f"jopp-{i:03d}" for i in range(10)]
     assert {s.size for s in by_source["epi"]} == {(100, 100, 41)}
     assert {s.size for s in by_source["jopp"]} == {(64, 64, 24)}
     assert {s.perspective for s in by_source["maas"]} == {"sagittal"}

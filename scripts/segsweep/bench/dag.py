@@ -1,7 +1,8 @@
 """How fast Snakemake plans a large sweep with segsweep, beside a bare Snakefile of the same shape.
 
 The real Snakefile runs in a scratch directory on the default config with a generated sweep of
-N runs; the bare Snakefile has the same per-run rules and files (train → params.yaml,
+N runs: N / k configurations with k-fold cross-validation (`--folds`, default 5 as nnU-Net; fold
+runs count as runs); the bare Snakefile has the same per-run rules and files (train → params.yaml,
 train_log.csv, checkpoints/index.json, provenance.json; select → selection.json and the two
 validation tables; a log and a benchmark file each; one aggregate over all runs) but none of
 segsweep's code, so the ratio is what segsweep adds to the limit Snakemake itself sets. Both are
@@ -86,20 +87,19 @@ rule aggregate:
 """
 
 
-def sweep_of(n_runs: int) -> dict:
-    """A sweep of exactly n_runs distinct runs (a multiple of 1,000): 10 lr × 10 batch sizes ×
-    10 base widths, repeated with n_runs / 1,000 seeds."""
-    if n_runs % 1000:
-        raise ValueError("n_runs must be a multiple of 1000")
+def sweep_of(n_configurations: int) -> dict:
+    """A sweep of exactly n_configurations distinct configurations (a multiple of 100): 10 lr ×
+    10 batch sizes, repeated with n_configurations / 100 seeds."""
+    if n_configurations % 100:
+        raise ValueError("the number of configurations must be a multiple of 100")
     return {
         "grids": {
             "scale": {
                 "lr": [round(1e-4 * (i + 1), 6) for i in range(10)],
                 "batch_size": list(range(2, 12)),
-                "base_channels": list(range(4, 14)),
             }
         },
-        "repeats": n_runs // 1000,
+        "repeats": n_configurations // 100,
     }
 
 
@@ -114,11 +114,18 @@ def dry_run(args: list[str], workdir: Path) -> float:
     return elapsed
 
 
-def time_segsweep(n_runs: int, scratch: Path) -> float:
+def time_segsweep(n_runs: int, folds: int, scratch: Path) -> float:
+    """Dry-run seconds of the real Snakefile on n_runs runs: n_runs / folds configurations of
+    `folds` runs each (folds 0: one run each)."""
+    if n_runs % max(folds, 1):
+        raise ValueError(f"{n_runs} runs are not a whole number of {folds}-fold configurations")
     workdir = scratch / f"segsweep-{n_runs}"
     (workdir / "config").mkdir(parents=True)
-    (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(sweep_of(n_runs)))
-    (workdir / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    sweep = sweep_of(n_runs // max(folds, 1))
+    (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["split"]["folds"] = folds
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return dry_run(["--snakefile", str(REPO / "Snakefile")], workdir)
 
 
@@ -133,16 +140,17 @@ def main(argv: list[str] | None = None) -> None:
     """Print the dry-run times and, last, `dag: t1000=… t10000=… overhead=…`."""
     parser = argparse.ArgumentParser(prog="python -m segsweep.bench dag", description=main.__doc__)
     parser.add_argument("--sizes", type=int, nargs=2, default=[1000, 10000], metavar="N")
+    parser.add_argument("--folds", type=int, default=5, help="k of the configurations (0: none)")
     args = parser.parse_args(argv)
     small, large = args.sizes
     with tempfile.TemporaryDirectory(prefix="segsweep-dag-") as tmp:
         scratch = Path(tmp)
         times = {}
         for n in (small, large):
-            times[("segsweep", n)] = time_segsweep(n, scratch)
+            times[("segsweep", n)] = time_segsweep(n, args.folds, scratch)
             times[("bare", n)] = time_bare(n, scratch)
             print(
-                f"{n} runs: segsweep {times[('segsweep', n)]:.1f} s, "
+                f"{n} runs ({args.folds} folds): segsweep {times[('segsweep', n)]:.1f} s, "
                 f"bare {times[('bare', n)]:.1f} s",
                 flush=True,
             )

@@ -30,8 +30,8 @@ DEFAULT_SYNTHETIC: dict = {
     "seed": 42,
     "scale": 0.125,
     "sources": {
-        "epi": {"n": 10, "labelled": 0.5},
-        "jopp": {"n": 8, "labelled": 0.55},
+        "epi": {"n": 12, "labelled": 0.75},
+        "jopp": {"n": 10, "labelled": 0.9},
         "maas": {"n": 2, "labelled": 0.0},
     },
 }
