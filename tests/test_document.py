@@ -18,6 +18,7 @@ from segsweep.report.document import (
     slug,
     text,
 )
+from segsweep.report.numbers import number, percent
 from segsweep.report.render import render_html
 
 FRAME = pd.DataFrame({"Level": ["a", "b"], "Mean": ["0.500", "0.700"]})
@@ -90,3 +91,14 @@ def test_the_template_renders_blocks_in_document_order() -> None:
     assert html.index('id="tab-early"') < html.index('id="part"') < html.index('id="tab-late"')
     assert "<h2>3.1 Part</h2>" in html and "Table 3.2: The late table." in html
     assert '<a href="#part">3.1 Part</a>' in html  # the contents list numbered sections
+
+
+def test_numbers_never_show_a_negative_zero_or_hide_a_rare_share() -> None:
+    assert number(-0.0002) == "0.000" and number(-0.002) == "-0.002" and number(None) == "–"
+    assert [percent(s) for s in (0.0, 0.004, 0.5, 0.996, 1.0)] == [
+        "0 %",
+        "0.4 %",
+        "50 %",
+        "99.6 %",
+        "100 %",
+    ]

@@ -151,12 +151,12 @@ def training_curves(logs: dict[str, pd.DataFrame], out: Path) -> None:
             log["epoch"], mean, color=TRAIN_COLOUR, label=f"train (rolling mean, {window} epochs)"
         )
         loss_ax.plot(log["epoch"], log["val_loss"], "o", color=VAL_COLOUR, ms=4, label="validation")
-        loss_ax.set_title(f"{label}: loss", fontsize=9)
+        loss_ax.set_title(f"{label}: loss", fontsize=8, loc="left")
         loss_ax.set_xlabel("epoch")
         loss_ax.set_ylabel("loss")
         loss_ax.legend(fontsize=7, frameon=False)
         dice_ax.plot(log["epoch"], log["val_dice"], "o-", color=VAL_COLOUR, ms=4)
-        dice_ax.set_title(f"{label}: validation Dice", fontsize=9)
+        dice_ax.set_title("validation Dice", fontsize=8)
         dice_ax.set_xlabel("epoch")
         dice_ax.set_ylabel("Dice")
         for ax in (loss_ax, dice_ax):
@@ -268,9 +268,9 @@ def draw_figures(
         jitter_plot(experiments, name, hue, Path(outputs[f"jitter_{name}"]), ylabel)
     final = pd.read_csv(given.final, keep_default_na=False)
     labels = {r.run_id: model_label(r.run_id, r.group) for r in final.itertuples(index=False)}
-    members = {
-        c: [r.run_id for r in g] for c, g in configurations(sweep_runs(config, sweep)).items()
-    }
+    runs = sweep_runs(config, sweep)
+    members = {c: [r.run_id for r in group] for c, group in configurations(runs).items()}
+    folds = {r.run_id: r.fold for r in runs}
     val = {model: [given.val_per_slice[run] for run in members[model]] for model in labels}
     test = {model: [given.test_per_slice[model]] for model in labels}
     for split, files, title in (("val", val, "validation set"), ("test", test, "test set")):
@@ -278,7 +278,7 @@ def draw_figures(
         boxplot(slices, Path(outputs[f"boxplot_{split}"]), f"Dice per slice, {title}")
         histograms(slices, Path(outputs[f"histogram_{split}"]), f"Dice per slice, {title}")
     logs = {
-        labels[model] if len(members[model]) == 1 else f"{labels[model]}, {run}": pd.read_csv(
+        labels[model] if folds[run] is None else f"{labels[model]}, fold {folds[run]}": pd.read_csv(
             given.train_logs[run]
         )
         for model in labels

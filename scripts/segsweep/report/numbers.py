@@ -14,7 +14,17 @@ def number(value: Any, digits: int = 3) -> str:
     """A number with `digits` decimals; undefined values as a dash."""
     if value is None or pd.isna(value):
         return NA
-    return f"{float(value):.{digits}f}"
+    text = f"{float(value):.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
+
+
+def percent(share: float) -> str:
+    """A share in [0, 1] as a whole percentage, with one decimal where rounding would show a
+    share that is neither none nor all as 0 % or 100 % (0.996 → "99.6 %")."""
+    text = f"{100 * share:.0f} %"
+    if 0 < share < 1 and text in {"0 %", "100 %"}:
+        text = f"{100 * share:.1f} %"
+    return text
 
 
 def integer(value: Any) -> str:

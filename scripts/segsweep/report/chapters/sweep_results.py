@@ -10,7 +10,16 @@ import pandas as pd
 
 from segsweep.report.document import Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
-from segsweep.report.numbers import NA, ci_text, integer, number, p_value, plural, sentence_case
+from segsweep.report.numbers import (
+    NA,
+    ci_text,
+    integer,
+    number,
+    p_value,
+    percent,
+    plural,
+    sentence_case,
+)
 from segsweep.sweep.analysis import configured_pairs, hue_partner, pair_grid
 from segsweep.sweep.grammar import swept_names
 from segsweep.vocabulary import format_level, score_label
@@ -94,8 +103,9 @@ def experiment(inputs: ReportInputs) -> str:
     return "configuration" if cross_validated(inputs) else "run"
 
 
-def kruskal_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """Kruskal–Wallis per hyperparameter with the best − worst median difference and its CI."""
+def kruskal_frame(table: pd.DataFrame, unit: str = "run") -> pd.DataFrame:
+    """Kruskal–Wallis per hyperparameter with the best − worst median difference and its CI;
+    `unit` names the observations (runs, or configurations with folds)."""
     rows = [
         [
             row["hyperparameter"],
@@ -111,7 +121,8 @@ def kruskal_frame(table: pd.DataFrame) -> pd.DataFrame:
         ]
         for _, row in table.iterrows()
     ]
-    columns = ["Hyperparameter", "Levels", "Runs", "H", "p", "Best − worst", "Δ median", "95 % CI"]
+    columns = ["Hyperparameter", "Levels", f"{unit.capitalize()}s", "H", "p", "Best − worst"]
+    columns += ["Δ median", "95 % CI"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -240,7 +251,7 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
         f"Kruskal–Wallis test of the {unit}s' scores across the levels of each swept "
         "hyperparameter, and the difference of the median score between the best and the "
         "worst level with its bootstrap 95 % confidence interval.",
-        kruskal_frame(kruskal),
+        kruskal_frame(kruskal, unit),
         notes=[
             f"Each {unit} is one observation; with few {unit}s per level the test has little "
             "power and undefined values are shown as “–”."
@@ -355,7 +366,7 @@ def ranking_frame(table: pd.DataFrame) -> pd.DataFrame:
         [
             row.configuration,
             number(row.score),
-            f"{100 * row.first:.0f} %",
+            percent(row.first),
             f"{row.median_rank:g}",
             f"[{row.rank_low:g}, {row.rank_high:g}]",
         ]
@@ -419,7 +430,7 @@ def ranking_blocks(inputs: ReportInputs) -> list:
             n=len(ranking),
             units=f"{unit}s",
             best=first["configuration"],
-            share=f"{100 * first['first']:.0f} %",
+            share=percent(first["first"]),
         ),
         table,
         figure,
@@ -470,7 +481,7 @@ def best_models(inputs: ReportInputs) -> Section:
     curves = Figure.of(
         "training-curves",
         "Training curves of the final models"
-        + (" (one panel per fold)" if cross_validated(inputs) else "")
+        + (" (one row per fold)" if cross_validated(inputs) else "")
         + ". Left: training loss as a rolling mean (dark line) with bands of one (dark) and two "
         "(light) standard deviations, validation loss as orange points; right: validation Dice "
         "per epoch.",
