@@ -4,9 +4,13 @@
 rule analysis:
     input:
         unpack(final_tables),
+        **(
+            {"per_slice": each(L.VAL_PER_SLICE, run=sorted(RUNS))}
+            if SLICE_LEVEL
+            else {}
+        ),
         selections=each(L.SELECTION, run=sorted(RUNS)),
         per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
-        per_slice=each(L.VAL_PER_SLICE, run=sorted(RUNS)),
         subjects=each(L.RUN_SUBJECTS, run=sorted(RUNS)),
         splits=L.SPLITS,
         final=L.FINAL,
@@ -29,6 +33,7 @@ rule analysis:
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),
+        members=lambda w: final_members(),
     script:
         "../scripts/analysis.py"
 
@@ -41,7 +46,6 @@ rule figures:
         ranks=L.path(L.TABLE, name="rank_frequencies"),
         final=L.FINAL,
         logs=each(L.RUN_LOG, run=sorted(RUNS)),
-        per_slice=each(L.VAL_PER_SLICE, run=sorted(RUNS)),
         selections=each(L.SELECTION, run=sorted(RUNS)),
     output:
         jitter=report(
@@ -86,5 +90,6 @@ rule figures:
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),
+        members=lambda w: final_members(),
     script:
         "../scripts/figures.py"

@@ -88,6 +88,10 @@ _TRAIN_VALIDATOR = jsonschema.validators.validator_for(_TRAIN_SCHEMA)(_TRAIN_SCH
 RUNS = {run.run_id: run for run in sweep_runs(config, SWEEP, _validate_train)}
 CONFIGURATIONS = configurations(list(RUNS.values()))  # id → its runs (k with folds)
 FOLDS = config["split"]["folds"]
+# The validation tables that score configurations: per patient, or per slice at slice level
+# (only then do the cohort-level rules read every run's per-slice table).
+SLICE_LEVEL = config["selection"]["level"] == "slice"
+SCORED = L.VAL_PER_SLICE if SLICE_LEVEL else L.VAL_PER_PATIENT
 SWEPT = swept_names(SWEEP)
 
 
@@ -305,11 +309,19 @@ def final_runs():
         return [row["run_id"] for row in csv.DictReader(handle)]
 
 
+def final_members():
+    """The runs of the final models (each model's runs in fold order, models in the order of
+    `final_runs()`)."""
+    return [run.run_id for model in final_runs() for run in CONFIGURATIONS[model]]
+
+
 def final_tables(wildcards):
-    """The test tables of the final models, listed in the order of `final_runs()` (with folds
-    also those of each model's best fold)."""
+    """The tables of the final models: the per-slice validation tables of their runs (in the
+    order of `final_members()`) and their test tables, in the order of `final_runs()` (with
+    folds also those of each model's best fold)."""
     models = final_runs()
     tables = {
+        "val_per_slice": each(L.VAL_PER_SLICE, run=final_members()),
         "test_per_slice": each(L.TEST_PER_SLICE, run=models),
         "test_per_patient": each(L.TEST_PER_PATIENT, run=models),
     }

@@ -35,8 +35,7 @@ rule select:
 checkpoint choose_final:
     input:
         selections=each(L.SELECTION, run=sorted(RUNS)),
-        per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
-        per_slice=each(L.VAL_PER_SLICE, run=sorted(RUNS)),
+        scored=each(SCORED, run=sorted(RUNS)),
     output:
         table=report(
             L.FINAL,

@@ -6,6 +6,7 @@ from segsweep.sweep.analysis import AnalysisInputs, write_tables
 
 with logged(snakemake.log[0]):
     runs, models, given = snakemake.params.runs, snakemake.params.finals, snakemake.input
+    members = snakemake.params.members  # the final models' runs
 
     def by_run(files):
         return dict(zip(runs, files, strict=True))
@@ -16,7 +17,10 @@ with logged(snakemake.log[0]):
     inputs = AnalysisInputs(
         selections=by_run(given.selections),
         val_per_patient=by_run(given.per_patient),
-        val_per_slice=by_run(given.per_slice),
+        # every run's at slice level (configurations are scored on them), else the final runs'
+        val_per_slice=by_run(given.per_slice)
+        if "per_slice" in given.keys()
+        else dict(zip(members, given.val_per_slice, strict=True)),
         subjects=by_run(given.subjects),
         splits=given.splits,
         final=given.final,

@@ -5,11 +5,10 @@ from segsweep.sweep.final import write_final
 
 with logged(snakemake.log[0]):
     runs, given, cfg = snakemake.params.runs, snakemake.input, snakemake.params.cfg
-    level = given.per_patient if cfg["selection"]["level"] == "patient" else given.per_slice
     write_final(
         cfg,
         snakemake.params.sweep,
         dict(zip(runs, given.selections, strict=True)),
-        dict(zip(runs, level, strict=True)),
+        dict(zip(runs, given.scored, strict=True)),
         snakemake.output.table,
     )

@@ -27,7 +27,7 @@ with logged(snakemake.log[0]):
         final=given.final,
         selections=dict(zip(runs, given.selections, strict=True)),
         train_logs=dict(zip(runs, given.logs, strict=True)),
-        val_per_slice=dict(zip(runs, given.per_slice, strict=True)),
+        val_per_slice=dict(zip(snakemake.params.members, given.val_per_slice, strict=True)),
         test_per_slice=dict(
             zip(models, given.best_per_slice if best else given.test_per_slice, strict=True)
         ),

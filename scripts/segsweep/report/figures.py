@@ -235,8 +235,8 @@ def rank_plot(frequencies: pd.DataFrame, out: Path) -> None:
 class FigureInputs:
     """What the figures show: the runs and configurations tables, the bootstrap rank
     frequencies, the final models (final.csv) and their runs' training logs, each run's
-    selection.json and validation per_slice.csv (by run id), and each final model's per_slice
-    test table (by its id: the reported one, `final.model`)."""
+    selection.json (by run id), the final models' runs' validation per_slice.csv (by run id),
+    and each final model's per_slice test table (by its id: the reported one, `final.model`)."""
 
     runs: str | Path
     configurations: str | Path

@@ -469,10 +469,11 @@ def ensemble_vs_fold(final: pd.DataFrame, ensemble: Tables, best_fold: Tables) -
 
 @dataclass(frozen=True)
 class AnalysisInputs:
-    """What the analysis reads: per run (by run id) its selection.json, validation tables and
-    subjects.json; splits.csv; the final models (final.csv) and per final model (by its id)
-    its test tables (`test_*`: of its fold ensemble with folds) and, with folds, those of its
-    best fold (`best_*`)."""
+    """What the analysis reads: per run (by run id) its selection.json, per_patient.csv and
+    subjects.json, and its per_slice.csv (every run's at `selection.level: slice`, else at
+    least the final models' runs'); splits.csv; the final models (final.csv) and per final
+    model (by its id) its test tables (`test_*`: of its fold ensemble with folds) and, with
+    folds, those of its best fold (`best_*`)."""
 
     selections: Mapping[str, str | Path]
     val_per_patient: Mapping[str, str | Path]
