@@ -423,3 +423,20 @@ def test_main_mask_records_centre_error_and_tables(tmp_path):
     kept = pd.read_csv(tmp_path / "k.csv")
     assert kept.columns.tolist() == ["subject_id", "femur", "tibia", "fibula"]
     assert kept.loc[0, "femur"] == 1.0 and np.isnan(kept.loc[0, "fibula"])
+
+
+# --- the reference centre across a joint gap ----------------------------------------------------
+
+
+def test_mask_centre_is_the_widest_interface_across_a_gap():
+    """Femur and tibia 8 mm apart (cartilage and fluid between them) meet over a wide plateau;
+    the fibula nearly touches the tibia over a small area. The reference centre is midway
+    across the femur-tibia gap, not at the small tibiofibular contact."""
+    array = np.zeros((10, 60, 60), np.uint8)  # 2 mm pixels in-plane
+    array[:, 5:25, 10:50] = 1  # femur: rows 5..24
+    array[:, 29:55, 12:48] = 2  # tibia: rows 29..54, 4 rows (8 mm) below the femur
+    array[:, 35:50, 49:55] = 3  # fibula: one column from the tibia, over a short stretch
+    mask = _volume(array, spacing=(2.0, 2.0, 3.0))
+    centre = crop.mask_centre(mask, LABELS)
+    index = mask.TransformPhysicalPointToContinuousIndex(centre)
+    np.testing.assert_allclose(index[:2], (29.5, 26.5), atol=0.5)  # column, row: mid-gap

@@ -10,6 +10,7 @@ padded and subsampled (thesis: 41 -> pad to 48 -> every 2nd -> 24).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -234,30 +235,33 @@ def find_centre(
     raise ConfigError("preprocess.crop.centre", method, " | ".join(CENTRES))
 
 
-CONTACT_MM = 4.0  # voxels of one class this close to another class form the contact zone
+MEET_MM = 16.0  # two classes at most this far apart meet (the knee's joint gap is about 6-8 mm)
 
 
 def mask_centre(mask: sitk.Image, labels: dict[str, int]) -> tuple[float, float, float] | None:
-    """Reference centre from a label map: centroid of the zone where two classes meet (for the
-    knee, femur and tibia across the joint gap); the centroid of all labelled voxels when no
-    classes meet; None for an empty mask."""
+    """Reference centre from a label map: centroid of the widest interface where two classes
+    meet, the voxels about as far from one class as from the other (within a voxel) and
+    together at most MEET_MM from both. For the knee that is the surface midway between femur
+    and tibia across the joint gap (cartilage and fluid, about 6-8 mm from bone to bone); the
+    tibia faces the fibula over a smaller area. The centroid of all labelled voxels when no
+    two classes meet; None for an empty mask."""
     lip = sitk.DICOMOrient(mask, CANONICAL)
     array = sitk.GetArrayViewFromImage(lip)
     sx, sy, sz = lip.GetSpacing()
     present = [v for v in labels.values() if np.any(array == v)]
     if not present:
         return None
-    zone = np.zeros(array.shape, bool)
-    near = {
-        v: ndimage.distance_transform_edt(array != v, sampling=(sz, sy, sx)) < CONTACT_MM
+    distance = {
+        v: ndimage.distance_transform_edt(array != v, sampling=(sz, sy, sx)).astype(np.float32)
         for v in present
     }
-    for a in present:
-        for b in present:
-            if a != b:
-                zone |= (array == a) & near[b]
-    if not zone.any():
-        zone = np.isin(array, present)
+    band = max(sx, sy, sz)  # the difference changes by up to 2 voxels' width per voxel
+    zone, widest = np.isin(array, present), 0
+    for a, b in itertools.combinations(present, 2):
+        da, db = distance[a], distance[b]
+        meet = (np.abs(da - db) <= band) & (da + db <= MEET_MM)
+        if np.count_nonzero(meet) > widest:
+            zone, widest = meet, int(np.count_nonzero(meet))
     k, j, i = (float(c.mean()) for c in np.nonzero(zone))
     return lip.TransformContinuousIndexToPhysicalPoint((i, j, k))
 
