@@ -13,8 +13,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from segsweep.errors import ConfigError
-from segsweep.preprocess import crop
+from segsweep.errors import ConfigError, InputError
+from segsweep.preprocess import crop, crop_plan
 
 LABELS = {"femur": 1, "tibia": 2, "fibula": 3}
 LIP = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)
@@ -425,7 +425,7 @@ def test_main_mask_records_centre_error_and_tables(tmp_path):
     assert kept.loc[0, "femur"] == 1.0 and np.isnan(kept.loc[0, "fibula"])
 
 
-# --- the reference centre across a joint gap ----------------------------------------------------
+# --- the reference centre across a joint gap, label extents, the crop plan ----------------------
 
 
 def test_mask_centre_is_the_widest_interface_across_a_gap():
@@ -440,3 +440,177 @@ def test_mask_centre_is_the_widest_interface_across_a_gap():
     centre = crop.mask_centre(mask, LABELS)
     index = mask.TransformPhysicalPointToContinuousIndex(centre)
     np.testing.assert_allclose(index[:2], (29.5, 26.5), atol=0.5)  # column, row: mid-gap
+
+
+def test_label_extents_around_the_centre():
+    array = np.zeros((4, 30, 40), np.uint8)
+    array[1:3, 5:10, 20:31] = 1  # femur: columns 20..30, rows 5..9
+    mask = _volume(array, spacing=(2.0, 1.0, 3.0))
+    centre = mask.TransformContinuousIndexToPhysicalPoint((25.0, 10.0, 1.0))
+    extents = crop.label_extents(mask, centre, LABELS)
+    assert extents["femur"] == pytest.approx([-10.0, 10.0, -5.0, -1.0])
+    assert extents["tibia"] is None and extents["fibula"] is None
+    assert crop_plan.half_extent(extents) == pytest.approx(10.0)
+    # a window of 2 * half-extent around the centre keeps every voxel
+    image = _volume(array.astype(np.float32), spacing=(2.0, 1.0, 3.0))
+    _, info = crop.crop_subject(image, centre, window_mm=20.0, size=20, slices=4)
+    assert crop.crop_mask(mask, info, LABELS)[1]["femur"] == 1.0
+
+
+def test_resolve_centre():
+    assert crop_plan.resolve_centre("auto", "synthetic") == "joint"
+    assert crop_plan.resolve_centre("auto", "manifest") == "foreground"
+    assert crop_plan.resolve_centre("image", "synthetic") == "image"
+
+
+def _record(half: float, method: str = "joint") -> dict:
+    return {"centre_method": method, "extent_mm": {"a": [-half, half / 2, -1.0, 1.0], "b": None}}
+
+
+def test_plan_rests_on_train_and_val_subjects_only():
+    records = {"s1": _record(40.0), "s2": _record(50.0), "s3": _record(80.0), "u1": _record(0)}
+    records["u1"]["extent_mm"] = None  # unlabelled
+    splits = pd.DataFrame(
+        {"subject_id": ["s1", "s2", "s3", "u1"], "split": ["train", "val", "test", "unlabelled"]}
+    )
+    plan = crop_plan.plan_crop(records, splits, "auto", margin=0.1)
+    assert plan["window_mm"] == 110.0  # 2 * 50 * 1.1, s3 (test) never counts
+    assert plan["half_extent_mm"] == {"s1": 40.0, "s2": 50.0}
+    assert plan["widest"] == "s2" and plan["subjects"] == 2 and plan["window"] == "auto"
+    assert plan["centre_method"] == "joint"
+    assert crop_plan.plan_crop(records, splits, "auto", margin=0.0)["window_mm"] == 100.0
+    assert crop_plan.planned_window(50.2, 0.1) == 111.0  # rounded up to a whole millimetre
+    fixed = crop_plan.plan_crop(records, splits, 90.0)
+    assert fixed["window_mm"] == 90.0 and fixed["window"] == "config"
+    none = splits.assign(split=["test", "test", "test", "unlabelled"])
+    with pytest.raises(InputError, match="window_mm: auto needs train or val subjects"):
+        crop_plan.plan_crop(records, none, "auto")
+
+
+def test_cut_classes_lists_every_class_below_99_percent():
+    kept = pd.DataFrame(
+        {"subject_id": ["a", "b"], "femur": [1.0, 0.5], "tibia": [0.995, 0.9899], "x": [None] * 2}
+    )
+    cut = crop_plan.cut_classes(kept)
+    assert cut.values.tolist() == [["b", "femur", 0.5], ["b", "tibia", 0.9899]]
+
+
+def test_main_centre_plan_and_image_with_a_planned_window(tmp_path):
+    """The stages as the workflow runs them: centre.json per subject, plan.json from the train
+    and val subjects, the crop with the planned window."""
+    image, mask = _labelled_pair()
+    sitk.WriteImage(image, str(tmp_path / "image.nii.gz"))
+    sitk.WriteImage(mask, str(tmp_path / "mask.nii.gz"))
+    crop_dir = tmp_path / "crop"
+    cfg = json.dumps({"centre": "image", "window_mm": "auto", "size": 16, "slices": 8})
+    for subject in ("s1", "s2"):
+        crop.main(
+            ["centre", "--image", str(tmp_path / "image.nii.gz"), "--config-json", cfg]
+            + ["--mask", str(tmp_path / "mask.nii.gz"), "--labels-json", json.dumps(LABELS)]
+            + ["--out-json", str(crop_dir / subject / "centre.json")]
+        )
+    record = json.loads((crop_dir / "s1" / "centre.json").read_text())
+    assert record["centre_method"] == "image"
+    # grid centre (39.5, 39.5) of 1.5 mm pixels; the tibia reaches column 69 and row 77
+    assert record["half_extent_mm"] == pytest.approx((77 - 39.5) * 1.5)
+    splits = tmp_path / "splits.csv"
+    pd.DataFrame({"subject_id": ["s1", "s2"], "split": ["train", "test"]}).to_csv(splits)
+    crop.main(
+        ["plan", "--splits", str(splits), "--crop-dir", str(crop_dir), "--subjects", "s1", "s2"]
+        + ["--config-json", cfg, "--out-json", str(crop_dir / "plan.json")]
+    )
+    plan = json.loads((crop_dir / "plan.json").read_text())
+    assert plan["window_mm"] == math.ceil(2 * 37.5 * 1.5 * 1.1)
+    assert plan["half_extent_mm"] == {"s1": pytest.approx(56.25)}
+    out = crop_dir / "s2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        crop.main(
+            ["image", "--image", str(tmp_path / "image.nii.gz"), "--config-json", cfg]
+            + [
+                "--centre-json",
+                str(out / "centre.json"),
+                "--plan-json",
+                str(crop_dir / "plan.json"),
+            ]
+            + ["--out-image", str(out / "image.nii.gz"), "--out-json", str(out / "crop.json")]
+            + ["--out-qc", str(out / "qc.png")]
+        )
+    info = json.loads((out / "crop.json").read_text())
+    assert info["window_mm"] == plan["window_mm"] and info["window"] == "auto"
+    assert info["centre_method"] == "image"
+    _, kept = crop.crop_mask(mask, info, LABELS)
+    assert kept["femur"] == kept["tibia"] == 1.0
+    with pytest.raises(ConfigError, match="window_mm"):
+        crop.main(
+            ["image", "--image", str(tmp_path / "image.nii.gz"), "--config-json", cfg]
+            + ["--out-image", str(out / "x.nii.gz"), "--out-json", str(out / "x.json")]
+            + ["--out-qc", str(out / "x.png")]
+        )
+
+
+# --- the default knee cohort: centre error and kept fractions of the default crop ---------------
+
+
+@pytest.fixture(scope="module")
+def default_knee() -> list[dict]:
+    """Three labelled subjects of the default cohort (config data.synthetic, scale 0.125), as
+    the workflow sees them: canonical, N4-corrected with the default settings, centre and label
+    extents by the default crop settings (centre auto on the synthetic cohort: the joint)."""
+    from segsweep.config_schema import defaults
+    from segsweep.data import cohort
+    from segsweep.io.images import canonical
+    from segsweep.preprocess import n4
+
+    cfg = {
+        **defaults("preprocess", "crop"),
+        "centre": crop_plan.resolve_centre("auto", "synthetic"),
+    }
+    n4_cfg = defaults("preprocess", "n4")
+    specs = [s for s in cohort.plan_cohort(cohort.DEFAULT_SYNTHETIC) if s.labelled][:3]
+    subjects = []
+    for spec in specs:
+        rendered = cohort.render(spec)
+        image = sitk.Cast(canonical(cohort._to_image(rendered.image, rendered)), sitk.sitkFloat32)
+        mask = canonical(cohort._to_image(rendered.mask, rendered))
+        corrected, _ = n4.n4_correct(
+            image, n4_cfg["shrink"], n4_cfg["iterations"], n4_cfg["convergence"]
+        )
+        subjects.append(
+            {
+                "id": spec.subject_id,
+                "image": corrected,
+                "mask": mask,
+                "record": crop.centre_record(corrected, cfg, mask, cohort.LABELS),
+                "cfg": cfg,
+            }
+        )
+    return subjects
+
+
+def test_default_knee_crop_centre_is_within_a_few_mm_of_the_mask_centre(default_knee):
+    """The detected joint centre and the mask-derived one agree (the reference used to be the
+    small tibiofibular contact, ~40 mm away, because the femur-tibia gap is wider than 4 mm)."""
+    for subject in default_knee:
+        reference = crop.mask_centre(subject["mask"], LABELS)
+        error = crop.centre_error({"centre_mm": subject["record"]["centre_mm"]}, reference)
+        assert subject["record"]["centre_method"] == "joint"
+        assert error["centre_error_mm"] < 4.0, (subject["id"], error)
+
+
+def test_default_knee_crop_keeps_every_class(default_knee):
+    """The default window (auto), planned on two subjects, keeps >= 99 % of every class of a
+    third subject it never saw, and of the two (the 90 mm window kept ~77 % of the fibula: the
+    cohort labels a 100 mm window around the joint)."""
+    assert default_knee[0]["cfg"]["window_mm"] == "auto"
+    records = {s["id"]: s["record"] for s in default_knee}
+    ids = list(records)
+    splits = pd.DataFrame({"subject_id": ids, "split": ["train", "val", "test"]})
+    plan = crop_plan.plan_crop(records, splits, "auto", default_knee[0]["cfg"]["margin"])
+    assert 100.0 < plan["window_mm"] <= 125.0, plan
+    for subject in default_knee:
+        _, info = crop.crop_subject(
+            subject["image"], tuple(subject["record"]["centre_mm"]), plan["window_mm"], 64, 24
+        )
+        _, kept = crop.crop_mask(subject["mask"], info, LABELS)
+        assert min(kept.values()) >= crop_plan.KEPT_MINIMUM, (subject["id"], kept)

@@ -1,4 +1,20 @@
-# Preprocessing per subject: N4 bias correction, then the crop around the joint centre.
+# Preprocessing per subject: N4 bias correction, then the crop: each subject's centre (from its
+# image alone) and, for labelled subjects, its label extents around it; with window_mm: auto one
+# cohort-level plan of the window from the train and val subjects; then the crop itself.
+from segsweep.preprocess.crop_plan import AUTO, resolve_centre
+
+# preprocess.crop with its centre method resolved (auto: joint for the synthetic knee cohort,
+# foreground for brought data)
+CROP = {
+    **config["preprocess"]["crop"],
+    "centre": resolve_centre(
+        config["preprocess"]["crop"]["centre"], config["data"]["source"]
+    ),
+}
+
+
+# Only a planned window makes the crops wait for the split and the plan.
+PLANNED = CROP["window_mm"] == AUTO
 
 
 rule n4:
@@ -28,9 +44,56 @@ rule n4:
         " > {log} 2>&1"
 
 
+# No benchmark: the report's runtime table declares the benchmarks of per-subject rules from a
+# list in common.smk, which does not know this rule yet.
+rule crop_centre:
+    input:
+        unpack(
+            lambda w: {"mask": L.DATA_MASK} if SUBJECTS[w.subject]["labelled"] else {}
+        ),
+        image=L.N4_IMAGE,
+    output:
+        L.CROP_CENTRE,
+    log:
+        L.log("crop_centre/{subject}"),
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        cfg=as_json({key: CROP[key] for key in ("centre", "centre_mm")}),
+        labels=as_json(LABELS),
+        mask=lambda w, input: (
+            f"--mask {shlex.quote(input.mask)}" if "mask" in input.keys() else ""
+        ),
+    shell:
+        "python -m segsweep crop centre --image {input.image} {params.mask}"
+        " --labels-json {params.labels:q} --config-json {params.cfg:q}"
+        " --out-json {output} > {log} 2>&1"
+
+
+rule crop_plan:
+    input:
+        splits=L.SPLITS,
+        centres=lambda w: each(L.CROP_CENTRE, subject=valid_labelled(w)),
+    output:
+        L.CROP_PLAN,
+    log:
+        L.log("crop_plan"),
+    benchmark:
+        L.benchmark("crop_plan")
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        subjects=valid_labelled,
+        cfg=CROP,
+    script:
+        "../scripts/crop_plan.py"
+
+
 rule crop_image:
     input:
-        L.N4_IMAGE,
+        unpack(lambda w: {"plan": L.CROP_PLAN} if PLANNED else {}),
+        image=L.N4_IMAGE,
+        centre=L.CROP_CENTRE,
     output:
         image=L.CROP_IMAGE,
         info=L.CROP_RECORD,
@@ -48,10 +111,12 @@ rule crop_image:
     conda:
         "../../envs/preprocess.yaml"
     params:
-        cfg=as_json(config["preprocess"]["crop"]),
+        cfg=as_json(CROP),
+        plan=f"--plan-json {L.CROP_PLAN}" if PLANNED else "",
     shell:
-        "python -m segsweep crop image --image {input} --config-json {params.cfg:q}"
-        " --out-image {output.image} --out-json {output.info} --out-qc {output.qc} > {log} 2>&1"
+        "python -m segsweep crop image --image {input.image} --centre-json {input.centre}"
+        " {params.plan} --config-json {params.cfg:q} --out-image {output.image}"
+        " --out-json {output.info} --out-qc {output.qc} > {log} 2>&1"
 
 
 rule crop_mask:

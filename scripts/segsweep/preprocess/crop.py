@@ -1,10 +1,13 @@
-"""Crop one subject around the knee joint centre and harmonise its slice count.
+"""Crop one subject around its crop centre and harmonise its slice count.
 
 The raw field of view shows much of thigh and shin; only a square window around the point where
 femur and tibia meet matters (thesis 4.3.1). The centre is found from the image alone, so
-unlabelled subjects are cropped the same way. In-plane the window is resampled to size x size;
-across slices nothing is interpolated (masks of neighbouring slices would blend): slices are only
-padded and subsampled (thesis: 41 -> pad to 48 -> every 2nd -> 24).
+unlabelled subjects are cropped the same way: the knee joint for the synthetic knee cohort, the
+foreground centroid for brought data (`centre: auto`). Its record (centre.json) also holds, for
+a labelled subject, each class's extent around it, from which `crop_plan` sizes the window
+(`window_mm: auto`). In-plane the window is resampled to size x size; across slices nothing is
+interpolated (masks of neighbouring slices would blend): slices are only padded and subsampled
+(thesis: 41 -> pad to 48 -> every 2nd -> 24).
 """
 
 from __future__ import annotations
@@ -23,10 +26,19 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
+from segsweep.config_schema import complete, defaults
 from segsweep.errors import ConfigError, InputError
 from segsweep.io.images import CANONICAL, blank, read_volume, write_image
 from segsweep.io.records import named_paths, read_json, write_csv, write_json
-from segsweep.layout import CROP_DIR, CROP_MASK_RECORD, CROP_RECORD, under
+from segsweep.layout import CROP_CENTRE, CROP_DIR, CROP_MASK_RECORD, CROP_RECORD, under
+from segsweep.preprocess.crop_plan import (
+    AUTO,
+    KEPT_MINIMUM,
+    PLANNING_SPLITS,
+    half_extent,
+    plan_crop,
+    resolve_centre,
+)
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +278,54 @@ def mask_centre(mask: sitk.Image, labels: dict[str, int]) -> tuple[float, float,
     return lip.TransformContinuousIndexToPhysicalPoint((i, j, k))
 
 
+def label_extents(
+    mask: sitk.Image, centre_mm: tuple[float, float, float], labels: dict[str, int]
+) -> dict[str, list[float] | None]:
+    """In-plane extent of each class around the crop centre: [x_min, x_max, y_min, y_max], the
+    offsets (mm) of its outermost voxel centres from `centre_mm` along the canonical columns
+    (x, to the patient's left) and rows (y, inferior), over all slices; None if absent. A window
+    of side 2 * max |offset| around the centre holds every voxel of the class."""
+    lip = sitk.DICOMOrient(mask, CANONICAL)
+    array = sitk.GetArrayViewFromImage(lip)
+    sx, sy, _ = lip.GetSpacing()
+    ci, cj, _ = lip.TransformPhysicalPointToContinuousIndex(tuple(centre_mm))
+    extents: dict[str, list[float] | None] = {}
+    for name, value in labels.items():
+        voxels = array == value
+        columns = np.flatnonzero(voxels.any(axis=(0, 1)))
+        rows = np.flatnonzero(voxels.any(axis=(0, 2)))
+        if not columns.size:
+            extents[name] = None
+            continue
+        extents[name] = [
+            float((columns[0] - ci) * sx),
+            float((columns[-1] - ci) * sx),
+            float((rows[0] - cj) * sy),
+            float((rows[-1] - cj) * sy),
+        ]
+    return extents
+
+
+def centre_record(
+    image: sitk.Image,
+    cfg: Mapping[str, Any],
+    mask: sitk.Image | None = None,
+    labels: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """One subject's centre.json: the crop centre found from the image alone by
+    `cfg["centre"]` (resolved, not auto) and, for a labelled subject, the extent of each class
+    around it (`label_extents`) with its largest half-extent, which a planned window rests on."""
+    method = cfg["centre"]
+    centre = find_centre(image, method, cfg.get("centre_mm"))
+    extents = label_extents(mask, centre, labels) if mask is not None and labels else None
+    return {
+        "centre_mm": [float(c) for c in centre],
+        "centre_method": method,
+        "extent_mm": extents,
+        "half_extent_mm": half_extent(extents),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # slice harmonisation and cropping
 
@@ -481,16 +541,17 @@ def centre_error(
     }
 
 
-TABLE_CENTRE = ["subject_id", "method", "error_mm", "dx_mm", "dy_mm", "dz_mm"]
+TABLE_CENTRE = ["subject_id", "method", "window_mm", "error_mm", "dx_mm", "dy_mm", "dz_mm"]
 
 
 def cohort_tables(
     crop_records: Mapping[str, str | Path], mask_records: Mapping[str, str | Path]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Centre-error table (one row per labelled subject, sorted: distance and per-axis offset in
-    mm of the detected centre from the mask-derived one) and kept-fraction table (subject_id,
-    one column per class: fraction of its voxels inside the crop window; empty if absent), from
-    each subject's crop.json and mask.json (subject → path)."""
+    """Centre-error table (one row per labelled subject, sorted: centre method, crop window,
+    distance and per-axis offset in mm of the detected centre from the mask-derived one) and
+    kept-fraction table (subject_id, one column per class: fraction of its voxels inside the
+    crop window; empty if absent), from each subject's crop.json and mask.json (subject →
+    path)."""
     centre_rows, kept_rows = [], []
     for subject in sorted(mask_records):
         if subject not in crop_records:
@@ -501,6 +562,7 @@ def cohort_tables(
             {
                 "subject_id": subject,
                 "method": info.get("centre_method", "joint"),
+                "window_mm": info.get("window_mm"),
                 "error_mm": kept.get("centre_error_mm"),
                 "dx_mm": offset[0],
                 "dy_mm": offset[1],
@@ -524,14 +586,74 @@ def write_tables(
     print(centre.to_string(index=False))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m segsweep crop image ...` (find centre, crop, QC), `crop mask ...` or
-    `crop tables ...` (centre error and kept fractions of the labelled subjects)."""
+def write_plan(
+    centre_records: Mapping[str, str | Path],
+    splits_csv: str | Path,
+    cfg: Mapping[str, Any],
+    out_json: str | Path,
+) -> dict[str, Any]:
+    """plan.json from the subjects' centre.json files (subject → path) and splits.csv
+    (`crop_plan.plan_crop`): only the records of train and val subjects are read."""
+    cfg = complete(dict(cfg), "preprocess", "crop")
+    splits = pd.read_csv(splits_csv, dtype={"subject_id": str})
+    planning = set(splits.loc[splits["split"].isin(PLANNING_SPLITS), "subject_id"])
+    records = {s: read_json(p) for s, p in centre_records.items() if s in planning}
+    plan = plan_crop(records, splits, cfg["window_mm"], cfg["margin"])
+    write_json(out_json, plan)
+    print(
+        f"crop window {plan['window_mm']:g} mm ({plan['window']}) around the "
+        f"{plan['centre_method']} centre; widest labelled half-extent {plan['widest_mm']} mm "
+        f"({plan['widest']}) over {plan['subjects']} train/val subjects"
+    )
+    return plan
+
+
+def window_of(cfg: Mapping[str, Any], plan: Mapping[str, Any] | None) -> float:
+    """The crop window (mm): the configured one, or the plan's when `window_mm` is auto."""
+    if cfg["window_mm"] != AUTO:
+        return float(cfg["window_mm"])
+    if plan is None:
+        raise ConfigError(
+            "preprocess.crop.window_mm", AUTO, "a size in mm, or auto with the crop plan given"
+        )
+    return float(plan["window_mm"])
+
+
+def _config(text: str, data_source: str | None) -> dict[str, Any]:
+    """The preprocess.crop section of `--config-json`, completed from the schema, its centre
+    resolved (`crop_plan.resolve_centre`; auto needs the data source)."""
+    cfg = complete(json.loads(text), "preprocess", "crop")
+    source = data_source or defaults("data")["source"]
+    return {**cfg, "centre": resolve_centre(cfg["centre"], source)}
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segsweep crop", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    image = commands.add_parser("image", help="find the crop centre and crop the image")
+    section = "preprocess.crop section (JSON; missing keys take their defaults)"
+    source = "data.source, which centre 'auto' depends on (default: the schema's)"
+    centre = commands.add_parser("centre", help="find the crop centre (and the label extents)")
+    centre.add_argument("--image", required=True)
+    centre.add_argument("--mask", help="the canonical label map, for a labelled subject")
+    centre.add_argument("--labels-json", default=None, help="class name → label value")
+    centre.add_argument("--config-json", default="{}", help=section)
+    centre.add_argument("--data-source", default=None, help=source)
+    centre.add_argument("--out-json", required=True)
+    plan = commands.add_parser("plan", help="plan the window from train/val label extents")
+    plan.add_argument("--splits", required=True, help="splits.csv")
+    plan.add_argument("--crop-dir", type=Path, help="results/crop, with --subjects")
+    plan.add_argument("--subjects", nargs="*", default=[], help="subjects with a centre.json")
+    plan.add_argument(
+        "--centre-json", nargs="*", default=[], help="SUBJECT=PATH of each centre.json"
+    )
+    plan.add_argument("--config-json", default="{}", help=section)
+    plan.add_argument("--out-json", required=True)
+    image = commands.add_parser("image", help="crop the image around its centre")
     image.add_argument("--image", required=True)
-    image.add_argument("--config-json", default="{}", help="preprocess.crop section")
+    image.add_argument("--config-json", default="{}", help=section)
+    image.add_argument("--data-source", default=None, help=source)
+    image.add_argument("--centre-json", help="the subject's centre.json (else found here)")
+    image.add_argument("--plan-json", help="plan.json, for window_mm: auto")
     image.add_argument("--out-image", required=True)
     image.add_argument("--out-json", required=True)
     image.add_argument("--out-qc", required=True)
@@ -555,43 +677,79 @@ def main(argv: list[str] | None = None) -> None:
     )
     tables.add_argument("--out-centre", required=True)
     tables.add_argument("--out-kept", required=True)
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.command == "image":
-        cfg = json.loads(args.config_json)
-        source = read_volume(args.image)
-        method = cfg.get("centre", "joint")
-        centre = find_centre(source, method, cfg.get("centre_mm"))
-        cropped, info = crop_subject(
-            source,
-            centre,
-            window_mm=float(cfg.get("window_mm", 90.0)),
-            size=int(cfg.get("size", 64)),
-            slices=int(cfg.get("slices", 24)),
-        )
-        info["centre_method"] = method
-        write_image(cropped, args.out_image)
-        write_json(args.out_json, info)
-        qc_figure(source, cropped, info, args.out_qc)
-    elif args.command == "mask":
-        info = read_json(args.crop_json)
-        labels = json.loads(args.labels_json)
-        source = read_volume(args.mask)
-        cropped, kept = crop_mask(source, info, labels)
-        write_image(cropped, args.out_mask)
-        # strict JSON has no NaN: an absent class is written as null
-        kept_json = {k: None if math.isnan(v) else v for k, v in kept.items()}
-        error = centre_error(info, mask_centre(source, labels))
-        write_json(args.out_json, {"kept_fraction": kept_json, **error})
-        lost = {k: round(v, 3) for k, v in kept_json.items() if v is not None and v < 1}
-        if lost:
-            log.warning("crop window cuts labelled structure; kept fraction %s", lost)
+
+def _found(args: argparse.Namespace, pattern: str, named: dict[str, str]) -> dict[str, Any]:
+    """`named` plus each of `--subjects`' files `pattern` under `--crop-dir`."""
+    for subject in args.subjects if args.crop_dir else []:
+        named[subject] = under(args.crop_dir, pattern, base=CROP_DIR, subject=subject)
+    return named
+
+
+def _crop_image(args: argparse.Namespace) -> None:
+    """`crop image`: the centre from its record (or found now), the window from the config or
+    the plan; writes the crop, crop.json and the QC figure."""
+    cfg = _config(args.config_json, args.data_source)
+    source = read_volume(args.image)
+    if args.centre_json:
+        record = read_json(args.centre_json)
     else:
-        crop_records = named_paths(args.crop_json, "--crop-json")
-        mask_records = named_paths(args.mask_json, "--mask-json")
-        for subject in args.subjects if args.crop_dir else []:
-            for found, pattern in ((crop_records, CROP_RECORD), (mask_records, CROP_MASK_RECORD)):
-                found[subject] = under(args.crop_dir, pattern, base=CROP_DIR, subject=subject)
+        record = centre_record(source, cfg)
+    plan = read_json(args.plan_json) if args.plan_json else None
+    cropped, info = crop_subject(
+        source,
+        tuple(record["centre_mm"]),
+        window_mm=window_of(cfg, plan),
+        size=int(cfg["size"]),
+        slices=int(cfg["slices"]),
+    )
+    info["centre_method"] = record["centre_method"]
+    info["window"] = AUTO if cfg["window_mm"] == AUTO else "config"
+    write_image(cropped, args.out_image)
+    write_json(args.out_json, info)
+    qc_figure(source, cropped, info, args.out_qc)
+
+
+def _crop_mask(args: argparse.Namespace) -> None:
+    """`crop mask`: the crop replayed on the label map, kept fractions and centre error."""
+    info = read_json(args.crop_json)
+    labels = json.loads(args.labels_json)
+    source = read_volume(args.mask)
+    cropped, kept = crop_mask(source, info, labels)
+    write_image(cropped, args.out_mask)
+    # strict JSON has no NaN: an absent class is written as null
+    kept_json = {k: None if math.isnan(v) else v for k, v in kept.items()}
+    error = centre_error(info, mask_centre(source, labels))
+    write_json(args.out_json, {"kept_fraction": kept_json, **error})
+    cut = {k: round(v, 3) for k, v in kept_json.items() if v is not None and v < KEPT_MINIMUM}
+    if cut:
+        log.warning("crop window cuts labelled structure; kept fraction %s", cut)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m segsweep crop centre ...` (the crop centre and label extents of one subject),
+    `crop plan ...` (the window from the train/val subjects), `crop image ...` (crop, QC),
+    `crop mask ...` or `crop tables ...` (centre error and kept fractions of the labelled
+    subjects)."""
+    args = _parser().parse_args(argv)
+    if args.command == "centre":
+        cfg = _config(args.config_json, args.data_source)
+        mask = read_volume(args.mask) if args.mask else None
+        labels = json.loads(args.labels_json) if args.labels_json else None
+        if mask is not None and not labels:
+            raise SystemExit("--mask needs --labels-json")
+        write_json(args.out_json, centre_record(read_volume(args.image), cfg, mask, labels))
+    elif args.command == "plan":
+        records = _found(args, CROP_CENTRE, named_paths(args.centre_json, "--centre-json"))
+        write_plan(records, args.splits, json.loads(args.config_json), args.out_json)
+    elif args.command == "image":
+        _crop_image(args)
+    elif args.command == "mask":
+        _crop_mask(args)
+    else:
+        crop_records = _found(args, CROP_RECORD, named_paths(args.crop_json, "--crop-json"))
+        mask_records = _found(args, CROP_MASK_RECORD, named_paths(args.mask_json, "--mask-json"))
         write_tables(crop_records, mask_records, args.out_centre, args.out_kept)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from segsweep.channels import channel_names
+from segsweep.preprocess.crop_plan import AUTO, resolve_centre
 from segsweep.report.document import Chapter, Figure, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.report.numbers import number, plural, sentence_case, verb
@@ -31,8 +32,34 @@ def inputs_sentence(config: dict[str, Any], used: bool) -> str | None:
     )
 
 
-def preprocessing_text(config: dict[str, Any], inputs_used: bool = False) -> list[str]:
-    """The preprocessing chapter as paragraphs, written from config["preprocess"] and the labels."""
+def resolved_crop(config: dict[str, Any]) -> dict[str, Any]:
+    """config["preprocess"]["crop"] with `centre: auto` resolved for the data source."""
+    crop = dict(config.get("preprocess", {}).get("crop", {}))
+    if crop.get("centre") == AUTO:
+        source = config.get("data", {}).get("source", "synthetic")
+        crop["centre"] = resolve_centre(AUTO, source)
+    return crop
+
+
+def window_phrase(crop: dict[str, Any], window_mm: float | None = None) -> str:
+    """The crop window in words: its configured side, or, for `window_mm: auto`, the side it
+    was planned at (`window_mm`, from the crop records) and how."""
+    if crop.get("window_mm") != AUTO:
+        return f"a square in-plane window of {crop.get('window_mm')} mm"
+    size = f" of {window_mm:g} mm" if window_mm is not None else ""
+    margin = float(crop.get("margin", 0.1))
+    return (
+        f"a square in-plane window{size}, planned from the data: the smallest window that, "
+        "around each training and validation subject's own crop centre, holds every labelled "
+        f"voxel, widened by {100 * margin:g} % on each side"
+    )
+
+
+def preprocessing_text(
+    config: dict[str, Any], inputs_used: bool = False, window_mm: float | None = None
+) -> list[str]:
+    """The preprocessing chapter as paragraphs, written from config["preprocess"] and the labels
+    (`window_mm`: the side a planned window got)."""
     pre = config.get("preprocess", {})
     paragraphs = [
         "Every image was read, validated and reoriented to one canonical orientation (DICOM "
@@ -51,11 +78,11 @@ def preprocessing_text(config: dict[str, Any], inputs_used: bool = False) -> lis
         )
     else:
         paragraphs.append("No bias field correction was applied.")
-    crop = pre.get("crop", {})
+    crop = resolved_crop(config)
     if crop:
         size = crop.get("size")
         paragraphs.append(
-            f"Each volume was cropped to a square in-plane window of {crop.get('window_mm')} mm "
+            f"Each volume was cropped to {window_phrase(crop, window_mm)} "
             f"around {centre_phrase(crop)} and resampled to {size} × {size} "
             f"pixels. The number of slices was harmonised to {crop.get('slices')} by padding to a "
             "multiple and keeping every n-th slice; masks were never interpolated across slices."
@@ -163,12 +190,26 @@ def kept_summary(kept: pd.DataFrame) -> dict[str, Any] | None:
     return {"min": number(values.min()), "subject": str(subject), "class": str(name)}
 
 
-def _crop_tables(inputs: ReportInputs, crop: dict[str, Any]) -> list:
+def planned_window(centre: pd.DataFrame | None) -> float | None:
+    """The crop window the subjects were cropped with (the centre-error table's `window_mm`,
+    from their crop.json), when there is one."""
+    if centre is None or "window_mm" not in centre:
+        return None
+    windows = pd.to_numeric(centre["window_mm"], errors="coerce").dropna().unique()
+    return float(windows[0]) if len(windows) == 1 else None
+
+
+def _centre_table(inputs: ReportInputs) -> pd.DataFrame | None:
+    if inputs.centre_error is None:
+        return None
+    return read_table(inputs.centre_error, text=["subject_id", "method"])
+
+
+def _crop_tables(inputs: ReportInputs, crop: dict[str, Any], centre: pd.DataFrame | None) -> list:
     """The centre-error and kept-fraction tables with their sentences (what exists of them)."""
-    labels = inputs.config.get("data", {}).get("labels", {})
+    labels = inputs.config.get("data", {}).get("labels") or {}
     blocks: list = []
-    if inputs.centre_error is not None:
-        centre = read_table(inputs.centre_error, text=["subject_id", "method"])
+    if centre is not None:
         if len(centre):
             table = Table.of(
                 "centre-error",
@@ -251,9 +292,11 @@ def _qc_figures(inputs: ReportInputs, crop: dict[str, Any]) -> list[Figure]:
 
 def chapter(inputs: ReportInputs, inputs_used: bool) -> Chapter:
     """`inputs_used`: whether runs choose their input channels (the sweep's `inputs`)."""
-    crop = inputs.config.get("preprocess", {}).get("crop", {})
-    blocks: list = [text(p) for p in preprocessing_text(inputs.config, inputs_used)]
-    blocks += _crop_tables(inputs, crop)
+    crop = resolved_crop(inputs.config)
+    centre = _centre_table(inputs)
+    paragraphs = preprocessing_text(inputs.config, inputs_used, planned_window(centre))
+    blocks: list = [text(p) for p in paragraphs]
+    blocks += _crop_tables(inputs, crop, centre)
     figures = _qc_figures(inputs, crop)
     if figures:
         blocks.append(
