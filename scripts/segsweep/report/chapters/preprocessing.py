@@ -1,16 +1,21 @@
 """Chapter 2, Preprocessing: what was done to every image, written from the configuration, the
 crop's centre errors and kept fractions, and the N4 and crop QC figures of one subject per
-source."""
+source. When the crop cuts labelled structure (a labelled subject keeps less than
+`crop_plan.KEPT_MINIMUM` of a class), the chapter opens with a warning naming each subject,
+class and kept share."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from markupsafe import Markup
 
 from segsweep.channels import channel_names
-from segsweep.preprocess.crop_plan import AUTO, resolve_centre
-from segsweep.report.document import Chapter, Figure, Table, text
+from segsweep.preprocess.crop_plan import AUTO, KEPT_MINIMUM, cut_classes, resolve_centre
+from segsweep.report.document import Chapter, Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.report.numbers import number, plural, sentence_case, verb
 
@@ -166,13 +171,22 @@ def centre_summary(centre: pd.DataFrame) -> dict[str, Any] | None:
     }
 
 
+def _kept_cell(value: float) -> str:
+    """A kept fraction, marked (bold, in the warning's colour) when the crop cuts the class
+    (below KEPT_MINIMUM)."""
+    if pd.notna(value) and value < KEPT_MINIMUM:
+        return Markup('<span class="cut">{}</span>').format(number(value))
+    return number(value)
+
+
 def kept_fraction_frame(kept: pd.DataFrame) -> pd.DataFrame:
     """Kept fraction per subject and class (kept_fraction.csv) with mean and minimum rows;
-    classes absent from a subject are a dash and left out of the summary."""
+    classes absent from a subject are a dash and left out of the summary; fractions of a cut
+    class (below KEPT_MINIMUM) are marked."""
     classes = [c for c in kept.columns if c != "subject_id"]
     numbers = kept[classes].apply(pd.to_numeric, errors="coerce")
     rows = [
-        [str(subject), *(number(v) for v in row)]
+        [str(subject), *(_kept_cell(v) for v in row)]
         for subject, row in zip(kept["subject_id"], numbers.itertuples(index=False), strict=True)
     ]
     rows.append(["Mean", *(number(v) for v in numbers.mean())])
@@ -190,6 +204,70 @@ def kept_summary(kept: pd.DataFrame) -> dict[str, Any] | None:
     return {"min": number(values.min()), "subject": str(subject), "class": str(name)}
 
 
+@dataclass(eq=False)
+class WarningSection(Section):
+    """An unnumbered section the template draws as a warning box (`css`)."""
+
+    numbered: bool = False
+    css: str = "warning"
+
+
+def kept_share(value: float) -> str:
+    """A kept fraction as a percentage with one decimal, rounded down (0.9899 → "98.9 %", never
+    "99.0 %" for a share under 99 %)."""
+    return f"{math.floor(1000 * value + 1e-9) / 10:.1f} %"
+
+
+LISTED_CUTS = 12  # the warning names at most this many cuts, the kept-fraction table all
+
+
+def crop_warning(
+    kept: pd.DataFrame, table: Table | None = None, crop: dict[str, Any] | None = None
+) -> WarningSection | None:
+    """The warning that opens the chapter when the crop cuts labelled structure: every
+    (subject, class) keeping less than KEPT_MINIMUM of its voxels, smallest first, with its kept
+    share; None when nothing is cut."""
+    cut = cut_classes(kept)
+    if cut.empty:
+        return None
+    subjects = cut["subject_id"].nunique()
+    listed = [
+        f"{name} of {subject} ({kept_share(value)})"
+        for subject, name, value in cut.head(LISTED_CUTS).itertuples(index=False)
+    ]
+    more = len(cut) - len(listed)
+    items = "; ".join(listed) + (
+        f"; and {plural(more, 'more class', 'more classes')}" if more else ""
+    )
+    labelled = kept["subject_id"].nunique()
+    template = (
+        "The crop window cuts labelled structure: for {n} of {total} labelled subjects it keeps "
+        "less than {minimum} of a class — {items}"
+        + (" (marked in {table})" if table is not None else "")
+        + ". The network never sees the voxels outside the window, so scores in the cropped "
+        "space overstate those against the original masks for these subjects, and native-space "
+        "predictions miss what was cut. "
+        + (
+            "The window was planned from the training and validation subjects, so these reach "
+            "further from their crop centre than any of those: raise preprocess.crop.margin, "
+            "or check their crop centres (preprocess.crop.centre and the centre errors)."
+            if (crop or {}).get("window_mm") == AUTO
+            else "Enlarge preprocess.crop.window_mm or set it to “auto” (planned from the "
+            "labelled extents), or check the crop centre (preprocess.crop.centre and the centre "
+            "errors)."
+        )
+    )
+    paragraph = text(
+        template,
+        n=subjects,
+        total=labelled,
+        minimum=f"{100 * KEPT_MINIMUM:g} %",
+        items=items,
+        table=table,
+    )
+    return WarningSection("crop-cuts", "Warning: the crop cuts labelled structure", [paragraph])
+
+
 def planned_window(centre: pd.DataFrame | None) -> float | None:
     """The crop window the subjects were cropped with (the centre-error table's `window_mm`,
     from their crop.json), when there is one."""
@@ -205,10 +283,14 @@ def _centre_table(inputs: ReportInputs) -> pd.DataFrame | None:
     return read_table(inputs.centre_error, text=["subject_id", "method"])
 
 
-def _crop_tables(inputs: ReportInputs, crop: dict[str, Any], centre: pd.DataFrame | None) -> list:
-    """The centre-error and kept-fraction tables with their sentences (what exists of them)."""
+def _crop_tables(
+    inputs: ReportInputs, crop: dict[str, Any], centre: pd.DataFrame | None
+) -> tuple[list, WarningSection | None]:
+    """The centre-error and kept-fraction tables with their sentences (what exists of them),
+    and the warning when the crop cuts labelled structure."""
     labels = inputs.config.get("data", {}).get("labels") or {}
     blocks: list = []
+    warning = None
     if centre is not None:
         if len(centre):
             table = Table.of(
@@ -248,6 +330,7 @@ def _crop_tables(inputs: ReportInputs, crop: dict[str, Any], centre: pd.DataFram
                 kept_fraction_frame(kept),
                 notes=["“–” marks a class absent from the subject's mask."],
             )
+            warning = crop_warning(kept, table, crop)
             summary = kept_summary(kept)
             smallest = (
                 f"; the smallest fraction is {summary['min']} ({summary['class']} of "
@@ -263,7 +346,7 @@ def _crop_tables(inputs: ReportInputs, crop: dict[str, Any], centre: pd.DataFram
                 ),
                 table,
             ]
-    return blocks
+    return blocks, warning
 
 
 def _qc_figures(inputs: ReportInputs, crop: dict[str, Any]) -> list[Figure]:
@@ -295,8 +378,9 @@ def chapter(inputs: ReportInputs, inputs_used: bool) -> Chapter:
     crop = resolved_crop(inputs.config)
     centre = _centre_table(inputs)
     paragraphs = preprocessing_text(inputs.config, inputs_used, planned_window(centre))
-    blocks: list = [text(p) for p in paragraphs]
-    blocks += _crop_tables(inputs, crop, centre)
+    tables, warning = _crop_tables(inputs, crop, centre)
+    blocks: list = [warning] if warning is not None else []
+    blocks += [text(p) for p in paragraphs] + tables
     figures = _qc_figures(inputs, crop)
     if figures:
         blocks.append(
