@@ -299,22 +299,48 @@ CATALOGUE = [
 ]
 
 
-def _catalogue_dataset(root: Path) -> Path:
+# the items the listing and the headers show: planning finds them all at once
+PLANNED = {"missing", "header", "shape", "geometry", "series"}
+
+
+def _catalogue_dataset(root: Path, items: list[tuple] = CATALOGUE) -> Path:
     """Two good subjects, one with an empty mask and one broken subject per catalogue item."""
     data = root / "catalogue"
     data.mkdir()
     rows = [f"good{i},{','.join(_write_pair(data, f'good{i}', *_subject(i)))}" for i in (1, 2)]
     rows.append(f"empty,{','.join(_empty(data, 'empty'))}")
-    rows += [f"{name},{','.join(breaker(data, name))}" for name, breaker, _, _ in CATALOGUE]
+    rows += [f"{name},{','.join(breaker(data, name))}" for name, breaker, _, _ in items]
     manifest = data / "manifest.csv"
     manifest.write_text("subject_id,image,mask\n" + "\n".join(rows) + "\n")
     return manifest
 
 
-def test_every_catalogue_item_names_subject_file_and_problem_and_others_complete(
+def test_header_items_stop_planning_in_one_table_naming_subject_file_and_problem(
     tmp_path: Path,
 ) -> None:
+    """Planning reads every header once: the items a header shows come in one table, the
+    voxel-level ones are left to ingest."""
     manifest = _catalogue_dataset(tmp_path)
+    work = _workdir(tmp_path, manifest, "error")
+    result = _snakemake(work, "-n")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr  # a dry run prints its error to stdout
+    assert f"{manifest}: {len(PLANNED)} problems" in output
+    for subject, _, file, problem in CATALOGUE:
+        rows = [line for line in output.splitlines() if line.startswith(f"{subject} ")]
+        if subject in PLANNED:
+            assert len(rows) == 1 and str(manifest.parent / file) in rows[0], (subject, rows)
+            assert problem in rows[0], (problem, rows[0])
+        else:
+            assert rows == [], rows
+    assert not (work / "results").exists()
+
+
+def test_every_voxel_item_names_subject_file_and_problem_and_others_complete(
+    tmp_path: Path,
+) -> None:
+    voxel_items = [item for item in CATALOGUE if item[0] not in PLANNED]
+    manifest = _catalogue_dataset(tmp_path, voxel_items)
     work = _workdir(tmp_path, manifest, "error")
     kept = ["good1", "good2", "empty"]
     targets = [
@@ -325,10 +351,10 @@ def test_every_catalogue_item_names_subject_file_and_problem_and_others_complete
     result = _snakemake(work, "--keep-going", "results/splits/splits.csv", *targets)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "InputError: subject " in line]
-    for subject, _, file, problem in CATALOGUE:
+    for subject, _, file, problem in voxel_items:
         expected = f"InputError: subject {subject}: {manifest.parent / file}: {problem}"
         assert sum(expected in line for line in errors) == 1, (subject, errors)
-    assert len(errors) == len(CATALOGUE), errors
+    assert len(errors) == len(voxel_items), errors
     for target in targets:
         assert (work / target).is_file(), target
     warning = f"subject empty: {manifest.parent / 'empty_seg.nii.gz'}: mask is empty"
@@ -339,7 +365,7 @@ def test_every_catalogue_item_names_subject_file_and_problem_and_others_complete
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("subject_id,image\na,a.nii\nb,b.nii\na,c.nii\n", "duplicate subject id (lines 2 and 4)"),
+        ("subject_id,image\na,a.nii\nb,b.nii\na,c.nii\n", "duplicate subject id (lines 2, 4)"),
         ("subject_id,scan\na,a.nii\n", "manifest lacks required column 'image'"),
     ],
     ids=["duplicate-ids", "missing-column"],
@@ -352,5 +378,5 @@ def test_manifest_problems_stop_planning_with_one_message(
     work = _workdir(tmp_path, manifest, "error")
     result = _snakemake(work, "results/splits/splits.csv")
     assert result.returncode != 0
-    assert f"{manifest}: {problem}" in result.stderr, result.stderr[-3000:]
+    assert problem in result.stderr and str(manifest) in result.stderr, result.stderr[-3000:]
     assert not (work / "results").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segsweep.data.manifest import read_subject_table
+from segsweep.data.manifest import read_manifest
 from segsweep.errors import InputError
 
 LABELS = {"femur": 1, "tibia": 2}
@@ -19,8 +19,8 @@ def test_paths_relative_to_the_csv_masks_per_class_channels_and_extra(tmp_path):
         f"b,b/pet.mha,{tmp_path}/b_ct.mha,,b/f.nii,b/t.nii,y,p1\n"
         "c,c/pet.mha,c/ct.mha,,,,y,p2\n"
     )
-    table = read_subject_table(csv, LABELS, ["pet", "ct"])
-    assert list(table) == ["a", "b", "c"]
+    table, problems = read_manifest(csv, LABELS, ["pet", "ct"])
+    assert list(table) == ["a", "b", "c"] and problems == []
     folder = csv.parent
     assert table["a"]["images"] == [str(folder / "a/pet.nii.gz"), str(folder / "a/ct.nii.gz")]
     assert table["a"]["image"] == str(folder / "a/pet.nii.gz")
@@ -40,27 +40,31 @@ def test_paths_relative_to_the_csv_masks_per_class_channels_and_extra(tmp_path):
     [
         ("subject,image\na,a.nii\n", "lacks required column 'subject_id'"),
         ("subject_id,mask\na,a.nii\n", "lacks required column 'image'"),
-        ("subject_id,image\na,1.nii\nb,2.nii\na,3.nii\n", "subject a: .*duplicate subject id "),
         ("subject_id,image\na,1.nii\n,2.nii\n", "line 3: empty subject_id"),
-        ("subject_id,image\na,1.nii\nb,\n", "subject b: .*line 3: no image in column 'image'"),
-        (
-            "subject_id,image,mask,mask_femur\na,1.nii,m.nii,f.nii\n",
-            "give either 'mask' or mask_<class> files",
-        ),
     ],
 )
 def test_table_errors_name_the_manifest(tmp_path, text, message):
     csv = tmp_path / "m.csv"
     csv.write_text(text)
     with pytest.raises(InputError, match=message) as info:
-        read_subject_table(csv, LABELS)
+        read_manifest(csv, LABELS)
     assert str(csv) in str(info.value)
-
-
-def test_duplicate_message_gives_both_lines(tmp_path):
-    csv = tmp_path / "m.csv"
-    csv.write_text("subject_id,image\na,1.nii\nb,2.nii\na,3.nii\n")
-    with pytest.raises(InputError, match=r"duplicate subject id \(lines 2 and 4\)"):
-        read_subject_table(csv, LABELS)
     with pytest.raises(InputError, match="manifest not found"):
-        read_subject_table(tmp_path / "missing.csv", LABELS)
+        read_manifest(tmp_path / "missing.csv", LABELS)
+
+
+def test_subject_problems_are_returned_together_and_leave_the_subject_out(tmp_path):
+    """A duplicated id (every row of it), an empty image cell and a row with both kinds of
+    mask are each one subject's problem: all are returned, the others' rows are kept."""
+    csv = tmp_path / "m.csv"
+    csv.write_text(
+        "subject_id,image,mask,mask_femur\n"
+        "a,1.nii,,\nb,2.nii,,\na,3.nii,,\nc,,,\nd,4.nii,m.nii,f.nii\ne,5.nii,,\n"
+    )
+    table, problems = read_manifest(csv, LABELS)
+    assert list(table) == ["b", "e"]
+    assert [(s, f) for s, f, _ in problems] == [("c", str(csv)), ("d", str(csv)), ("a", str(csv))]
+    found = {s: p for s, _, p in problems}
+    assert found["a"] == "duplicate subject id (lines 2, 4)"
+    assert found["c"] == "line 5: no image in column 'image'"
+    assert "give either 'mask' or mask_<class> files" in found["d"]

@@ -119,3 +119,27 @@ def test_a_non_editable_install_imports_every_module_and_runs_every_stage(tmp_pa
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.strip() == str(site / "segsweep" / "__init__.py")
     assert len(modules) > 50
+
+
+def test_workflow_catalog_usage_is_what_the_catalog_reads() -> None:
+    """The catalog's usage file: the keys it reads, a deployment method the workflow supports
+    (envs/ for conda), the report, and flags the README's usage runs with."""
+    import yaml
+
+    usage = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())["usage"]
+    assert set(usage) == {"mandatory-flags", "software-stack-deployment", "report"}
+    assert set(usage["mandatory-flags"]) == {"desc", "flags"}
+    deployment = usage["software-stack-deployment"]
+    assert set(deployment) == {"conda", "apptainer", "apptainer+conda"}
+    assert deployment["conda"] and any((REPO / "envs").glob("*.yaml"))
+    assert usage["report"] is True and "snakemake --report" in (REPO / "README.md").read_text()
+    assert usage["mandatory-flags"]["flags"] in (REPO / "README.md").read_text()
+    assert (REPO / "config" / "README.md").is_file()
+
+
+def test_readme_lists_every_stage() -> None:
+    from segsweep.__main__ import STAGES
+
+    text = " ".join((REPO / "README.md").read_text().split())
+    listed = text.split("(stages: ", 1)[1].split(")", 1)[0]
+    assert [s.strip() for s in listed.split(",")] == list(STAGES)

@@ -10,6 +10,7 @@ import sys
 
 STAGES = {
     "cohort": ("segsweep.data.cohort", "generate the synthetic knee MRI cohort"),
+    "validate": ("segsweep.data.validate", "every problem of a dataset, from its headers"),
     "ingest": ("segsweep.data.ingest", "read, validate and reorient one subject"),
     "n4": ("segsweep.preprocess.n4", "N4 bias field correction of one image"),
     "crop": ("segsweep.preprocess.crop", "crop one subject around the joint centre"),
@@ -21,6 +22,14 @@ STAGES = {
     "final": ("segsweep.sweep.final", "choose the final models on validation"),
     "export": ("segsweep.evaluate.unlabelled", "predict unlabelled subjects in original geometry"),
     "analysis": ("segsweep.sweep.analysis", "runs table and hyperparameter tables"),
+    "export-nnunet": (
+        "segsweep.baseline.export_nnunet",
+        "the prepared cohort and our split as an nnU-Net v2 raw dataset",
+    ),
+    "external": (
+        "segsweep.baseline.external",
+        "an external method's test predictions scored in native space",
+    ),
     "figures": ("segsweep.report.figures", "jitter plots, boxplots and other figures"),
     "report": ("segsweep.report.thesis", "thesis HTML and PDF"),
     "sweep": ("segsweep.sweep.grammar", "list the runs of a sweep file"),

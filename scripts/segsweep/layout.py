@@ -32,6 +32,7 @@ DATA_IMAGE = "results/data/{subject}/image.nii.gz"
 DATA_MASK = "results/data/{subject}/mask.nii.gz"
 DATA_MANIFEST = "results/data/manifest.csv"
 DROPPED = "results/data/dropped.csv"
+DATA_DESCRIPTION = "results/data/dataset.json"  # the layout, classes and channels read
 
 # preprocessing per subject, and the crop's cohort tables
 N4_IMAGE = "results/n4/{subject}/image.nii.gz"
@@ -74,6 +75,8 @@ VAL_PER_PATIENT = "results/runs/{run}/val/per_patient.csv"
 # (of its fold ensemble with cross-validation, and of its best fold), which runs make it up,
 # predictions, outlines and unlabelled subjects
 FINAL = "results/summary/final.csv"
+# an external method's test predictions (final.external), scored as the final models are
+EXTERNAL_PER_PATIENT = "results/external/{name}/test/per_patient.csv"
 TEST_PER_SLICE = "results/final/{run}/test/per_slice.csv"
 TEST_PER_PATIENT = "results/final/{run}/test/per_patient.csv"
 BEST_FOLD_PER_SLICE = "results/final/{run}/test_best_fold/per_slice.csv"

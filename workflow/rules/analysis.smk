@@ -10,6 +10,9 @@ rule analysis:
             else {}
         ),
         selections=each(L.SELECTION, run=sorted(RUNS)),
+        external=[
+            L.path(L.EXTERNAL_PER_PATIENT, name=name) for name in sorted(EXTERNAL)
+        ],
         per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
         subjects=each(L.RUN_SUBJECTS, run=sorted(RUNS)),
         splits=L.SPLITS,
@@ -34,6 +37,7 @@ rule analysis:
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),
         members=lambda w: final_members(),
+        external=sorted(EXTERNAL),
     script:
         "../scripts/analysis.py"
 

@@ -23,20 +23,21 @@ wildcard_constraints:
     subject=r"[^/]+",
     run=r"[^/]+",
     split=r"train|val|test",
+    name=r"[^/]+",
 
 
 SPLITS = ["train", "val", "test"]
 FINAL_SPLITS = ["val", "test"]
-# The classes in the order the packed masks hold them (their channels) and every stage sees
-# them: by name.
-LABELS = dict(sorted(config["data"]["labels"].items()))
 
 
 def _load_subjects():
-    """subject_id → raw paths, source and whether it is labelled."""
+    """(subject_id → raw paths, source and whether it is labelled; the data as read: the
+    layout, classes, channels and the problems that left subjects out). Brought data is
+    read in whichever layout data.manifest holds and checked, listing and headers, in one
+    pass (segsweep.data.validate): every problem at once."""
     data = config["data"]
     if data["source"] == "synthetic":
-        from segsweep.data.cohort import plan_cohort
+        from segsweep.data.cohort import LABELS as COHORT_LABELS, plan_cohort
 
         table = {}
         for spec in plan_cohort(data["synthetic"]):
@@ -60,14 +61,48 @@ def _load_subjects():
                 "class_masks": {},
                 "extra": {},
             }
-        return table
+        read = {
+            "layout": "synthetic",
+            "labels": data["labels"] or COHORT_LABELS,
+            "channels": data["channels"],
+            "problems": [],
+        }
+        return table, read
     if not data["manifest"]:
         raise ConfigError(
-            "data.manifest", None, "a CSV path when data.source is 'manifest'"
+            "data.manifest",
+            None,
+            "a manifest CSV, a MONAI datalist or a Decathlon or nnU-Net v2 folder"
+            " when data.source is 'manifest'",
         )
-    from segsweep.data.manifest import read_subject_table
+    from segsweep.data.validate import plan_subjects
 
-    return read_subject_table(data["manifest"], data["labels"], data["channels"])
+    plan = plan_subjects(data)
+    for problem in plan.problems if workflow.is_main_process else []:
+        print(
+            f"left out: {problem.subject or '(dataset)'}: {problem.file}: {problem.problem}"
+        )
+    read = {
+        "layout": plan.dataset.layout,
+        "labels": plan.labels,
+        "channels": plan.channels,
+        "folds": plan.folds,
+        "problems": [vars(problem) for problem in plan.problems],
+    }
+    return plan.subjects, read
+
+
+SUBJECTS, DATA_READ = _load_subjects()
+# The classes and channels in force (data.labels/channels, else the dataset's or the
+# synthetic cohort's), in the config every stage is handed.
+config["data"]["labels"] = DATA_READ["labels"]
+config["data"]["channels"] = DATA_READ["channels"]
+# With cross-validation, a dataset's own folds (a MONAI datalist's) are the folds.
+if config["split"]["folds"] and DATA_READ.get("folds"):
+    config["split"]["folds"] = DATA_READ["folds"]
+# The classes in the order the packed masks hold them (their channels) and every stage sees
+# them: by name.
+LABELS = dict(sorted(DATA_READ["labels"].items()))
 
 
 def _validate_train(params):
@@ -80,7 +115,6 @@ def _validate_train(params):
         raise ConfigError(f"sweep: {key}", error.instance, error.message) from None
 
 
-SUBJECTS = _load_subjects()
 SWEEP = load_sweep(config["sweep"])
 validate(SWEEP, "../schemas/sweep.schema.yaml")
 _TRAIN_SCHEMA = section("train")
@@ -93,6 +127,14 @@ FOLDS = config["split"]["folds"]
 SLICE_LEVEL = config["selection"]["level"] == "slice"
 SCORED = L.VAL_PER_SLICE if SLICE_LEVEL else L.VAL_PER_PATIENT
 SWEPT = swept_names(SWEEP)
+# name → folder of an external method's predictions (final.external)
+EXTERNAL = config["final"]["external"]
+# What choosing the final models depends on: not the external methods, so adding one reruns
+# only their scoring, the analysis and the report.
+CHOICE_CONFIG = {
+    **config,
+    "final": {k: v for k, v in config["final"].items() if k != "external"},
+}
 
 
 def _check_run_inputs():
@@ -388,6 +430,7 @@ def benchmarks(wildcards):
         "select": runs,
         "final_test": finals,
         "predict_unlabelled": finals,
+        "score_external": sorted(EXTERNAL),
     }
     skipped = {"report", "all"}
     if config["data"]["source"] == "synthetic":

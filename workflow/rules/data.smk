@@ -115,11 +115,16 @@ checkpoint data_manifest:
             category="Data",
         ),
         dropped=L.DROPPED,
+        description=L.DATA_DESCRIPTION,
     log:
         L.log("data/manifest"),
     benchmark:
         L.benchmark("data/manifest")
     conda:
         "../../envs/preprocess.yaml"
+    params:
+        read=DATA_READ,
+        manifest=config["data"]["manifest"],
+        labels=LABELS,
     script:
         "../scripts/data_manifest.py"

@@ -49,7 +49,7 @@ checkpoint choose_final:
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=config,
+        cfg=CHOICE_CONFIG,
         sweep=SWEEP,
         runs=sorted(RUNS),
     script:
@@ -128,3 +128,29 @@ rule predict_unlabelled:
         labels=LABELS,
     script:
         "../scripts/predict_unlabelled.py"
+
+
+rule score_external:
+    input:
+        folder=lambda w: EXTERNAL[w.name],
+        splits=L.SPLITS,
+        records=lambda w: each(L.INGEST_RECORD, subject=valid_labelled(w)),
+        originals=lambda w: final_test_data(w)["originals"],
+    output:
+        L.EXTERNAL_PER_PATIENT,
+    log:
+        L.log("external/{name}"),
+    benchmark:
+        L.benchmark("external/{name}")
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        records=lambda w, input: " ".join(
+            shlex.quote(f"{s}={p}")
+            for s, p in zip(valid_labelled(w), input.records, strict=True)
+        ),
+        labels=as_json(LABELS),
+    shell:
+        "python -m segsweep external {wildcards.name:q} {input.folder:q} --splits {input.splits}"
+        " --records {params.records} --labels-json {params.labels:q} --out {output}"
+        " > {log} 2>&1"

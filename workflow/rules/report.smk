@@ -11,6 +11,7 @@ rule report:
         checks=L.SPLITS_CHECKS,
         manifest=L.DATA_MANIFEST,
         dropped=L.DROPPED,
+        description=L.DATA_DESCRIPTION,
         records=each(L.INGEST_RECORD, subject=sorted(SUBJECTS)),
         provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
         centre=L.CENTRE_ERROR,

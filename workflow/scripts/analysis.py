@@ -28,6 +28,7 @@ with logged(snakemake.log[0]):
         test_per_patient=by_model("test_per_patient"),
         best_per_slice=by_model("best_per_slice"),
         best_per_patient=by_model("best_per_patient"),
+        external=dict(zip(snakemake.params.external, given.external, strict=True)),
     )
     names = ("runs", "configurations", *layout.TABLES)
     write_tables(

@@ -33,6 +33,7 @@ with logged(snakemake.log[0]):
         unlabelled=dict(zip(params.finals, given.unlabelled, strict=True)),
         provenance=dict(zip(params.runs, given.provenance, strict=True)),
         benchmarks={rule: list(files) for rule, files in named("benchmarks_").items()},
+        description=given.description,
     )
     templates = os.path.dirname(given.templates[0])
     write_thesis(inputs, snakemake.output.html, snakemake.output.pdf, templates)

@@ -72,11 +72,17 @@ def read_channels(paths: list[str | Path], subject: str | None = None) -> sitk.I
     """One image per channel (PET, CT, ...) as one float32 image with one component per channel.
 
     Every channel must share the first one's size and geometry: channels are stacked voxel by
-    voxel, so a shifted channel would silently pair the wrong voxels.
+    voxel, so a shifted channel would silently pair the wrong voxels. One 4D file (a Decathlon
+    multi-modal image) holds its channels along its fourth axis, on one grid by construction.
     """
     if not paths:
         raise InputError(subject, None, "no image given")
-    images = [read_image(path, subject) for path in paths]
+    if len(paths) == 1:
+        images = [read_image(paths[0], subject, channels_last=True)]
+        if images[0].GetDimension() == 4:
+            return _compose(_volumes(images[0]))
+    else:
+        images = [read_image(path, subject) for path in paths]
     for path, image in zip(paths, images, strict=True):
         if image.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(subject, str(path), "multi-component voxels are not supported")
@@ -85,6 +91,20 @@ def read_channels(paths: list[str | Path], subject: str | None = None) -> sitk.I
     first = images[0]
     for path, image in zip(paths[1:], images[1:], strict=True):
         _check_grid(subject, first, image, path, 1e-3, "channel", f"first channel ({paths[0]})")
+    return _compose(images)
+
+
+def _volumes(image: sitk.Image) -> list[sitk.Image]:
+    """The 3D volumes along a 4D image's fourth axis (with its first three axes' geometry)."""
+    size = list(image.GetSize())
+    return [sitk.Extract(image, [*size[:3], 0], [0, 0, 0, channel]) for channel in range(size[3])]
+
+
+def _compose(images: list[sitk.Image]) -> sitk.Image:
+    """Channels on one grid as one float32 image with a component per channel (one channel:
+    the image itself)."""
+    if len(images) == 1:
+        return images[0]
     floats = [sitk.Cast(image, sitk.sitkFloat32) for image in images]
     for image in floats[1:]:
         image.CopyInformation(floats[0])
@@ -387,9 +407,19 @@ def write_data_manifest(records: list[dict[str, Any]], out_csv: str | Path) -> p
     return table
 
 
-def write_dropped(records: list[dict[str, Any]], out_csv: str | Path) -> pd.DataFrame:
-    """results/data/dropped.csv: subject_id, source, file, problem of every invalid subject."""
+def write_dropped(
+    records: list[dict[str, Any]],
+    out_csv: str | Path,
+    planned: list[dict[str, str]] | None = None,
+) -> pd.DataFrame:
+    """results/data/dropped.csv: subject_id, source, file, problem of every invalid subject:
+    those left out at planning (`planned`: subject, file, problem; subject '' for a problem of
+    the dataset's listing) and those ingest found invalid."""
     rows = [
+        {"subject_id": p["subject"], "source": "", "file": p["file"], "problem": p["problem"]}
+        for p in planned or []
+    ]
+    rows += [
         {
             "subject_id": r["subject_id"],
             "source": r.get("source") or "",
@@ -399,21 +429,58 @@ def write_dropped(records: list[dict[str, Any]], out_csv: str | Path) -> pd.Data
         for r in records
         if not r.get("valid", True)
     ]
-    table = pd.DataFrame(rows, columns=DROPPED_COLUMNS).sort_values("subject_id")
+    table = pd.DataFrame(rows, columns=DROPPED_COLUMNS).sort_values("subject_id", kind="stable")
     write_csv(table, out_csv)
     return table
 
 
+def check_classes(records: list[dict[str, Any]], labels: dict[str, int]) -> None:
+    """InputError naming every declared class that has no voxel in any valid labelled
+    subject (a class of another dataset's label map, or a wrong label value); nothing to
+    check without valid labelled subjects."""
+    counted = [r["voxels"] for r in records if r.get("valid", True) and r.get("voxels")]
+    if not counted:
+        return
+    absent = [name for name in labels if not any(v.get(name) for v in counted)]
+    if absent:
+        named = ", ".join(f"'{name}' (label {labels[name]})" for name in absent)
+        raise InputError(
+            None,
+            "data.labels",
+            f"class {named} has no voxel in any of the {len(counted)} labelled subjects: "
+            "leave it out of data.labels, or check its label value",
+        )
+
+
 def write_manifests(
-    records: list[str | Path], out_csv: str | Path, dropped_csv: str | Path | None = None
+    records: list[str | Path],
+    out_csv: str | Path,
+    dropped_csv: str | Path | None = None,
+    planned: list[dict[str, str]] | None = None,
+    description: str | Path | None = None,
+    read: dict[str, Any] | None = None,
 ) -> None:
-    """The data manifest (and, with `dropped_csv`, the table of invalid subjects) from the
-    subjects' ingest.json files."""
+    """The data manifest (and, with `dropped_csv`, the table of invalid subjects, with those
+    left out at planning: `planned`) from the subjects' ingest.json files; with `description`,
+    what was read (`read`: layout, manifest, labels, channels) and the subjects' counts as
+    JSON. Raises InputError when a declared class (`read["labels"]`) has no voxel at all."""
     loaded = [read_json(path) for path in records]
-    write_data_manifest(loaded, out_csv)
+    table = write_data_manifest(loaded, out_csv)
     if dropped_csv:
-        for row in write_dropped(loaded, dropped_csv).itertuples():
-            print(f"dropped subject {row.subject_id}: {row.file}: {row.problem}")
+        for row in write_dropped(loaded, dropped_csv, planned).itertuples():
+            print(f"dropped subject {row.subject_id or '(dataset)'}: {row.file}: {row.problem}")
+    if read is not None:
+        check_classes(loaded, read["labels"])
+    if description:
+        valid = table[table["valid"]]
+        counts = {
+            "subjects": len(table),
+            "labelled": int(valid["labelled"].sum()),
+            "unlabelled": int((~valid["labelled"]).sum()),
+            "left_out": len({p["subject"] for p in planned or [] if p["subject"]})
+            + int((~table["valid"]).sum()),
+        }
+        write_json(description, {**(read or {}), **counts})
 
 
 def _relative_to(value: str | None, folder: Path) -> str:

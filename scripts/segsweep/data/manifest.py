@@ -4,8 +4,9 @@ A CSV with at least `subject_id` and `image`; optional `mask` (one label map), `
 (one binary mask file per class of `data.labels`), `roi`, `source`, `perspective` and any other
 columns (kept for stratification and tables). Several image columns make a multi-channel subject
 (`data.channels`, e.g. [pet, ct]). Paths are relative to the CSV's folder. Problems of the table
-itself (missing column, duplicate or empty ids) stop the workflow at once: they are not one
-subject's fault, so `data.on_invalid: skip` cannot drop them.
+itself (a missing column, an empty id) stop the workflow at once: they are not one subject's
+fault. A duplicated id is one subject's problem: it is returned with the others, for
+`segsweep validate` to list (and `data.on_invalid: skip` to drop all its rows).
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ def _resolve(value: str, folder: Path) -> str:
     return value if Path(value).is_absolute() else str(folder / value)
 
 
-def read_subject_table(
+def read_manifest(
     path: str | Path, labels: dict[str, int], channels: list[str] | None = None
-) -> dict[str, dict[str, Any]]:
-    """subject_id → images (one path per channel), mask, class_masks, roi, source, perspective,
-    labelled and the remaining columns (`extra`), in manifest order.
+) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str, str]]]:
+    """(subject_id → images (one path per channel), mask, class_masks, roi, source,
+    perspective, labelled and the remaining columns (`extra`), in manifest order; the
+    problems (subject, file, problem) of subjects left out).
 
-    Raises InputError naming the manifest for a missing file or column, an empty or duplicate
-    subject id, an empty image cell, and a subject with both `mask` and `mask_<class>` files.
+    A duplicated id leaves out every row of it, each a problem naming its lines; so does an
+    empty image cell and a row with both `mask` and `mask_<class>` files. Raises InputError
+    naming the manifest for a missing file or column and an empty subject id.
     """
     path = Path(path)
     if not path.is_file():
@@ -52,28 +55,27 @@ def read_subject_table(
             )
     class_columns = {f"mask_{name}": name for name in labels}
     table: dict[str, dict[str, Any]] = {}
-    first_line: dict[str, int] = {}
+    problems: list[tuple[str, str, str]] = []
+    lines: dict[str, list[int]] = {}
     for line, row in enumerate(rows, start=2):
         sid = row.get("subject_id", "")
         if not sid:
             raise InputError(None, str(path), f"line {line}: empty subject_id")
-        if sid in table:
-            raise InputError(
-                sid, str(path), f"duplicate subject id (lines {first_line[sid]} and {line})"
-            )
-        first_line[sid] = line
+        lines.setdefault(sid, []).append(line)
         empty = [c for c in channels if not row.get(c)]
         if empty:
-            raise InputError(sid, str(path), f"line {line}: no image in column '{empty[0]}'")
+            problems.append((sid, str(path), f"line {line}: no image in column '{empty[0]}'"))
+            continue
         class_masks = {
             name: _resolve(row[col], path.parent)
             for col, name in class_columns.items()
             if row.get(col)
         }
         if class_masks and row.get("mask"):
-            raise InputError(
-                sid, str(path), f"line {line}: give either 'mask' or mask_<class> files, not both"
+            problems.append(
+                (sid, str(path), f"line {line}: give either 'mask' or mask_<class> files, not both")
             )
+            continue
         mask = _resolve(row.get("mask", ""), path.parent)
         table[sid] = {
             "image": _resolve(row[channels[0]], path.parent),
@@ -90,4 +92,9 @@ def read_subject_table(
                 if k not in KNOWN and k not in class_columns and k not in channels
             },
         }
-    return table
+    for sid, found in lines.items():
+        if len(found) > 1:
+            table.pop(sid, None)
+            where = ", ".join(map(str, found))
+            problems.append((sid, str(path), f"duplicate subject id (lines {where})"))
+    return table, problems

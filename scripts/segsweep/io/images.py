@@ -4,7 +4,9 @@ records and writing (SimpleITK, with nibabel as a second reader of NIfTI voxels)
 Two readers, by where a file comes from:
 - `read_image` for the files a user brings (.mhd/.mha/.nii/.nii.gz or a DICOM series folder):
   every problem becomes one InputError naming the subject, the file and what is wrong (missing
-  or truncated file, unreadable header, unsupported format, not 3D, NaN/inf voxels);
+  or truncated file, unreadable header, unsupported format, not 3D, NaN/inf voxels); a 4D
+  file (Decathlon's multi-modal images: channels last) is read whole where channels may be;
+- `brought_header` for the header of such a file alone (`segsweep validate`);
 - `read_volume` for the workflow's own intermediate files (canonical NIfTI under results/),
   which only need a clear error when they are missing or unreadable.
 
@@ -77,8 +79,11 @@ def _read_dicom_series(folder: Path, subject: str | None) -> sitk.Image:
         ) from None
 
 
-def read_image(path: str | Path, subject: str | None = None) -> sitk.Image:
-    """Read a 3D image (.mhd/.mha/.nii/.nii.gz or a DICOM series folder) and check its voxels.
+def read_image(
+    path: str | Path, subject: str | None = None, channels_last: bool = False
+) -> sitk.Image:
+    """Read a 3D image (.mhd/.mha/.nii/.nii.gz or a DICOM series folder) and check its voxels;
+    with `channels_last`, a 4D image (its fourth axis: channels) is returned as read.
 
     Raises InputError for a missing file, an unsupported format, an unreadable header, truncated
     or corrupt voxel data, a non-3D image and NaN/inf voxels (they would silently poison N4,
@@ -88,7 +93,7 @@ def read_image(path: str | Path, subject: str | None = None) -> sitk.Image:
     if not path.exists():
         raise InputError(subject, str(path), "file not found")
     image = _read_dicom_series(path, subject) if path.is_dir() else _read_file(path, subject)
-    if image.GetDimension() != 3:
+    if image.GetDimension() != 3 and not (channels_last and image.GetDimension() == 4):
         raise InputError(subject, str(path), f"expected a 3D image, got {image.GetDimension()}D")
     bad = _non_finite(sitk.GetArrayViewFromImage(image))
     if path.name.lower().endswith((".nii", ".nii.gz")):
@@ -100,6 +105,18 @@ def read_image(path: str | Path, subject: str | None = None) -> sitk.Image:
 
 def _read_file(path: Path, subject: str | None) -> sitk.Image:
     """Read the header first, then the voxels, so the message says which of the two is broken."""
+    reader, data = _open_header(path, subject)
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        part = f"MetaImage data file {data.name}" if data is not None else "voxel data"
+        raise InputError(subject, str(path), f"{part} is truncated or corrupt") from None
+
+
+def _open_header(path: Path, subject: str | None) -> tuple[sitk.ImageFileReader, Path | None]:
+    """A reader with the header of a brought file read, and its MetaImage data file (None
+    for other formats); InputError for an unsupported format, a missing data file and an
+    unreadable header."""
     if not path.name.lower().endswith(SUFFIXES):
         raise InputError(
             subject, str(path), f"unsupported format; expected one of {', '.join(SUFFIXES)}"
@@ -116,11 +133,40 @@ def _read_file(path: Path, subject: str | None) -> sitk.Image:
         if "No such file" in reason:  # MetaImage's errno for a header it cannot parse
             reason = "not a valid header of its format"
         raise InputError(subject, str(path), f"unreadable header: {reason}") from None
-    try:
-        return reader.Execute()
-    except RuntimeError:
-        part = f"MetaImage data file {data.name}" if data is not None else "voxel data"
-        raise InputError(subject, str(path), f"{part} is truncated or corrupt") from None
+    return reader, data
+
+
+def brought_header(path: str | Path, subject: str | None = None) -> dict[str, Any]:
+    """The header of a brought image, without its voxels: size, spacing, origin and direction
+    of its first three axes (a 3 × 3 direction), `channels` (components per voxel, or the
+    length of a fourth axis) and `dimension`. A DICOM folder gives only `dimension` 3 and
+    `channels` 1 (its grid needs every file: ingest checks it). InputError as `read_image`
+    for a missing file, an unsupported format and an unreadable header."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(subject, str(path), "file not found")
+    if path.is_dir():
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise InputError(subject, str(path), "folder holds no DICOM series")
+        if len(series) > 1:
+            raise InputError(
+                subject,
+                str(path),
+                f"folder holds {len(series)} DICOM series ({', '.join(series)}); expected one",
+            )
+        return {"dimension": 3, "channels": 1, "size": None}
+    reader, _ = _open_header(path, subject)
+    dimension = reader.GetDimension()
+    direction = np.reshape(reader.GetDirection(), (dimension, dimension))[:3, :3]
+    return {
+        "dimension": dimension,
+        "channels": reader.GetSize()[3] if dimension == 4 else reader.GetNumberOfComponents(),
+        "size": list(reader.GetSize()[:3]),
+        "spacing": list(reader.GetSpacing()[:3]),
+        "origin": list(reader.GetOrigin()[:3]),
+        "direction": direction.ravel().tolist(),
+    }
 
 
 def _nifti_voxels(path: Path, subject: str | None) -> np.ndarray:

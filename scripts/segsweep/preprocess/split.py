@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from segsweep import layout
+from segsweep.data.datasets import DATASET_FOLD
 from segsweep.errors import ConfigError, InputError
 from segsweep.io.records import flags, write_csv
 
@@ -109,7 +110,9 @@ def split_subjects(
     With `group` (a column such as patient_id, used when present) all subjects of one patient
     land in the same split: the split is drawn over patients, each in its first subject's
     stratum. `folds` >= 2 adds a `fold` column (0..k-1) for the train and val subjects, drawn
-    per stratum, for k-fold cross-validation over train+val; test stays apart.
+    per stratum, for k-fold cross-validation over train+val; test stays apart. A dataset that
+    brings its own folds (a MONAI datalist's `fold`: the manifest's `dataset_fold` column)
+    keeps them: they must number 0..k-1.
     Returns columns subject_id, split, stratum (and source, the group column and fold when
     present), sorted by subject_id.
     """
@@ -145,7 +148,8 @@ def split_subjects(
     columns = ["subject_id", "split", "stratum"] + (["source"] if "source" in table else [])
     columns += [group] if grouped and group != "source" else []
     if folds:
-        fold_of = _folds(units[units["unit"].map(split_of).isin(["train", "val"])], folds, seed)
+        development = units[units["unit"].map(split_of).isin(["train", "val"])]
+        fold_of = _given_folds(development, folds) or _folds(development, folds, seed)
         table["fold"] = table["unit"].map(fold_of).where(table["split"].isin(["train", "val"]))
         table["fold"] = table["fold"].astype("Int64")
         columns.append("fold")
@@ -162,6 +166,23 @@ def _folds(units: pd.DataFrame, k: int, seed: int) -> dict[str, int]:
             fold_of[unit] = position % k
             position += 1
     return fold_of
+
+
+def _given_folds(units: pd.DataFrame, k: int) -> dict[str, int] | None:
+    """Fold per unit as the dataset gives them (None when it gives none); ConfigError unless
+    every development unit has one and they are exactly 0..k-1."""
+    if DATASET_FOLD not in units or units[DATASET_FOLD].isna().all():
+        return None
+    given = pd.to_numeric(units[DATASET_FOLD], errors="coerce")
+    missing = units.loc[given.isna(), "unit"].tolist()
+    if missing:
+        raise InputError(
+            missing[0], None, "the dataset gives other subjects a fold but not this one"
+        )
+    found = sorted(set(given.astype(int)))
+    if found != list(range(k)):
+        raise ConfigError("split.folds", k, f"the dataset's own folds, {found}: k = {len(found)}")
+    return dict(zip(units["unit"], given.astype(int), strict=True))
 
 
 def audit_splits(splits: pd.DataFrame) -> pd.DataFrame:

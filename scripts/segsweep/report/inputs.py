@@ -45,6 +45,7 @@ class ReportInputs:
     unlabelled: Paths
     provenance: Paths
     benchmarks: Mapping[str, list[str | Path]] = field(default_factory=dict)
+    description: Path | None = None  # dataset.json: the layout, classes and channels read
 
     @classmethod
     def under(
@@ -106,6 +107,7 @@ class ReportInputs:
             unlabelled={r: under(layout.UNLABELLED_FIGURE, run=r) for r in finals},
             provenance={r: under(layout.RUN_PROVENANCE, run=r) for r in runs},
             benchmarks=found,
+            description=_existing(under(layout.DATA_DESCRIPTION)),
         )
 
 

@@ -106,11 +106,11 @@ def _score(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _foreground(table: pd.DataFrame) -> pd.DataFrame:
-    """Foreground rows in the processed space, the space selection and the sweep tables use."""
+def _foreground(table: pd.DataFrame, space: str = "processed") -> pd.DataFrame:
+    """Foreground rows in `space` (by default the processed space, the space selection and the
+    sweep tables use; tables without a space column are processed)."""
     rows = table["class"] == FOREGROUND
-    if "space" in table:
-        rows &= table["space"] == "processed"
+    rows &= table["space"] == space if "space" in table else space == "processed"
     return table[rows]
 
 
@@ -334,12 +334,12 @@ def read_tables(paths: list[str | Path], model: str) -> pd.DataFrame:
 
 
 def _final_tables(final: pd.DataFrame, files: Tables) -> dict[tuple[str, str], pd.DataFrame]:
-    """(run_id, split) → the final model's table of `files` (its per_slice or per_patient.csv)."""
-    return {
-        (run_id, split): read_tables(files[run_id, split], run_id)
-        for run_id in final["run_id"]
-        for split in FINAL_SPLITS
-    }
+    """(model, split) → the model's table of `files` (its per_slice or per_patient.csv): every
+    final model's on both splits, then any other model `files` holds (an external method's, on
+    test only)."""
+    keys = [(run_id, split) for run_id in final["run_id"] for split in FINAL_SPLITS]
+    keys += [key for key in files if key not in set(keys)]
+    return {(model, split): read_tables(files[model, split], model) for model, split in keys}
 
 
 def slice_distribution(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
@@ -414,16 +414,25 @@ def class_summary(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CLASS_COLUMNS)
 
 
+NATIVE_TEST = "test-native"  # final_tests' split of the comparison with external methods
+
+
 def final_tests(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
-    """Paired tests of the final models on per-patient foreground Dice (processed space)."""
+    """Paired tests of the final models on per-patient foreground Dice (processed space); with
+    an external method among `files`, also the final models and the external methods on test
+    in native space (split `test-native`), the one space they share."""
     tables = _final_tables(final, files)
+    external = any(model not in set(final["run_id"]) for model, _ in tables)
     frames = []
-    for split in FINAL_SPLITS:
+    for split, space in [*((s, "processed") for s in FINAL_SPLITS), (NATIVE_TEST, "native")]:
+        if space == "native" and not external:
+            continue
+        wanted = "test" if split == NATIVE_TEST else split
         scores = pd.concat(
             [
-                _foreground(t)[["patient_id", "run_id", "dice"]]
+                _foreground(t, space)[["patient_id", "run_id", "dice"]]
                 for (_, s), t in tables.items()
-                if s == split
+                if s == wanted
             ]
             or [pd.DataFrame(columns=["patient_id", "run_id", "dice"])]
         )
@@ -473,7 +482,8 @@ class AnalysisInputs:
     subjects.json, and its per_slice.csv (every run's at `selection.level: slice`, else at
     least the final models' runs'); splits.csv; the final models (final.csv) and per final
     model (by its id) its test tables (`test_*`: of its fold ensemble with folds) and, with
-    folds, those of its best fold (`best_*`)."""
+    folds, those of its best fold (`best_*`); per external method (final.external, by name)
+    its native-space test table."""
 
     selections: Mapping[str, str | Path]
     val_per_patient: Mapping[str, str | Path]
@@ -485,6 +495,7 @@ class AnalysisInputs:
     test_per_patient: Mapping[str, str | Path]
     best_per_slice: Mapping[str, str | Path] = field(default_factory=dict)
     best_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
+    external: Mapping[str, str | Path] = field(default_factory=dict)  # name → its test table
 
     @classmethod
     def under(cls, results: str | Path, runs: list[str], finals: list[str], folds: bool):
@@ -550,6 +561,7 @@ def write_tables(
     test_patients = given.best_per_patient if reported else given.test_per_patient
     per_slice = final_tables(models, given.val_per_slice, test_slices)
     per_patient = final_tables(models, given.val_per_patient, test_patients)
+    per_patient |= {(name, "test"): [path] for name, path in given.external.items()}
     top = top_configurations(completed, higher)
     scores = patient_scores(runs, top, given.val_per_patient, selection)
     ranking, frequencies = rank_stability(scores, selection["aggregate"], higher)

@@ -16,7 +16,7 @@ from segsweep.report.chapters.sweep_results import cross_validated, tests_frame
 from segsweep.report.document import Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.report.numbers import NA, ci_text, integer, number, plural
-from segsweep.sweep.analysis import CLASS_METRICS
+from segsweep.sweep.analysis import CLASS_METRICS, NATIVE_TEST
 from segsweep.vocabulary import METRIC_NAMES
 
 SPLIT_NAMES = {"val": "validation set", "test": "test set"}  # with folds: out of fold
@@ -155,6 +155,8 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
     """The tables and figures of the final models on one split, and the sentence that cites
     them."""
     name = SPLIT_NAMES[split]
+    external = list(inputs.config.get("final", {}).get("external") or {}) if split == "test" else []
+    models = [*final_ids, *external]  # external methods: scored on test, in native space
     distribution = Table.of(
         f"distribution-{split}",
         f"Distribution of the per-slice foreground Dice of the final models on the {name}.",
@@ -165,12 +167,19 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
         ],
     )
     in_split = data["summary"][data["summary"]["split"] == split]
+
+    def beside(space: str) -> list[str]:
+        """The models scored in `space`: external methods only in native space."""
+        return [m for m in models if m in set(in_split.loc[in_split["space"] == space, "run_id"])]
+
     metrics = [
         Table.of(
             f"metrics-{split}-{space}",
             f"All per-patient foreground metrics of the final models on the {name} "
-            f"({space} space).",
-            metrics_frame(in_split[in_split["space"] == space], final_ids),
+            f"({space} space)"
+            + (", beside the external methods" if set(beside(space)) & set(external) else "")
+            + ".",
+            metrics_frame(in_split[in_split["space"] == space], beside(space)),
             notes=[
                 "The format is “mean (median) ± std” over patients, with the bootstrap 95 % "
                 "confidence interval of the mean in brackets."
@@ -183,7 +192,7 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
         f"classes-{split}",
         f"Per-class per-patient Dice, IoU and HD95 of the final models on the {name}, for every "
         "class a model predicts and the foreground (the union of its classes).",
-        class_frame(split_classes, final_ids),
+        class_frame(split_classes, models),
         notes=[
             "The format is “mean (median) ± std” over the patients; patients where a class is "
             "absent from both reference and prediction are counted but have no value."
@@ -259,6 +268,35 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
             f"{found['best_mean']}) and {found['worst']} worst ({found['worst_mean']})."
         )
     blocks = [cited, distribution, *metrics, classes, patients, *([tests] if tests else [])]
+    native_tests = data["tests"][data["tests"]["split"] == NATIVE_TEST]
+    if external and len(native_tests):
+        compared = Table.of(
+            "tests-external",
+            "Paired tests of the final models and the external "
+            f"{'method' if len(external) == 1 else 'methods'} ({', '.join(external)}) on the "
+            "per-patient "
+            f"foreground Dice of the {name} in native space, the space they share, with the "
+            "median of the per-patient differences and its bootstrap 95 % confidence interval.",
+            tests_frame(native_tests),
+            notes=[
+                "Wilcoxon signed-rank; for more than two models, Friedman and pairwise "
+                "Wilcoxon tests with Holm's correction."
+            ],
+        )
+        n_native = int(native_tests["n"].max()) if "n" in native_tests else 0
+        blocks += [
+            text(
+                "The external {methods} {names} {were} scored on the same {patients} with the "
+                "same metrics, in native space (the tables above); {table} compares them with "
+                "the final models.",
+                methods="method" if len(external) == 1 else "methods",
+                names=", ".join(external),
+                were="was" if len(external) == 1 else "were",
+                patients=plural(n_native, "test patient"),
+                table=compared,
+            ),
+            compared,
+        ]
     return Section(
         f"final-{split}", name[:1].upper() + name[1:], [*blocks, histogram, boxplot], level=3
     )

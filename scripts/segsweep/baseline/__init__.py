@@ -1,0 +1,1 @@
+"""A fair baseline: the prepared cohort for nnU-Net, and external predictions scored as ours."""
