@@ -103,12 +103,14 @@ def test_a_planned_window_and_an_automatic_centre_are_worded(results: Path) -> N
     body = html[html.index("<h1>2 Preprocessing</h1>") :]
     text = re.sub(r"<[^>]+>", "", body).replace("&#39;", "'")
     assert (
-        "cropped to a square in-plane window of 116 mm, planned from the data: the smallest "
-        "window that, around each training and validation subject's own crop centre, holds "
-        "every labelled voxel, widened by 10 % on each side around the centroid of the image's "
-        "foreground (Otsu threshold)" in text
+        "cropped to a square in-plane window of 116 mm around the centroid of the image's "
+        "foreground (Otsu threshold) and resampled to 64 × 64 pixels. The window was planned "
+        "from the data: the smallest square that, around each training and validation "
+        "subject's own crop centre, holds every labelled voxel, widened by 10 % on each side "
+        "(test subjects did not enter the plan)." in text
     )
     assert "“auto”" not in text  # no raw config value in the prose
     # the fakes' kept fractions are cut: a planned window's advice is the margin
     assert "raise preprocess.crop.margin" in text and "Enlarge" not in text
     assert "Distance of the crop centre (the centroid of the image's foreground" in text
+    assert "The zone is the surface midway between the two classes with the widest" in text

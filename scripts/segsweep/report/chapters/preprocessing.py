@@ -48,15 +48,21 @@ def resolved_crop(config: dict[str, Any]) -> dict[str, Any]:
 
 def window_phrase(crop: dict[str, Any], window_mm: float | None = None) -> str:
     """The crop window in words: its configured side, or, for `window_mm: auto`, the side it
-    was planned at (`window_mm`, from the crop records) and how."""
+    was planned at (`window_mm`, from the crop records; unsaid when unknown)."""
     if crop.get("window_mm") != AUTO:
         return f"a square in-plane window of {crop.get('window_mm')} mm"
-    size = f" of {window_mm:g} mm" if window_mm is not None else ""
+    return "a square in-plane window" + (f" of {window_mm:g} mm" if window_mm is not None else "")
+
+
+def plan_sentence(crop: dict[str, Any]) -> str:
+    """How a planned window (`window_mm: auto`) was sized; empty for a configured one."""
+    if crop.get("window_mm") != AUTO:
+        return ""
     margin = float(crop.get("margin", 0.1))
     return (
-        f"a square in-plane window{size}, planned from the data: the smallest window that, "
-        "around each training and validation subject's own crop centre, holds every labelled "
-        f"voxel, widened by {100 * margin:g} % on each side"
+        " The window was planned from the data: the smallest square that, around each training "
+        "and validation subject's own crop centre, holds every labelled voxel, widened by "
+        f"{100 * margin:g} % on each side (test subjects did not enter the plan)."
     )
 
 
@@ -89,7 +95,8 @@ def preprocessing_text(
         paragraphs.append(
             f"Each volume was cropped to {window_phrase(crop, window_mm)} "
             f"around {centre_phrase(crop)} and resampled to {size} × {size} "
-            f"pixels. The number of slices was harmonised to {crop.get('slices')} by padding to a "
+            f"pixels.{plan_sentence(crop)} The number of slices was harmonised to "
+            f"{crop.get('slices')} by padding to a "
             "multiple and keeping every n-th slice; masks were never interpolated across slices."
         )
     method = pre.get("normalise")
@@ -136,6 +143,16 @@ def reference_centre_note(labels: dict[str, int]) -> str:
     return (
         "The reference centre is the centroid of the zone where two classes meet; where only one "
         "class is present or no classes meet, it is the centroid of all labelled voxels."
+    )
+
+
+def interface_note(labels: dict[str, int]) -> str:
+    """Where two classes meet, for several classes (segsweep.preprocess.crop.mask_centre)."""
+    if len(labels) < 2:
+        return ""
+    return (
+        " The zone is the surface midway between the two classes with the widest interface, up "
+        "to 16 mm apart (for the knee, across the joint gap between femur and tibia)."
     )
 
 
@@ -300,7 +317,8 @@ def _crop_tables(
                 "(mm).",
                 centre_error_frame(centre),
                 notes=[
-                    f"{reference_centre_note(labels)} Max is the largest error and the largest "
+                    f"{reference_centre_note(labels)}{interface_note(labels)} Max is the "
+                    "largest error and the largest "
                     "absolute offset; “–” marks a subject without a reference centre."
                 ],
             )
