@@ -417,3 +417,5 @@ def test_an_external_prediction_folder_is_scored_beside_the_final_models(run_lay
     assert "nnunet" in set(classes["Model"])
     tests = report_table(html, "Paired tests of the final models and the external method")
     assert len(tests) == 1
+    assert (work / "results/figures/boxplot_test_native.png").is_file()
+    assert "one box per final model and external method" in html

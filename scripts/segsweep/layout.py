@@ -77,6 +77,7 @@ VAL_PER_PATIENT = "results/runs/{run}/val/per_patient.csv"
 FINAL = "results/summary/final.csv"
 # an external method's test predictions (final.external), scored as the final models are
 EXTERNAL_PER_PATIENT = "results/external/{name}/test/per_patient.csv"
+NATIVE_BOXPLOT = "results/figures/boxplot_test_native.png"  # the final models and the external
 TEST_PER_SLICE = "results/final/{run}/test/per_slice.csv"
 TEST_PER_PATIENT = "results/final/{run}/test/per_patient.csv"
 BEST_FOLD_PER_SLICE = "results/final/{run}/test_best_fold/per_slice.csv"

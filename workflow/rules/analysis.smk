@@ -51,7 +51,11 @@ rule figures:
         final=L.FINAL,
         logs=each(L.RUN_LOG, run=sorted(RUNS)),
         selections=each(L.SELECTION, run=sorted(RUNS)),
+        external=[
+            L.path(L.EXTERNAL_PER_PATIENT, name=name) for name in sorted(EXTERNAL)
+        ],
     output:
+        **({"native": L.NATIVE_BOXPLOT} if EXTERNAL else {}),
         jitter=report(
             each(L.JITTER, name=SWEPT),
             caption="../../report/jitter.rst",
@@ -95,5 +99,6 @@ rule figures:
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),
         members=lambda w: final_members(),
+        external=sorted(EXTERNAL),
     script:
         "../scripts/figures.py"

@@ -20,6 +20,8 @@ with logged(snakemake.log[0]):
     outputs |= {f"histogram_{s}": png for s, png in zip(splits, out.histograms, strict=True)}
     outputs |= {"training_curves": out.curves, "checkpoint_scores": out.checkpoints}
     outputs["ranking"] = out.ranking
+    if "native" in out.keys():
+        outputs["boxplot_test_native"] = out.native
     inputs = FigureInputs(
         runs=given.runs,
         configurations=given.configurations,
@@ -31,5 +33,9 @@ with logged(snakemake.log[0]):
         test_per_slice=dict(
             zip(models, given.best_per_slice if best else given.test_per_slice, strict=True)
         ),
+        test_per_patient=dict(
+            zip(models, given.best_per_patient if best else given.test_per_patient, strict=True)
+        ),
+        external=dict(zip(snakemake.params.external, given.external, strict=True)),
     )
     draw_figures(cfg, snakemake.params.sweep, inputs, outputs)

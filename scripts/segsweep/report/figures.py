@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,33 @@ def boxplot(per_slice: dict[str, pd.DataFrame], out: Path, title: str) -> None:
     if not per_slice:
         axes[0, 0].text(0.5, 0.5, "no final models", ha="center", va="center")
     fig.suptitle(title, fontsize=10)
+    save(fig, out)
+
+
+def native_boxplot(per_patient: dict[str, pd.DataFrame], out: Path) -> None:
+    """Per-patient foreground Dice on test in native space, one box per model (label → its
+    per_patient.csv rows) with every patient drawn as a point: the one space in which the final
+    models and external methods are scored alike. Undefined Dice is not drawn."""
+    rows = [
+        table[(table["class"] == FOREGROUND) & (table["space"] == "native")]
+        .dropna(subset=["dice"])
+        .assign(model=label)
+        for label, table in per_patient.items()
+    ]
+    data = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["model", "dice"])
+    fig = Figure(figsize=(1.6 + 1.4 * max(1, len(per_patient)), 3.6), layout="tight")
+    ax = fig.subplots()
+    order = list(per_patient)
+    sns.boxplot(data=data, x="model", y="dice", order=order, color="#9ecae1", whis=1.5,
+                linecolor="#08306b", showfliers=False, ax=ax)  # fmt: skip
+    sns.stripplot(data=data, x="model", y="dice", order=order, color="#08306b", size=4,
+                  jitter=0.15, ax=ax)  # fmt: skip
+    ax.set_xlabel("")
+    ax.set_ylabel("Dice per patient (native space)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(axis="y", alpha=0.3)
+    patients = data["patient_id"].nunique() if len(data) else 0
+    ax.set_title(f"Test set, {patients} patient{'s' * (patients != 1)}", fontsize=10)
     save(fig, out)
 
 
@@ -236,7 +263,8 @@ class FigureInputs:
     """What the figures show: the runs and configurations tables, the bootstrap rank
     frequencies, the final models (final.csv) and their runs' training logs, each run's
     selection.json (by run id), the final models' runs' validation per_slice.csv (by run id),
-    and each final model's per_slice test table (by its id: the reported one, `final.model`)."""
+    and each final model's per_slice test table (by its id: the reported one, `final.model`);
+    with external methods, its per_patient test table and theirs (by name)."""
 
     runs: str | Path
     configurations: str | Path
@@ -246,6 +274,8 @@ class FigureInputs:
     train_logs: Mapping[str, str | Path]
     val_per_slice: Mapping[str, str | Path]
     test_per_slice: Mapping[str, str | Path]
+    test_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
+    external: Mapping[str, str | Path] = field(default_factory=dict)  # name → its test table
 
 
 def draw_figures(
@@ -257,7 +287,8 @@ def draw_figures(
     """Every figure of `outputs`: "jitter_<name>" per swept hyperparameter (one point per
     complete configuration), "boxplot_<split>" and "histogram_<split>" for val (out-of-fold
     with folds) and test, "training_curves" (a panel per run of each final model),
-    "checkpoint_scores" and "ranking" (the bootstrap ranking of the top configurations)."""
+    "checkpoint_scores" and "ranking" (the bootstrap ranking of the top configurations); with
+    external methods also "boxplot_test_native"."""
     swept = swept_names(sweep)
     experiments = pd.read_csv(given.configurations)
     experiments = experiments[experiments["status"] == "ok"]
@@ -285,6 +316,10 @@ def draw_figures(
         for run in members[model]
     }
     training_curves(logs, Path(outputs["training_curves"]))
+    if "boxplot_test_native" in outputs:  # with external methods (final.external)
+        tables = {labels[m]: pd.read_csv(given.test_per_patient[m]) for m in labels}
+        tables |= {name: pd.read_csv(path) for name, path in given.external.items()}
+        native_boxplot(tables, Path(outputs["boxplot_test_native"]))
     runs_df = pd.read_csv(given.runs)
     completed = runs_df.loc[runs_df["status"] != "failed", "run_id"].astype(str)
     checkpoint_scores(

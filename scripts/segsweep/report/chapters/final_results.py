@@ -284,17 +284,27 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
             ],
         )
         n_native = int(native_tests["n"].max()) if "n" in native_tests else 0
+        boxes = Figure.of(
+            "boxplot-external",
+            f"Foreground Dice per patient of the {name} in native space, one box per final "
+            "model and external method, each patient a point. The line in each box is the "
+            "median, the box spans the 25% to 75% quantiles and the whiskers reach the furthest "
+            "patient within 1.5 times the interquartile range.",
+            inputs.figures["boxplot_test_native"],
+        )
         blocks += [
             text(
                 "The external {methods} {names} {were} scored on the same {patients} with the "
-                "same metrics, in native space (the tables above); {table} compares them with "
-                "the final models.",
+                "same metrics, in native space (the tables above); {boxes} shows the Dice per "
+                "patient and {table} compares them with the final models.",
                 methods="method" if len(external) == 1 else "methods",
                 names=", ".join(external),
                 were="was" if len(external) == 1 else "were",
                 patients=plural(n_native, "test patient"),
+                boxes=boxes,
                 table=compared,
             ),
+            boxes,
             compared,
         ]
     return Section(
