@@ -13,7 +13,7 @@ STAGES = {
     "validate": ("segsweep.data.validate", "every problem of a dataset, from its headers"),
     "ingest": ("segsweep.data.ingest", "read, validate and reorient one subject"),
     "n4": ("segsweep.preprocess.n4", "N4 bias field correction of one image"),
-    "crop": ("segsweep.preprocess.crop", "crop one subject around the joint centre"),
+    "crop": ("segsweep.preprocess.crop", "crop centre, the window planned from the data, the crop"),
     "split": ("segsweep.preprocess.split", "patient-level train/val/test split"),
     "pack": ("segsweep.preprocess.pack", "normalise and pack one split into HDF5"),
     "train": ("segsweep.train.job", "train one run of the sweep"),

@@ -425,6 +425,7 @@ def benchmarks(wildcards):
         "ingest_image": valid,
         "ingest_mask": labelled,
         "n4": valid,
+        "crop_centre": valid,
         "crop_image": valid,
         "crop_mask": labelled,
         "pack": SPLITS,

@@ -56,6 +56,8 @@ rule crop_centre:
         L.CROP_CENTRE,
     log:
         L.log("crop_centre/{subject}"),
+    benchmark:
+        L.benchmark("crop_centre/{subject}")
     conda:
         "../../envs/preprocess.yaml"
     params:
