@@ -200,9 +200,25 @@ def class_labels(section: Any, path: Path) -> dict[str, int] | None:
     return {name: value for name, value in sorted(pairs, key=lambda p: p[1]) if value != 0}
 
 
-def _count(description: dict[str, Any], key: str) -> int | None:
-    value = description.get(key)
-    return int(value) if isinstance(value, int) else None
+def _described(
+    layout: str,
+    meta: Path,
+    description: dict[str, Any],
+    subjects: dict[str, dict[str, Any]],
+    channels: list[str] | None,
+    problems: list[Problem],
+) -> Dataset:
+    """The Dataset of a folder whose dataset.json (`meta`) gives its classes and numTraining."""
+    expected = description.get("numTraining")
+    return Dataset(
+        layout,
+        str(meta.parent),
+        subjects,
+        class_labels(description.get("labels"), meta),
+        channels,
+        expected if isinstance(expected, int) else None,
+        problems,
+    )
 
 
 def _add(
@@ -249,15 +265,7 @@ def _decathlon(folder: Path) -> Dataset:
             continue
         image = _resolve(value, folder)
         _add(subjects, problems, seen, case_name(image), subject_row([image]), where)
-    return Dataset(
-        "decathlon",
-        str(folder),
-        subjects,
-        class_labels(description.get("labels"), meta),
-        channels,
-        _count(description, "numTraining"),
-        problems,
-    )
+    return _described("decathlon", meta, description, subjects, channels, problems)
 
 
 def _channel_files(folder: Path, ending: str, problems: list[Problem]) -> dict[str, dict[int, str]]:
@@ -324,15 +332,7 @@ def _nnunet(folder: Path) -> Dataset:
                 problems.append(
                     Problem(case or "", str(file), "a label without images in imagesTr")
                 )
-    return Dataset(
-        "nnunet",
-        str(folder),
-        subjects,
-        class_labels(description.get("labels"), meta),
-        channels,
-        _count(description, "numTraining"),
-        problems,
-    )
+    return _described("nnunet", meta, description, subjects, channels, problems)
 
 
 def _datalist(path: Path) -> Dataset:
@@ -378,12 +378,13 @@ def _datalist(path: Path) -> Dataset:
     labels = description.get("labels")
     channels = description.get("channel_names", description.get("modality"))
     key = "channel_names" if "channel_names" in description else "modality"
+    expected = description.get("numTraining")
     return Dataset(
         "datalist",
         str(path),
         subjects,
         class_labels(labels, path),
         _indexed_names(channels, key, path),
-        _count(description, "numTraining"),
+        expected if isinstance(expected, int) else None,
         problems,
     )

@@ -58,10 +58,10 @@ def _mhd_data_file(path: Path) -> Path | None:
     return path.parent / match.group(1)
 
 
-def _read_dicom_series(folder: Path, subject: str | None) -> sitk.Image:
-    """Read the single DICOM series in a folder; several series are ambiguous, so refuse them."""
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
+def _one_series(folder: Path, subject: str | None) -> str:
+    """The id of the single DICOM series in a folder; several series are ambiguous, so refuse
+    them (as no series)."""
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:
         raise InputError(subject, str(folder), "folder holds no DICOM series")
     if len(series) > 1:
@@ -70,7 +70,14 @@ def _read_dicom_series(folder: Path, subject: str | None) -> sitk.Image:
             str(folder),
             f"folder holds {len(series)} DICOM series ({', '.join(series)}); expected one",
         )
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    return series[0]
+
+
+def _read_dicom_series(folder: Path, subject: str | None) -> sitk.Image:
+    """Read the single DICOM series in a folder."""
+    reader = sitk.ImageSeriesReader()
+    series = _one_series(folder, subject)
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series))
     try:
         return reader.Execute()
     except RuntimeError as error:
@@ -146,15 +153,7 @@ def brought_header(path: str | Path, subject: str | None = None) -> dict[str, An
     if not path.exists():
         raise InputError(subject, str(path), "file not found")
     if path.is_dir():
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-        if not series:
-            raise InputError(subject, str(path), "folder holds no DICOM series")
-        if len(series) > 1:
-            raise InputError(
-                subject,
-                str(path),
-                f"folder holds {len(series)} DICOM series ({', '.join(series)}); expected one",
-            )
+        _one_series(path, subject)
         return {"dimension": 3, "channels": 1, "size": None}
     reader, _ = _open_header(path, subject)
     dimension = reader.GetDimension()
