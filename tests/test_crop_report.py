@@ -114,3 +114,13 @@ def test_a_planned_window_and_an_automatic_centre_are_worded(results: Path) -> N
     assert "raise preprocess.crop.margin" in text and "Enlarge" not in text
     assert "Distance of the crop centre (the centroid of the image's foreground" in text
     assert "The zone is the surface midway between the two classes with the widest" in text
+
+
+def test_the_interface_note_names_the_knee_only_for_the_knee_cohort() -> None:
+    from segsweep.report.chapters.preprocessing import interface_note
+
+    labels = {"vertebra": 2, "disc": 5}
+    assert "tibia" in interface_note(labels, knee=True)
+    assert "tibia" not in interface_note(labels, knee=False)
+    assert "widest interface" in interface_note(labels, knee=False)
+    assert interface_note({"brain": 1}, knee=False) == ""

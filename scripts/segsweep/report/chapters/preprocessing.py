@@ -146,13 +146,16 @@ def reference_centre_note(labels: dict[str, int]) -> str:
     )
 
 
-def interface_note(labels: dict[str, int]) -> str:
-    """Where two classes meet, for several classes (segsweep.preprocess.crop.mask_centre)."""
+def interface_note(labels: dict[str, int], knee: bool) -> str:
+    """Where two classes meet, for several classes (segsweep.preprocess.crop.mask_centre); the
+    knee's joint gap named only for the synthetic knee cohort (a brought dataset's report names
+    no class it does not have)."""
     if len(labels) < 2:
         return ""
+    example = " (for the knee, across the joint gap between femur and tibia)" if knee else ""
     return (
         " The zone is the surface midway between the two classes with the widest interface, up "
-        "to 16 mm apart (for the knee, across the joint gap between femur and tibia)."
+        f"to 16 mm apart{example}."
     )
 
 
@@ -306,6 +309,7 @@ def _crop_tables(
     """The centre-error and kept-fraction tables with their sentences (what exists of them),
     and the warning when the crop cuts labelled structure."""
     labels = inputs.config.get("data", {}).get("labels") or {}
+    knee = inputs.config.get("data", {}).get("source") == "synthetic"
     blocks: list = []
     warning = None
     if centre is not None:
@@ -317,7 +321,7 @@ def _crop_tables(
                 "(mm).",
                 centre_error_frame(centre),
                 notes=[
-                    f"{reference_centre_note(labels)}{interface_note(labels)} Max is the "
+                    f"{reference_centre_note(labels)}{interface_note(labels, knee)} Max is the "
                     "largest error and the largest "
                     "absolute offset; “–” marks a subject without a reference centre."
                 ],
