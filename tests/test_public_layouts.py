@@ -419,3 +419,13 @@ def test_an_external_prediction_folder_is_scored_beside_the_final_models(run_lay
     assert len(tests) == 1
     assert (work / "results/figures/boxplot_test_native.png").is_file()
     assert "one box per final model and external method" in html
+
+
+def test_a_job_reads_only_the_listing_once_planning_has_read_the_headers(tmp_path):
+    """Without headers (a job of a workflow already planned) no file is opened: the six
+    subjects' header problems are not looked for again, the listing's duplicate still is."""
+    manifest = build_six_problems(tmp_path)
+    data = _data(manifest, labels=CLASSES, channels=["t2", "adc"], on_invalid="skip")
+    plan = plan_subjects(data, headers=False)
+    assert [p.subject for p in plan.problems] == ["dup"]
+    assert "gone" in plan.subjects and "dup" not in plan.subjects

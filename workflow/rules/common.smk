@@ -77,7 +77,11 @@ def _load_subjects():
         )
     from segsweep.data.validate import plan_subjects
 
-    plan = plan_subjects(data)
+    # Every header is read once, when the workflow plans; its jobs (which parse this file
+    # again) need not, unless `skip` must leave out the same subjects there too.
+    plan = plan_subjects(
+        data, headers=workflow.is_main_process or data["on_invalid"] == "skip"
+    )
     for problem in plan.problems if workflow.is_main_process else []:
         print(
             f"left out: {problem.subject or '(dataset)'}: {problem.file}: {problem.problem}"

@@ -202,23 +202,27 @@ def resolved_channels(dataset: Dataset, channels: list[str] | None) -> list[str]
 
 
 def examine(
-    data: dict[str, Any],
+    data: dict[str, Any], headers: bool = True
 ) -> tuple[Dataset, dict[str, int], list[str] | None, list[Problem]]:
     """The dataset of the `data` config section (manifest, labels, channels, tolerance) read
-    and checked: (dataset, classes and channels in force, every problem)."""
+    and checked: (dataset, classes and channels in force, every problem); without `headers`
+    only the problems of its listing (no file is opened)."""
     path = data["manifest"]
     dataset = read_dataset(path, data.get("labels"), data.get("channels"))
     labels = resolved_labels(dataset, data.get("labels"))
     channels = resolved_channels(dataset, data.get("channels"))
+    if not headers:
+        return dataset, labels, channels, list(dataset.problems)
     problems = check_dataset(dataset, len(channels) if channels else None, data["tolerance"])
     return dataset, labels, channels, problems
 
 
-def plan_subjects(data: dict[str, Any]) -> Plan:
+def plan_subjects(data: dict[str, Any], headers: bool = True) -> Plan:
     """The brought dataset of the `data` config section, checked (`examine`): raises
     InputError with the table of every problem under `on_invalid: error`; under `skip` leaves
-    out the subjects the problems name."""
-    dataset, labels, channels, problems = examine(data)
+    out the subjects the problems name. `headers=False` skips reading the files' headers: for
+    a job of a workflow whose planning has read them already and found no problem."""
+    dataset, labels, channels, problems = examine(data, headers)
     if problems and data.get("on_invalid", "error") == "error":
         raise InputError(
             None,
