@@ -491,7 +491,7 @@ def qc_figure(
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    from segsweep.plotting import save_png, without_ticks
+    from segsweep.plotting import save, without_ticks
 
     lip = sitk.DICOMOrient(image, CANONICAL)
     array = sitk.GetArrayViewFromImage(lip)
@@ -520,7 +520,7 @@ def qc_figure(
     axes[1].imshow(out[j], cmap="gray", vmin=low, vmax=high)
     axes[1].set_title(f"cropped slice {j} of {out.shape[0]} ({out.shape[2]}x{out.shape[1]})")
     without_ticks(axes)
-    save_png(fig, out_png, dpi=80)
+    save(fig, out_png, dpi=80)
 
 
 # ---------------------------------------------------------------------------------------------

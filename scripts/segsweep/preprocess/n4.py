@@ -123,7 +123,7 @@ def qc_figure(
     """Middle slice before correction, the estimated field and after (first channel)."""
     from matplotlib.figure import Figure
 
-    from segsweep.plotting import save_png, without_ticks
+    from segsweep.plotting import save, without_ticks
 
     before, bias, after = (_first_channel(x) for x in (image, field, corrected))
     k = before.shape[0] // 2
@@ -140,7 +140,7 @@ def qc_figure(
     axes[2].imshow(after[k], cmap="gray", vmin=low, vmax=high, aspect=aspect)
     axes[2].set_title("after N4")
     without_ticks(axes)
-    save_png(fig, out_png, dpi=70)
+    save(fig, out_png, dpi=70)
 
 
 def main(argv: list[str] | None = None) -> None:
