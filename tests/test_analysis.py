@@ -1,7 +1,9 @@
 """Sweep tables against hand-computed numbers, on a fake results tree of five runs.
 
 `write_fake_results` is shared with test_figures and test_report: it writes every file the
-analysis, figures and report stages read, with scores chosen so the tables can be checked by hand.
+analysis, figures and report stages read, with scores chosen so the tables can be checked by hand,
+and beside results/ the training jobs' Snakemake benchmarks (`analysis_args` points the analysis
+at them).
 """
 
 from __future__ import annotations
@@ -95,6 +97,17 @@ SCORES = {
     "labels-separate_loss-cross-entropy": 0.50,  # cross_entropy, separate, 0.001
     "lr-0.0001": 0.40,  # dice, merged, 0.0001
 }
+# wall-clock seconds of each run's training job (its CPU seconds twice that): the Pareto front of
+# score against cost is labels-separate_loss-cross-entropy, labels-separate, default
+WALL_S = {
+    "default": 7200.0,
+    "labels-separate": 3600.0,
+    "loss-cross-entropy": 5400.0,
+    "labels-separate_loss-cross-entropy": 1800.0,
+    "lr-0.0001": 1800.0,
+}
+BENCHMARK_COLUMNS = ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out"]
+BENCHMARK_COLUMNS += ["mean_load", "cpu_time"]
 FINAL = {"default": "overall; labels=merged", "labels-separate": "labels=separate"}
 VAL_PATIENTS = ["p1", "p2", "p3"]
 TEST_PATIENTS = ["t1", "t2"]
@@ -159,9 +172,23 @@ def write_per_slice(path: Path, run_id: str, split: str, patients: list[str], sc
     pd.DataFrame(rows)[columns].to_csv(path, index=False)
 
 
+def write_benchmark(path: Path, rows: list[tuple[float, float, float]]) -> None:
+    """A Snakemake benchmark TSV with one row (wall s, CPU s, max_rss MB) per execution."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(
+        [[s, "0:00:00", rss, rss, rss, rss, 0.0, 0.0, 50.0, cpu] for s, cpu, rss in rows],
+        columns=BENCHMARK_COLUMNS,
+    )
+    table.to_csv(path, sep="\t", index=False)
+
+
 def write_fake_results(root: Path) -> Path:
-    """A results tree with everything analysis, figures and report read; returns results/."""
+    """A results tree with everything analysis, figures and report read, and the training
+    jobs' benchmarks beside it; returns results/."""
     results = root / "results"
+    for run_id, wall in WALL_S.items():
+        benchmark = root / layout.path(layout.benchmark("train/{run}"), run=run_id)
+        write_benchmark(benchmark, [(wall, 2 * wall, 512.0)])
     for run in expand_sweep(SWEEP, TRAIN):
         folder = results / "runs" / run.run_id
         (folder / "val").mkdir(parents=True)
@@ -323,6 +350,11 @@ def cli_args(results: Path) -> list[str]:
     ]
 
 
+def analysis_args(results: Path) -> list[str]:
+    """The analysis's arguments, with the fake tree's benchmarks."""
+    return [*cli_args(results), "--benchmarks", str(results.parent / layout.BENCHMARKS)]
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_results(tmp_path_factory.mktemp("analysis"))
@@ -350,6 +382,11 @@ def test_runs_table_reads_selection_and_foreground_validation_dice(runs_df: pd.D
         "dice_mean",
         "dice_median",
         "dice_std",
+        "wall_s",
+        "cpu_s",
+        "max_rss_mb",
+        "device_s",
+        "device_peak_mb",
         "error",
     ]
     assert set(runs_df["status"]) == {"ok"} and set(runs_df["error"]) == {""}
@@ -467,9 +504,12 @@ def test_format_level() -> None:
 
 def test_main_writes_every_table(tmp_path: Path) -> None:
     results = write_fake_results(tmp_path)
-    main(cli_args(results))
+    main(analysis_args(results))
     runs = pd.read_csv(results / "summary" / "runs.csv")
     assert sorted(runs["run_id"]) == sorted(SCORES)
+    costs = runs.set_index("run_id")
+    assert costs["wall_s"].to_dict() == WALL_S and (costs["cpu_s"] == 2 * costs["wall_s"]).all()
+    assert set(costs["max_rss_mb"]) == {512.0} and costs["device_s"].isna().all()
     hyper = pd.read_csv(results / "tables" / "hyperparameters.csv", dtype={"level": str})
     assert sorted(set(hyper["hyperparameter"])) == ["labels", "loss", "lr"]
     pairs = pd.read_csv(results / "tables" / "pairs.csv")
@@ -515,12 +555,13 @@ def test_a_failed_run_is_listed_with_its_error_but_left_out_of_the_statistics(
 ) -> None:
     results = write_fake_results(tmp_path)
     fail_run(results, "lr-0.0001")
-    main(cli_args(results))
+    main(analysis_args(results))
     runs = pd.read_csv(results / "summary" / "runs.csv", keep_default_na=False).set_index("run_id")
-    assert runs.loc["lr-0.0001", ["status", "error", "score"]].tolist() == [
+    assert runs.loc["lr-0.0001", ["status", "error", "score", "wall_s"]].tolist() == [
         "failed",
         FAILURE,
         "",
+        WALL_S["lr-0.0001"],  # what it cost until it failed
     ]
     assert set(runs.drop(index="lr-0.0001")["status"]) == {"ok"}
     hyper = pd.read_csv(results / "tables" / "hyperparameters.csv", dtype={"level": str})

@@ -92,6 +92,7 @@ def test_a_run_records_its_provenance_and_leased_device(
     assert record["config_hash"] == "c0ffee"
     assert record["device_index"] == 0 and record["device"] == "cpu"
     assert record["started_utc"] < record["ended_utc"]
+    assert record["device_s"] is None and record["device_peak_mb"] is None  # on the CPU
     assert set(provenance.PACKAGES) <= set(record["packages"])
     assert "status" not in json.loads((out / "checkpoints" / "index.json").read_text())
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_analysis import cli_args, write_fake_results
+from test_analysis import analysis_args, cli_args, write_fake_results
 
 from segsweep.evaluate import outlines
 from segsweep.report import figures
@@ -16,6 +16,7 @@ from segsweep.sweep import analysis
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DECLARED = ["jitter_labels", "jitter_loss", "jitter_lr", "boxplot_val", "boxplot_test"]
 DECLARED += ["training_curves", "histogram_val", "histogram_test", "checkpoint_scores", "ranking"]
+DECLARED += ["cost"]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -29,7 +30,7 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = write_fake_results(tmp_path_factory.mktemp("figures"))
-    analysis.main(cli_args(results))
+    analysis.main(analysis_args(results))
     figures.main(cli_args(results))
     return results
 
@@ -106,3 +107,21 @@ def test_outlines_and_the_patients_shown(tmp_path: Path) -> None:
     out = tmp_path / "outlines.png"
     outlines.slice_outlines(image, reference, np.roll(reference, 1, axis=2), out, "p")
     assert png_size(out)[0] > png_size(out)[1]  # two rows of six (here: eight) slices
+
+
+def test_cost_figure_of_ties_a_single_run_and_no_measured_cost(tmp_path: Path) -> None:
+    points = pd.DataFrame(
+        {
+            "configuration": ["a", "b", "c", "d"],
+            "score": [0.5, 0.5, 0.4, 0.7],
+            "hours": [1.0, 1.0, 1.0, 2.0],  # a and b tie, both on the front
+            "front": [True, True, False, True],
+        }
+    )
+    ties, single, unmeasured = (tmp_path / f"{n}.png" for n in ("ties", "single", "none"))
+    figures.cost_plot(points, "device_s", ties, "score", {"d": "d (overall)"})
+    figures.cost_plot(points.iloc[[3]], "wall_s", single, "score", {})
+    figures.cost_plot(points.assign(hours=float("nan")), "wall_s", unmeasured, "score", {})
+    for png in (ties, single, unmeasured):
+        width, height = png_size(png)
+        assert width > 300 and height > 200 and png.with_suffix(".svg").is_file()

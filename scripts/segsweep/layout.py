@@ -117,8 +117,10 @@ HISTOGRAM = "results/figures/histogram_{split}.png"
 TRAINING_CURVES = "results/figures/training_curves.png"
 CHECKPOINT_SCORES = "results/figures/checkpoint_scores.png"
 RANKING_FIGURE = "results/figures/ranking.png"
+COST_FIGURE = "results/figures/cost.png"  # validation score against training cost
 THESIS_HTML = "results/report/thesis.html"
 THESIS_PDF = "results/report/thesis.pdf"
+THESIS_LATEX = "results/report/latex"  # tables/, figures/, chapter.tex, preamble.tex, main.tex
 
 _FIELDS = string.Formatter()
 

@@ -2,9 +2,12 @@
 
 provenance.json, next to every run: the run's hyperparameters (hashed), the hash of the whole
 configuration and sweep, package versions, the git revision of the workflow, the host, the device
-and leased device index, the attempt, the status (ok | failed) and the start and end time (UTC).
-It answers "were these two runs trained with the same code and settings?" and, through the lease
-index and times, "which runs trained at once, on which device?".
+and leased device index, the attempt, the status (ok | failed), the start and end time (UTC) and
+what the training cost on the device: on CUDA `device_s` (seconds the job trained on the device)
+and `device_peak_mb` (the peak memory torch allocated there, MB of 2^20 bytes); both null on the
+CPU, whose cost Snakemake's benchmark of the job measures (`segsweep.sweep.cost`). It answers
+"were these two runs trained with the same code and settings?", through the lease index and times
+"which runs trained at once, on which device?", and "what did this run cost on the GPU?".
 
 Kept light (standard library only): `config_hash` also runs when the Snakefile is parsed.
 """
@@ -86,6 +89,8 @@ def provenance(
     ended: str,
     status: str,
     attempt: int,
+    device_s: float | None,
+    device_peak_mb: float | None,
 ) -> dict[str, Any]:
     """The provenance record of one training job (see the module docstring)."""
     return {
@@ -103,4 +108,6 @@ def provenance(
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "started_utc": started,
         "ended_utc": ended,
+        "device_s": device_s,
+        "device_peak_mb": device_peak_mb,
     }

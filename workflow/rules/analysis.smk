@@ -1,4 +1,5 @@
 # Cohort-level analysis: the runs table, hyperparameter tables, statistics and the figures.
+# The runs table reads what each training cost from the train jobs' benchmarks and provenance.
 
 
 rule analysis:
@@ -15,6 +16,8 @@ rule analysis:
         ],
         per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
         subjects=each(L.RUN_SUBJECTS, run=sorted(RUNS)),
+        provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
+        benchmarks=each(L.benchmark("train/{run}"), run=sorted(RUNS)),
         splits=L.SPLITS,
         final=L.FINAL,
     output:
@@ -87,6 +90,7 @@ rule figures:
             subcategory="Selection",
         ),
         ranking=L.RANKING_FIGURE,
+        cost=L.COST_FIGURE,
     log:
         L.log("analysis/figures"),
     benchmark:

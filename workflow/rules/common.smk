@@ -386,6 +386,7 @@ def figure_files():
     figures["training_curves"] = L.TRAINING_CURVES
     figures["checkpoint_scores"] = L.CHECKPOINT_SCORES
     figures["ranking"] = L.RANKING_FIGURE
+    figures["cost"] = L.COST_FIGURE
     if EXTERNAL:
         figures["boxplot_test_native"] = L.NATIVE_BOXPLOT
     return figures

@@ -29,6 +29,8 @@ with logged(snakemake.log[0]):
         best_per_slice=by_model("best_per_slice"),
         best_per_patient=by_model("best_per_patient"),
         external=dict(zip(snakemake.params.external, given.external, strict=True)),
+        provenance=by_run(given.provenance),
+        benchmarks=by_run(given.benchmarks),
     )
     names = ("runs", "configurations", *layout.TABLES)
     write_tables(

@@ -1,5 +1,5 @@
-"""Rule figures: jitter plots, boxplots, histograms, training curves, checkpoint scores and the
-bootstrap ranking."""
+"""Rule figures: jitter plots, boxplots, histograms, training curves, checkpoint scores, the
+bootstrap ranking and score against training cost."""
 
 from segsweep.logs import logged
 from segsweep.report.figures import FigureInputs, draw_figures
@@ -20,6 +20,7 @@ with logged(snakemake.log[0]):
     outputs |= {f"histogram_{s}": png for s, png in zip(splits, out.histograms, strict=True)}
     outputs |= {"training_curves": out.curves, "checkpoint_scores": out.checkpoints}
     outputs["ranking"] = out.ranking
+    outputs["cost"] = out.cost
     if "native" in out.keys():
         outputs["boxplot_test_native"] = out.native
     inputs = FigureInputs(

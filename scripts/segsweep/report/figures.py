@@ -9,12 +9,14 @@
 - histograms of per-slice foreground Dice per final model (Fig. 5.4): histogram_{split}.png;
 - checkpoint scores over training for every run, the selected checkpoint marked:
   checkpoint_scores.png;
+- validation score against training cost (GPU hours, else wall-clock hours) for every
+  configuration, its Pareto front as a step line, the final models labelled: cost.png;
 (The outlines of test patients are drawn by the final-model stage, `segsweep.evaluate.outlines`,
 the only one that sees test images.)
 
-Every figure is written as PNG (150 dpi, embedded in the thesis) and as SVG beside it (for print
-and editing), `segsweep.plotting`. Jitter is drawn from a fixed seed, so reruns draw identical
-figures.
+Every figure is written as PNG (150 dpi) with SVG (the thesis HTML and PDF) and PDF (the LaTeX
+kit) beside it, fitted to the page's text width, `segsweep.plotting`. Jitter is drawn from a
+fixed seed, so reruns draw identical figures.
 """
 
 from __future__ import annotations
@@ -35,8 +37,16 @@ from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.io.records import read_json
 from segsweep.labels import FOREGROUND
-from segsweep.plotting import PALETTE, TRAIN_COLOUR, VAL_COLOUR, save
+from segsweep.plotting import (
+    FILL_COLOUR,
+    LINE_COLOUR,
+    TRAIN_COLOUR,
+    VAL_COLOUR,
+    level_colours,
+    save,
+)
 from segsweep.sweep.analysis import configured_pairs, hue_partner, read_tables
+from segsweep.sweep.cost import MEASURES, cost_points
 from segsweep.sweep.grammar import configurations, sweep_runs, swept_names
 from segsweep.vocabulary import format_level, level_order, model_label, score_label
 
@@ -63,7 +73,8 @@ def jitter_plot(
     kwargs: dict[str, Any] = {}
     if hue is not None:
         data["_hue"] = data[hue].map(format_level)
-        kwargs = {"hue": "_hue", "hue_order": [format_level(v) for v in level_order(data[hue])]}
+        hue_order = [format_level(v) for v in level_order(data[hue])]
+        kwargs = {"hue": "_hue", "hue_order": hue_order, "palette": level_colours(hue_order)}
     fig = Figure(figsize=(max(4.0, 1.1 * len(order) + 2.5), 3.6))
     ax = fig.subplots()
     with _seeded(JITTER_SEED):
@@ -75,7 +86,6 @@ def jitter_plot(
             jitter=0.25,
             size=6,
             alpha=0.85,
-            palette=PALETTE if hue else None,
             ax=ax,
             **kwargs,
         )
@@ -106,10 +116,10 @@ def boxplot(per_slice: dict[str, pd.DataFrame], out: Path, title: str) -> None:
             y="dice",
             order=order,
             whis=1.5,
-            color="#9ecae1",
-            linecolor="#08306b",
+            color=FILL_COLOUR,
+            linecolor=LINE_COLOUR,
             ax=ax,
-            flierprops={"marker": "D", "markersize": 4, "markerfacecolor": "#08306b"},
+            flierprops={"marker": "D", "markersize": 4, "markerfacecolor": LINE_COLOUR},
         )
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("patient")
@@ -137,9 +147,9 @@ def native_boxplot(per_patient: dict[str, pd.DataFrame], out: Path) -> None:
     fig = Figure(figsize=(1.6 + 1.4 * max(1, len(per_patient)), 3.6), layout="tight")
     ax = fig.subplots()
     order = list(per_patient)
-    sns.boxplot(data=data, x="model", y="dice", order=order, color="#9ecae1", whis=1.5,
-                linecolor="#08306b", showfliers=False, ax=ax)  # fmt: skip
-    sns.stripplot(data=data, x="model", y="dice", order=order, color="#08306b", size=4,
+    sns.boxplot(data=data, x="model", y="dice", order=order, color=FILL_COLOUR, whis=1.5,
+                linecolor=LINE_COLOUR, showfliers=False, ax=ax)  # fmt: skip
+    sns.stripplot(data=data, x="model", y="dice", order=order, color=LINE_COLOUR, size=4,
                   jitter=0.15, ax=ax)  # fmt: skip
     ax.set_xlabel("")
     ax.set_ylabel("Dice per patient (native space)")
@@ -198,7 +208,7 @@ def histograms(per_slice: dict[str, pd.DataFrame], out: Path, title: str) -> Non
     axes = fig.subplots(1, n, squeeze=False, sharey=True)
     for ax, (label, slices) in zip(axes[0], per_slice.items(), strict=False):
         dice = slices.loc[slices["class"] == FOREGROUND, "dice"].dropna()
-        ax.hist(dice, bins=np.linspace(0, 1, 21), color="#9ecae1", edgecolor="#08306b")
+        ax.hist(dice, bins=np.linspace(0, 1, 21), color=FILL_COLOUR, edgecolor=LINE_COLOUR)
         ax.axvline(dice.median(), color=VAL_COLOUR, label=f"median {dice.median():.3f}")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("Dice per slice")
@@ -215,8 +225,9 @@ def checkpoint_scores(selections: dict[str, dict], out: Path, ylabel: str) -> No
     checkpoint of each run is ringed."""
     fig = Figure(figsize=(7.5, 3.6), layout="tight")
     ax = fig.subplots()
-    colours = sns.color_palette(PALETTE, max(1, len(selections)))
-    for colour, (run_id, selection) in zip(colours, sorted(selections.items()), strict=False):
+    colours = level_colours(sorted(selections))
+    for run_id, selection in sorted(selections.items()):
+        colour = colours[run_id]
         scores = pd.DataFrame(selection["scores"])
         ax.plot(
             scores["epoch"], scores["score"].astype(float), "o-", ms=3, color=colour, label=run_id
@@ -258,6 +269,46 @@ def rank_plot(frequencies: pd.DataFrame, out: Path) -> None:
     save(fig, out)
 
 
+def cost_plot(
+    points: pd.DataFrame, measure: str, out: Path, ylabel: str, labels: Mapping[str, str]
+) -> None:
+    """Score against training cost, one point per configuration (`cost_points`: its hours of
+    `measure`, score and place on the Pareto front): the front ringed and joined as a step line
+    (the best score reached for at most that cost), the configurations of `labels` (id → label:
+    the final models) named, with a leader line to their point."""
+    fig = Figure(figsize=(6.0, 3.8), layout="tight")
+    ax = fig.subplots()
+    drawn = points.dropna(subset=["hours", "score"])
+    if drawn.empty:
+        ax.text(0.5, 0.5, "no measured cost of a complete run", ha="center", va="center")
+        ax.axis("off")
+        save(fig, out)
+        return
+    front = drawn[drawn["front"]].sort_values(["hours", "score"])
+    ax.scatter(drawn["hours"], drawn["score"], s=22, color=TRAIN_COLOUR, alpha=0.7, zorder=2)
+    ax.plot(front["hours"], front["score"], drawstyle="steps-post", color=VAL_COLOUR, zorder=1)
+    ax.scatter(front["hours"], front["score"], s=70, facecolors="none", edgecolors=VAL_COLOUR,
+               linewidths=1.5, zorder=3, label="Pareto front")  # fmt: skip
+    middle = (drawn["hours"].min() + drawn["hours"].max()) / 2
+    for row in drawn[drawn["configuration"].isin(list(labels))].itertuples(index=False):
+        side = -1 if row.hours > middle else 1  # named towards the middle, inside the axes
+        ax.annotate(
+            labels[row.configuration],
+            (row.hours, row.score),
+            xytext=(14 * side, 14),
+            textcoords="offset points",
+            ha="left" if side > 0 else "right",
+            fontsize=7,
+            arrowprops={"arrowstyle": "-", "linewidth": 0.6, "shrinkB": 3},
+        )
+    ax.set_xlabel(f"training cost ({MEASURES[measure]})")
+    ax.set_ylabel(ylabel)
+    ax.margins(x=0.15, y=0.12)  # room for the labels
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, loc="lower right")
+    save(fig, out)
+
+
 @dataclass(frozen=True)
 class FigureInputs:
     """What the figures show: the runs and configurations tables, the bootstrap rank
@@ -287,8 +338,8 @@ def draw_figures(
     """Every figure of `outputs`: "jitter_<name>" per swept hyperparameter (one point per
     complete configuration), "boxplot_<split>" and "histogram_<split>" for val (out-of-fold
     with folds) and test, "training_curves" (a panel per run of each final model),
-    "checkpoint_scores" and "ranking" (the bootstrap ranking of the top configurations); with
-    external methods also "boxplot_test_native"."""
+    "checkpoint_scores", "ranking" (the bootstrap ranking of the top configurations) and "cost"
+    (score against training cost); with external methods also "boxplot_test_native"."""
     swept = swept_names(sweep)
     experiments = pd.read_csv(given.configurations)
     experiments = experiments[experiments["status"] == "ok"]
@@ -328,6 +379,10 @@ def draw_figures(
         ylabel,
     )
     rank_plot(pd.read_csv(given.rank_frequencies), Path(outputs["ranking"]))
+    higher = bool(config["selection"]["higher_is_better"])
+    points, measure = cost_points(runs_df, pd.read_csv(given.configurations), higher)
+    named = {str(model): label for model, label in labels.items()}
+    cost_plot(points, measure, Path(outputs["cost"]), ylabel, named)
     print(f"wrote {len(outputs)} figures")
 
 
@@ -340,12 +395,13 @@ def figure_files(results: str | Path, swept: list[str]) -> dict[str, Path]:
     files["training_curves"] = layout.under(results, layout.TRAINING_CURVES)
     files["checkpoint_scores"] = layout.under(results, layout.CHECKPOINT_SCORES)
     files["ranking"] = layout.under(results, layout.RANKING_FIGURE)
+    files["cost"] = layout.under(results, layout.COST_FIGURE)
     return files
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Write the jitter plots, boxplots, histograms, training curves, checkpoint scores and
-    the ranking figure of the run whose results folder is --results."""
+    """Write the jitter plots, boxplots, histograms, training curves, checkpoint scores, the
+    ranking and the cost figure of the run whose results folder is --results."""
     parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
     add_sweep_options(parser)
     config, sweep, results = sweep_options(parser.parse_args(argv))

@@ -23,8 +23,8 @@ class ReportInputs:
 
     `tables` holds the analysis tables by name (`layout.TABLES` and "runs"), `figures` the
     figures stage's PNGs by name ("jitter_<name>", "boxplot_<split>", "histogram_<split>",
-    "training_curves", "checkpoint_scores"); per-subject and per-run files are keyed by subject
-    or run id; `benchmarks` maps a rule to its jobs' benchmark files.
+    "training_curves", "checkpoint_scores", "ranking", "cost"); per-subject and per-run files are
+    keyed by subject or run id; `benchmarks` maps a rule to its jobs' benchmark files.
     """
 
     config: dict[str, Any]
@@ -75,6 +75,7 @@ class ReportInputs:
             "training_curves": under(layout.TRAINING_CURVES),
             "checkpoint_scores": under(layout.CHECKPOINT_SCORES),
             "ranking": under(layout.RANKING_FIGURE),
+            "cost": under(layout.COST_FIGURE),
         }
         found = {}
         if benchmarks is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 NA = "–"
@@ -55,3 +56,16 @@ def plural(n: int, word: str, words: str | None = None) -> str:
 def verb(n: int, singular: str, plural_form: str) -> str:
     """The verb form that agrees with `n` things ("shows" / "show")."""
     return singular if n == 1 else plural_form
+
+
+def significant(value: Any, digits: int = 3) -> str:
+    """A positive quantity of any size (hours of a tiny or a large sweep) to `digits`
+    significant digits, never in exponent notation; whole numbers from 10^digits on with
+    thousands separators; undefined values as a dash."""
+    if value is None or pd.isna(value):
+        return NA
+    if abs(float(value)) >= 10**digits:
+        return f"{float(value):,.0f}"
+    return np.format_float_positional(
+        float(value), precision=digits, unique=False, fractional=False, trim="-"
+    )

@@ -1,8 +1,10 @@
 """Analysis of a sweep: the runs table and the tables of the PET/CT thesis's chapter 5.
 
 - `runs_table`: one row per run with its swept values, status (ok | failed, with the error of a
-  failed training) and validation scores (results/summary). Failed runs are listed there and in
-  the report, but left out of every statistic below.
+  failed training), validation scores and what its training cost (`wall_s`, `cpu_s`,
+  `max_rss_mb`, `device_s`, `device_peak_mb`: seconds and MB, `segsweep.sweep.cost`)
+  (results/summary). Failed runs are listed there, with their cost, and in the report, but left
+  out of every statistic below.
 - `hyperparameter_table`: per level of one hyperparameter, Min, Max, STD, Mean, Median and
   No. experiments of the selection score (thesis Tables 5.1–5.7).
 - `pair_table` / `pair_grid`: "mean/median (count)" per combination of two hyperparameters
@@ -43,6 +45,7 @@ from segsweep.io.records import read_json, write_csv
 from segsweep.labels import FOREGROUND
 from segsweep.sweep.configurations import COLUMNS as CONFIGURATION_COLUMNS
 from segsweep.sweep.configurations import configuration_table, fold_audit, fold_table
+from segsweep.sweep.cost import COST_COLUMNS, run_cost
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
 from segsweep.sweep.ranking import (
     configuration_tests,
@@ -99,6 +102,7 @@ def swept_columns(runs_df: pd.DataFrame) -> list[str]:
     """The hyperparameter columns of a runs or configurations table (everything but the ids,
     folds, status and scores)."""
     other = {"run_id", "configuration", "fold", *RUN_METRICS, *RUN_STATUS, *CONFIGURATION_COLUMNS}
+    other |= set(COST_COLUMNS)
     return [c for c in runs_df.columns if c not in other]
 
 
@@ -118,10 +122,14 @@ def runs_table(
     runs: list[Run],
     selections: Mapping[str, str | Path],
     val_per_patient: Mapping[str, str | Path],
+    benchmarks: Mapping[str, str | Path] | None = None,
+    provenance: Mapping[str, str | Path] | None = None,
 ) -> pd.DataFrame:
     """One row per run: swept values, status, selected score and epoch, per-patient validation
-    Dice, and the error of a failed training (whose scores are then undefined); each run's
-    selection.json and validation per_patient.csv given by run id."""
+    Dice, its cost (`segsweep.sweep.cost`) and the error of a failed training (whose scores are
+    then undefined); each run's selection.json, validation per_patient.csv, training job's
+    benchmark file and provenance.json given by run id (a run without them costs NaN)."""
+    benchmarks, provenance = benchmarks or {}, provenance or {}
     rows = []
     for run in runs:
         selection = read_json(selections[run.run_id])
@@ -141,12 +149,13 @@ def runs_table(
                 "dice_mean": dice.mean(),
                 "dice_median": dice.median(),
                 "dice_std": dice.std(ddof=1),
+                **run_cost(benchmarks.get(run.run_id), provenance.get(run.run_id)),
                 "error": selection.get("error", "") if failed else "",
             }
         )
     folds = ["configuration", "fold"] if runs and runs[0].fold is not None else []
     values = list(runs[0].values) if runs else []
-    columns = ["run_id", *folds, *values, "status", *RUN_METRICS, "error"]
+    columns = ["run_id", *folds, *values, "status", *RUN_METRICS, *COST_COLUMNS, "error"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -478,12 +487,12 @@ def ensemble_vs_fold(final: pd.DataFrame, ensemble: Tables, best_fold: Tables) -
 
 @dataclass(frozen=True)
 class AnalysisInputs:
-    """What the analysis reads: per run (by run id) its selection.json, per_patient.csv and
-    subjects.json, and its per_slice.csv (every run's at `selection.level: slice`, else at
-    least the final models' runs'); splits.csv; the final models (final.csv) and per final
-    model (by its id) its test tables (`test_*`: of its fold ensemble with folds) and, with
-    folds, those of its best fold (`best_*`); per external method (final.external, by name)
-    its native-space test table."""
+    """What the analysis reads: per run (by run id) its selection.json, per_patient.csv,
+    subjects.json, provenance.json and its training job's benchmark file, and its per_slice.csv
+    (every run's at `selection.level: slice`, else at least the final models' runs');
+    splits.csv; the final models (final.csv) and per final model (by its id) its test tables
+    (`test_*`: of its fold ensemble with folds) and, with folds, those of its best fold
+    (`best_*`); per external method (final.external, by name) its native-space test table."""
 
     selections: Mapping[str, str | Path]
     val_per_patient: Mapping[str, str | Path]
@@ -496,15 +505,26 @@ class AnalysisInputs:
     best_per_slice: Mapping[str, str | Path] = field(default_factory=dict)
     best_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
     external: Mapping[str, str | Path] = field(default_factory=dict)  # name → its test table
+    provenance: Mapping[str, str | Path] = field(default_factory=dict)
+    benchmarks: Mapping[str, str | Path] = field(default_factory=dict)  # the train jobs'
 
     @classmethod
-    def under(cls, results: str | Path, runs: list[str], finals: list[str], folds: bool):
-        """The files of the run whose results folder is `results`."""
+    def under(
+        cls,
+        results: str | Path,
+        runs: list[str],
+        finals: list[str],
+        folds: bool,
+        benchmarks: str | Path = layout.BENCHMARKS,
+    ):
+        """The files of the run whose results folder is `results`, and the train jobs'
+        benchmark files found under `benchmarks` (Snakemake's folder)."""
 
         def by(pattern: str, ids: list[str]) -> dict[str, Path]:
             return {i: layout.under(results, pattern, run=i) for i in ids}
 
         best = finals if folds else []
+        train = layout.benchmark("train/{run}")
         return cls(
             by(layout.SELECTION, runs),
             by(layout.VAL_PER_PATIENT, runs),
@@ -516,6 +536,10 @@ class AnalysisInputs:
             by(layout.TEST_PER_PATIENT, finals),
             by(layout.BEST_FOLD_PER_SLICE, best),
             by(layout.BEST_FOLD_PER_PATIENT, best),
+            provenance=by(layout.RUN_PROVENANCE, runs),
+            benchmarks={
+                i: layout.under(benchmarks, train, base=layout.BENCHMARKS, run=i) for i in runs
+            },
         )
 
 
@@ -546,7 +570,9 @@ def write_tables(
     runs = sweep_runs(config, sweep)
     selection = config["selection"]
     higher = selection["higher_is_better"]
-    runs_df = runs_table(runs, given.selections, given.val_per_patient)
+    runs_df = runs_table(
+        runs, given.selections, given.val_per_patient, given.benchmarks, given.provenance
+    )
     level = given.val_per_patient if selection["level"] == "patient" else given.val_per_slice
     configurations_df = configuration_table(runs, given.selections, level, selection)
     completed = configurations_df[configurations_df["status"] == "ok"].reset_index(drop=True)
@@ -604,11 +630,19 @@ def main(argv: list[str] | None = None) -> None:
     the run whose results folder is --results."""
     parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
     add_sweep_options(parser)
-    config, sweep, results = sweep_options(parser.parse_args(argv))
+    parser.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=Path(layout.BENCHMARKS),
+        help="Snakemake's benchmarks (the training jobs' cost; without them it is NaN)",
+    )
+    args = parser.parse_args(argv)
+    config, sweep, results = sweep_options(args)
     runs = sweep_runs(config, sweep)
     finals = pd.read_csv(layout.under(results, layout.FINAL))["run_id"].astype(str).tolist()
     folds = any(run.fold is not None for run in runs)
-    given = AnalysisInputs.under(results, [run.run_id for run in runs], finals, folds)
+    ids = [run.run_id for run in runs]
+    given = AnalysisInputs.under(results, ids, finals, folds, args.benchmarks)
     outputs = {name: layout.under(results, layout.TABLE, name=name) for name in layout.TABLES}
     outputs["runs"] = layout.under(results, layout.RUNS_TABLE)
     outputs["configurations"] = layout.under(results, layout.CONFIGURATIONS_TABLE)

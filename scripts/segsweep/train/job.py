@@ -1,6 +1,13 @@
 """The training job of one run, as the workflow starts it: lease a device, train (resuming when
 a state is left), and record provenance; the last of its attempts records a failure as the run's
 outputs (`segsweep.train.failure`) instead of failing, so the sweep goes on.
+
+On CUDA the job also records what the training cost on the device, in provenance.json (the one
+record every attempt that ends writes, failed or not): `device_s`, the seconds of this attempt's
+training (reading the splits to the checkpoint index, or to the error), and `device_peak_mb`, the
+peak memory torch allocated on the device meanwhile (its peak statistics reset at the start; MB of
+2^20 bytes, as Snakemake's benchmarks count `max_rss`). On the CPU both are null: Snakemake's
+benchmark of the job measures that cost.
 """
 
 from __future__ import annotations
@@ -9,10 +16,12 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from segsweep import layout
 from segsweep.devices import choose_device, lease_device
@@ -110,6 +119,15 @@ def run_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunF
     return RunFiles(**{n: given[n] or getattr(folder, n) for n in names})
 
 
+def device_cost(device: torch.device, seconds: float) -> dict[str, float | None]:
+    """`device_s` and `device_peak_mb` of a training that took `seconds` on `device` (see the
+    module docstring); both None off CUDA."""
+    if device.type != "cuda":
+        return {"device_s": None, "device_peak_mb": None}
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    return {"device_s": round(seconds, 3), "device_peak_mb": round(peak, 1)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -120,7 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     device = lease.device if lease is not None else choose_device(args.device)
     if lease is not None and lease.index is not None:
         print(f"leased device {lease.index} ({device})", file=sys.stderr, flush=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     started, status, subjects = utc_now(), "ok", None
+    clock = time.perf_counter()
     try:
         if args.splits is not None:
             splits = pd.read_csv(args.splits, dtype={"subject_id": str})
@@ -134,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         status = "failed"
         write_failure(files, hp, error, args.attempt, subjects)
     finally:
-        ended = utc_now()
+        ended, seconds = utc_now(), time.perf_counter() - clock
         if lease is not None:
             lease.release()
     record = provenance(
@@ -146,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         ended=ended,
         status=status,
         attempt=args.attempt,
+        **device_cost(device, seconds),
     )
     write_json(files.provenance, record)
 

@@ -19,8 +19,11 @@ from segsweep.report.numbers import (
     percent,
     plural,
     sentence_case,
+    significant,
+    verb,
 )
 from segsweep.sweep.analysis import configured_pairs, hue_partner, pair_grid
+from segsweep.sweep.cost import MEASURES, configuration_costs, cost_points
 from segsweep.sweep.grammar import swept_names
 from segsweep.vocabulary import format_level, score_label
 
@@ -62,11 +65,24 @@ def pair_frame(table: pd.DataFrame, a: str) -> pd.DataFrame:
     return grid.reset_index(names=a)
 
 
+# cost column of runs.csv → (its heading in the thesis, the divisor from its unit: s or MB)
+COST_DISPLAY = {
+    "wall_s": ("Wall (min)", 60),
+    "cpu_s": ("CPU (min)", 60),
+    "max_rss_mb": ("Peak RAM (GB)", 1024),
+    "device_s": ("GPU (min)", 60),
+    "device_peak_mb": ("Peak GPU mem (GB)", 1024),
+}
+
+
 def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
     """Runs or configurations (all, or the best ones) as display text: levels verbatim, scores
-    with 3 decimals, an interval as "[low, high]", fold scores as "mean ± STD"; `key` names
-    the id column."""
+    with 3 decimals, an interval as "[low, high]", fold scores as "mean ± STD", what a run cost
+    in minutes and GB (a cost column no run measured, the GPU's on the CPU, left out); `key`
+    names the id column."""
     frame = runs_df.copy()
+    unmeasured = [c for c in COST_DISPLAY if c in frame and frame[c].isna().all()]
+    frame = frame.drop(columns=unmeasured)
     if {"ci_low", "ci_high"} <= set(frame.columns):
         cis = [ci_text(lo, hi) for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)]
         frame = frame.drop(columns=["ci_low", "ci_high"])
@@ -82,6 +98,8 @@ def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
     for column in frame.columns:
         if column in {"score", "dice_mean", "dice_median", "dice_std"}:
             frame[column] = frame[column].map(number)
+        elif column in COST_DISPLAY:
+            frame[column] = (frame[column] / COST_DISPLAY[column][1]).map(lambda x: number(x, 2))
         elif column in {"rank", "selected_epoch", "patients", "fold"}:
             frame[column] = frame[column].map(integer)
         elif column not in {"95 % CI", "Folds: mean ± STD"}:
@@ -90,6 +108,7 @@ def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
     names |= {"status": "Status", "patients": "Patients", "configuration": "Configuration"}
     names |= {"fold": "Fold"}
     names |= {"dice_mean": "Dice mean", "dice_median": "Dice median", "dice_std": "Dice STD"}
+    names |= {column: heading for column, (heading, _) in COST_DISPLAY.items()}
     return frame.rename(columns=names)
 
 
@@ -460,9 +479,62 @@ def ranking_blocks(inputs: ReportInputs) -> list:
     return blocks
 
 
+def cost_blocks(inputs: ReportInputs) -> list:
+    """What the sweep's training cost in all and what the best configuration took, with the
+    figure of score against cost and its Pareto front; nothing when no cost was measured (a
+    report run by hand without Snakemake's benchmarks)."""
+    runs_df = read_runs(inputs)
+    configurations = read_table(
+        inputs.tables["configurations"], text=["configuration", "status", "error"]
+    )
+    higher = bool(inputs.config["selection"]["higher_is_better"])
+    points, measure = cost_points(runs_df, configurations, higher)
+    if runs_df[measure].isna().all():
+        return []
+    hours = MEASURES[measure]
+    used = f"{significant(runs_df[measure].sum() / 3600)} {hours}"
+    if measure == "wall_s" and runs_df["cpu_s"].notna().any():
+        used = f"{significant(runs_df['cpu_s'].sum() / 3600)} CPU-hours ({used})"
+    best = read_table(inputs.tables["best_runs"], text=["run_id"])
+    took = ""
+    if len(best):
+        top = str(best["run_id"].iloc[0])
+        seconds = configuration_costs(runs_df).set_index("configuration")[measure].get(top)
+        took = f"; the best configuration, {top}, took {significant(seconds / 3600)} {hours}"
+    unit = experiment(inputs)
+    front = points[points["front"]].sort_values(["hours", "score"])["configuration"]
+    left_out = int((configurations["status"] != "ok").sum())
+    figure = Figure.of(
+        "cost",
+        f"The {score_label(inputs.config['selection'])} on the validation set of every {unit} "
+        f"whose training completed against its training cost ({hours}"
+        + (", its folds summed" if cross_validated(inputs) else "")
+        + f"). The Pareto front, the {unit}s no other {unit} beats on both lower cost and a "
+        f"better score, is ringed and joined by a step line: {', '.join(front)}. The final "
+        "models are labelled."
+        + (
+            f" {sentence_case(plural(left_out, unit))} whose training failed "
+            f"{verb(left_out, 'is', 'are')} not drawn."
+            if left_out
+            else ""
+        ),
+        inputs.figures["cost"],
+    )
+    return [
+        text(
+            "The sweep's {runs} used {used} in all{took} ({figure}).",
+            runs=plural(len(runs_df), "training run"),
+            used=used,
+            took=took,
+            figure=figure,
+        ),
+        figure,
+    ]
+
+
 def best_models(inputs: ReportInputs) -> Section:
     """Section 4.2: the best runs (configurations), how stable their ranking is, the final
-    models and their training curves."""
+    models and their training curves, and what the training cost."""
     score = score_label(inputs.config["selection"])
     unit = experiment(inputs)
     best = read_table(inputs.tables["best_runs"], text=["run_id"])
@@ -516,5 +588,6 @@ def best_models(inputs: ReportInputs) -> Section:
             ),
             finals,
             curves,
+            *cost_blocks(inputs),
         ],
     )
