@@ -19,6 +19,7 @@ from segsweep.report.chapters.sweep_results import read_runs, runs_frame
 from segsweep.report.document import Chapter, Code, Section, Table, text
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.numbers import NA, number, plural
+from segsweep.sweep.grammar import swept_names
 
 PACKAGES = ("snakemake", "torch", "simpleitk", "numpy", "pandas")
 
@@ -67,16 +68,36 @@ def benchmarks_frame(benchmarks: Mapping[str, list[str | Path]]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=["Rule", "Jobs", "Total (s)", "Longest job (s)"])
 
 
+def final_rows(runs_df: pd.DataFrame, final: str | Path) -> list[int]:
+    """Indexes of the runs of the final models (final.csv's run ids: runs, or with folds
+    configurations, whose fold runs are all marked)."""
+    finals = set(pd.read_csv(final, dtype=str, keep_default_na=False)["run_id"])
+    ids = [column for column in ("run_id", "configuration") if column in runs_df]
+    of_final = runs_df[ids].astype(str).isin(finals).any(axis=1)
+    return [i for i, marked in enumerate(of_final) if marked]
+
+
 def all_runs_table(inputs: ReportInputs) -> Table:
-    """Table A.1, every run of the sweep (cited from the results chapter too)."""
+    """Table A.1, every run of the sweep (cited from the results chapter too); in the HTML it
+    can be sorted, filtered by the swept levels and searched by run id, since it can hold
+    hundreds of runs."""
     runs_df = read_runs(inputs)
+    frame = runs_frame(runs_df.drop(columns="error"))
     return Table.of(
         "all-runs",
         f"All {plural(len(runs_df), 'run')} of the sweep with their validation scores (score: "
         "the selection score; Dice: per-patient foreground Dice of the selected checkpoint on "
-        "the validation set).",
-        runs_frame(runs_df.drop(columns="error")),
+        "the validation set) and what training each cost (wall-clock and CPU time and peak "
+        "memory from its Snakemake benchmark; device time and memory on a GPU). The runs of "
+        "the final models are highlighted.",
+        frame,
         long=True,
+        interactive=True,
+        filters=[name for name in swept_names(inputs.sweep) if name in frame.columns],
+        search="Run",
+        marked=final_rows(runs_df, inputs.final),
+        marked_label="final models",
+        unit="runs",
     )
 
 
