@@ -55,3 +55,4 @@ rule all:
     input:
         L.THESIS_HTML,
         L.THESIS_PDF,
+        L.THESIS_LATEX,

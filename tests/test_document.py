@@ -4,7 +4,12 @@ make stable anchors and must be unique; a reference to something not shown is an
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
+
 import pandas as pd
+import PIL.Image
 import pytest
 from markupsafe import Markup
 
@@ -28,8 +33,12 @@ def table(key: str) -> Table:
     return Table.of(key, f"The {key} table. More.", FRAME)
 
 
+PNG = Path(tempfile.mkdtemp()) / "figure.png"
+PIL.Image.new("RGB", (150, 75)).save(PNG, dpi=(150, 150))
+
+
 def figure(key: str) -> Figure:
-    return Figure(key, f"The {key} figure.", "data:image/png;base64,")
+    return Figure(key, f"The {key} figure.", PNG)
 
 
 def document(*chapters: Chapter) -> Document:
@@ -102,3 +111,46 @@ def test_numbers_never_show_a_negative_zero_or_hide_a_rare_share() -> None:
         "99.6 %",
         "100 %",
     ]
+
+
+RUNS = pd.DataFrame(
+    {
+        "Run": ["lr-0.01", "lr-0.001", "lr-1e-4"],
+        "lr": ["0.01", "0.001", "1e-4"],
+        "Score": ["0.500", "–", "0.700"],
+    }
+)
+
+
+def runs_table(**options: object) -> Table:
+    return Table.of("runs", "Runs.", RUNS, interactive=True, **options)
+
+
+def test_an_interactive_table_keeps_the_static_rows_and_hides_its_controls() -> None:
+    table = runs_table(filters=["lr"], search="Run", marked=[1], marked_label="final models")
+    html = render_html(document(Chapter("x", "A", "X", [table])))
+    body = html[html.index("<tbody>") : html.index("</tbody>")]
+    assert [body.index(f"<td>{run}</td>") for run in RUNS["Run"]] == sorted(
+        body.index(f"<td>{run}</td>") for run in RUNS["Run"]
+    )  # every row, in document order, for the PDF
+    assert body.count('<tr class="marked">') == 1 and '<tr class="marked"><td>lr-0.001' in body
+    assert '<div class="table-controls" hidden>' in html  # shown by the script only
+    levels = '<option value="">all</option><option value="1e-4">1e-4</option>'
+    assert levels + '<option value="0.001">0.001</option><option value="0.01">0.01</option>' in html
+    assert "final models only" in html and "showing 3 of 3 rows" in html
+
+
+def test_a_static_table_has_no_controls_but_the_page_has_an_inline_script() -> None:
+    html = render_html(document(Chapter("x", "A", "X", [table("plain")])))
+    assert '<div class="table-controls"' not in html and '<tr class="marked">' not in html
+    assert re.search(r"<script>\s*/\* Interactive tables", html)
+    assert not re.search(r"<script[^>]*\bsrc=|<link\b|https?://", html)  # works offline
+
+
+def test_table_controls_must_name_columns_and_rows_it_has() -> None:
+    with pytest.raises(ValueError, match="no columns.*'seed'"):
+        runs_table(filters=["seed"])
+    with pytest.raises(ValueError, match="out of range"):
+        runs_table(marked=[3])
+    with pytest.raises(ValueError, match="need interactive"):
+        Table.of("runs", "Runs.", RUNS, search="Run")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_analysis import CONFIG, SWEEP, cli_args, write_fake_results
+from test_analysis import CONFIG, SWEEP, analysis_args, cli_args, write_fake_results
 
 from segsweep.provenance import config_hash
 from segsweep.report import figures, thesis
@@ -44,7 +44,7 @@ def pdf_pages(pdf: bytes) -> int:
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("report")
     results = write_fake_results(root)
-    analysis.main(cli_args(results))
+    analysis.main(analysis_args(results))
     figures.main(cli_args(results))
     html, pdf = root / "out" / "thesis.html", root / "out" / "thesis.pdf"
     thesis.main([*cli_args(results), "--out-html", str(html), "--out-pdf", str(pdf)])
@@ -94,8 +94,8 @@ def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict
     # 3 hyperparameters, Kruskal–Wallis, 3 pairs, best, bootstrap ranking, pairwise tests of the
     # best, final; per split: distribution, metrics, per class, per patient, paired tests
     assert len(numbers[("table", "4")]) == 21
-    # 3 jitter plots, ranking, curves, 2 histograms, 2 boxplots
-    assert len(numbers[("figure", "4")]) == 9
+    # 3 jitter plots, ranking, curves, cost, 2 histograms, 2 boxplots
+    assert len(numbers[("figure", "4")]) == 10
     assert len(numbers[("figure", "3")]) == 1  # checkpoint scores
     assert "Table 1.1:" in html and "Figure 4.1:" in html and "Table A.1:" in html
 
@@ -103,9 +103,41 @@ def test_every_table_and_figure_is_numbered_captioned_and_referenced(built: dict
 def test_figures_are_embedded_and_the_html_is_self_contained(built: dict) -> None:
     html = built["html"]
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 10  # 9 in chapter 4, checkpoint scores
-    assert all(s.startswith("data:image/png;base64,iVBORw0KGgo") for s in sources)
+    assert len(sources) == 11  # 10 in chapter 4, checkpoint scores
+    # drawn by segsweep.plotting.save: embedded as their SVG, vector in the PDF too
+    assert all(s.startswith("data:image/svg+xml;base64,PD94bWwg") for s in sources)
     assert "<link" not in html and "<style>" in html and "@page" in html
+
+
+def check_summary(html: str) -> list[str]:
+    """The summary follows the title page; each of its sentences cites a table and every
+    number with decimals in it stands in a table it cites. Returns the paragraphs."""
+    summary = re.search(r'<section class="summary" id="summary">(.*?)</section>', html, re.S)[1]
+    paragraphs = re.findall(r"<p>(.*?)</p>", summary, re.S)
+    assert len(paragraphs) >= 3 and html.index('id="summary"') < html.index('class="contents"')
+    for paragraph in paragraphs:
+        cited = re.findall(r'href="#(tab-[\w-]+)"', paragraph)
+        assert cited, f"a summary sentence cites no table: {paragraph}"
+        shown = " ".join(
+            re.search(rf'<figure class="table[^"]*" id="{key}">(.*?)</figure>', html, re.S)[1]
+            for key in cited
+        )
+        for value in re.findall(r"\d+\.\d{3}", re.sub(r"<[^>]+>", "", paragraph)):
+            assert value in shown, (value, paragraph)
+    return [re.sub(r"<[^>]+>", "", p) for p in paragraphs]
+
+
+def test_the_summary_states_the_findings_with_their_tables(built: dict) -> None:
+    sweep, best, effects, *finals = check_summary(built["html"])
+    assert sweep.startswith("The sweep trained 5 runs over “labels” (2 levels), “loss”")
+    assert "default (labels = merged, loss = dice, lr = 0.001)" in best
+    assert "0.800 [0.700, 0.900] on the validation set, over 3 patients (Table 4." in best
+    assert "showed no detectable difference" in effects and "n = 5 runs" in effects
+    assert "Compared patient by patient, the runs differed (Friedman, p = 0.017" in effects
+    assert [f.split(" reached")[0] for f in finals] == [
+        "On the 2 test patients, the final model default",
+        "On the 2 test patients, the final model labels-separate",
+    ]
 
 
 def test_best_model_per_patient_is_bold(built: dict) -> None:
@@ -390,3 +422,44 @@ def test_text_names_the_best_and_worst_class(built: dict, tmp_path: Path) -> Non
         "femur worst (0.000)." in html
     )
     assert html.count("segmented tibia best") == 1  # validation only; the test set has no tibia
+
+
+def test_the_all_runs_table_is_interactive_and_marks_the_final_models(built: dict) -> None:
+    document = document_of(built["results"])
+    runs = next(t for t in document.tables if t.key == "all-runs")
+    assert runs.interactive and runs.search == "Run" and runs.unit == "runs"
+    assert runs.filters == ["labels", "loss", "lr"]  # the swept hyperparameters
+    marked = {runs.rows[i][runs.columns.index("Run")] for i in runs.marked}
+    assert marked == {"default", "labels-separate"}  # final.csv
+    html = built["html"]
+    start = html.index('id="tab-all-runs"')
+    figure = html[start : html.index("</figure>", start)]
+    assert figure.count("<tr") == 1 + 5 and figure.count('<tr class="marked">') == 2
+    assert "showing 5 of 5 runs" in figure and '<select data-column="1">' in figure
+    # one inline script, nothing fetched from the network
+    assert html.count("<script") == 1 and "<script>" in html
+    sources = re.findall(r"<(?:script|link|img)\b[^>]*\b(?:src|href)=\"([^\"]*)\"", html)
+    assert all(source.startswith("data:") for source in sources)
+    script = html[html.index("<script>") : html.index("</script>")]
+    assert "http" not in script and "fetch(" not in script
+
+
+def test_what_the_training_cost_in_the_text_the_figure_and_the_all_runs_table(built: dict) -> None:
+    html = built["html"]
+    # fake benchmarks: 2 + 1 + 1.5 + 0.5 + 0.5 wall-clock hours, twice that on the CPU
+    assert re.search(
+        r"The sweep&#39;s 5 training runs used 11 CPU-hours \(5\.5 wall-clock hours\) in all; "
+        r"the best configuration, default, took 2 wall-clock hours \(<a class=\"ref\" "
+        r'href="#fig-cost">Figure \d+\.\d+</a>\)\.',
+        html,
+    )
+    start = html.index('id="fig-cost"')
+    caption = html[start : html.index("</figure>", start)]
+    assert "training cost (wall-clock hours)" in caption
+    assert "step line: labels-separate_loss-cross-entropy, labels-separate, default." in caption
+    start = html.index('id="tab-all-runs"')
+    runs = html[start : html.index("</figure>", start)]
+    for heading in ["Wall (min)", "CPU (min)", "Peak RAM (GB)"]:
+        assert f">{heading}<" in runs
+    assert "GPU (min)" not in runs and "Peak GPU mem" not in runs  # every run on the CPU
+    assert '<td class="num">120.00</td><td class="num">240.00</td><td class="num">0.50</td>' in runs

@@ -12,17 +12,30 @@ import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from test_report import pdf_pages
+from pdf_text import captions
+from test_latex import PDFLATEX, compile_twice, undefined_references
+from test_report import check_summary, pdf_pages
 from tiny import TINY_CONFIG, TINY_SWEEP
 
+from segsweep import layout
+from segsweep.report.numbers import significant
 from segsweep.sweep.stats import bootstrap_ci
 
 REPO = Path(__file__).resolve().parents[1]
+# Visual checks (headless Chromium screenshots thesis.html, poppler renders and reads the PDF)
+# are skipped only where the binaries are missing and CI is not set; in CI a missing one fails.
+IN_CI = bool(os.environ.get("CI"))
+CHROMIUM = next(
+    (shutil.which(n) for n in ["chromium", "chromium-browser"] if shutil.which(n)), None
+)
+PDFTOPPM = shutil.which("pdftoppm")
+PDFTOTEXT = shutil.which("pdftotext")
 
 pytestmark = pytest.mark.workflow
 
@@ -118,7 +131,7 @@ def test_report_tables_hold_the_numbers_of_the_csvs(workdir: Path) -> None:
         cell = f"{row['mean']:.3f}/{row['median']:.3f} ({row['count']})"
         assert cell in html
     assert re.search(r"Table \d+(\.\d+)?", html) and re.search(r"Figure \d+(\.\d+)?", html)
-    assert html.count("data:image/png;base64,") >= 4  # jitter plots, boxplots, curves
+    assert html.count("data:image/svg+xml;base64,") >= 4  # jitter plots, boxplots, curves
     classes = pd.read_csv(workdir / "results/tables/class_summary.csv")
     assert set(classes["split"]) == {"val", "test"} and "foreground" in set(classes["class"])
     assert set(classes["metric"]) == {"dice", "iou", "hd95"}
@@ -150,6 +163,78 @@ def test_pdf_has_several_pages(workdir: Path) -> None:
     pdf = (workdir / "results/report/thesis.pdf").read_bytes()
     assert pdf.startswith(b"%PDF")
     assert pdf_pages(pdf) > 1
+
+
+def thesis_captions(html: str) -> dict[str, str]:
+    """Label ("Table 3.2") → the caption's text after the label, from thesis.html."""
+    label = r'<figcaption><span class="label">((?:Table|Figure) [0-9A-Z]+\.\d+):</span>'
+    found = re.findall(label + r"(.*?)</figcaption>", html, flags=re.S)
+    return {label: " ".join(re.sub(r"<[^>]+>", "", text).split()) for label, text in found}
+
+
+@pytest.mark.skipif(PDFTOTEXT is None and not IN_CI, reason="pdftotext not installed")
+def test_every_caption_shares_its_page_with_its_table_or_figure(workdir: Path) -> None:
+    assert PDFTOTEXT, "CI must install poppler-utils"
+    html = (workdir / "results/report/thesis.html").read_text()
+    texts = thesis_captions(html)
+    found, pages = captions(workdir / "results/report/thesis.pdf", texts)
+    assert sorted(c.label for c in found) == sorted(texts), "every caption found once"
+    for caption in found:
+        assert caption.before or caption.after, f"page {caption.page} holds only {caption.label}"
+        if caption.label.startswith("Table"):  # caption above: the table follows on its page
+            assert caption.after > 0, f"{caption.label} ends page {caption.page}, its table not"
+        else:  # caption below: the figure's text stands before it on its page
+            assert caption.before > 0, f"{caption.label} opens page {caption.page}"
+    assert all(words for words in pages[1:]), "no empty page"
+
+
+def test_the_summary_claims_only_what_its_tables_show(workdir: Path) -> None:
+    check_summary((workdir / "results/report/thesis.html").read_text())
+
+
+def latex_labels(folder: Path) -> dict[str, str]:
+    """LaTeX label → its caption with numbers masked (what the table or figure is, not how
+    many runs it counts), over the kit's tables and chapter.tex."""
+    sources = [folder / "chapter.tex", *sorted((folder / "tables").glob("*.tex"))]
+    found = {}
+    for source in sources:
+        for caption, label in re.findall(
+            r"\\caption\[[^\]]*\]\{(.*?)\}\\label\{((?:tab|fig):[^}]+)\}", source.read_text()
+        ):
+            found[label] = re.sub(r"\d+(\.\d+)?", "#", caption)
+    return found
+
+
+@pytest.mark.latex
+@pytest.mark.skipif(PDFLATEX is None and not IN_CI, reason="pdflatex not installed")
+def test_the_latex_kit_compiles_and_its_labels_survive_a_rerun_that_adds_a_grid(
+    workdir: Path, tmp_path: Path
+) -> None:
+    assert PDFLATEX, "CI must install texlive-latex-recommended"
+    kit = workdir / "results/report/latex"
+    html = (workdir / "results/report/thesis.html").read_text()
+    assert len(list((kit / "tables").glob("*.tex"))) == html.count('<figure class="table')
+    figures = sorted((kit / "figures").glob("*.pdf"))
+    assert len(figures) == html.count('<figure class="figure"')
+    fonts = subprocess.run(["pdffonts", str(figures[0])], capture_output=True, text=True).stdout
+    assert all(line.split()[-5] == "yes" for line in fonts.splitlines()[2:]), fonts  # embedded
+    copy = tmp_path / "latex"
+    shutil.copytree(kit, copy)
+    log = compile_twice(copy)
+    assert not undefined_references(log), undefined_references(log)
+    before = latex_labels(kit)
+    assert {"tab:hp-loss", "tab:pair-loss-labels", "fig:jitter-loss", "tab:all-runs"} <= set(before)
+
+    rerun = tmp_path / "rerun"
+    shutil.copytree(workdir, rerun, symlinks=True)
+    sweep = yaml.safe_load(yaml.safe_dump(TINY_SWEEP))
+    sweep["grids"]["lr"] = {"lr": [0.001, 0.01]}  # one new run, and a new swept hyperparameter
+    (rerun / "config" / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    result = snakemake(rerun, "results/report/latex")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    after = latex_labels(rerun / "results/report/latex")
+    assert {"tab:hp-lr", "fig:jitter-lr"} <= set(after) - set(before)
+    assert {label: after.get(label) for label in before} == before
 
 
 def test_second_dry_run_has_nothing_to_do(workdir: Path) -> None:
@@ -283,15 +368,6 @@ def test_snakemake_report_zip_holds_the_thesis_and_figures(workdir: Path, tmp_pa
     assert any(name.endswith(".png") for name in names), names
 
 
-# Visual checks: headless Chromium screenshots thesis.html and pdftoppm renders the PDF pages.
-# Skipped only where the binaries are missing and CI is not set; in CI a missing binary fails.
-IN_CI = bool(os.environ.get("CI"))
-CHROMIUM = next(
-    (shutil.which(n) for n in ["chromium", "chromium-browser"] if shutil.which(n)), None
-)
-PDFTOPPM = shutil.which("pdftoppm")
-
-
 def is_nontrivial_png(path: Path) -> bool:
     """A PNG of some size whose pixels are not all one colour."""
     data = path.read_bytes()
@@ -342,3 +418,38 @@ def test_pdftoppm_renders_every_pdf_page(workdir: Path, tmp_path: Path) -> None:
     assert len(pages) == pdf_pages(pdf.read_bytes()), pages
     assert all(png.stat().st_size > 1000 for png in pages)
     assert is_nontrivial_png(pages[0])
+
+
+def test_runs_table_carries_what_each_training_cost(workdir: Path) -> None:
+    runs = pd.read_csv(workdir / "results/summary/runs.csv")
+    folder = workdir / Path(layout.benchmark("train/{run}")).parent
+    benchmarks = [pd.read_csv(p, sep="\t") for p in sorted(folder.glob("*.tsv"))]
+    assert len(benchmarks) == len(runs) == 4
+    for column, measured in [("wall_s", "s"), ("cpu_s", "cpu_time")]:
+        total = sum(pd.to_numeric(b[measured], errors="coerce").sum() for b in benchmarks)
+        assert runs[column].sum() == pytest.approx(total), column
+    peak = max(pd.to_numeric(b["max_rss"], errors="coerce").max() for b in benchmarks)
+    assert runs["max_rss_mb"].max() == pytest.approx(peak)
+    devices = [
+        json.loads((workdir / f"results/runs/{run}/provenance.json").read_text())["device"]
+        for run in runs["run_id"]
+    ]
+    on_cuda = [device.startswith("cuda") for device in devices]
+    assert runs["device_s"].notna().tolist() == on_cuda
+    assert runs["device_peak_mb"].notna().tolist() == on_cuda
+
+
+def test_thesis_says_what_the_sweep_cost(workdir: Path) -> None:
+    text = unescape((workdir / "results/report/thesis.html").read_text())
+    runs = pd.read_csv(workdir / "results/summary/runs.csv")
+    best = pd.read_csv(workdir / "results/tables/best_runs.csv")["run_id"].iloc[0]
+    assert runs["device_s"].isna().all()  # this machine trains on the CPU: wall-clock hours
+    took = runs.set_index("run_id").loc[best, "wall_s"]
+    sentence = (
+        f"The sweep's 4 training runs used {significant(runs['cpu_s'].sum() / 3600)} CPU-hours "
+        f"({significant(runs['wall_s'].sum() / 3600)} wall-clock hours) in all; the best "
+        f"configuration, {best}, took {significant(took / 3600)} wall-clock hours (Figure "
+    )
+    assert sentence in re.sub(r"<[^>]+>", "", text)
+    assert (workdir / "results/figures/cost.png").is_file() and 'id="fig-cost"' in text
+    assert ">Wall (min)<" in text and ">GPU (min)<" not in text

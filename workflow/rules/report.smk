@@ -20,6 +20,7 @@ rule report:
             os.path.join(PACKAGE_DIR, "segsweep/report/templates/thesis"),
             ".html.j2",
             ".css",
+            ".js",
         ),
     output:
         html=report(
@@ -32,6 +33,7 @@ rule report:
             caption="../../report/thesis.rst",
             category="Thesis",
         ),
+        latex=directory(L.THESIS_LATEX),
     log:
         L.log("report/report"),
     benchmark:

@@ -36,4 +36,5 @@ with logged(snakemake.log[0]):
         description=given.description,
     )
     templates = os.path.dirname(given.templates[0])
-    write_thesis(inputs, snakemake.output.html, snakemake.output.pdf, templates)
+    output = snakemake.output
+    write_thesis(inputs, output.html, output.pdf, output.latex, templates)

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import PIL.Image
 from markupsafe import Markup
 
+LONG_ROWS = 30  # a table of more rows may run over pages (about 45 fit on an A4 page)
 NUMERIC = re.compile(r"^(–|-/-.*|[-+]?\d[\d.e+-]*(\W.*)?)$")  # numbers, "0.6 (0.5)", "-/- (0)"
 
 
@@ -41,7 +43,10 @@ def short_caption(caption: str) -> str:
 @dataclass(eq=False)
 class Table:
     """A table of display text (Markup for bold cells), with notes under it; `key` says what
-    it shows and makes its anchor."""
+    it shows and makes its anchor.
+
+    An `interactive` table can be sorted, filtered and searched in the HTML; every renderer
+    still prints all rows in order, and may highlight the `marked` ones."""
 
     key: str
     caption: str
@@ -49,10 +54,29 @@ class Table:
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
     group_header: list[tuple[str, int]] = field(default_factory=list)
-    long: bool = False
+    long: bool = False  # may run over pages, repeating its header; set for any of > LONG_ROWS rows
     number: str = ""  # set by Document.number
+    interactive: bool = False  # HTML only: sort by any column, and the filters and search below
+    filters: list[str] = field(default_factory=list)  # columns offered as level filters
+    search: str | None = None  # the column a search box matches (substring, any case)
+    marked: list[int] = field(default_factory=list)  # indexes of the rows to highlight
+    marked_label: str = "marked rows"  # what the marked rows are, plural: "final models"
+    unit: str = "rows"  # what a row is, plural: "showing 3 of 40 runs"
     kind = "Table"
     block = "table"
+
+    def __post_init__(self) -> None:
+        """Fail on controls the table cannot have: they would silently do nothing. A table of
+        more rows than a page holds is long."""
+        self.long = self.long or len(self.rows) > LONG_ROWS
+        controlled = [*self.filters, *([self.search] if self.search else [])]
+        if controlled and not self.interactive:
+            raise ValueError(f"table {self.key}: filters and search need interactive=True")
+        unknown = [name for name in controlled if name not in self.columns]
+        if unknown:
+            raise ValueError(f"table {self.key}: no columns {unknown}")
+        if any(not 0 <= i < len(self.rows) for i in self.marked):
+            raise ValueError(f"table {self.key}: marked rows {self.marked} out of range")
 
     @classmethod
     def of(cls, key: str, caption: str, frame: pd.DataFrame, **options: Any) -> Table:
@@ -73,26 +97,62 @@ class Table:
         ]
 
     @property
+    def levels(self) -> list[tuple[str, int, list[str]]]:
+        """Per filter: column name, index and the distinct cell texts it offers, numbers in
+        numeric order before text (the text a browser shows as the cell's content)."""
+        result = []
+        for name in self.filters:
+            i = self.columns.index(name)
+            texts = {Markup.escape(row[i]).striptags() for row in self.rows}
+            result.append((name, i, sorted(texts, key=self._level_order)))
+        return result
+
+    @staticmethod
+    def _level_order(text: str) -> tuple[bool, float, str]:
+        number = re.match(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", text, re.IGNORECASE)
+        return (number is None, float(number.group()) if number else 0.0, text)
+
+    @property
     def short(self) -> str:
         return short_caption(self.caption)
 
 
 @dataclass(eq=False)
 class Figure:
-    """A figure embedded as a data URI, so the HTML is one self-contained file."""
+    """A figure drawn by `segsweep.plotting.save`: `path` is its PNG, with the SVG that the HTML
+    embeds (a data URI, so the HTML is one self-contained file) and the PDF that the LaTeX kit
+    includes beside it; a figure without an SVG is embedded as its PNG."""
 
     key: str
     caption: str
-    src: str
+    path: Path
     number: str = ""  # set by Document.number
     kind = "Figure"
     block = "figure"
 
     @classmethod
     def of(cls, key: str, caption: str, png: str | Path) -> Figure:
-        """A figure from a PNG file, inlined as base64."""
-        data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-        return cls(slug(key), caption, "data:image/png;base64," + data)
+        return cls(slug(key), caption, Path(png))
+
+    @property
+    def src(self) -> str:
+        """The figure as a data URI: its SVG where there is one, else its PNG."""
+        svg = self.path.with_suffix(".svg")
+        path, kind = (svg, "svg+xml") if svg.is_file() else (self.path, "png")
+        return f"data:image/{kind};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+    @property
+    def width_pt(self) -> float:
+        """The width the figure was drawn at, in points, to print it at its own size (its
+        fonts at theirs): the SVG's width, else the PNG's pixels at its resolution."""
+        svg = self.path.with_suffix(".svg")
+        if svg.is_file():
+            match = re.search(rb'<svg[^>]*\swidth="([\d.]+)pt"', svg.read_bytes()[:4096])
+            if match:
+                return float(match.group(1))
+        with PIL.Image.open(self.path) as image:
+            dpi = image.info.get("dpi", (72.0, 72.0))[0]
+            return image.width * 72.0 / float(dpi)
 
     @property
     def id(self) -> str:
@@ -227,22 +287,30 @@ def walk(blocks: list[Any]) -> Iterator[Any]:
 
 @dataclass(eq=False)
 class Document:
-    """The thesis: title page fields and chapters, numbered once by `number`."""
+    """The thesis: title page fields, the one-page summary that follows the title page (the
+    findings, each sentence citing its table or figure) and the chapters, numbered once by
+    `number`."""
 
     title: str
     author: str
     date: str
     generated: str
     chapters: list[Chapter]
+    summary: list[Paragraph] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
+
+    def find(self, key: str) -> Item | None:
+        """The placed table or figure of `key` (after `number`), None when there is none."""
+        return next((item for item in (*self.tables, *self.figures) if item.key == key), None)
 
     def number(self) -> Document:
         """Number tables and figures per chapter and kind in the order they are placed, and
         the numbered sections; check that every key is unique and every reference points to a
         placed table or figure."""
         counts: Counter[tuple[str, str]] = Counter()
-        self.tables, self.figures, keys, cited = [], [], Counter(), []
+        self.tables, self.figures, keys = [], [], Counter()
+        cited = [item for block in self.summary for item in block.items]
         for chapter in self.chapters:
             sections = 0
             for block in walk(chapter.blocks):

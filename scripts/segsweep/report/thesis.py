@@ -1,7 +1,9 @@
-"""The thesis document: one self-contained HTML file and a PDF printed from the same HTML.
+"""The thesis document: one self-contained HTML file, a PDF printed from the same HTML, and the
+same document as LaTeX (tables, vector figures, chapter.tex and a main.tex that compiles it).
 
 `build_document` assembles the chapters (`segsweep.report.chapters`) into the document model
-and numbers it (`segsweep.report.document`); `write_thesis` renders it (`segsweep.report.render`).
+and numbers it (`segsweep.report.document`), then writes the summary, which cites tables of the
+numbered chapters; `write_thesis` renders it (`segsweep.report.render`, `segsweep.report.latex`).
 The chapters are built in any order (the results chapter cites the appendix's table of all runs,
 built first); numbers follow where each table and figure stands in the document.
 """
@@ -15,8 +17,10 @@ from pathlib import Path
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.report.chapters import appendix, data, methods, preprocessing, results
+from segsweep.report.chapters.summary import summary
 from segsweep.report.document import Document
 from segsweep.report.inputs import ReportInputs
+from segsweep.report.latex import write_latex
 from segsweep.report.numbers import plural
 from segsweep.report.render import TEMPLATES, render_html, render_pdf
 from segsweep.sweep.grammar import sweep_runs
@@ -35,7 +39,7 @@ def build_document(inputs: ReportInputs, date: str | None = None) -> Document:
         results.chapter(inputs, all_runs),
         *appendix.chapters(inputs, all_runs),
     ]
-    return Document(
+    document = Document(
         title=report.get("title", "Segmentation sweep"),
         author=report.get("author", ""),
         date=date or datetime.date.today().isoformat(),
@@ -43,17 +47,25 @@ def build_document(inputs: ReportInputs, date: str | None = None) -> Document:
         f"{plural(len(runs), 'training run')}.",
         chapters=chapters,
     ).number()
+    document.summary = summary(inputs, document)
+    return document.number()
 
 
 def write_thesis(
-    inputs: ReportInputs, out_html: Path, out_pdf: Path, templates: Path = TEMPLATES
+    inputs: ReportInputs,
+    out_html: Path,
+    out_pdf: Path,
+    out_latex: Path,
+    templates: Path = TEMPLATES,
 ) -> None:
-    """Write the thesis as HTML and as PDF."""
-    html = render_html(build_document(inputs), Path(templates))
+    """Write the thesis as HTML, as PDF and as LaTeX (the folder `out_latex`)."""
+    document = build_document(inputs)
+    html = render_html(document, Path(templates))
     Path(out_html).parent.mkdir(parents=True, exist_ok=True)
     Path(out_html).write_text(html, encoding="utf-8")
     pages = render_pdf(html, Path(out_pdf))
-    print(f"wrote {out_html} and {out_pdf} ({pages} pages)")
+    write_latex(document, Path(out_latex))
+    print(f"wrote {out_html}, {out_pdf} ({pages} pages) and {out_latex}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--templates", type=Path, default=TEMPLATES)
     parser.add_argument("--out-html", type=Path, default=Path(layout.THESIS_HTML))
     parser.add_argument("--out-pdf", type=Path, default=Path(layout.THESIS_PDF))
+    parser.add_argument("--out-latex", type=Path, default=Path(layout.THESIS_LATEX))
     parser.add_argument("--qc-subjects", nargs="*", default=[], help="subjects of the QC figures")
     args = parser.parse_args(argv)
     config, sweep, results = sweep_options(args)
@@ -76,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         args.qc_subjects,
         args.benchmarks if args.benchmarks.is_dir() else None,
     )
-    write_thesis(inputs, args.out_html, args.out_pdf, args.templates)
+    write_thesis(inputs, args.out_html, args.out_pdf, args.out_latex, args.templates)
 
 
 if __name__ == "__main__":
