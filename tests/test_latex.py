@@ -51,7 +51,7 @@ def test_a_table_has_booktabs_rules_caption_label_and_right_aligned_numbers() ->
     assert r"\begin{tabular}{@{}lr@{}}" in tex
     assert tex.index(r"\toprule") < tex.index(r"Run & Score \\") < tex.index(r"\midrule")
     assert r"a\_1 & \textbf{0.9} \\" in tex and r"b\% & 0.8 \\" in tex
-    assert r"\caption[Scores per loss.]{Scores per loss. More.}\label{tab:hp-loss}" in tex
+    assert r"\caption[{Scores per loss.}]{Scores per loss. More.}\label{tab:hp-loss}" in tex
     assert "A note." in tex and tex.index(r"\bottomrule") < tex.index("A note.")
 
 

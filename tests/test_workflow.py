@@ -193,13 +193,14 @@ def test_the_summary_claims_only_what_its_tables_show(workdir: Path) -> None:
 
 
 def latex_labels(folder: Path) -> dict[str, str]:
-    """LaTeX label → its caption with numbers masked (what the table or figure is, not how
-    many runs it counts), over the kit's tables and chapter.tex."""
+    """LaTeX label → the first sentence of its caption (the short one, for the lists) with
+    numbers masked: what the table or figure is, not how many runs it counts or which lie on
+    a front; over the kit's tables and chapter.tex."""
     sources = [folder / "chapter.tex", *sorted((folder / "tables").glob("*.tex"))]
     found = {}
     for source in sources:
         for caption, label in re.findall(
-            r"\\caption\[[^\]]*\]\{(.*?)\}\\label\{((?:tab|fig):[^}]+)\}", source.read_text()
+            r"\\caption\[\{(.*?)\}\]\{.*?\}\\label\{((?:tab|fig):[^}]+)\}", source.read_text()
         ):
             found[label] = re.sub(r"\d+(\.\d+)?", "#", caption)
     return found

@@ -124,6 +124,12 @@ def paragraph(block: Paragraph) -> str:
     return "".join(reference(p) if isinstance(p, Ref) else inline(p) for p in block.parts)
 
 
+def caption_tex(item: Item) -> str:
+    """\\caption[short]{caption}\\label{...}; the short one (for the lists of tables and
+    figures) braced, so a "]" in it ("[0.1, 0.2]") does not end it."""
+    return rf"\caption[{{{inline(item.short)}}}]{{{inline(item.caption)}}}\label{{{label(item)}}}"
+
+
 def _row(cells: list[Any]) -> str:
     return " & ".join(inline(c) for c in cells) + r" \\"
 
@@ -145,7 +151,7 @@ def table_tex(table: Table) -> str:
     """One table as a table float (a tabular shrunk to the text width if wider), or, when
     long, as a longtable that repeats its header on every page."""
     spec = "".join("r" if numeric else "l" for numeric in table.numeric)
-    caption = rf"\caption[{inline(table.short)}]{{{inline(table.caption)}}}\label{{{label(table)}}}"
+    caption = caption_tex(table)
     notes = [rf"\par\smallskip{{\footnotesize {inline(note)}\par}}" for note in table.notes]
     marked = set(table.marked)  # highlighted in the HTML: bold here
     body = [
@@ -201,7 +207,7 @@ def figure_tex(figure: Figure) -> str:
             r"\begin{figure}[htbp]",
             r"\centering",
             rf"\segsweepgraphic{{{figure.width_pt:.1f}pt}}{{figures/{figure.key}}}",
-            rf"\caption[{inline(figure.short)}]{{{inline(figure.caption)}}}\label{{{label(figure)}}}",
+            caption_tex(figure),
             r"\end{figure}",
         ]
     )
