@@ -4,13 +4,11 @@ batches, the label forms training and the 3D volumes use, probabilities and dete
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
 import torch
 
-from segsweep.bench import loader
 from segsweep.config_schema import defaults
 from segsweep.model.augment import Augmenter
 
@@ -255,10 +253,3 @@ def test_gamma_matches_the_power_in_double_precision():
         error, large = (result - reference).abs(), value.abs() > 1e-3
         assert (error[large] / reference[large].abs()).max() < 1e-4
         assert error[~large].max() < 1e-6
-
-
-def test_the_loader_bench_prints_its_last_line(capsys):
-    tiny = ["--size", "32", "--slices", "32", "--batches", "2", "--depth", "2"]
-    loader.main([*tiny, "--base-channels", "4"])
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert re.fullmatch(r"loader: slices_per_s=\d+ efficiency=\d+\.\d{3} ratio=\d+", last)

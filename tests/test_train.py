@@ -141,10 +141,15 @@ def test_training_writes_params_log_and_checkpoints(data, tmp_path):
     assert ckpt["hp"]["run_id"] == "r1" and ckpt["label_mode"] == "merged"
 
 
-def test_training_is_deterministic_for_a_seed(data, tmp_path):
+# streamed: the splits exceed a budget of about 1 kB, so `data: auto` streams them
+STREAMED = {"data": "auto", "memory_budget_gb": 1e-6}
+
+
+@pytest.mark.parametrize("streaming", [{}, STREAMED], ids=["resident", "streamed"])
+def test_training_is_deterministic_for_a_seed(data, tmp_path, streaming):
     """Same seed on CPU: identical log (but for wall time) and identical checkpoints, with
-    dropout, augmentation and shuffling all drawing random numbers."""
-    hp = {**HP, "dropout": 0.3, "labels": "separate", "augment": True}
+    dropout, augmentation and shuffling all drawing random numbers; resident or streamed."""
+    hp = {**HP, "dropout": 0.3, "labels": "separate", "augment": True, **streaming}
     for name in ("one", "two"):
         train_run(hp, *data, tmp_path / name, device="cpu")
     train_run({**hp, "seed": 1}, *data, tmp_path / "other", device="cpu")
@@ -224,8 +229,13 @@ RESUME_HP = {
 
 
 # 3D: one volume of 4 slices per batch, so 3 steps per epoch as in 2D
+RESUME_3D = {**RESUME_HP, "model": "unet3d", "batch_size": 1}
+
+
 @pytest.mark.parametrize(
-    "hp", [RESUME_HP, {**RESUME_HP, "model": "unet3d", "batch_size": 1}], ids=["2d", "3d"]
+    "hp",
+    [RESUME_HP, RESUME_3D, {**RESUME_HP, **STREAMED}, {**RESUME_3D, **STREAMED}],
+    ids=["2d", "3d", "2d-streamed", "3d-streamed"],
 )
 def test_a_run_killed_by_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(
     data, tmp_path, capsys, hp

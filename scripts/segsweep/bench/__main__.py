@@ -7,7 +7,7 @@ import sys
 
 BENCHMARKS = {
     "n4": "our N4 against SimpleITK's default N4 (speed ratio, residual bias)",
-    "loader": "input pipeline against a memory copy and the CPU training step",
+    "train": "training steps/s resident and streamed, data wait, memory over budget",
     "dag": "dry-run time of 1,000 and 10,000-run sweeps against a bare Snakefile",
 }
 

@@ -15,7 +15,10 @@ Outputs (`RunFiles`, by default the run folder's files of `segsweep.layout`):
 
 Data. A run trains on `train.h5` and validates on `val.h5`, or, given its subjects (a fold of
 cross-validation, `segsweep.preprocess.split.run_subjects`), on those subjects' samples wherever
-packing put them among the two files.
+packing put them among the two files. The samples are resident — loaded once and moved to the
+device — or, with `data: streamed` or when they exceed the memory budget (`data: auto`,
+`segsweep.memory`), streamed from the files: read in blocks and prefetched to the device on a
+background thread (`segsweep.train.batches`), so a split larger than memory trains too.
 
 Resume (`segsweep.train.state`): after every epoch and every checkpoint the complete training
 state is written to the state folder; a job killed and run again continues from it and, on CPU,
@@ -32,8 +35,9 @@ depth (`volume_slices`), so predictions come back per slice in the 2D layout.
 
 Determinism. On CPU, a fixed `seed` gives identical logs and checkpoints: the weights are
 initialised after `torch.manual_seed(seed)`, samples are shuffled every epoch with
-`numpy.random.default_rng(seed)`, augmentation draws from its own seeded generator, and torch is
-asked for deterministic algorithms. Mixed precision and channels_last are used only on CUDA.
+`numpy.random.default_rng(seed)` (streamed: by block and within windows of blocks), augmentation
+draws from its own seeded generator, and torch is asked for deterministic algorithms. Mixed
+precision and channels_last are used only on CUDA.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +64,9 @@ from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.io.records import write_atomic, write_json
 from segsweep.io.splits import read_split, read_subjects, read_volumes
+from segsweep.io.stream import Rows, open_rows
 from segsweep.labels import targets
+from segsweep.memory import budget_bytes, streams
 from segsweep.metrics import confusion_counts, overlap_metrics
 from segsweep.model.augment import Augmenter
 from segsweep.model.checkpoints import load_weights, save_checkpoint
@@ -70,6 +77,7 @@ from segsweep.model.optimizers import make_optimizer
 from segsweep.model.schedules import learning_rate
 from segsweep.model.tensors import to_tensor
 from segsweep.model.unet import build_model, encoder_blocks, model_dims
+from segsweep.train.batches import Prefetcher, StreamedSamples, streamed_order
 from segsweep.train.state import Progress, load_state, rng_states, save_state, set_rng_states
 
 LOG_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_dice", "time_s")
@@ -113,18 +121,20 @@ class RunFiles:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """A run's samples in memory: channels-last images as the network sees them (after
-    `inputs`), class-index targets, and what checkpoints must record about them."""
+    """A run's samples: in memory, channels-last images as the network sees them (after
+    `inputs`) and class-index targets; or, streamed, the samples read on demand (`x_train` and
+    the other arrays then None); and what checkpoints must record about them."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
+    x_train: np.ndarray | None
+    y_train: np.ndarray | None
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
     classes: list[str]
     label_mode: str
     volume_slices: int | None
     inputs: InputChannels | None
     subjects: dict[str, list[str]]  # the subjects that train and validate the run
+    streamed: tuple[StreamedSamples, StreamedSamples] | None = None  # train, val
 
 
 def subset_patients(patients: np.ndarray, fraction: float) -> set[str]:
@@ -136,16 +146,62 @@ def subset_patients(patients: np.ndarray, fraction: float) -> set[str]:
     return {unique[i] for i in order[:keep]}
 
 
+def data_bytes(rows: list[Rows], inputs: InputChannels | None) -> int:
+    """Bytes the samples take as network inputs (float32 images after `inputs`) and int64
+    targets: what a resident run holds."""
+    total = 0
+    for part in rows:
+        *spatial, channels = part.image_shape
+        channels = len(inputs.index) if inputs is not None else channels
+        total += len(part) * math.prod(spatial) * (4 * channels + 8)
+    return total
+
+
 def training_data(
     hp: dict[str, Any],
     train_h5: Path,
     val_h5: Path,
     subjects: dict[str, list[str]] | None = None,
+    device: torch.device | None = None,
 ) -> TrainingData:
     """The splits of a run read, checked and turned into its training problem: its label mode's
     targets, its subset of training patients (`train_fraction`) and its `inputs`; with
-    `subjects` (train and val subject lists) those subjects' samples of both files."""
+    `subjects` (train and val subject lists) those subjects' samples of both files. Streamed
+    (`segsweep.memory.streams`, on `device`) when they do not fit the budget."""
     dims = model_dims(hp)
+    device = torch.device("cpu") if device is None else device
+    paths = [train_h5] if subjects is None else [train_h5, val_h5]
+    train_rows = open_rows(paths, subjects and subjects["train"], volumes=dims == 3)
+    val_rows = open_rows(
+        [val_h5] if subjects is None else paths, subjects and subjects["val"], volumes=dims == 3
+    )
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise InputError(None, f"{train_h5}, {val_h5}", "training and validation need samples")
+    if train_rows.classes != val_rows.classes:
+        raise InputError(
+            None, str(val_h5), f"classes {val_rows.classes} != training {train_rows.classes}"
+        )
+    trained = subset_patients(train_rows.patient_id, hp["train_fraction"])
+    train_rows = train_rows.subset(np.isin(train_rows.patient_id, list(trained)))
+    inputs = resolve_inputs(hp["inputs"], train_rows.normalisation) if hp["inputs"] else None
+    nbytes = data_bytes([train_rows, val_rows], inputs)
+    if streams(hp, nbytes, device):
+        budget = budget_bytes(hp, device)
+        print(
+            f"streaming the splits: {nbytes / 2**30:.3g} GB as tensors, memory budget "
+            f"{budget / 2**30:.3g} GB",
+            flush=True,
+        )
+        train = StreamedSamples(train_rows, hp["labels"], inputs, budget // 2)
+        val = StreamedSamples(val_rows, hp["labels"], inputs, budget // 2)
+        _, classes = targets(
+            np.zeros((0, 1, len(train_rows.classes)), np.uint8), train_rows.classes, hp["labels"]
+        )
+        volume_slices = int(train_rows.image_shape[0]) if dims == 3 else None
+        used = {"train": sorted(trained), "val": sorted(set(val_rows.patient_id.tolist()))}
+        return TrainingData(
+            None, None, None, None, classes, hp["labels"], volume_slices, inputs, used, (train, val)
+        )
     if subjects is None:
         read = read_split if dims == 2 else read_volumes
         train, val = read(train_h5), read(val_h5)
@@ -194,16 +250,20 @@ def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 @torch.no_grad()
-def validate(model, images, target, criterion, batch_size: int) -> tuple[float, float]:
-    """Mean loss (weighted by batch size) and foreground Dice over the whole set."""
+def validate(
+    model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], criterion
+) -> tuple[float, float]:
+    """Mean loss (weighted by batch size) and foreground Dice over the whole set, given as
+    batches of (images, targets)."""
     model.eval()
-    total, foreground = 0.0, []
-    for start in range(0, len(images), batch_size):
-        x, t = images[start : start + batch_size], target[start : start + batch_size]
+    total, count, predicted, reference = 0.0, 0, [], []
+    for x, t in batches:
         total += criterion(model, x, t).item() * len(x)
-        foreground.append(model(x).argmax(dim=1).cpu().numpy() > 0)
-    counts = confusion_counts(np.concatenate(foreground), target.cpu().numpy() > 0)
-    return total / len(images), float(overlap_metrics(*counts)["dice"])
+        count += len(x)
+        predicted.append(model(x).argmax(dim=1).cpu().numpy() > 0)
+        reference.append(t.cpu().numpy() > 0)
+    counts = confusion_counts(np.concatenate(predicted), np.concatenate(reference))
+    return total / count, float(overlap_metrics(*counts)["dice"])
 
 
 def init_from_checkpoint(model: nn.Module, path: Path, freeze_blocks: int) -> list[nn.Module]:
@@ -246,7 +306,12 @@ class Trainer:
         self.rng = np.random.default_rng(hp["seed"])
         self.aug_rng = torch.Generator().manual_seed(int(hp["seed"]))
         self.augment = Augmenter(hp, self.aug_rng) if hp["augment"] else None
-        in_channels, out_channels = data.x_train.shape[-1], 1 + len(data.classes)
+        self.streamed = data.streamed
+        if self.streamed is not None:
+            in_channels, self.n_train = self.streamed[0].channels, len(self.streamed[0])
+        else:
+            in_channels, self.n_train = data.x_train.shape[-1], len(data.x_train)
+        out_channels = 1 + len(data.classes)
         model = build_model(hp, in_channels, out_channels)
         self.frozen: list[nn.Module] = []
         if hp["init_from"]:
@@ -258,14 +323,17 @@ class Trainer:
         self.cuda = device.type == "cuda"
         cuda_format = torch.channels_last if model_dims(hp) == 2 else torch.channels_last_3d
         memory_format = cuda_format if self.cuda else torch.contiguous_format
+        self.memory_format = memory_format
         self.model = model.to(device, memory_format=memory_format)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(hp, trainable)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda)
-        self.x_train = to_tensor(data.x_train).to(device, memory_format=memory_format)
-        self.x_val = to_tensor(data.x_val).to(device, memory_format=memory_format)
-        self.t_train = torch.from_numpy(data.y_train).to(device)
-        self.t_val = torch.from_numpy(data.y_val).to(device)
+        if self.streamed is None:
+            self.x_train = to_tensor(data.x_train).to(device, memory_format=memory_format)
+            self.x_val = to_tensor(data.x_val).to(device, memory_format=memory_format)
+            self.t_train = torch.from_numpy(data.y_train).to(device)
+            self.t_val = torch.from_numpy(data.y_val).to(device)
+        self.data_wait_s = 0.0  # streamed: seconds the loop waited for batches
         self.meta = {
             "hp": hp,
             "classes": data.classes,
@@ -276,7 +344,7 @@ class Trainer:
             **({"inputs": data.inputs.to_dict()} if data.inputs is not None else {}),
         }
         self.batch_size, self.epochs = int(hp["batch_size"]), int(hp["epochs"])
-        self.steps_per_epoch = math.ceil(len(self.x_train) / self.batch_size)
+        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.progress = Progress()
 
@@ -324,8 +392,12 @@ class Trainer:
         progress, hp = self.progress, self.hp
         every, unit = int(hp["checkpoint_every"]), hp["checkpoint_unit"]
         if progress.order is None:
-            progress.order = self.rng.permutation(len(self.x_train)).tolist()
-        order = torch.tensor(progress.order, device=self.device)
+            if self.streamed is not None:
+                order = streamed_order(self.rng, self.n_train, self.streamed[0].block)
+            else:
+                order = self.rng.permutation(self.n_train)
+            progress.order = order.tolist()
+        batches = self.train_batches(progress.order, progress.position)
         self.model.train()
         for block in self.frozen:
             block.eval()  # frozen batch-norm statistics stay those of the source run
@@ -339,12 +411,7 @@ class Trainer:
         )
         lr = self.learning_rate(max(0, progress.step - 1))
         while progress.position < self.steps_per_epoch:
-            start = progress.position * self.batch_size
-            index = order[start : start + self.batch_size]
-            if self.augment is not None:
-                x, t = self.augment.batch(self.x_train, self.t_train, index)
-            else:
-                x, t = self.x_train[index], self.t_train[index]
+            x, t = next(batches)
             lr = self.learning_rate(progress.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -357,7 +424,7 @@ class Trainer:
             progress.step += 1
             progress.position += 1
             batch_loss = loss.item()
-            progress.total += batch_loss * len(index)
+            progress.total += batch_loss * len(x)
             bar.set_postfix(loss=f"{batch_loss:.4f}", refresh=False)
             bar.update()
             if unit == "steps" and progress.step % every == 0:
@@ -365,19 +432,55 @@ class Trainer:
                 progress.start_time = time.perf_counter() - epoch_start
                 self.save_state()
         bar.close()
+        batches.close()
         return lr
+
+    def train_batches(self, order: list[int], position: int) -> Iterator:
+        """The (augmented) training batches of an epoch's `order` from batch `position` on:
+        gathered from the resident tensors, or read ahead by a prefetcher; `close` it."""
+        if self.streamed is not None:
+            return self._streamed(self.streamed[0], order, position, self.augment)
+        return self._resident(torch.tensor(order, device=self.device), position)
+
+    def _resident(self, order: torch.Tensor, position: int) -> Iterator:
+        for start in range(position * self.batch_size, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            if self.augment is not None:
+                yield self.augment.batch(self.x_train, self.t_train, index)
+            else:
+                yield self.x_train[index], self.t_train[index]
+
+    def _streamed(self, samples, order, position, augment) -> Iterator:
+        prefetcher = Prefetcher(
+            samples, order, self.batch_size, self.device, position, self.memory_format
+        )
+        try:
+            for x, t in prefetcher:
+                yield augment.batch(x, t) if augment is not None else (x, t)
+        finally:
+            prefetcher.close()
+            self.data_wait_s += prefetcher.wait_s
+
+    def val_batches(self) -> Iterator:
+        """The validation set in order, batch by batch."""
+        if self.streamed is not None:
+            samples = self.streamed[1]
+            return self._streamed(samples, range(len(samples)), 0, None)
+        size = self.batch_size
+        return (
+            (self.x_val[s : s + size], self.t_val[s : s + size])
+            for s in range(0, len(self.x_val), size)
+        )
 
     def end_epoch(self, lr: float, epoch_start: float) -> None:
         """Validate, log, decide on early stopping, checkpoint and save the state."""
         progress, hp = self.progress, self.hp
-        val_loss, val_dice = validate(
-            self.model, self.x_val, self.t_val, self.criterion, self.batch_size
-        )
+        val_loss, val_dice = validate(self.model, self.val_batches(), self.criterion)
         row = {
             "epoch": progress.epoch,
             "step": progress.step,
             "lr": lr,  # of the epoch's last step
-            "train_loss": progress.total / len(self.x_train),
+            "train_loss": progress.total / self.n_train,
             "val_loss": val_loss,
             "val_dice": val_dice,
             "time_s": round(time.perf_counter() - epoch_start, 3),
@@ -439,11 +542,15 @@ def train_run(
     device = choose_device() if device is None else torch.device(device)
     if threads:
         torch.set_num_threads(threads)
-    data = training_data(hp, train_h5, val_h5, subjects)
+    data = training_data(hp, train_h5, val_h5, subjects, device)
     write_json(files.subjects, data.subjects)
     trainer = Trainer(hp, data, files, device, init_checkpoint)
     files.checkpoints.mkdir(parents=True, exist_ok=True)
     files.state.mkdir(parents=True, exist_ok=True)
     files.params.write_text(yaml.safe_dump(hp, sort_keys=True))
     trainer.resume()
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        for samples in data.streamed or ():
+            samples.close()
