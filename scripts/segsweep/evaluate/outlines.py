@@ -1,11 +1,14 @@
 """Outline figures of the final models on test patients (thesis Figs. 5.9–5.22): up to twelve
 linearly spaced slices of a patient with the reference and the prediction outlined, for the
 best, median and worst patient by Dice or for chosen patient ids. Drawn by the final-model stage,
-the only one that sees test images.
+the only one that sees test images: one shown patient at a time (`draw_outlines_of`), as
+evaluation goes patient by patient so that a split larger than the memory budget can be streamed
+(`segsweep.evaluate.chunks`); `draw_outlines` draws them from a split in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +48,22 @@ def draw_outlines(
     pred: np.ndarray, data: Split, per_patient: pd.DataFrame, wanted: list[str], out_dir: Path
 ) -> list[Path]:
     """Twelve slices with reference and predicted outlines for each shown patient."""
+    return draw_outlines_of(lambda _: (pred, data), per_patient, wanted, out_dir)
+
+
+def draw_outlines_of(
+    slices_of: Callable[[str], tuple[np.ndarray, Split]],
+    per_patient: pd.DataFrame,
+    wanted: list[str],
+    out_dir: Path,
+) -> list[Path]:
+    """`draw_outlines` with each shown patient's (predictions, slices) from `slices_of(patient)`
+    (slices holding at least the patient's), one patient after the other: a split evaluated one
+    patient at a time holds one shown patient at a time."""
     dice = _processed_dice(per_patient)
     written = []
     for index, (tag, patient) in enumerate(shown_patients(per_patient, wanted), 1):
+        pred, data = slices_of(patient)
         rows = np.flatnonzero(data.patient_id == patient)
         rows = rows[np.argsort(data.slice_id[rows], kind="stable")]
         path = Path(out_dir) / f"outlines_{index}_{tag}_{patient}.png"

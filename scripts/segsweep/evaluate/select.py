@@ -13,6 +13,11 @@ The selection metrics are the overlap metrics, all computable from counts; the s
 distances of the evaluation tables (HD95, ASSD) are not among them: they need each patient's
 whole predicted volume and distance transforms (SciPy, CPU), which stay in the evaluation tables
 (`segsweep.evaluate.tables`).
+
+Scoring goes one patient at a time (`segsweep.evaluate.chunks`): the score's values are per
+slice or per patient, concatenated in the tables' order. A validation split that fits the run's
+memory budget is read once for all checkpoints; one that does not (a split can be larger than
+memory) is streamed from its file, read anew for each checkpoint, with the same scores and choice.
 """
 
 from __future__ import annotations
@@ -31,9 +36,9 @@ from segsweep.cli import add_run_options, add_split_options, checkpoint_index, s
 from segsweep.config_schema import complete, defaults
 from segsweep.devices import choose_device
 from segsweep.errors import ConfigError, InputError
+from segsweep.evaluate.chunks import SplitChunks
 from segsweep.evaluate.counts import split_counts, table_values
 from segsweep.io.records import read_json, write_json
-from segsweep.io.splits import read_samples
 from segsweep.labels import FOREGROUND
 from segsweep.metrics import METRICS
 from segsweep.model.checkpoints import load_checkpoint
@@ -105,12 +110,22 @@ def score_checkpoints(
             cfg["class"],
             "a class of the run: foreground, " + ", ".join(index["classes"]),
         )
-    data = read_samples(val, subjects)
-    scores = []
+    chunks, scores = None, []
     for entry in index["checkpoints"]:
         model, meta = load_checkpoint(index_path.parent / entry["file"], device)
-        counts = split_counts(model, data, meta["classes"], device)
-        values = table_values(counts, cfg["level"], cfg["class"], cfg["metric"])
+        if chunks is None:  # the run's memory budget decides: resident (read once) or streamed
+            chunks = SplitChunks(val, subjects, meta["hp"])
+        values = np.concatenate(
+            [
+                table_values(
+                    split_counts(model, data, meta["classes"], device),
+                    cfg["level"],
+                    cfg["class"],
+                    cfg["metric"],
+                )
+                for data in chunks
+            ]
+        )
         score = aggregate_score(values, cfg["aggregate"])
         scores.append({**{k: entry[k] for k in ("file", "epoch", "step")}, "score": score})
         print(f"{entry['file']}: {cfg['metric']} {score:.4f}", flush=True)

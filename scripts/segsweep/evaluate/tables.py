@@ -10,6 +10,14 @@ counts summed over the patient's slices (a 3D metric), not from averaging slice 
 (`segsweep.evaluate.distances`, computed on the patient's volume with the spacing the split
 records: an unknown spacing is an error, never 1 mm). Space is "processed": the cropped,
 slice-harmonised grid the network sees.
+
+A split is evaluated one patient at a time (`segsweep.evaluate.chunks`): every metric is per
+slice or per patient, so the patients' tables, concatenated in sorted patient order, are the
+tables of the whole split, and each patient's prediction is exported as soon as it is made. A
+split that does not fit the run's memory budget (a split can be larger than memory) is thus
+streamed from its file, holding one patient at a time, with the same tables and predictions as
+when it is resident. Native-space scores read the exported files back one subject at a time; the
+outline figures predict their few shown patients again, as no patient's predictions are kept.
 """
 
 from __future__ import annotations
@@ -31,12 +39,14 @@ from segsweep import layout
 from segsweep.cli import add_run_options, add_split_options, checkpoint_index, split_subjects
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
+from segsweep.evaluate.chunks import SplitChunks
 from segsweep.evaluate.distances import surface_distances
 from segsweep.evaluate.export import export_native, export_predictions, native_tables
-from segsweep.evaluate.outlines import draw_outlines
+from segsweep.evaluate.outlines import draw_outlines_of
 from segsweep.evaluate.predict import predict_labels
 from segsweep.io.records import read_json, write_csv, write_json
-from segsweep.io.splits import Spacing, Split, read_samples
+from segsweep.io.splits import Spacing, Split
+from segsweep.io.stream import list_patients
 from segsweep.labels import FOREGROUND, class_mapping
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes_ml
 from segsweep.model.checkpoints import load_models, selected_checkpoint
@@ -147,7 +157,8 @@ def metrics_tables(
 def evaluate_model(
     model: nn.Module, meta: dict, data: Split, run_id: str, split: str, device: torch.device
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """Tables of a loaded model on an in-memory split, and its class-index predictions."""
+    """Tables of a loaded model on an in-memory split (`evaluate_split`: one patient's slices),
+    and its class-index predictions."""
     pred = predict_labels(model, data.images, device)
     tables = metrics_tables(
         pred,
@@ -224,10 +235,29 @@ def evaluate_split(
         per_slice, per_patient = failed_tables(run_id, split)
     else:
         model, meta = load_models(checkpoints, device)
-        data = read_samples(data_h5, subjects)
-        per_slice, per_patient, pred = evaluate_model(model, meta, data, run_id, split, device)
+        chunks = SplitChunks(data_h5, subjects, meta["hp"])
+        slices, patients, predictions = [], [], []
+        for data in chunks:  # one patient at a time, sorted
+            per_slice, per_patient, pred = evaluate_model(model, meta, data, run_id, split, device)
+            slices.append(per_slice)
+            patients.append(per_patient)
+            if final is not None:
+                predictions += export_predictions(
+                    pred, data, meta["classes"], final.labels, final.grids, final.predictions_dir
+                )
+        per_slice, per_patient = _joined(slices), _joined(patients)
         if final is not None:
-            per_patient = _export(final, pred, data, meta["classes"], per_patient, run_id, split)
+            per_patient = _export(
+                final,
+                predictions,
+                chunks,
+                model,
+                meta["classes"],
+                per_patient,
+                run_id,
+                split,
+                device,
+            )
     write_csv(per_slice, per_slice_csv)
     write_csv(per_patient, per_patient_csv)
 
@@ -279,20 +309,26 @@ def evaluate_final(
     )
 
 
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The patients' tables as one, in their order (sorted, the row order of one table)."""
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
 def _export(
     final: FinalExport,
-    pred: np.ndarray,
-    data: Split,
+    predictions: list[Path],
+    chunks: SplitChunks,
+    model: nn.Module,
     classes: list[str],
     per_patient: pd.DataFrame,
     run_id: str,
     split: str,
+    device: torch.device,
 ) -> pd.DataFrame:
-    """Export and draw the predictions of a final model; its per-patient table with the native
-    rows added when `final.native_dir` is set."""
-    predictions = export_predictions(
-        pred, data, classes, final.labels, final.grids, final.predictions_dir
-    )
+    """What a final model adds to its exported `predictions` (on the cropped grid): its
+    per-patient table with the native rows added when `final.native_dir` is set, and outlines
+    of the shown patients (each read and predicted again in turn: a streamed split keeps no
+    patient's predictions)."""
     if final.native_dir is not None:
         native = export_native(
             predictions, final.crop_records, final.ingest_records, final.native_dir
@@ -301,7 +337,12 @@ def _export(
         per_patient = pd.concat([per_patient, rows], ignore_index=True)[per_patient.columns]
     if final.figures_dir is not None:
         Path(final.figures_dir).mkdir(parents=True, exist_ok=True)
-        draw_outlines(pred, data, per_patient, list(final.patients), final.figures_dir)
+
+        def slices_of(patient: str) -> tuple[np.ndarray, Split]:
+            data = chunks.of(patient)
+            return predict_labels(model, data.images, device), data
+
+        draw_outlines_of(slices_of, per_patient, list(final.patients), final.figures_dir)
     return per_patient
 
 
@@ -352,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     final = None
     if args.predictions_dir:
-        patients = sorted(set(read_samples(args.data, subjects).patient_id.tolist()))
+        patients = sorted({entry.patient for entry in list_patients(args.data, subjects)})
 
         def files(folder: Path | None, pattern: str, base: str) -> dict[str, Path]:
             if folder is None:

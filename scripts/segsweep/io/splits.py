@@ -1,5 +1,6 @@
 """The HDF5 split format: the writer (`write_split`, used by packing) and the readers
-(`read_split`, `read_volumes`, used by training, selection, evaluation and the benchmarks).
+(`read_split`, `read_volumes`, used by training, selection, evaluation and the benchmarks; a split
+that may not fit in memory is read on demand by `segsweep.io.stream`).
 
 Layout of one split file (after the PET/CT thesis, Table 4.1), one row per 2D slice:
 - `images [n, rows, cols, c]` float32, normalised; `masks [n, rows, cols, m]` uint8, one 0/1
