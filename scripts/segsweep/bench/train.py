@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--steps", type=int, default=12, help="steps of a timed epoch")
     parser.add_argument(
-        "--budget-gb", type=float, default=None, help="of the over-budget run (default: 2 CPU, 4 GPU)"
+        "--budget-gb",
+        type=float,
+        default=None,
+        help="of the over-budget run (default: 2 CPU, 4 GPU)",
     )
     parser.add_argument("--size", type=int, default=224, help="2D slice height and width")
     parser.add_argument("--volume-size", type=int, default=96, help="3D volume height, width")
@@ -180,7 +183,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="segsweep-bench-") as folder:
         tmp = Path(folder)
         hp3 = complete({**base, "model": "unet3d", "batch_size": 2, "depth": 3}, "train")
-        line3 = case("3d", hp3, (16, args.volume_size, args.volume_size), 2 * args.steps, device, budget_gb, tmp)
+        line3 = case(
+            "3d",
+            hp3,
+            (16, args.volume_size, args.volume_size),
+            2 * args.steps,
+            device,
+            budget_gb,
+            tmp,
+        )
         print(f"train-3d: {line3}", flush=True)
         hp2 = complete({**base, "batch_size": 16}, "train")
         line2 = case("2d", hp2, (args.size, args.size), 16 * args.steps, device, budget_gb, tmp)
