@@ -102,7 +102,7 @@ def _effects(inputs: ReportInputs, document: Document) -> Paragraph | None:
     tests = tests.dropna(subset=["p"])
 
     def claim(row: pd.Series) -> str:
-        test = f"H = {number(row['H'])}, p = {p_value(row['p'])}, n = {plural(int(row['n']), unit)}"
+        test = f"H = {number(row['H'])}, {p_is(row['p'])}, n = {plural(int(row['n']), unit)}"
         if row["p"] < ALPHA:
             test += f"; best {format_level(row['best'])}, worst {format_level(row['worst'])}"
         return f"“{row['hyperparameter']}” ({test})"
@@ -131,14 +131,20 @@ def _effects(inputs: ReportInputs, document: Document) -> Paragraph | None:
             verdict = "differed" if row["p"] < ALPHA else "did not differ detectably"
             paragraph.parts += text(
                 " Compared patient by patient, the {unit}s {verdict} (Friedman, "
-                "p = {p}, n = {n}; {table}).",
+                "{p}, n = {n}; {table}).",
                 unit=unit,
                 verdict=verdict,
-                p=p_value(row["p"]),
+                p=p_is(row["p"]),
                 n=plural(int(row["n"]), "patient"),
                 table=paired,
             ).parts
     return paragraph
+
+
+def p_is(p: float) -> str:
+    """ "p = 0.121", or "p < 0.001" (not "p = < 0.001")."""
+    text = p_value(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def _interval(row: pd.Series) -> str:
