@@ -141,3 +141,13 @@ def test_pdflatex_compiles_the_kit_with_every_reference_resolved(tmp_path: Path)
     log = compile_twice(out)
     assert not undefined_references(log), undefined_references(log)
     assert (out / "main.pdf").stat().st_size > 10_000
+
+
+def test_a_wide_long_table_wraps_its_columns_to_the_text_width_in_portrait() -> None:
+    columns = {f"Column {i}": ["0.5"] * 40 for i in range(10)}
+    frame = pd.DataFrame({"Run": ["labels-separate_loss-cross-entropy_fold-0"] * 40, **columns})
+    tex = table_tex(Table.of("all-runs", "All runs.", frame))  # 40 rows: long
+    assert r"\begin{longtable}" in tex and "landscape" not in tex
+    widths = [float(w) for w in re.findall(r"p\{([\d.]+)em\}", tex)]
+    assert len(widths) == 11 and sum(widths) + 0.9 * 11 <= 64.01
+    assert r"labels-\allowbreak{}separate\_\allowbreak{}loss" in tex  # run ids may break

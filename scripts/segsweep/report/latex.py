@@ -80,7 +80,9 @@ SPECIALS = re.compile("|".join(re.escape(c) for c in SPECIAL))
 TAGS = re.compile(r"<(/?)(\w+)[^>]*>")
 BOLD = {"strong", "b", "span"}  # span: the warning's cut values, bold red in the HTML
 ITALIC = {"em", "i"}
-LONG_COLUMNS = 8  # a long table with more columns is set smaller, on landscape pages
+LONG_COLUMNS = 8  # a long table with more columns is set smaller, its columns wrapping
+TEXT_EM, PAD_EM = 64.0, 0.9  # the text width (455 pt) and a column's padding, in \scriptsize em
+CHAR_EM, WRAP_EM = 0.55, 9.0  # a character's width, and the widest a wrapping column starts
 
 
 def escape(value: Any) -> str:
@@ -130,8 +132,31 @@ def caption_tex(item: Item) -> str:
     return rf"\caption[{{{inline(item.short)}}}]{{{inline(item.caption)}}}\label{{{label(item)}}}"
 
 
-def _row(cells: list[Any]) -> str:
-    return " & ".join(inline(c) for c in cells) + r" \\"
+def _row(cells: list[Any], breakable: bool = False) -> str:
+    """One row; `breakable`: a line may break after "_" and "-" (long run ids in the
+    wrapping columns of a wide table)."""
+    texts = [inline(c) for c in cells]
+    if breakable:
+        texts = [
+            t.replace(r"\_", r"\_\allowbreak{}").replace("-", r"-\allowbreak{}") for t in texts
+        ]
+    return " & ".join(texts) + r" \\"
+
+
+def wrapping_columns(table: Table) -> str:
+    """A wide table's column spec that fits the text width: every column wraps (p), text
+    ragged right and numbers ragged left, each as wide as its longest word or number (at most
+    `WRAP_EM` em), shrunk together when they would not fit `TEXT_EM`."""
+    widths = []
+    for i in range(len(table.columns)):
+        cells = [Markup(row[i]).striptags() for row in table.rows]
+        words = [w for cell in [*cells, table.columns[i]] for w in str(cell).split()]
+        widths.append(min(WRAP_EM, max([3, *map(len, words)]) * CHAR_EM))
+    scale = min(1.0, (TEXT_EM - PAD_EM * len(widths)) / sum(widths))
+    return "".join(
+        rf">{{\{'raggedleft' if numeric else 'raggedright'}\arraybackslash}}p{{{w * scale:.2f}em}}"
+        for w, numeric in zip(widths, table.numeric, strict=True)
+    )
 
 
 def _header(table: Table) -> list[str]:
@@ -149,17 +174,22 @@ def _header(table: Table) -> list[str]:
 
 def table_tex(table: Table) -> str:
     """One table as a table float (a tabular shrunk to the text width if wider), or, when
-    long, as a longtable that repeats its header on every page."""
-    spec = "".join("r" if numeric else "l" for numeric in table.numeric)
+    long, as a longtable that repeats its header on every page (a wide one set small, its
+    columns wrapping to the text width: a page in portrait, no page broken for landscape)."""
+    wide = table.long and len(table.columns) > LONG_COLUMNS
+    spec = (
+        wrapping_columns(table)
+        if wide
+        else "".join("r" if numeric else "l" for numeric in table.numeric)
+    )
     caption = caption_tex(table)
     notes = [rf"\par\smallskip{{\footnotesize {inline(note)}\par}}" for note in table.notes]
     marked = set(table.marked)  # highlighted in the HTML: bold here
     body = [
-        _row([Markup("<strong>{}</strong>").format(c) for c in row] if i in marked else row)
+        _row([Markup("<strong>{}</strong>").format(c) for c in row] if i in marked else row, wide)
         for i, row in enumerate(table.rows)
     ]
     if table.long:
-        wide = len(table.columns) > LONG_COLUMNS
         size = r"\scriptsize" if wide else r"\footnotesize"
         header = _header(table)
         continued = rf"\multicolumn{{{len(table.columns)}}}{{l}}{{\emph{{(continued)}}}} \\"
@@ -180,8 +210,6 @@ def table_tex(table: Table) -> str:
             "}",
             *notes,
         ]
-        if wide:
-            lines = [r"\begin{landscape}", *lines, r"\end{landscape}"]
     else:
         lines = [
             r"\begin{table}[htbp]",
@@ -263,8 +291,8 @@ PREAMBLE = r"""% The packages and macros segsweep's chapter.tex and tables need 
 \usepackage{graphicx}
 \usepackage{booktabs}
 \usepackage{longtable}
-\usepackage{pdflscape}
-\setlength{\LTcapwidth}{\linewidth}
+\usepackage{array}
+\AtBeginDocument{\setlength{\LTcapwidth}{\textwidth}}% long tables' captions as wide as the text
 \usepackage[hidelinks]{hyperref}
 % a figure at the width it was drawn at (#1), never wider than the text
 \newlength{\segsweepwidth}
