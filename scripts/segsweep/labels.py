@@ -38,11 +38,19 @@ def targets(masks: np.ndarray, classes: list[str], label_mode: str) -> tuple[np.
     1 + the index of the mask channel (channel order = data classes), 0 for background
     (per_class trains one binary model per class on these indices).
     """
+    names = run_classes(classes, label_mode)
     present = masks.any(axis=-1)
     if label_mode == "merged":
-        return present.astype(np.int64), [FOREGROUND]
+        return present.astype(np.int64), names
+    return np.where(present, masks.argmax(axis=-1) + 1, 0).astype(np.int64), names
+
+
+def run_classes(classes: list[str], label_mode: str) -> list[str]:
+    """The foreground classes a run of `label_mode` predicts from data of `classes`."""
+    if label_mode == "merged":
+        return [FOREGROUND]
     if label_mode in ("separate", "per_class"):
-        return np.where(present, masks.argmax(axis=-1) + 1, 0).astype(np.int64), list(classes)
+        return list(classes)
     raise ValueError(f"unknown label mode {label_mode!r}; known: {', '.join(LABEL_MODES)}")
 
 

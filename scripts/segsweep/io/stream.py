@@ -134,8 +134,8 @@ class RowReader:
 
     def read(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Images (float32) and masks (uint8) of the samples (indices into the rows), in the
-        order given: one read per file over the span of its sorted rows when they lie close
-        together (as a block of consecutive samples does), else one row at a time."""
+        order given: each run of consecutive rows of a file is one contiguous read (a block of
+        consecutive samples, or a whole split, is one read per file)."""
         samples = np.asarray(samples, dtype=np.int64)
         rows = self.rows
         images = np.empty((len(samples), *rows.image_shape), np.float32)
@@ -146,16 +146,12 @@ class RowReader:
             order = np.argsort(wanted, kind="stable")
             sorted_rows = wanted[order]
             group = _group(self.files[i], rows.volumes)
-            low, high = int(sorted_rows[0]), int(sorted_rows[-1]) + 1
-            if high - low <= 2 * len(np.unique(sorted_rows)):
-                block_images = group["images"][low:high][sorted_rows - low]
-                block_masks = group["masks"][low:high][sorted_rows - low]
-            else:
-                unique, inverse = np.unique(sorted_rows, return_inverse=True)
-                block_images = group["images"][unique.tolist()][inverse]
-                block_masks = group["masks"][unique.tolist()][inverse]
-            images[at[order]] = block_images
-            masks[at[order]] = block_masks
+            unique, inverse = np.unique(sorted_rows, return_inverse=True)
+            runs = np.split(unique, np.flatnonzero(np.diff(unique) != 1) + 1)
+            block_images = np.concatenate([group["images"][r[0] : r[-1] + 1] for r in runs])
+            block_masks = np.concatenate([group["masks"][r[0] : r[-1] + 1] for r in runs])
+            images[at[order]] = block_images[inverse]
+            masks[at[order]] = block_masks[inverse]
         return images, masks
 
 

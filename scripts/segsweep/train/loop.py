@@ -63,9 +63,8 @@ from segsweep.config_schema import complete
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.io.records import write_atomic, write_json
-from segsweep.io.splits import read_split, read_subjects, read_volumes
-from segsweep.io.stream import Rows, open_rows
-from segsweep.labels import targets
+from segsweep.io.stream import RowReader, Rows, open_rows
+from segsweep.labels import run_classes, targets
 from segsweep.memory import budget_bytes, streams
 from segsweep.metrics import confusion_counts, overlap_metrics
 from segsweep.model.augment import Augmenter
@@ -184,6 +183,9 @@ def training_data(
     trained = subset_patients(train_rows.patient_id, hp["train_fraction"])
     train_rows = train_rows.subset(np.isin(train_rows.patient_id, list(trained)))
     inputs = resolve_inputs(hp["inputs"], train_rows.normalisation) if hp["inputs"] else None
+    classes = run_classes(train_rows.classes, hp["labels"])
+    volume_slices = int(train_rows.image_shape[0]) if dims == 3 else None
+    used = {"train": sorted(trained), "val": sorted(set(val_rows.patient_id.tolist()))}
     nbytes = data_bytes([train_rows, val_rows], inputs)
     if streams(hp, nbytes, device):
         budget = budget_bytes(hp, device)
@@ -194,38 +196,24 @@ def training_data(
         )
         train = StreamedSamples(train_rows, hp["labels"], inputs, budget // 2)
         val = StreamedSamples(val_rows, hp["labels"], inputs, budget // 2)
-        _, classes = targets(
-            np.zeros((0, 1, len(train_rows.classes)), np.uint8), train_rows.classes, hp["labels"]
-        )
-        volume_slices = int(train_rows.image_shape[0]) if dims == 3 else None
-        used = {"train": sorted(trained), "val": sorted(set(val_rows.patient_id.tolist()))}
         return TrainingData(
             None, None, None, None, classes, hp["labels"], volume_slices, inputs, used, (train, val)
         )
-    if subjects is None:
-        read = read_split if dims == 2 else read_volumes
-        train, val = read(train_h5), read(val_h5)
-    else:
-        both = [train_h5, val_h5]
-        train = read_subjects(both, subjects["train"], volumes=dims == 3)
-        val = read_subjects(both, subjects["val"], volumes=dims == 3)
-    if len(train.images) == 0 or len(val.images) == 0:
-        raise InputError(None, f"{train_h5}, {val_h5}", "training and validation need samples")
-    if train.classes != val.classes:
-        raise InputError(None, str(val_h5), f"classes {val.classes} != training {train.classes}")
-    y_train, classes = targets(train.masks, train.classes, hp["labels"])
-    y_val, _ = targets(val.masks, val.classes, hp["labels"])
-    trained = subset_patients(train.patient_id, hp["train_fraction"])
-    keep = np.isin(train.patient_id, list(trained))
-    x_train, y_train, x_val = train.images[keep], y_train[keep], val.images
-    inputs = resolve_inputs(hp["inputs"], train.normalisation) if hp["inputs"] else None
-    if inputs is not None:
-        x_train, x_val = inputs.apply(x_train), inputs.apply(x_val)
-    volume_slices = int(train.images.shape[1]) if dims == 3 else None
-    used = {"train": sorted(trained), "val": sorted(set(val.patient_id.tolist()))}
+    x_train, y_train = _loaded(train_rows, hp["labels"], inputs)
+    x_val, y_val = _loaded(val_rows, hp["labels"], inputs)
     return TrainingData(
         x_train, y_train, x_val, y_val, classes, hp["labels"], volume_slices, inputs, used
     )
+
+
+def _loaded(
+    rows: Rows, label_mode: str, inputs: InputChannels | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """All samples of `rows` in memory: network inputs (after `inputs`) and targets."""
+    with RowReader(rows) as reader:
+        images, masks = reader.read(np.arange(len(rows)))
+    y, _ = targets(masks, rows.classes, label_mode)
+    return (images if inputs is None else inputs.apply(images)), y
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
