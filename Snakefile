@@ -1,5 +1,6 @@
 # segsweep: raw 3D images → preprocessing → one training job per sweep combination → selection,
-# evaluation → analysis → thesis report. Logic lives in scripts/segsweep; rules only call it.
+# evaluation → analysis → thesis report (with `task: classification`, 2D radiographs classified
+# per study through the same stages). Logic lives in scripts/segsweep; rules only call it.
 import os
 import shlex
 import sys
@@ -11,6 +12,13 @@ min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+# `--config task=classification`: the classification task's defaults over the segmentation ones
+# (a config or the command line still overrides them).
+if config.get("task") == "classification":
+
+    configfile: "config/classification.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
@@ -35,13 +43,32 @@ _PREFIX = (
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/preprocess.smk"
+
+
+if SEGMENTATION:
+
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/preprocess.smk"
+
+else:
+
+    include: "workflow/rules/radiographs.smk"
+
+
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/select.smk"
+
+
+if SEGMENTATION:
+
+    include: "workflow/rules/evaluate.smk"
+    include: "workflow/rules/analysis.smk"
+    include: "workflow/rules/report.smk"
+
+else:
+
+    include: "workflow/rules/classification.smk"
 
 
 # Provenance: every job sees the hash of the config and sweep it was planned with. Not a param:

@@ -33,6 +33,22 @@ STAGES = {
     "figures": ("segsweep.report.figures", "jitter plots, boxplots and other figures"),
     "report": ("segsweep.report.thesis", "thesis HTML and PDF"),
     "sweep": ("segsweep.sweep.grammar", "list the runs of a sweep file"),
+    "radiographs": (
+        "segsweep.data.radiographs",
+        "generate the synthetic radiograph cohort (classification)",
+    ),
+    "studies": (
+        "segsweep.data.studies",
+        "read and check a classification manifest or MURA folder, one row per study",
+    ),
+    "images": (
+        "segsweep.preprocess.radiographs",
+        "pack one split's radiographs into HDF5; the example images figure",
+    ),
+    "classify": (
+        "segsweep.evaluate.classify",
+        "select a classifier's checkpoint on validation; test a final classifier, per study",
+    ),
 }
 
 

@@ -25,6 +25,10 @@ COHORT_BIAS = "results/cohort/{subject}/bias.mhd"
 COHORT_TRUTH = "results/cohort/{subject}/truth.json"
 COHORT_MANIFEST = "results/cohort/manifest.csv"
 
+# the synthetic radiograph cohort of the classification task: its manifest, one PNG per image
+# beside it in results/radiographs/{patient}/{study}/
+RADIOGRAPHS_MANIFEST = "results/radiographs/manifest.csv"
+
 # ingest: each subject validated and canonical, and the cohort table
 DATA_DIR = "results/data"
 INGEST_RECORD = "results/data/{subject}/ingest.json"
@@ -33,6 +37,9 @@ DATA_MASK = "results/data/{subject}/mask.nii.gz"
 DATA_MANIFEST = "results/data/manifest.csv"
 DROPPED = "results/data/dropped.csv"
 DATA_DESCRIPTION = "results/data/dataset.json"  # the layout, classes and channels read
+# classification: the valid images (one row each; manifest.csv then holds one row per study)
+IMAGES_TABLE = "results/data/images.csv"
+EXAMPLES_FIGURE = "results/data/examples.png"  # example images per study type and class
 
 # preprocessing per subject, and the crop's cohort tables
 N4_IMAGE = "results/n4/{subject}/image.nii.gz"
@@ -70,6 +77,9 @@ SELECTION = "results/runs/{run}/selection.json"
 VAL_DIR = "results/runs/{run}/val"
 VAL_PER_SLICE = "results/runs/{run}/val/per_slice.csv"
 VAL_PER_PATIENT = "results/runs/{run}/val/per_patient.csv"
+# classification: the selected checkpoint's validation predictions, per image and per study
+VAL_PER_IMAGE = "results/runs/{run}/val/per_image.csv"
+VAL_PER_STUDY = "results/runs/{run}/val/per_study.csv"
 
 # the final models, one per chosen configuration ({run} is the configuration's id): test tables
 # (of its fold ensemble with cross-validation, and of its best fold), which runs make it up,
@@ -83,6 +93,10 @@ TEST_PER_PATIENT = "results/final/{run}/test/per_patient.csv"
 BEST_FOLD_PER_SLICE = "results/final/{run}/test_best_fold/per_slice.csv"
 BEST_FOLD_PER_PATIENT = "results/final/{run}/test_best_fold/per_patient.csv"
 FINAL_MODELS = "results/final/{run}/models.json"
+# classification: a final model's test predictions, per image and per study
+TEST_PER_IMAGE = "results/final/{run}/test/per_image.csv"
+TEST_PER_STUDY = "results/final/{run}/test/per_study.csv"
+GALLERY = "results/final/{run}/gallery.png"  # its most confident false positives and negatives
 PREDICTIONS = "results/final/{run}/predictions"
 PREDICTIONS_NATIVE = "results/final/{run}/predictions_native"
 OUTLINES = "results/final/{run}/figures"
@@ -111,6 +125,21 @@ TABLES = (
     "configuration_tests",
     "ensemble_vs_fold",
 )
+# classification: the sweep's tables as for segmentation, and the final models' study-level ones
+CLASSIFICATION_TABLES = (
+    "hyperparameters",
+    "pairs",
+    "best_runs",
+    "kruskal",
+    "folds",
+    "classification_metrics",
+    "study_types",
+    "confusion",
+    "roc",
+)
+ROC_FIGURE = "results/figures/roc.png"
+CONFUSION_FIGURE = "results/figures/confusion.png"
+PROBABILITY_FIGURE = "results/figures/probabilities.png"
 JITTER = "results/figures/jitter_{name}.png"
 BOXPLOT = "results/figures/boxplot_{split}.png"
 HISTOGRAM = "results/figures/histogram_{split}.png"

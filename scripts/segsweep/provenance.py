@@ -21,6 +21,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,11 @@ def utc_now() -> str:
 
 
 def package_version(name: str) -> str:
+    """The installed version; a package already imported (torch in a training job) as it
+    reports itself, with its build (torch 2.14.1+cu130: one release is a CPU or a CUDA build)."""
+    module = sys.modules.get(name)
+    if module is not None and isinstance(getattr(module, "__version__", None), str):
+        return module.__version__
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:

@@ -26,7 +26,11 @@ METRIC_NAMES = {
     "assd": "ASSD (mm)",
     "volume_ref_ml": "reference volume (mL)",
     "volume_pred_ml": "predicted volume (mL)",
+    "auc": "ROC AUC",
+    "f1": "F1",
+    "kappa": "Cohen's κ",
 }
+STUDY_LEVELS = ("study", "image")  # the classification task's selection levels
 
 
 def format_level(value: Any) -> str:
@@ -61,8 +65,11 @@ def level_order(values: pd.Series) -> list[Any]:
 
 
 def score_label(selection: dict[str, Any]) -> str:
-    """What a run's score is, e.g. "mean per-patient Dice (foreground)"."""
+    """What a run's score is, e.g. "mean per-patient Dice (foreground)", or for the
+    classification task "study-level ROC AUC"."""
     metric = METRIC_NAMES.get(selection["metric"], selection["metric"])
+    if selection["level"] in STUDY_LEVELS:
+        return f"{selection['level']}-level {metric}"
     return f"{selection['aggregate']} per-{selection['level']} {metric} ({selection['class']})"
 
 

@@ -28,6 +28,11 @@ wildcard_constraints:
 
 SPLITS = ["train", "val", "test"]
 FINAL_SPLITS = ["val", "test"]
+# segmentation (3D images, the default) or classification (2D radiographs, per study): the task
+# chooses its own data, preprocessing, final-test, analysis and report rules; the split,
+# training, selection and choice of the final models are shared.
+TASK = config["task"]
+SEGMENTATION = TASK == "segmentation"
 
 
 def _load_subjects():
@@ -96,7 +101,15 @@ def _load_subjects():
     return plan.subjects, read
 
 
-SUBJECTS, DATA_READ = _load_subjects()
+def _classification_read():
+    """The classification task plans no per-subject jobs: its images are read and checked in
+    one job (the studies stage); here only its classes (data.labels, else normal 0, abnormal 1: the
+    synthetic radiographs' and MURA's)."""
+    labels = config["data"]["labels"] or {"normal": 0, "abnormal": 1}
+    return {}, {"layout": config["data"]["source"], "labels": labels, "channels": None}
+
+
+SUBJECTS, DATA_READ = _load_subjects() if SEGMENTATION else _classification_read()
 # The classes and channels in force (data.labels/channels, else the dataset's or the
 # synthetic cohort's), in the config every stage is handed.
 config["data"]["labels"] = DATA_READ["labels"]
@@ -130,6 +143,7 @@ FOLDS = config["split"]["folds"]
 # (only then do the cohort-level rules read every run's per-slice table).
 SLICE_LEVEL = config["selection"]["level"] == "slice"
 SCORED = L.VAL_PER_SLICE if SLICE_LEVEL else L.VAL_PER_PATIENT
+SCORED = SCORED if SEGMENTATION else L.VAL_PER_STUDY  # classification: per study
 SWEPT = swept_names(SWEEP)
 # name → folder of an external method's predictions (final.external)
 EXTERNAL = config["final"]["external"]
@@ -157,7 +171,8 @@ def _check_run_inputs():
         )
 
 
-_check_run_inputs()
+if SEGMENTATION:
+    _check_run_inputs()
 
 
 def as_json(value):
@@ -222,6 +237,29 @@ def check_args(wildcards):
     ]
     args.append(f"--extra-json {shlex.quote(as_json(row['extra']))}")
     return " ".join(a for a in args if a)
+
+
+def studies_source(wildcards):
+    """What the studies stage reads: the synthetic cohort's manifest, or the brought manifest CSV
+    (a MURA folder is read as it lies, not an input file)."""
+    if config["data"]["source"] == "synthetic":
+        return [L.RADIOGRAPHS_MANIFEST]
+    manifest = config["data"]["manifest"]
+    if not manifest:
+        raise ConfigError(
+            "data.manifest",
+            None,
+            "a manifest CSV (image, label, study_id, patient_id) or a MURA folder"
+            " when data.source is 'manifest'",
+        )
+    return [manifest] if os.path.isfile(manifest) else []
+
+
+STUDIES_MANIFEST = (
+    L.RADIOGRAPHS_MANIFEST
+    if config["data"]["source"] == "synthetic"
+    else config["data"]["manifest"]
+)
 
 
 def valid_subjects(wildcards):
@@ -301,7 +339,8 @@ def unlabelled_data(wildcards):
 def init_source(wildcards):
     """A transfer run depends on the run it initialises from, through its selection.json: the
     configuration `init_from` names, trained on the same fold (so no validation subject of the
-    fold has trained the weights it starts from)."""
+    fold has trained the weights it starts from), or a run of another workflow (its
+    selection.json, e.g. pretrained on another dataset), or a checkpoint file."""
     run = RUNS[wildcards.run]
     source = run.params.get("init_from")
     if not source:
@@ -312,12 +351,16 @@ def init_source(wildcards):
             "init": L.path(L.SELECTION, run=source_run.run_id),
             "init_index": L.path(L.RUN_INDEX, run=source_run.run_id),
         }
+    if Path(source).is_file() and Path(source).name == Path(L.SELECTION).name:
+        # a run of another workflow (another dataset): its selected checkpoint
+        index = L.under(Path(source).parent, L.RUN_INDEX, base=L.RUN_DIR)
+        return {"init": source, "init_index": str(index)}
     if Path(source).is_file():
         return {"init_checkpoint": source}
     raise ConfigError(
         f"run {wildcards.run}: init_from",
         source,
-        "a configuration of the sweep or a checkpoint file",
+        "a configuration of the sweep, a run's selection.json or a checkpoint file",
     )
 
 
@@ -423,8 +466,9 @@ def report_finals(wildcards):
 def benchmarks(wildcards):
     """rule → the benchmark files of its jobs in this workflow, for every rule before the
     report (the jobs the workflow runs, so declaring them runs nothing more)."""
-    subjects, labelled = sorted(SUBJECTS), valid_labelled(wildcards)
-    valid, runs, finals = valid_subjects(wildcards), sorted(RUNS), final_runs()
+    subjects, runs, finals = sorted(SUBJECTS), sorted(RUNS), final_runs()
+    labelled = valid_labelled(wildcards) if SEGMENTATION else []
+    valid = valid_subjects(wildcards) if SEGMENTATION else []
     jobs = {
         "ingest_check": subjects,
         "ingest_image": valid,
@@ -434,6 +478,7 @@ def benchmarks(wildcards):
         "crop_image": valid,
         "crop_mask": labelled,
         "pack": SPLITS,
+        "pack_images": SPLITS,
         "train": runs,
         "select": runs,
         "final_test": finals,
@@ -444,7 +489,7 @@ def benchmarks(wildcards):
     if config["data"]["source"] == "synthetic":
         jobs["cohort_subject"] = subjects
     else:
-        skipped |= {"cohort_subject", "cohort_manifest"}
+        skipped |= {"cohort_subject", "cohort_manifest", "cohort_radiographs"}
     found = {}
     for each in workflow.rules:
         if each.name in skipped or not each.benchmark:

@@ -1,59 +1,6 @@
-# Selection of every run's checkpoint on validation and its validation metrics (one job per run:
-# a sweep of thousands of runs plans faster with fewer jobs), the choice of the final models,
-# and — only for those — the test set. No other rule reads test data.
-
-
-rule select:
-    input:
-        index=L.RUN_INDEX,
-        subjects=L.RUN_SUBJECTS,
-        val=validation_data,
-    output:
-        selection=L.SELECTION,
-        per_slice=L.VAL_PER_SLICE,
-        per_patient=L.VAL_PER_PATIENT,
-    log:
-        L.log("select/{run}"),
-    benchmark:
-        L.benchmark("select/{run}")
-    conda:
-        "../../envs/train.yaml"
-    threads: config["threads"]
-    params:
-        cfg=as_json(config["selection"]),
-    shell:
-        "python -m segsweep select --index {input.index} --val {input.val}"
-        " --subjects-json {input.subjects} --config-json {params.cfg:q}"
-        " --out {output.selection} --threads {threads} > {log} 2>&1"
-        " && python -m segsweep evaluate --index {input.index} --run-id {wildcards.run}"
-        " --selection {output.selection} --data {input.val}"
-        " --subjects-json {input.subjects} --split val"
-        " --per-slice {output.per_slice} --per-patient {output.per_patient}"
-        " --threads {threads} >> {log} 2>&1"
-
-
-checkpoint choose_final:
-    input:
-        selections=each(L.SELECTION, run=sorted(RUNS)),
-        scored=each(SCORED, run=sorted(RUNS)),
-    output:
-        table=report(
-            L.FINAL,
-            caption="../../report/final.rst",
-            category="Results",
-        ),
-    log:
-        L.log("choose_final"),
-    benchmark:
-        L.benchmark("choose_final")
-    conda:
-        "../../envs/report.yaml"
-    params:
-        cfg=CHOICE_CONFIG,
-        sweep=SWEEP,
-        runs=sorted(RUNS),
-    script:
-        "../scripts/choose_final.py"
+# The final models of the segmentation task on the test set — only for those; no other rule reads
+# test data — their predictions in processed and native space, the unlabelled subjects, and the
+# external methods' predictions scored as the final models are.
 
 
 rule final_test:

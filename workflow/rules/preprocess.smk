@@ -1,6 +1,7 @@
-# Preprocessing per subject: N4 bias correction, then the crop: each subject's centre (from its
-# image alone) and, for labelled subjects, its label extents around it; with window_mm: auto one
-# cohort-level plan of the window from the train and val subjects; then the crop itself.
+# Preprocessing per subject (segmentation): N4 bias correction, then the crop: each subject's
+# centre (from its image alone) and, for labelled subjects, its label extents around it; with
+# window_mm: auto one cohort-level plan of the window from the train and val subjects; then the
+# crop itself; and the crops normalised and packed into one HDF5 file per split.
 from segsweep.preprocess.crop_plan import AUTO, resolve_centre
 
 # preprocess.crop with its centre method resolved (auto: joint for the synthetic knee cohort,
@@ -159,3 +160,52 @@ rule crop_tables:
         subjects=valid_labelled,
     script:
         "../scripts/crop_tables.py"
+
+
+# Training-split statistics and the HDF5 datasets of the crops.
+
+
+rule normalisation:
+    input:
+        images=labelled_crop_images,
+        splits=L.SPLITS,
+    output:
+        L.NORMALISATION,
+    log:
+        L.log("pack/normalisation"),
+    benchmark:
+        L.benchmark("pack/normalisation")
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        subjects=valid_labelled,
+        cfg={
+            "normalise": config["preprocess"]["normalise"],
+            "windows": config["preprocess"]["windows"],
+            "channels": config["data"]["channels"],
+        },
+    script:
+        "../scripts/normalisation.py"
+
+
+rule pack:
+    input:
+        images=labelled_crop_images,
+        masks=labelled_crop_masks,
+        splits=L.SPLITS,
+        stats=L.NORMALISATION,
+    output:
+        L.DATASET,
+    log:
+        L.log("pack/{split}"),
+    benchmark:
+        L.benchmark("pack/{split}")
+    conda:
+        "../../envs/preprocess.yaml"
+    params:
+        subjects=valid_labelled,
+        labels=LABELS,
+        volumes=config["preprocess"]["volumes"]
+        or any(run.params["model"] == "unet3d" for run in RUNS.values()),
+    script:
+        "../scripts/pack.py"

@@ -1,4 +1,5 @@
-# Cohort stages: the patient-level split, training-split statistics and the HDF5 datasets.
+# The patient-level split, shared by both tasks: its unit is the subject (segmentation) or the
+# study (classification), grouped by patient.
 
 
 rule split:
@@ -24,49 +25,3 @@ rule split:
         "python -m segsweep split --manifest {input} --config-json {params.cfg:q}"
         " --out {output.splits} --out-audit {output.audit} --out-checks {output.checks}"
         " > {log} 2>&1"
-
-
-rule normalisation:
-    input:
-        images=labelled_crop_images,
-        splits=L.SPLITS,
-    output:
-        L.NORMALISATION,
-    log:
-        L.log("pack/normalisation"),
-    benchmark:
-        L.benchmark("pack/normalisation")
-    conda:
-        "../../envs/preprocess.yaml"
-    params:
-        subjects=valid_labelled,
-        cfg={
-            "normalise": config["preprocess"]["normalise"],
-            "windows": config["preprocess"]["windows"],
-            "channels": config["data"]["channels"],
-        },
-    script:
-        "../scripts/normalisation.py"
-
-
-rule pack:
-    input:
-        images=labelled_crop_images,
-        masks=labelled_crop_masks,
-        splits=L.SPLITS,
-        stats=L.NORMALISATION,
-    output:
-        L.DATASET,
-    log:
-        L.log("pack/{split}"),
-    benchmark:
-        L.benchmark("pack/{split}")
-    conda:
-        "../../envs/preprocess.yaml"
-    params:
-        subjects=valid_labelled,
-        labels=LABELS,
-        volumes=config["preprocess"]["volumes"]
-        or any(run.params["model"] == "unet3d" for run in RUNS.values()),
-    script:
-        "../scripts/pack.py"

@@ -6,7 +6,10 @@ A checkpoint file (torch.save of tensors and plain types only, so it loads with
 metadata: `hp` (its hyperparameters), `classes` (the classes it predicts, output index i + 1),
 `label_mode`, `in_channels`, `out_channels`, and optionally `volume_slices` (a 3D run: the depth
 of its training volumes) and `inputs` (a run fed a selection or windows of the packed channels,
-`segsweep.model.inputs`).
+`segsweep.model.inputs`). A classifier's checkpoint (`task: "classification"`,
+`segsweep.train.classify`) names all K classes in `classes` (output index i), has `label_mode`
+"classification", and records the packed image side `size` and the side its network sees,
+`input_size`.
 
 Loading puts the run's input map in front of its network (`InputLayer`), and a 3D network behind
 the 2D layout (`VolumeSlices`), so every stage hands any model the packed slices of a split as
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from segsweep.io.records import write_atomic
+from segsweep.model.classifiers import build_classifier
 from segsweep.model.unet import build_model
 
 
@@ -93,13 +97,15 @@ def load_checkpoint(path: Path, device: torch.device | str) -> tuple[nn.Module, 
     (epoch, step, hp, classes, label_mode, in_channels, out_channels; `volume_slices` for a 3D
     run, whose model then takes and returns slices, see `VolumeSlices`; `inputs` for a run
     fed a selection or windows of the packed channels, which the model then makes itself from
-    the packed slices, see `InputLayer`).
+    the packed slices, see `InputLayer`). A classifier's (`task` "classification") maps
+    images [B, C, input_size, input_size] to logits [B, K].
 
     Checkpoints hold only tensors and plain types, so they load with `weights_only=True`.
     """
     checkpoint = torch.load(path, map_location=device, weights_only=True)
     meta = {k: v for k, v in checkpoint.items() if k != "model"}
-    model = build_model(meta["hp"], meta["in_channels"], meta["out_channels"])
+    build = build_classifier if meta.get("task") == "classification" else build_model
+    model = build(meta["hp"], meta["in_channels"], meta["out_channels"])
     model.load_state_dict(checkpoint["model"])
     if meta.get("inputs"):
         model = InputLayer(model, meta["inputs"])

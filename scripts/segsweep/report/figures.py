@@ -165,8 +165,11 @@ def rolling_window(n_rows: int) -> int:
     return int(np.clip(n_rows // 5, 2, 51))
 
 
-def training_curves(logs: dict[str, pd.DataFrame], out: Path) -> None:
-    """Per model (label → train_log): loss with bands and validation points; validation Dice."""
+def training_curves(
+    logs: dict[str, pd.DataFrame], out: Path, metric: tuple[str, str] = ("val_dice", "Dice")
+) -> None:
+    """Per model (label → train_log): loss with bands and validation points; the validation
+    metric (`metric`: its log column and its name; classification logs val_auc)."""
     n = max(1, len(logs))
     fig = Figure(figsize=(9, 2.8 * n), layout="tight")
     axes = fig.subplots(n, 2, squeeze=False)
@@ -192,10 +195,10 @@ def training_curves(logs: dict[str, pd.DataFrame], out: Path) -> None:
         loss_ax.set_xlabel("epoch")
         loss_ax.set_ylabel("loss")
         loss_ax.legend(fontsize=7, frameon=False)
-        dice_ax.plot(log["epoch"], log["val_dice"], "o-", color=VAL_COLOUR, ms=4)
-        dice_ax.set_title("validation Dice", fontsize=8)
+        dice_ax.plot(log["epoch"], log[metric[0]], "o-", color=VAL_COLOUR, ms=4)
+        dice_ax.set_title(f"validation {metric[1]}", fontsize=8)
         dice_ax.set_xlabel("epoch")
-        dice_ax.set_ylabel("Dice")
+        dice_ax.set_ylabel(metric[1])
         for ax in (loss_ax, dice_ax):
             ax.grid(alpha=0.3)
     save(fig, out)
@@ -340,6 +343,37 @@ def draw_figures(
     with folds) and test, "training_curves" (a panel per run of each final model),
     "checkpoint_scores", "ranking" (the bootstrap ranking of the top configurations) and "cost"
     (score against training cost); with external methods also "boxplot_test_native"."""
+    final = pd.read_csv(given.final, keep_default_na=False)
+    labels = {r.run_id: model_label(r.run_id, r.group) for r in final.itertuples(index=False)}
+    runs = sweep_runs(config, sweep)
+    members = {c: [r.run_id for r in group] for c, group in configurations(runs).items()}
+    val = {model: [given.val_per_slice[run] for run in members[model]] for model in labels}
+    test = {model: [given.test_per_slice[model]] for model in labels}
+    for split, files, title in (("val", val, "validation set"), ("test", test, "test set")):
+        slices = {labels[m]: read_tables(files[m], m) for m in labels}
+        boxplot(slices, Path(outputs[f"boxplot_{split}"]), f"Dice per slice, {title}")
+        histograms(slices, Path(outputs[f"histogram_{split}"]), f"Dice per slice, {title}")
+    if "boxplot_test_native" in outputs:  # with external methods (final.external)
+        tables = {labels[m]: pd.read_csv(given.test_per_patient[m]) for m in labels}
+        tables |= {name: pd.read_csv(path) for name, path in given.external.items()}
+        native_boxplot(tables, Path(outputs["boxplot_test_native"]))
+    rank_plot(pd.read_csv(given.rank_frequencies), Path(outputs["ranking"]))
+    sweep_figures(config, sweep, given, outputs)
+    print(f"wrote {len(outputs)} figures")
+
+
+def sweep_figures(
+    config: dict[str, Any],
+    sweep: dict[str, Any],
+    given: Any,
+    outputs: Mapping[str, str | Path],
+    curve: tuple[str, str] = ("val_dice", "Dice"),
+) -> None:
+    """The figures of the sweep that both tasks draw: "jitter_<name>" per swept hyperparameter
+    (one point per complete configuration), "training_curves" (a panel per run of each final
+    model, `curve` its validation metric), "checkpoint_scores" and "cost" (score against
+    training cost); `given` holds the paths runs, configurations, final, selections and
+    train_logs (by run id), as `FigureInputs` does."""
     swept = swept_names(sweep)
     experiments = pd.read_csv(given.configurations)
     experiments = experiments[experiments["status"] == "ok"]
@@ -353,12 +387,6 @@ def draw_figures(
     runs = sweep_runs(config, sweep)
     members = {c: [r.run_id for r in group] for c, group in configurations(runs).items()}
     folds = {r.run_id: r.fold for r in runs}
-    val = {model: [given.val_per_slice[run] for run in members[model]] for model in labels}
-    test = {model: [given.test_per_slice[model]] for model in labels}
-    for split, files, title in (("val", val, "validation set"), ("test", test, "test set")):
-        slices = {labels[m]: read_tables(files[m], m) for m in labels}
-        boxplot(slices, Path(outputs[f"boxplot_{split}"]), f"Dice per slice, {title}")
-        histograms(slices, Path(outputs[f"histogram_{split}"]), f"Dice per slice, {title}")
     logs = {
         labels[model] if folds[run] is None else f"{labels[model]}, fold {folds[run]}": pd.read_csv(
             given.train_logs[run]
@@ -366,11 +394,7 @@ def draw_figures(
         for model in labels
         for run in members[model]
     }
-    training_curves(logs, Path(outputs["training_curves"]))
-    if "boxplot_test_native" in outputs:  # with external methods (final.external)
-        tables = {labels[m]: pd.read_csv(given.test_per_patient[m]) for m in labels}
-        tables |= {name: pd.read_csv(path) for name, path in given.external.items()}
-        native_boxplot(tables, Path(outputs["boxplot_test_native"]))
+    training_curves(logs, Path(outputs["training_curves"]), curve)
     runs_df = pd.read_csv(given.runs)
     completed = runs_df.loc[runs_df["status"] != "failed", "run_id"].astype(str)
     checkpoint_scores(
@@ -378,12 +402,10 @@ def draw_figures(
         Path(outputs["checkpoint_scores"]),
         ylabel,
     )
-    rank_plot(pd.read_csv(given.rank_frequencies), Path(outputs["ranking"]))
     higher = bool(config["selection"]["higher_is_better"])
     points, measure = cost_points(runs_df, pd.read_csv(given.configurations), higher)
     named = {str(model): label for model, label in labels.items()}
     cost_plot(points, measure, Path(outputs["cost"]), ylabel, named)
-    print(f"wrote {len(outputs)} figures")
 
 
 def figure_files(results: str | Path, swept: list[str]) -> dict[str, Path]:

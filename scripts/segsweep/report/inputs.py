@@ -46,6 +46,9 @@ class ReportInputs:
     provenance: Paths
     benchmarks: Mapping[str, list[str | Path]] = field(default_factory=dict)
     description: Path | None = None  # dataset.json: the layout, classes and channels read
+    # the classification task's own files: "images" (images.csv), and by final model id
+    # "test_per_study", "test_per_image" and "gallery"
+    classification: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def under(

@@ -16,9 +16,17 @@ from pathlib import Path
 
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
-from segsweep.report.chapters import appendix, data, methods, preprocessing, results
+from segsweep.report.chapters import (
+    appendix,
+    classification,
+    data,
+    methods,
+    preprocessing,
+    results,
+)
 from segsweep.report.chapters.summary import summary
-from segsweep.report.document import Document
+from segsweep.report.chapters.sweep_results import best_models, failed_runs, hyperparameter_effects
+from segsweep.report.document import Chapter, Document, Table
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.latex import write_latex
 from segsweep.report.numbers import plural
@@ -31,14 +39,17 @@ def build_document(inputs: ReportInputs, date: str | None = None) -> Document:
     runs = sweep_runs(inputs.config, inputs.sweep)
     report = inputs.config.get("report", {})
     all_runs = appendix.all_runs_table(inputs)
-    inputs_used = any(run.params.get("inputs") for run in runs)
-    chapters = [
-        data.chapter(inputs),
-        preprocessing.chapter(inputs, inputs_used),
-        methods.chapter(inputs),
-        results.chapter(inputs, all_runs),
-        *appendix.chapters(inputs, all_runs),
-    ]
+    if inputs.config.get("task") == "classification":
+        chapters = classification_chapters(inputs, all_runs)
+    else:
+        inputs_used = any(run.params.get("inputs") for run in runs)
+        chapters = [
+            data.chapter(inputs),
+            preprocessing.chapter(inputs, inputs_used),
+            methods.chapter(inputs),
+            results.chapter(inputs, all_runs),
+            *appendix.chapters(inputs, all_runs),
+        ]
     document = Document(
         title=report.get("title", "Segmentation sweep"),
         author=report.get("author", ""),
@@ -49,6 +60,23 @@ def build_document(inputs: ReportInputs, date: str | None = None) -> Document:
     ).number()
     document.summary = summary(inputs, document)
     return document.number()
+
+
+def classification_chapters(inputs: ReportInputs, all_runs: Table) -> list[Chapter]:
+    """The classification thesis: its data and methods, the sweep's results as for
+    segmentation (shared sections) followed by the final models' study-level results, and the
+    same appendices."""
+    sweep = [
+        *failed_runs(inputs, all_runs),
+        hyperparameter_effects(inputs, all_runs),
+        best_models(inputs),
+    ]
+    return [
+        classification.data_chapter(inputs, "1"),
+        classification.methods_chapter(inputs, "2"),
+        classification.results_chapter(inputs, sweep, "3"),
+        *appendix.chapters(inputs, all_runs),
+    ]
 
 
 def write_thesis(

@@ -6,6 +6,10 @@ own fold at its own selected checkpoint; its score is the configured aggregate (
 mean or median of `metric` for `class` at `level`) over its pooled out-of-fold scores, so every
 labelled development subject is scored exactly once, by the fold model that never trained on it.
 
+A task whose score is not a mean of per-patient values (classification: the AUC of the pooled
+out-of-fold studies) hands `configuration_table` a `scorer`: it maps a configuration's runs'
+validation tables to (score, ci_low, ci_high, patients).
+
 Status: "ok" when every run of the configuration trained; "failed" when none did; "incomplete"
 when some folds failed (its score is then undefined rather than an average over the remaining
 folds). Only "ok" configurations take part in tables, tests and the choice of final models.
@@ -14,7 +18,7 @@ folds). Only "ok" configurations take part in tables, tests and the choice of fi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,8 @@ from segsweep.vocabulary import groupable
 
 AGGREGATES = {"mean": np.nanmean, "median": np.nanmedian}
 COLUMNS = ["status", "score", "ci_low", "ci_high", "patients", "folds", "fold_mean", "fold_std"]
+# a configuration's runs' validation tables → (score, ci_low, ci_high, patients)
+Scorer = Callable[[list[str | Path]], tuple[float, float, float, int]]
 
 
 def _selected_score(selection: dict[str, Any]) -> float:
@@ -60,12 +66,16 @@ def configuration_table(
     selections: Mapping[str, str | Path],
     val_tables: Mapping[str, str | Path] | None = None,
     selection: dict[str, Any] | None = None,
+    scorer: Scorer | None = None,
 ) -> pd.DataFrame:
     """One row per configuration: its id, swept values (lists as display text), status, score
     with a bootstrap 95 % interval over patients, the number of patients it rests on, its
     number of folds and the mean and STD of its per-fold scores. `val_tables` holds each run's
-    validation table of the selection level (per_patient or per_slice.csv) and `selection` the
-    config section: without them (possible without folds only) there is no interval."""
+    validation table of the selection level (per_patient or per_slice.csv; per_study or
+    per_image.csv with a `scorer`) and `selection` the config section: without them (possible
+    without folds only) there is no interval. With a `scorer`, it scores the configuration's
+    runs' tables (pooled out-of-fold with folds; without folds the score stays the run's
+    selection score and the scorer gives its interval and patients)."""
     rows = []
     for configuration, members in configurations(runs).items():
         chosen = [read_json(selections[run.run_id]) for run in members]
@@ -73,20 +83,20 @@ def configuration_table(
         status = "failed" if all(failed) else "incomplete" if any(failed) else "ok"
         fold_scores = [_selected_score(c) for c in chosen]
         cross_validated = members[0].fold is not None
-        if cross_validated and (val_tables is None or selection is None):
+        if cross_validated and (val_tables is None or (selection is None and scorer is None)):
             raise ValueError("out-of-fold scores need the runs' validation tables")
-        pooled = None
-        if status == "ok" and val_tables is not None:
-            pooled = out_of_fold(members, val_tables, selection)
-        per_patient = _per_patient(pooled, selection)
+        if status != "ok" or val_tables is None:
+            pooled_score, low, high, patients = math.nan, math.nan, math.nan, 0
+        elif scorer is not None:
+            pooled_score, low, high, patients = scorer([val_tables[r.run_id] for r in members])
+        else:
+            pooled_score, low, high, patients = _pooled(members, val_tables, selection)
         if status != "ok":
             score = math.nan
         elif not cross_validated:
             score = fold_scores[0]  # the run's own selection score
         else:
-            score = float(AGGREGATES[selection["aggregate"]](pooled["value"].to_numpy(float)))
-        statistic = selection["aggregate"] if selection else "mean"
-        low, high = bootstrap_ci(per_patient, statistic)
+            score = pooled_score
         errors = [c.get("error", "") for c in chosen if c.get("status") == "failed"]
         rows.append(
             {
@@ -96,7 +106,7 @@ def configuration_table(
                 "score": score,
                 "ci_low": low,
                 "ci_high": high,
-                "patients": int(len(per_patient)),
+                "patients": int(patients),
                 "folds": len(members) if members[0].fold is not None else 0,
                 "fold_mean": np.nanmean(fold_scores) if len(members) > 1 else math.nan,
                 "fold_std": np.nanstd(fold_scores, ddof=1) if len(members) > 1 else math.nan,
@@ -105,6 +115,20 @@ def configuration_table(
         )
     values = runs[0].values if runs else {}
     return pd.DataFrame(rows, columns=["configuration", *values, *COLUMNS, "error"])
+
+
+def _pooled(
+    runs: list[Run], tables: Mapping[str, str | Path], selection: dict[str, Any]
+) -> tuple[float, float, float, int]:
+    """(score, ci_low, ci_high, patients) of one configuration's pooled per-patient (or
+    per-slice) validation rows: the selection's aggregate of their values, and its bootstrap
+    interval over patients."""
+    pooled = out_of_fold(runs, tables, selection)
+    per_patient = _per_patient(pooled, selection)
+    values = pooled["value"].to_numpy(float)
+    score = float(AGGREGATES[selection["aggregate"]](values)) if values.size else math.nan
+    low, high = bootstrap_ci(per_patient, selection["aggregate"])
+    return score, low, high, len(per_patient)
 
 
 def _per_patient(pooled: pd.DataFrame | None, selection: dict[str, Any] | None) -> np.ndarray:

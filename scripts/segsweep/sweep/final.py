@@ -20,8 +20,9 @@ import pandas as pd
 
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
+from segsweep.evaluate.predictions import pooled_scorer
 from segsweep.io.records import write_csv
-from segsweep.sweep.configurations import configuration_table
+from segsweep.sweep.configurations import Scorer, configuration_table
 from segsweep.sweep.grammar import Run, sweep_runs
 from segsweep.vocabulary import groupable
 
@@ -31,13 +32,15 @@ def selection_scores(
     selections: Mapping[str, str | Path],
     val_tables: Mapping[str, str | Path] | None = None,
     selection: dict[str, Any] | None = None,
+    scorer: Scorer | None = None,
 ) -> pd.DataFrame:
     """Each configuration's validation score (column `run_id`: its id) with its
     hyperparameters (lists such as `inputs` as display text, `ct+pet`, so they can be grouped
     by); configurations with a failed run are left out: they have no model to choose.
     `val_tables` (each run's validation table at the selection level) and `selection` (the
-    config section) are needed with cross-validation, for the out-of-fold scores."""
-    table = configuration_table(runs, selections, val_tables, selection)
+    config section) are needed with cross-validation, for the out-of-fold scores; `scorer`
+    scores the pooled tables of the classification task (`configuration_table`)."""
+    table = configuration_table(runs, selections, val_tables, selection, scorer)
     params = {run.configuration: groupable(run.params) for run in runs}
     rows = []
     for row in table.itertuples(index=False):
@@ -93,8 +96,12 @@ def write_final(
     """results/summary/final.csv from every run's selection.json and validation table at the
     selection level (both by run id)."""
     runs = sweep_runs(config, sweep)
+    scorer = None
+    if config.get("task") == "classification":  # pooled out-of-fold studies, no interval
+        classes = sorted(config["data"]["labels"], key=config["data"]["labels"].get)
+        scorer = pooled_scorer(classes, config["selection"]["metric"], 0, 0)
     final = choose_final(
-        selection_scores(runs, selections, val_tables, config["selection"]),
+        selection_scores(runs, selections, val_tables, config["selection"], scorer),
         n_best=config["final"]["n_best"],
         group_by=config["final"]["group_by"],
         higher_is_better=config["selection"]["higher_is_better"],

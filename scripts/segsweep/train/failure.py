@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 from segsweep.io.records import write_json
+from segsweep.model.classifiers import CLASSIFIERS
+from segsweep.train import classify
 from segsweep.train.loop import LOG_COLUMNS, RunFiles
 
 
@@ -34,7 +36,8 @@ def write_failure(
         folder.mkdir(parents=True, exist_ok=True)
     files.params.write_text(yaml.safe_dump(hp, sort_keys=True))
     if not files.log.is_file():
-        files.log.write_text(",".join(LOG_COLUMNS) + "\n")
+        columns = classify.LOG_COLUMNS if hp.get("model") in CLASSIFIERS else LOG_COLUMNS
+        files.log.write_text(",".join(columns) + "\n")
     if not files.subjects.is_file():
         write_json(files.subjects, subjects or {"train": [], "val": []})
     index = {
@@ -43,6 +46,6 @@ def write_failure(
         "attempts": attempt,
         "checkpoints": [],
         "classes": [],
-        "label_mode": hp.get("labels"),
+        "label_mode": "classification" if hp.get("model") in CLASSIFIERS else hp.get("labels"),
     }
     write_json(files.index, index)

@@ -1,6 +1,9 @@
 """The training job of one run, as the workflow starts it: lease a device, train (resuming when
 a state is left), and record provenance; the last of its attempts records a failure as the run's
-outputs (`segsweep.train.failure`) instead of failing, so the sweep goes on.
+outputs (`segsweep.train.failure`) instead of failing, so the sweep goes on. A run whose `model`
+is a classifier (`segsweep.model.classifiers.CLASSIFIERS`) trains on the packed image sets of the
+classification task (`segsweep.train.classify`), any other a segmentation network
+(`segsweep.train.loop`); the rest of the job is the same for both.
 
 On CUDA the job also records what the training cost on the device, in provenance.json (the one
 record every attempt that ends writes, failed or not): `device_s`, the seconds of this attempt's
@@ -28,8 +31,10 @@ from segsweep.devices import choose_device, lease_device
 from segsweep.errors import InputError
 from segsweep.io.records import read_json, write_json
 from segsweep.model.checkpoints import selected_checkpoint
+from segsweep.model.classifiers import CLASSIFIERS
 from segsweep.preprocess.split import run_subjects
 from segsweep.provenance import provenance, utc_now
+from segsweep.train.classify import train_classifier
 from segsweep.train.failure import write_failure
 from segsweep.train.loop import RunFiles, train_run
 
@@ -147,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             splits = pd.read_csv(args.splits, dtype={"subject_id": str})
             subjects = run_subjects(splits, hp.get("fold"))
         init = init_checkpoint(args, hp)
-        train_run(hp, args.train, args.val, files, device, args.threads, init, subjects)
+        train = train_classifier if hp.get("model") in CLASSIFIERS else train_run
+        train(hp, args.train, args.val, files, device, args.threads, init, subjects)
     except Exception as error:
         if args.attempt < args.max_attempts:
             raise  # Snakemake retries the job

@@ -220,17 +220,21 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The log line of one epoch: what train_log.csv gets, readable; val fields when validated."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"step {row['step']}", f"lr {row['lr']:.4g}"]
     parts += [
-        f"{key} {row[key]:.4f}"
-        for key in ("train_loss", "val_loss", "val_dice")
-        if row.get(key) is not None and not math.isnan(row[key])
+        f"{key} {value:.4f}"
+        for key, value in row.items()
+        if key not in ("epoch", "step", "lr", "time_s")
+        and value is not None
+        and not math.isnan(value)
     ]
     return ", ".join([*parts, f"{row['time_s']:.3g} s"])
 
 
-def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_log(
+    path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] = LOG_COLUMNS
+) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
-            log = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            log = csv.DictWriter(handle, fieldnames=columns)
             log.writeheader()
             log.writerows(rows)
 
@@ -254,9 +258,12 @@ def validate(
     return total / count, float(overlap_metrics(*counts)["dice"])
 
 
-def init_from_checkpoint(model: nn.Module, path: Path, freeze_blocks: int) -> list[nn.Module]:
+def init_from_checkpoint(
+    model: nn.Module, path: Path, freeze_blocks: int, blocks=encoder_blocks
+) -> list[nn.Module]:
     """Load every weight of `path` whose name and shape match (transfer learning: the output
-    layer may differ) and freeze the first `freeze_blocks` contracting blocks; returns them."""
+    layer may differ) and freeze the first `freeze_blocks` blocks (`blocks(model, k)`: the
+    U-Net's contracting blocks by default); returns them."""
     state = load_weights(path)
     own = model.state_dict()
     matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -264,14 +271,22 @@ def init_from_checkpoint(model: nn.Module, path: Path, freeze_blocks: int) -> li
         raise InputError(None, str(path), "no weight matches the model (different architecture)")
     model.load_state_dict(matching, strict=False)
     print(f"initialised {len(matching)}/{len(own)} tensors from {path}", flush=True)
-    frozen = encoder_blocks(model, freeze_blocks)
+    frozen = blocks(model, freeze_blocks)
     for block in frozen:
         block.requires_grad_(False)
     return frozen
 
 
 class Trainer:
-    """One run's training: the network, optimiser, generators and progress, epoch by epoch."""
+    """One run's training: the network, optimiser, generators and progress, epoch by epoch.
+
+    A segmentation run's by default; another task (`segsweep.train.classify`) overrides the
+    hooks: `make_criterion`, `n_outputs`, `build_network`, `frozen_blocks`, `spatial_dims`,
+    `train_batches`, `val_batches`, `validation_metrics`, `early_stopping_metric`, and the
+    log's `log_columns` and `stop_metrics`."""
+
+    log_columns = LOG_COLUMNS
+    stop_metrics = STOP_METRICS
 
     def __init__(
         self,
@@ -282,12 +297,13 @@ class Trainer:
         init_checkpoint: Path | None = None,
     ) -> None:
         self.hp, self.files, self.device = hp, files, device
-        self.criterion = Criterion(hp)
+        self.criterion = self.make_criterion(data)
         make_optimizer(hp, [torch.zeros(1, requires_grad=True)])  # reject a bad name before work
-        self.stop_metric = hp["early_stopping_metric"]
-        if self.stop_metric not in STOP_METRICS:
+        self.stop_metric = self.early_stopping_metric()
+        if self.stop_metric not in self.stop_metrics:
             raise ValueError(
-                f"unknown early_stopping_metric {self.stop_metric!r}; known: val_dice, val_loss"
+                f"unknown early_stopping_metric {self.stop_metric!r}; "
+                f"known: {', '.join(self.stop_metrics)}"
             )
         torch.manual_seed(hp["seed"])
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -299,17 +315,19 @@ class Trainer:
             in_channels, self.n_train = self.streamed[0].channels, len(self.streamed[0])
         else:
             in_channels, self.n_train = data.x_train.shape[-1], len(data.x_train)
-        out_channels = 1 + len(data.classes)
-        model = build_model(hp, in_channels, out_channels)
+        out_channels = self.n_outputs(data)
+        model = self.build_network(in_channels, out_channels)
         self.frozen: list[nn.Module] = []
         if hp["init_from"]:
             if init_checkpoint is None:
                 raise InputError(
                     None, str(hp["init_from"]), "init_from needs the checkpoint to load"
                 )
-            self.frozen = init_from_checkpoint(model, init_checkpoint, int(hp["freeze_blocks"]))
+            self.frozen = init_from_checkpoint(
+                model, init_checkpoint, int(hp["freeze_blocks"]), self.frozen_blocks
+            )
         self.cuda = device.type == "cuda"
-        cuda_format = torch.channels_last if model_dims(hp) == 2 else torch.channels_last_3d
+        cuda_format = torch.channels_last if self.spatial_dims() == 2 else torch.channels_last_3d
         memory_format = cuda_format if self.cuda else torch.contiguous_format
         self.memory_format = memory_format
         self.model = model.to(device, memory_format=memory_format)
@@ -335,6 +353,28 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.progress = Progress()
+
+    def early_stopping_metric(self) -> str:
+        """The log column early stopping watches (one of `stop_metrics`)."""
+        return self.hp["early_stopping_metric"]
+
+    def make_criterion(self, data: TrainingData):
+        """The loss: called as criterion(model, x, t) → scalar tensor."""
+        return Criterion(self.hp)
+
+    def n_outputs(self, data: TrainingData) -> int:
+        """Output channels of the network: background and the run's classes."""
+        return 1 + len(data.classes)
+
+    def build_network(self, in_channels: int, out_channels: int) -> nn.Module:
+        return build_model(self.hp, in_channels, out_channels)
+
+    def frozen_blocks(self, model: nn.Module, k: int) -> list[nn.Module]:
+        """The first k blocks of the network, which a transfer run freezes."""
+        return encoder_blocks(model, k)
+
+    def spatial_dims(self) -> int:
+        return model_dims(self.hp)
 
     @property
     def state_path(self) -> Path:
@@ -463,19 +503,18 @@ class Trainer:
     def end_epoch(self, lr: float, epoch_start: float) -> None:
         """Validate, log, decide on early stopping, checkpoint and save the state."""
         progress, hp = self.progress, self.hp
-        val_loss, val_dice = validate(self.model, self.val_batches(), self.criterion)
+        metrics = self.validation_metrics()
         row = {
             "epoch": progress.epoch,
             "step": progress.step,
             "lr": lr,  # of the epoch's last step
             "train_loss": progress.total / self.n_train,
-            "val_loss": val_loss,
-            "val_dice": val_dice,
+            **metrics,
             "time_s": round(time.perf_counter() - epoch_start, 3),
         }
         progress.rows.append(row)
         print(epoch_line(row, self.epochs), flush=True)
-        signed = STOP_METRICS[self.stop_metric] * row[self.stop_metric]
+        signed = self.stop_metrics[self.stop_metric] * row[self.stop_metric]
         if progress.best is None or signed > progress.best:
             progress.best, progress.bad_epochs = signed, 0
         else:
@@ -493,7 +532,12 @@ class Trainer:
         progress.epoch += 0 if last else 1
         progress.position, progress.order, progress.total, progress.start_time = 0, None, 0.0, 0
         self.save_state()
-        write_log(self.files.log, progress.rows)
+        write_log(self.files.log, progress.rows, self.log_columns)
+
+    def validation_metrics(self) -> dict[str, float]:
+        """The validation columns of the epoch's log row (also what early stopping reads)."""
+        val_loss, val_dice = validate(self.model, self.val_batches(), self.criterion)
+        return {"val_loss": val_loss, "val_dice": val_dice}
 
     def fit(self) -> None:
         """Train to the last (or early-stopped) epoch, then write the log and the index."""
@@ -501,7 +545,7 @@ class Trainer:
             epoch_start = time.perf_counter() - self.progress.start_time
             lr = self.train_epoch(epoch_start)
             self.end_epoch(lr, epoch_start)
-        write_log(self.files.log, self.progress.rows)
+        write_log(self.files.log, self.progress.rows, self.log_columns)
         index = {
             "checkpoints": self.progress.saved,
             "classes": self.meta["classes"],
@@ -524,21 +568,39 @@ def train_run(
     """Train one run (resuming from its saved state when present) and write its params,
     subjects, log, checkpoints and (last) checkpoint index; `out` is a run folder or its files;
     `subjects` (train and val lists) selects the samples of both split files."""
+    hp, files, device = prepare_run(hp, out, device, threads)
+    data = training_data(hp, train_h5, val_h5, subjects, device)
+    write_json(files.subjects, data.subjects)
+    trainer = Trainer(hp, data, files, device, init_checkpoint)
+    try:
+        run_trainer(trainer)
+    finally:
+        for samples in data.streamed or ():
+            samples.close()
+
+
+def prepare_run(
+    hp: dict[str, Any],
+    out: RunFiles | str | Path,
+    device: torch.device | str | None,
+    threads: int | None,
+) -> tuple[dict[str, Any], RunFiles, torch.device]:
+    """A run's hyperparameters (defaults filled in, with its run_id), files and device (the
+    first GPU, else the CPU, when None); sets torch's CPU threads when given."""
     files = out if isinstance(out, RunFiles) else RunFiles.in_folder(out)
     hp = complete(hp, "train")
     hp = {**hp, "run_id": hp.get("run_id", files.index.parent.parent.name)}
     device = choose_device() if device is None else torch.device(device)
     if threads:
         torch.set_num_threads(threads)
-    data = training_data(hp, train_h5, val_h5, subjects, device)
-    write_json(files.subjects, data.subjects)
-    trainer = Trainer(hp, data, files, device, init_checkpoint)
+    return hp, files, device
+
+
+def run_trainer(trainer: Trainer) -> None:
+    """Write the run's params, resume from its state when there is one, and train to the end."""
+    files = trainer.files
     files.checkpoints.mkdir(parents=True, exist_ok=True)
     files.state.mkdir(parents=True, exist_ok=True)
-    files.params.write_text(yaml.safe_dump(hp, sort_keys=True))
+    files.params.write_text(yaml.safe_dump(trainer.hp, sort_keys=True))
     trainer.resume()
-    try:
-        trainer.fit()
-    finally:
-        for samples in data.streamed or ():
-            samples.close()
+    trainer.fit()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from segsweep.report.chapters.sweep_results import experiment
+from segsweep.report.chapters.sweep_results import classified, experiment
 from segsweep.report.document import Document, Paragraph, join_words, text
 from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.report.numbers import NA, ci_text, number, p_value, plural
@@ -25,7 +25,9 @@ ALPHA = 0.05  # the level below which a test's p counts as a difference
 def summary(inputs: ReportInputs, document: Document) -> list[Paragraph]:
     """The summary's paragraphs (the document numbered, so its tables can be found)."""
     paragraphs = [_sweep(inputs, document), _best(inputs, document), _effects(inputs, document)]
-    paragraphs += _final(inputs, document)
+    paragraphs += (
+        _final_studies(inputs, document) if classified(inputs) else _final(inputs, document)
+    )
     return [p for p in paragraphs if p is not None]
 
 
@@ -39,7 +41,11 @@ def _sweep(inputs: ReportInputs, document: Document) -> Paragraph | None:
         f"“{name}” ({plural(len({str(r.params.get(name)) for r in runs}), 'level')})"
         for name in names
     ]
-    splits = pd.read_csv(inputs.splits, dtype=str)["split"].value_counts()
+    assigned = pd.read_csv(inputs.splits, dtype=str)
+    group = inputs.config.get("split", {}).get("group")
+    if classified(inputs) and group in assigned:  # a row per study: count their patients
+        assigned = assigned.drop_duplicates(["split", group])
+    splits = assigned["split"].value_counts()
     development = int(splits.get("train", 0) + splits.get("val", 0))
     folds = int(inputs.config.get("split", {}).get("folds") or 0)
     how = (
@@ -189,3 +195,42 @@ def _final(inputs: ReportInputs, document: Document) -> list[Paragraph]:
         paragraph.parts.append(".")
         out.append(paragraph)
     return out
+
+
+def _final_studies(inputs: ReportInputs, document: Document) -> list[Paragraph]:
+    """Classification: the final models' study-level AUC and accuracy on the test set, at the
+    threshold chosen on validation."""
+    table = document.find("cls-metrics")
+    if table is None:
+        return []
+    metrics = read_table(inputs.tables["classification_metrics"], text=["model", "split", "metric"])
+    test = metrics[metrics["split"] == "test"].set_index(["model", "metric"])
+    finals = pd.read_csv(inputs.final, dtype=str, keep_default_na=False)["run_id"].tolist()
+    out = []
+    for model in finals:
+        if (model, "auc") not in test.index or (model, "accuracy") not in test.index:
+            continue
+        auc, accuracy = test.loc[(model, "auc")], test.loc[(model, "accuracy")]
+        out.append(
+            text(
+                "On the {studies} of {patients} in the test set, the final model {model} reached "
+                "a study-level ROC AUC of {auc}{auc_ci} and an accuracy of {accuracy}"
+                "{accuracy_ci} at the threshold {threshold} chosen on validation ({table}).",
+                studies=plural(int(auc["n_studies"]), "study", "studies"),
+                patients=plural(int(auc["n_patients"]), "patient"),
+                model=model,
+                auc=number(auc["value"]),
+                auc_ci=_bounds(auc),
+                accuracy=number(accuracy["value"]),
+                accuracy_ci=_bounds(accuracy),
+                threshold=number(accuracy["threshold"]),
+                table=table,
+            )
+        )
+    return out
+
+
+def _bounds(row: pd.Series) -> str:
+    """ " [low, high]" of a metrics row, nothing when undefined."""
+    interval = ci_text(row["low"], row["high"])
+    return "" if interval == NA else f" {interval}"

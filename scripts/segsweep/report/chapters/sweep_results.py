@@ -75,6 +75,10 @@ COST_DISPLAY = {
 }
 
 
+# the classification task's study-level validation metrics in runs.csv, and their headings
+CLASSIFIER_COLUMNS = {"auc": "AUC", "accuracy": "Accuracy", "kappa": "κ"}
+
+
 def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
     """Runs or configurations (all, or the best ones) as display text: levels verbatim, scores
     with 3 decimals, an interval as "[low, high]", fold scores as "mean ± STD", what a run cost
@@ -96,7 +100,7 @@ def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
         if any(text != NA for text in spread):
             frame["Folds: mean ± STD"] = spread
     for column in frame.columns:
-        if column in {"score", "dice_mean", "dice_median", "dice_std"}:
+        if column in {"score", "dice_mean", "dice_median", "dice_std", *CLASSIFIER_COLUMNS}:
             frame[column] = frame[column].map(number)
         elif column in COST_DISPLAY:
             frame[column] = (frame[column] / COST_DISPLAY[column][1]).map(lambda x: number(x, 2))
@@ -108,6 +112,7 @@ def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
     names |= {"status": "Status", "patients": "Patients", "configuration": "Configuration"}
     names |= {"fold": "Fold"}
     names |= {"dice_mean": "Dice mean", "dice_median": "Dice median", "dice_std": "Dice STD"}
+    names |= CLASSIFIER_COLUMNS
     names |= {column: heading for column, (heading, _) in COST_DISPLAY.items()}
     return frame.rename(columns=names)
 
@@ -115,6 +120,11 @@ def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
 def cross_validated(inputs: ReportInputs) -> int:
     """The number of folds (0 without cross-validation)."""
     return int(inputs.config.get("split", {}).get("folds") or 0)
+
+
+def classified(inputs: ReportInputs) -> bool:
+    """Whether the thesis is of the classification task (else of segmentation)."""
+    return inputs.config.get("task") == "classification"
 
 
 def experiment(inputs: ReportInputs) -> str:
@@ -555,8 +565,8 @@ def best_models(inputs: ReportInputs) -> Section:
         "Training curves of the final models"
         + (" (one row per fold)" if cross_validated(inputs) else "")
         + ". Left: training loss as a rolling mean (dark line) with bands of one (dark) and two "
-        "(light) standard deviations, validation loss as orange points; right: validation Dice "
-        "per epoch.",
+        "(light) standard deviations, validation loss as orange points; right: validation "
+        f"{'image-level AUC' if classified(inputs) else 'Dice'} per epoch.",
         inputs.figures["training_curves"],
     )
     reached = ""
@@ -579,7 +589,7 @@ def best_models(inputs: ReportInputs) -> Section:
                 reached=reached,
             ),
             table,
-            *ranking_blocks(inputs),
+            *(ranking_blocks(inputs) if "ranking" in inputs.tables else []),
             text(
                 "The final models chosen from these scores are listed in {finals}, and their "
                 "training curves are shown in {curves}.",
