@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from segsweep import layout
 from segsweep.data.studies import SINGLE_SOURCE, ordered_classes
 from segsweep.errors import InputError
 from segsweep.io.image_sets import write_image_set
@@ -165,19 +166,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="segsweep images", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     split = sub.add_parser("split", help="pack the images of one split's studies")
-    split.add_argument("--images", type=Path, required=True, help="results/data/images.csv")
+    split.add_argument("--images", type=Path, required=True, help=layout.IMAGES_TABLE)
     split.add_argument("--splits", type=Path, required=True, help="splits.csv (study ids)")
     split.add_argument("--split", required=True, help="train, val or test")
     split.add_argument("--size", type=int, default=64, help="side S of the packed images")
     split.add_argument("--labels-json", required=True, help="data.labels")
-    split.add_argument("--out", type=Path, required=True, help="results/datasets/{split}.h5")
+    split.add_argument("--out", type=Path, required=True, help=layout.DATASET)
     examples = sub.add_parser(
         "examples", help="figure of one normal and one abnormal study per type"
     )
-    examples.add_argument("--images", type=Path, required=True, help="results/data/images.csv")
+    examples.add_argument("--images", type=Path, required=True, help=layout.IMAGES_TABLE)
     examples.add_argument("--labels-json", required=True, help="data.labels")
     examples.add_argument("--per-cell", type=int, default=1, help="images shown of each study")
-    examples.add_argument("--out", type=Path, required=True, help="results/data/examples.png")
+    examples.add_argument("--out", type=Path, required=True, help=layout.EXAMPLES_FIGURE)
     args = parser.parse_args(argv)
     classes = ordered_classes(json.loads(args.labels_json))
     images = _read_table(args.images)
