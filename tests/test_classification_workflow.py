@@ -17,64 +17,22 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from runs import planned_jobs, snakemake
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, roc_auc_score
-from test_workflow import (
-    PDFTOTEXT,
-    detailed_summary,
-    find_test_data_leaks,
-    planned_jobs,
-    snakemake,
-)
+from test_workflow import PDFTOTEXT, detailed_summary, find_test_data_leaks
+from tiny import TINY_CLASSIFICATION
 
 from segsweep import layout
 
 pytestmark = pytest.mark.workflow
 
-TINY_CLASSIFICATION = {
-    "task": "classification",
-    "sweep": "config/sweep.yaml",
-    "data": {
-        "labels": {"normal": 0, "abnormal": 1},
-        "radiographs": {
-            "seed": 3,
-            "patients": 16,
-            "size": 32,
-            "views": [1, 2],
-            "study_types": ["XR_WRIST", "XR_ELBOW"],
-        },
-    },
-    "preprocess": {"image_size": 32},
-    "split": {
-        "fractions": {"train": 0.45, "val": 0.2, "test": 0.35},
-        "stratify": "label",
-        "folds": 2,
-    },  # fmt: skip
-    "train": {
-        "model": "resnet18",
-        "epochs": 2,
-        "batch_size": 8,
-        "checkpoint_every": 1,
-        "early_stopping_metric": "val_auc",
-        "augment": True,
-    },
-    "selection": {"metric": "auc", "level": "study"},
-    "classification": {"bootstrap": 200, "gallery": 2},
-    "report": {"title": "Tiny classification", "pairs": [["input_size", "dropout"]]},
-    "threads": 1,
-}
-TINY_CLASSIFICATION_SWEEP = {"grids": {"g": {"input_size": [24, 32], "dropout": [0.0, 0.5]}}}
 CLASSES = ["normal", "abnormal"]
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("classification")
-    (root / "config").mkdir()
-    (root / "config.yaml").write_text(yaml.safe_dump(TINY_CLASSIFICATION))
-    (root / "config" / "sweep.yaml").write_text(yaml.safe_dump(TINY_CLASSIFICATION_SWEEP))
-    result = snakemake(root)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return root
+def workdir(classification_run: Path) -> Path:
+    """The session's tiny classification run (tests/conftest.py)."""
+    return classification_run
 
 
 def final_model(workdir: Path) -> str:
@@ -119,7 +77,7 @@ def test_study_probability_is_the_mean_of_its_images_and_the_threshold_came_from
     assert np.allclose(per_image[["p_normal", "p_abnormal"]].sum(axis=1), 1.0)
     mean = per_image.groupby("study_id")["p_abnormal"].mean()
     assert np.allclose(per_study.set_index("study_id")["p_abnormal"], mean[per_study["study_id"]])
-    models = json.loads((workdir / layout.path(layout.FINAL_MODELS, run=model)).read_text())
+    models = json.loads((workdir / layout.path(layout.FINAL_THRESHOLD, run=model)).read_text())
     assert len(models["runs"]) == 2 and models["combined"] == "ensemble"
     threshold = models["threshold"]
     assert (per_study["threshold"] == threshold).all()

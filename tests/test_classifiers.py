@@ -9,14 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from segsweep.errors import ConfigError
+from segsweep.errors import ConfigError, InputError
 from segsweep.evaluate.probabilities import ensemble_probabilities, predict_probabilities
 from segsweep.model.checkpoints import load_checkpoint, save_checkpoint
 from segsweep.model.classifiers import (
     CLASSIFIERS,
     build_classifier,
     classifier_blocks,
-    n_blocks,
     resize_images,
 )
 
@@ -36,7 +35,9 @@ def test_every_classifier_builds_untrained_and_maps_grey_images_to_logits(
         logits = model(torch.randn(2, 1, 32, 32))
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
     assert list(cache.iterdir()) == []  # weights=None: nothing downloaded nor cached
-    assert n_blocks(model) == 5
+    assert len(classifier_blocks(model, 5)) == 5
+    with pytest.raises(ConfigError, match="0 … 5"):
+        classifier_blocks(model, 6)
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert dropouts and all(m.p == 0.3 for m in dropouts)
 
@@ -117,10 +118,11 @@ def test_probabilities_sum_to_one_and_an_ensemble_is_their_mean(tmp_path):
     np.testing.assert_allclose(one.sum(axis=1), 1.0, atol=1e-12)
     second, second_meta = load_checkpoint(paths[1], "cpu")
     two = predict_probabilities(second, images, second_meta, "cpu")
-    np.testing.assert_allclose(ensemble_probabilities(paths, images, "cpu"), (one + two) / 2)
+    ensemble = ensemble_probabilities(paths, images, ["normal", "abnormal"], "cpu")
+    np.testing.assert_allclose(ensemble, (one + two) / 2)
     assert predict_probabilities(model, images[:0], meta, "cpu").shape == (0, 2)
     resized, resized_meta = load_checkpoint(_checkpoint(tmp_path / "r.pt", 0, input_size=48), "cpu")
     assert predict_probabilities(resized, images, resized_meta, "cpu").shape == (5, 2)
     other = _checkpoint(tmp_path / "k3.pt", 0, classes=("a", "b", "c"))
-    with pytest.raises(ValueError, match="predicts"):
-        ensemble_probabilities([paths[0], other], images, "cpu")
+    with pytest.raises(InputError, match="k3.pt: predicts"):
+        ensemble_probabilities([paths[0], other], images, ["normal", "abnormal"], "cpu")

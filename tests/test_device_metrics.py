@@ -12,7 +12,7 @@ from torch import nn
 from segsweep.config_schema import complete
 from segsweep.devices import choose_device
 from segsweep.evaluate import counts as dm
-from segsweep.evaluate.tables import COUNTS, VOLUMES, evaluate_model, metrics_tables
+from segsweep.evaluate.tables import COUNTS, evaluate_model, metrics_tables
 from segsweep.io.splits import Split, read_split
 from segsweep.metrics import METRICS, overlap_metrics
 from segsweep.model.checkpoints import VolumeSlices
@@ -199,4 +199,4 @@ def test_volumes_broadcast_one_voxel_size_per_row():
     volumes = dm.volumes_ml(counts, torch.tensor([[2.0], [0.5]], dtype=torch.float64))
     np.testing.assert_allclose(volumes["volume_ref_ml"].cpu().numpy(), [[0.01], [0.0]])
     np.testing.assert_allclose(volumes["volume_pred_ml"].cpu().numpy(), [[0.006], [0.0025]])
-    assert set(VOLUMES) == set(volumes)
+    assert set(volumes) == {"volume_ref_ml", "volume_pred_ml"}

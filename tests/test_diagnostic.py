@@ -16,7 +16,6 @@ from segsweep.evaluate.diagnostic import (
     METRICS_COLUMNS,
     ROC_COLUMNS,
     STUDY_TYPE_COLUMNS,
-    binary_metrics,
     bootstrap,
     bootstrap_values,
     choose_threshold,
@@ -42,6 +41,11 @@ def _binary(seed: int, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return y, score >= 0.5, score
 
 
+def _binary_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """`multiclass_metrics` of boolean truth and predictions (True = positive)."""
+    return multiclass_metrics(np.asarray(y, int), np.asarray(predicted, int), score, 2)
+
+
 def _table(y: np.ndarray, score: np.ndarray, patients: list[str], threshold: float = 0.5):
     """A binary per_study table."""
     return pd.DataFrame(
@@ -60,7 +64,7 @@ def _table(y: np.ndarray, score: np.ndarray, patients: list[str], threshold: flo
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_binary_metrics_equal_scikit_learn(seed: int) -> None:
     y, predicted, score = _binary(seed)
-    m = binary_metrics(y, predicted, score)
+    m = _binary_metrics(y, predicted, score)
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, predicted), abs=TOL)
     assert m["sensitivity"] == pytest.approx(sk.recall_score(y, predicted), abs=TOL)
     assert m["specificity"] == pytest.approx(sk.recall_score(y, predicted, pos_label=0), abs=TOL)
@@ -104,13 +108,13 @@ def test_roc_points_equal_scikit_learn_without_dropping(seed: int) -> None:
 
 
 def test_undefined_metrics_are_nan_never_an_error() -> None:
-    one_class = binary_metrics(np.zeros(4, bool), np.array([0, 1, 0, 0], bool), np.arange(4.0))
+    one_class = _binary_metrics(np.zeros(4, bool), np.array([0, 1, 0, 0], bool), np.arange(4.0))
     assert math.isnan(one_class["auc"]) and math.isnan(one_class["sensitivity"])
     assert one_class["specificity"] == 0.75
-    agree = binary_metrics(np.zeros(3, bool), np.zeros(3, bool), np.zeros(3))
+    agree = _binary_metrics(np.zeros(3, bool), np.zeros(3, bool), np.zeros(3))
     assert math.isnan(agree["kappa"]) and math.isnan(agree["precision"])
     assert agree["accuracy"] == 1.0
-    empty = binary_metrics(np.zeros(0, bool), np.zeros(0, bool), np.zeros(0))
+    empty = _binary_metrics(np.zeros(0, bool), np.zeros(0, bool), np.zeros(0))
     assert all(math.isnan(empty[m]) for m in ("accuracy", "auc", "kappa", "f1"))
     assert empty["tp"] == 0
     fpr, tpr, _ = roc_curve_points(np.zeros(3, bool), np.arange(3.0))
@@ -186,7 +190,7 @@ def test_the_metrics_table_states_values_intervals_and_threshold() -> None:
         "auc",
         "kappa",
     ]
-    expected = binary_metrics(y, score >= 0.45, score)
+    expected = _binary_metrics(y, score >= 0.45, score)
     for metric, row in result.iterrows():
         assert row["value"] == pytest.approx(expected[metric], abs=TOL)
         assert row["low"] <= row["value"] <= row["high"]

@@ -16,8 +16,14 @@ from test_train import CLASSES, HP, write_toy_h5
 from segsweep.errors import ConfigError
 from segsweep.evaluate import predict, select, tables
 from segsweep.evaluate.distances import surface_distances
-from segsweep.evaluate.select import LEVELS, aggregate_score, best_entry, score_checkpoints
-from segsweep.evaluate.tables import DISTANCES, VOLUMES, evaluate_model, metrics_tables
+from segsweep.evaluate.select import (
+    LEVELS,
+    aggregate_score,
+    best_entry,
+    best_fold,
+    score_checkpoints,
+)
+from segsweep.evaluate.tables import DISTANCES, evaluate_model, metrics_tables
 from segsweep.io.splits import read_split
 from segsweep.labels import label_values
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics
@@ -25,6 +31,7 @@ from segsweep.model.checkpoints import load_checkpoint
 from segsweep.train.loop import train_run
 
 COLUMNS = ["run_id", "split", "space", "patient_id", "class", "tp", "fp", "fn", "tn", *METRICS]
+VOLUMES = ["volume_ref_ml", "volume_pred_ml"]
 SLICE_COLUMNS = [*COLUMNS[:4], "slice_id", *COLUMNS[4:], *VOLUMES]
 COLUMNS = [*COLUMNS, *VOLUMES, *DISTANCES]
 CPU = torch.device("cpu")
@@ -171,6 +178,16 @@ def test_best_entry_argmax_ties_and_nan():
     assert best_entry(scores, True)["file"] == "c"
     assert best_entry(scores, False)["file"] == "e"
     assert best_entry([{"file": "x", "score": math.nan}] * 2, True)["file"] == "x"
+
+
+def test_best_fold_ties_to_the_earliest_and_a_missing_score_loses():
+    def fold(score):
+        return {"selected": {"score": score}}
+
+    folds = {"f0": fold(None), "f1": fold(0.5), "f2": fold(0.7), "f3": fold(0.7), "f4": fold(0)}
+    assert best_fold(folds, True) == "f2"
+    assert best_fold(folds, False) == "f4"
+    assert best_fold({"f0": fold(None), "f1": {"selected": None}}, True) == "f0"
 
 
 def test_selection_scores_every_checkpoint_and_picks_the_best(run):

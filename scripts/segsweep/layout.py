@@ -92,8 +92,14 @@ TEST_PER_SLICE = "results/final/{run}/test/per_slice.csv"
 TEST_PER_PATIENT = "results/final/{run}/test/per_patient.csv"
 BEST_FOLD_PER_SLICE = "results/final/{run}/test_best_fold/per_slice.csv"
 BEST_FOLD_PER_PATIENT = "results/final/{run}/test_best_fold/per_patient.csv"
+# which runs make up a final model, its best fold and which of the two is reported (model, runs,
+# best_fold, reported)
 FINAL_MODELS = "results/final/{run}/models.json"
-# classification: a final model's test predictions, per image and per study
+# classification: a final model's test predictions, per image and per study, and in models.json
+# the runs it used (only the best fold under final.model: best_fold), their checkpoints and the
+# decision threshold chosen on their validation studies (model, combined, runs, checkpoints,
+# study_probability, threshold_rule, threshold, threshold_studies)
+FINAL_THRESHOLD = "results/final/{run}/models.json"
 TEST_PER_IMAGE = "results/final/{run}/test/per_image.csv"
 TEST_PER_STUDY = "results/final/{run}/test/per_study.csv"
 GALLERY = "results/final/{run}/gallery.png"  # its most confident false positives and negatives

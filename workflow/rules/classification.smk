@@ -13,7 +13,7 @@ rule final_test:
         ),
         test=L.path(L.DATASET, split="test"),
     output:
-        models=L.FINAL_MODELS,
+        models=L.FINAL_THRESHOLD,
         per_image=L.TEST_PER_IMAGE,
         per_study=report(
             L.TEST_PER_STUDY,

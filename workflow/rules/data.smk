@@ -12,6 +12,8 @@ rule cohort_subject:
         L.log("cohort/{subject}"),
     benchmark:
         L.benchmark("cohort/{subject}")
+    group:
+        "subject"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -47,6 +49,8 @@ rule ingest_check:
         L.log("ingest_check/{subject}"),
     benchmark:
         L.benchmark("ingest_check/{subject}")
+    group:
+        "subject"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -71,6 +75,8 @@ rule ingest_image:
         L.log("ingest/{subject}"),
     benchmark:
         L.benchmark("ingest/{subject}")
+    group:
+        "subject"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -91,6 +97,8 @@ rule ingest_mask:
         L.log("ingest_mask/{subject}"),
     benchmark:
         L.benchmark("ingest_mask/{subject}")
+    group:
+        "subject"
     conda:
         "../../envs/preprocess.yaml"
     params:

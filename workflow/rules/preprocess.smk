@@ -35,6 +35,8 @@ rule n4:
         L.log("n4/{subject}"),
     benchmark:
         L.benchmark("n4/{subject}")
+    group:
+        "subject"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -59,6 +61,8 @@ rule crop_centre:
         L.log("crop_centre/{subject}"),
     benchmark:
         L.benchmark("crop_centre/{subject}")
+    group:
+        "subject"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -111,6 +115,8 @@ rule crop_image:
         L.log("crop/{subject}"),
     benchmark:
         L.benchmark("crop/{subject}")
+    group:
+        "crop"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -133,6 +139,8 @@ rule crop_mask:
         L.log("crop_mask/{subject}"),
     benchmark:
         L.benchmark("crop_mask/{subject}")
+    group:
+        "crop"
     conda:
         "../../envs/preprocess.yaml"
     params:

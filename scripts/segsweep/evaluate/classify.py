@@ -33,13 +33,12 @@ from segsweep.devices import choose_device
 from segsweep.errors import ConfigError, InputError
 from segsweep.evaluate.gallery import gallery_cases, gallery_figure
 from segsweep.evaluate.predictions import METRICS, prediction_tables, score
-from segsweep.evaluate.probabilities import predict_probabilities
-from segsweep.evaluate.select import _json_score, best_entry
+from segsweep.evaluate.probabilities import ensemble_probabilities, predict_probabilities
+from segsweep.evaluate.select import _json_score, best_entry, best_fold
 from segsweep.io.image_sets import TEXT, ImageSet, read_image_set
 from segsweep.io.records import read_json, write_csv, write_json
 from segsweep.model.checkpoints import load_checkpoint, selected_checkpoint
-
-LEVELS = ("study", "image")
+from segsweep.vocabulary import STUDY_LEVELS
 
 
 def selection_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +46,8 @@ def selection_config(cfg: dict[str, Any]) -> dict[str, Any]:
     cfg = complete(cfg, "selection")
     if cfg["metric"] not in METRICS:
         raise ConfigError("selection.metric", cfg["metric"], " | ".join(METRICS))
-    if cfg["level"] not in LEVELS:
-        raise ConfigError("selection.level", cfg["level"], " | ".join(LEVELS))
+    if cfg["level"] not in STUDY_LEVELS:
+        raise ConfigError("selection.level", cfg["level"], " | ".join(STUDY_LEVELS))
     return cfg
 
 
@@ -158,32 +157,19 @@ def test_model(
     options = complete(classification_cfg, "classification")
     selections = {run: read_json(files[0]) for run, files in members.items()}
     if reported == "best_fold" and len(members) > 1:
-        sign = 1.0 if higher_is_better else -1.0
-
-        def fold_score(run: str) -> float:
-            value = (selections[run]["selected"] or {}).get("score")
-            return -math.inf if value is None else sign * float(value)
-
-        used = [max(members, key=fold_score)]
+        used = [best_fold(selections, higher_is_better)]
     else:
         used = list(members)
     checkpoints = [selected_checkpoint(members[run][0], members[run][1]) for run in used]
     images = read_image_set(test)
-    probabilities = []
-    for path in checkpoints:
-        model, meta = load_checkpoint(path, device)
-        if meta["classes"] != images.classes:
-            raise InputError(
-                None, str(path), f"predicts {meta['classes']}, test has {images.classes}"
-            )
-        probabilities.append(predict_probabilities(model, images.images, meta, device))
+    probabilities = ensemble_probabilities(checkpoints, images.images, images.classes, device)
     validation = pd.concat(
         [pd.read_csv(members[run][2], dtype={"study_id": str, "patient_id": str}) for run in used],
         ignore_index=True,
     )
     per_image, per_study, threshold = predict_tables(
         images,
-        np.mean(probabilities, axis=0),
+        probabilities,
         options["study_probability"],
         options["threshold"],
         threshold_on=validation,

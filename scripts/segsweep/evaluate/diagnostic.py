@@ -152,15 +152,6 @@ def multiclass_metrics(
     }
 
 
-def binary_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """accuracy, sensitivity, specificity, precision, f1, auc, kappa, tp, fp, tn, fn of boolean
-    truth `y` and predictions `predicted` [N] (True = positive), AUC of `score` [N]."""
-    y = np.asarray(y, dtype=bool)
-    return multiclass_metrics(
-        y.astype(int), np.asarray(predicted, dtype=bool).astype(int), score, 2
-    )
-
-
 def roc_curve_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) at every distinct score, highest first, after the point (0, 0) at
     threshold inf: scikit-learn's roc_curve with drop_intermediate=False. A rate is NaN where its

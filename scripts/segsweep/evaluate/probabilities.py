@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from segsweep.errors import InputError
 from segsweep.model.checkpoints import load_checkpoint
 from segsweep.model.classifiers import resize_images
 
@@ -49,18 +50,18 @@ def predict_probabilities(
 
 
 def ensemble_probabilities(
-    checkpoints: list[Path], images: np.ndarray, device: torch.device | str
+    checkpoints: list[Path], images: np.ndarray, classes: list[str], device: torch.device | str
 ) -> np.ndarray:
-    """The mean of the probabilities [N, K] of several classifier checkpoints (a configuration's
-    fold models) for `images` [N, S, S]; the checkpoints must predict the same classes."""
+    """The mean of the probabilities [N, K] of one or several classifier checkpoints (a final
+    model's fold models) for the test `images` [N, S, S] of `classes`; a checkpoint that predicts
+    other classes is an InputError."""
     if not checkpoints:
         raise ValueError("an ensemble needs at least one checkpoint")
-    total, classes = None, None
+    total = None
     for path in checkpoints:
         model, meta = load_checkpoint(path, device)
-        if classes is not None and meta["classes"] != classes:
-            raise ValueError(f"{path} predicts {meta['classes']}, not {classes}")
-        classes = meta["classes"]
+        if meta["classes"] != classes:
+            raise InputError(None, str(path), f"predicts {meta['classes']}, test has {classes}")
         probabilities = predict_probabilities(model, images, meta, device)
         total = probabilities if total is None else total + probabilities
     return total / len(checkpoints)

@@ -80,6 +80,17 @@ def best_entry(scores: list[dict[str, Any]], higher_is_better: bool) -> dict[str
     return best
 
 
+def best_fold(selections: dict[str, dict[str, Any]], higher_is_better: bool) -> str:
+    """The run (a configuration's fold) whose selected checkpoint scored best on validation,
+    from the runs' selection.json contents in fold order: ties → the earliest fold; a run
+    without a score loses to any number."""
+    scores = []
+    for run, selection in selections.items():
+        value = (selection["selected"] or {}).get("score")
+        scores.append({"run": run, "score": math.nan if value is None else float(value)})
+    return best_entry(scores, higher_is_better)["run"]
+
+
 def _json_score(entry: dict[str, Any]) -> dict[str, Any]:
     """NaN is not JSON: write a missing score as null."""
     return {**entry, "score": None if math.isnan(entry["score"]) else entry["score"]}

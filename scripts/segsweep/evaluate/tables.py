@@ -44,6 +44,7 @@ from segsweep.evaluate.distances import surface_distances
 from segsweep.evaluate.export import export_native, export_predictions, native_tables
 from segsweep.evaluate.outlines import draw_outlines_of
 from segsweep.evaluate.predict import predict_labels
+from segsweep.evaluate.select import best_fold
 from segsweep.io.records import read_json, write_csv, write_json
 from segsweep.io.splits import Spacing, Split
 from segsweep.io.stream import list_patients
@@ -52,7 +53,6 @@ from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes
 from segsweep.model.checkpoints import load_models, selected_checkpoint
 
 COUNTS = ("tp", "fp", "fn", "tn")
-VOLUMES = ("volume_ref_ml", "volume_pred_ml")
 DISTANCES = ("hd95", "assd")
 
 
@@ -286,10 +286,7 @@ def evaluate_final(
     checkpoints = selected_checkpoints([s for s, _ in runs.values()], [i for _, i in runs.values()])
     if checkpoints is None:
         raise InputError(model_id, None, "a final model with a failed run")
-    sign = 1.0 if higher_is_better else -1.0
-    scores = {run: selections[run]["selected"]["score"] for run in runs}
-    defined = [run for run in runs if scores[run] is not None]
-    best = max(defined, key=lambda run: sign * scores[run]) if defined else next(iter(runs))
+    best = best_fold(selections, higher_is_better)
     evaluate_split(checkpoints, test_h5, "test", model_id, *tables, device, final)
     if best_fold_tables is not None:
         best_checkpoint = checkpoints[list(runs).index(best)]

@@ -102,11 +102,6 @@ def _blocks(model: nn.Module) -> list[nn.Module]:
     raise TypeError(f"not a classifier of {', '.join(CLASSIFIERS)}: {type(model).__name__}")
 
 
-def n_blocks(model: nn.Module) -> int:
-    """How many blocks `classifier_blocks` can freeze."""
-    return len(_blocks(model))
-
-
 def classifier_blocks(model: nn.Module, k: int) -> list[nn.Module]:
     """The first `k` blocks of a classifier in input order (views on its own modules); more
     than it has is a ConfigError of `train.freeze_blocks`."""

@@ -159,11 +159,6 @@ def runs_table(
     return pd.DataFrame(rows, columns=columns)
 
 
-def completed_runs(runs_df: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose training did not fail: the population of every statistic."""
-    return runs_df[runs_df["status"] != "failed"].reset_index(drop=True)
-
-
 def _stats(scores: pd.Series) -> dict[str, float | int]:
     defined = scores.dropna()
     return {
@@ -449,6 +444,13 @@ def final_tests(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def kruskal_levels(runs_df: pd.DataFrame, swept: list[str], higher_is_better: bool) -> pd.DataFrame:
+    """`kruskal_table` of the swept hyperparameters with its best and worst levels as display
+    text (empty where there are too few levels to compare)."""
+    table = kruskal_table(runs_df, swept, higher_is_better)
+    return table.assign(best=table["best"].map(_level_text), worst=table["worst"].map(_level_text))
+
+
 def _level_text(value: Any) -> str:
     """A level as display text; no level (too few to compare) as empty text."""
     return "" if value is None else format_level(value)
@@ -602,9 +604,7 @@ def write_tables(
         "slice_distribution": slice_distribution(final, per_slice),
         "metrics_summary": metrics_summary(final, per_patient),
         "class_summary": class_summary(final, per_patient),
-        "kruskal": kruskal_table(completed, swept, higher).assign(
-            best=lambda t: t["best"].map(_level_text), worst=lambda t: t["worst"].map(_level_text)
-        ),
+        "kruskal": kruskal_levels(completed, swept, higher),
         "final_tests": final_tests(final, per_patient),
         "folds": fold_table(runs, given.selections),
         "fold_audit": audit,

@@ -49,14 +49,14 @@ from segsweep.io.records import read_json, write_csv
 from segsweep.sweep.analysis import (
     best_runs_table,
     hyperparameter_tables,
+    kruskal_levels,
     pair_tables,
     pairs_to_tabulate,
 )
 from segsweep.sweep.configurations import configuration_table, fold_table
 from segsweep.sweep.cost import COST_COLUMNS, run_cost
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
-from segsweep.sweep.stats import kruskal_table
-from segsweep.vocabulary import format_level, groupable
+from segsweep.vocabulary import groupable
 
 RUN_METRICS = ["score", "selected_epoch", "auc", "accuracy", "kappa"]
 VALIDATION_METRICS = ("auc", "accuracy", "kappa")  # of the selected checkpoint, per study
@@ -239,9 +239,7 @@ def write_classification_tables(
         "hyperparameters": hyperparameter_tables(completed, swept),
         "pairs": pair_tables(completed, pairs_to_tabulate(config, swept, completed)),
         "best_runs": best_runs_table(completed, higher_is_better=higher),
-        "kruskal": kruskal_table(completed, swept, higher).assign(
-            best=lambda t: t["best"].map(_level_text), worst=lambda t: t["worst"].map(_level_text)
-        ),
+        "kruskal": kruskal_levels(completed, swept, higher),
         "folds": fold_table(runs, given.selections),
         "classification_metrics": _per_model(
             studies, lambda t: metrics_table(t, classes, n_boot, seed), METRICS_COLUMNS
@@ -259,11 +257,6 @@ def write_classification_tables(
     for name, table in tables.items():
         write_csv(table, outputs[name])
         print(f"wrote {outputs[name]} ({len(table)} rows)")
-
-
-def _level_text(value: Any) -> str:
-    """A level as display text; no level (too few to compare) as empty text."""
-    return "" if value is None else format_level(value)
 
 
 def main(argv: list[str] | None = None) -> None:
