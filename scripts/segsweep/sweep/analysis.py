@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,33 +129,52 @@ def runs_table(
     Dice, its cost (`segsweep.sweep.cost`) and the error of a failed training (whose scores are
     then undefined); each run's selection.json, validation per_patient.csv, training job's
     benchmark file and provenance.json given by run id (a run without them costs NaN)."""
+
+    def dice(run: Run) -> dict[str, float]:
+        values = _foreground(pd.read_csv(val_per_patient[run.run_id]))["dice"]
+        return {
+            "dice_mean": values.mean(),
+            "dice_median": values.median(),
+            "dice_std": values.std(ddof=1),
+        }
+
+    return run_rows(runs, selections, dice, RUN_METRICS, benchmarks, provenance)
+
+
+def run_rows(
+    runs: list[Run],
+    selections: Mapping[str, str | Path],
+    metrics: Callable[[Run], dict[str, float]],
+    metric_columns: list[str],
+    benchmarks: Mapping[str, str | Path] | None = None,
+    provenance: Mapping[str, str | Path] | None = None,
+) -> pd.DataFrame:
+    """The runs table of either task: one row per run with its id (and configuration and fold),
+    swept values, status, `metric_columns` (score, selected epoch, then what `metrics` of the
+    run gives), its cost and the error of a failed training."""
     benchmarks, provenance = benchmarks or {}, provenance or {}
     rows = []
     for run in runs:
         selection = read_json(selections[run.run_id])
         failed = selection.get("status") == "failed"
         selected = selection["selected"] or {}
-        dice = _foreground(pd.read_csv(val_per_patient[run.run_id]))["dice"]
-        values = groupable(run.values)
         folds = {} if run.fold is None else {"configuration": run.configuration, "fold": run.fold}
         rows.append(
             {
                 "run_id": run.run_id,
                 **folds,
-                **values,
+                **groupable(run.values),
                 "status": "failed" if failed else "ok",
                 "score": _score(selected.get("score")),
                 "selected_epoch": selected.get("epoch"),
-                "dice_mean": dice.mean(),
-                "dice_median": dice.median(),
-                "dice_std": dice.std(ddof=1),
+                **metrics(run),
                 **run_cost(benchmarks.get(run.run_id), provenance.get(run.run_id)),
                 "error": selection.get("error", "") if failed else "",
             }
         )
     folds = ["configuration", "fold"] if runs and runs[0].fold is not None else []
     values = list(runs[0].values) if runs else []
-    columns = ["run_id", *folds, *values, "status", *RUN_METRICS, *COST_COLUMNS, "error"]
+    columns = ["run_id", *folds, *values, "status", *metric_columns, *COST_COLUMNS, "error"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -23,7 +23,6 @@ input error: the test set is never used for a choice, nor a development study fo
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,18 +44,17 @@ from segsweep.evaluate.diagnostic import (
     study_type_table,
 )
 from segsweep.evaluate.predictions import classes_of, pooled_scorer, read_predictions, score
-from segsweep.io.records import read_json, write_csv
+from segsweep.io.records import write_csv
 from segsweep.sweep.analysis import (
     best_runs_table,
     hyperparameter_tables,
     kruskal_levels,
     pair_tables,
     pairs_to_tabulate,
+    run_rows,
 )
 from segsweep.sweep.configurations import configuration_table, fold_table
-from segsweep.sweep.cost import COST_COLUMNS, run_cost
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
-from segsweep.vocabulary import groupable
 
 RUN_METRICS = ["score", "selected_epoch", "auc", "accuracy", "kappa"]
 VALIDATION_METRICS = ("auc", "accuracy", "kappa")  # of the selected checkpoint, per study
@@ -115,10 +113,6 @@ class ClassificationInputs:
         )
 
 
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
 def classification_runs_table(
     runs: list[Run],
     selections: Mapping[str, str | Path],
@@ -130,31 +124,12 @@ def classification_runs_table(
     """One row per run: swept values, status, selected score and epoch, the selected
     checkpoint's validation AUC, accuracy and kappa over its studies (NaN for a failed run),
     its cost (`segsweep.sweep.cost`) and the error of a failed training."""
-    benchmarks, provenance = benchmarks or {}, provenance or {}
-    rows = []
-    for run in runs:
-        selection = read_json(selections[run.run_id])
-        failed = selection.get("status") == "failed"
-        selected = selection.get("selected") or {}
+
+    def validation(run: Run) -> dict[str, float]:
         studies = read_predictions(val_per_study[run.run_id])
-        folds = {} if run.fold is None else {"configuration": run.configuration, "fold": run.fold}
-        rows.append(
-            {
-                "run_id": run.run_id,
-                **folds,
-                **groupable(run.values),
-                "status": "failed" if failed else "ok",
-                "score": _number(selected.get("score")),
-                "selected_epoch": selected.get("epoch"),
-                **{m: score(studies, classes, m) for m in VALIDATION_METRICS},
-                **run_cost(benchmarks.get(run.run_id), provenance.get(run.run_id)),
-                "error": selection.get("error", "") if failed else "",
-            }
-        )
-    folds = ["configuration", "fold"] if runs and runs[0].fold is not None else []
-    values = list(runs[0].values) if runs else []
-    columns = ["run_id", *folds, *values, "status", *RUN_METRICS, *COST_COLUMNS, "error"]
-    return pd.DataFrame(rows, columns=columns)
+        return {m: score(studies, classes, m) for m in VALIDATION_METRICS}
+
+    return run_rows(runs, selections, validation, RUN_METRICS, benchmarks, provenance)
 
 
 def _checked(table: pd.DataFrame, splits: pd.DataFrame, split: str, path: str) -> pd.DataFrame:
