@@ -21,16 +21,23 @@ if config.get("task") == "classification":
     configfile: "config/classification.yaml"
 
 
+# The package is importable here and in every job's shell. Without conda, jobs run this very
+# interpreter; with `--sdm conda` the rule's environment provides python.
+PACKAGE_DIR = os.path.join(workflow.basedir, "scripts")
+sys.path.insert(0, PACKAGE_DIR)
+
+from segsweep.tasks import check as check_task, task_of
+
+# The task (segsweep.tasks: what differs between segmentation and classification) fills the
+# defaults it decides; the config is validated, and the task refuses what it cannot run.
+task_of(config).with_defaults(config)
 validate(config, "workflow/schemas/config.schema.yaml")
+TASK = check_task(config)
 
 
 report: "report/workflow.rst"
 
 
-# The package is importable here and in every job's shell. Without conda, jobs run this very
-# interpreter; with `--sdm conda` the rule's environment provides python.
-PACKAGE_DIR = os.path.join(workflow.basedir, "scripts")
-sys.path.insert(0, PACKAGE_DIR)
 _PYTHON_BIN = (
     ""
     if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method

@@ -31,8 +31,7 @@ FINAL_SPLITS = ["val", "test"]
 # segmentation (3D images, the default) or classification (2D radiographs, per study): the task
 # chooses its own data, preprocessing, final-test, analysis and report rules; the split,
 # training, selection and choice of the final models are shared.
-TASK = config["task"]
-SEGMENTATION = TASK == "segmentation"
+SEGMENTATION = TASK.name == "segmentation"  # TASK: the Snakefile's (segsweep.tasks)
 
 
 def _load_subjects():
@@ -137,13 +136,14 @@ validate(SWEEP, "../schemas/sweep.schema.yaml")
 _TRAIN_SCHEMA = section("train")
 _TRAIN_VALIDATOR = jsonschema.validators.validator_for(_TRAIN_SCHEMA)(_TRAIN_SCHEMA)
 RUNS = {run.run_id: run for run in sweep_runs(config, SWEEP, _validate_train)}
+TASK.check(config, RUNS.values())  # every run's model and early stopping metric too
 CONFIGURATIONS = configurations(list(RUNS.values()))  # id → its runs (k with folds)
 FOLDS = config["split"]["folds"]
-# The validation tables that score configurations: per patient, or per slice at slice level
-# (only then do the cohort-level rules read every run's per-slice table).
-SLICE_LEVEL = config["selection"]["level"] == "slice"
-SCORED = L.VAL_PER_SLICE if SLICE_LEVEL else L.VAL_PER_PATIENT
-SCORED = SCORED if SEGMENTATION else L.VAL_PER_STUDY  # classification: per study
+# The validation table that scores configurations, for the final models and the analysis
+# alike (segmentation: per patient, or per slice at slice level, only then do the cohort-level
+# rules read every run's per-slice table; classification: per study or per image).
+SCORED = TASK.scored(config["selection"])
+SLICE_LEVEL = SCORED == L.VAL_PER_SLICE
 SWEPT = swept_names(SWEEP)
 # name → folder of an external method's predictions (final.external)
 EXTERNAL = config["final"]["external"]

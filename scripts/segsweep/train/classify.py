@@ -26,8 +26,7 @@ validation loss is the same weighted cross-entropy over the whole validation set
 image level: the AUC of the positive (last) class's probability, for K > 2 classes the mean
 one-versus-rest AUC over the classes validation has both with and without; NaN when there is
 none (early stopping on val_auc then never sees a gain). val_accuracy: the argmax's. Early
-stopping watches val_auc or val_loss (`early_stopping_metric`; its default, val_dice, means
-val_auc here).
+stopping watches val_auc (unset `early_stopping_metric`) or val_loss.
 
 Transfer (`init_from`, `freeze_blocks`): every tensor of the source checkpoint whose name and
 shape match is loaded (a head for other classes is not), and the first `freeze_blocks` blocks
@@ -150,6 +149,8 @@ class ClassifierTrainer(Trainer):
     """The `Trainer` of a classifier: its network, loss, batches (resized, augmented without
     masks) and validation (see the module docstring)."""
 
+    STOP_METRIC = "val_auc"  # unset early_stopping_metric: the task's default
+
     log_columns = LOG_COLUMNS
     stop_metrics = STOP_METRICS
 
@@ -179,12 +180,6 @@ class ClassifierTrainer(Trainer):
         # augmentation moves a mask with every image: an empty one, never materialised
         plane = torch.zeros((1, self.size, self.size), dtype=torch.uint8, device=device)
         self.no_masks = plane.expand(self.n_train, self.size, self.size)
-
-    def early_stopping_metric(self) -> str:
-        """`early_stopping_metric`, its schema default val_dice (a segmentation metric) read as
-        val_auc."""
-        name = self.hp["early_stopping_metric"]
-        return "val_auc" if name == "val_dice" else name
 
     def make_criterion(self, data: TrainingData) -> ClassCriterion:
         choice = self.hp["class_weights"]

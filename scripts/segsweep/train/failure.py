@@ -6,13 +6,12 @@ with no checkpoints, beside params.yaml and the training log so far (or its head
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
 from segsweep.io.records import write_json
-from segsweep.model.classifiers import CLASSIFIERS
-from segsweep.train import classify
 from segsweep.train.loop import LOG_COLUMNS, RunFiles
 
 
@@ -28,16 +27,18 @@ def write_failure(
     error: BaseException,
     attempt: int,
     subjects: dict[str, list[str]] | None = None,
+    log_columns: Sequence[str] = LOG_COLUMNS,
+    label_mode: Any = None,
 ) -> None:
     """The outputs of a run whose last attempt failed, as a record of the failure; the training
-    log and subjects.json are kept when the run wrote them before failing (else the subjects
-    it was given, or none)."""
+    log (else the header `log_columns`, the run's task's) and subjects.json are kept when the
+    run wrote them before failing (else the subjects it was given, or none); `label_mode` is
+    the task's (`segsweep.tasks`), by default the run's `labels`."""
     for folder in (files.index.parent, files.params.parent, files.log.parent):
         folder.mkdir(parents=True, exist_ok=True)
     files.params.write_text(yaml.safe_dump(hp, sort_keys=True))
     if not files.log.is_file():
-        columns = classify.LOG_COLUMNS if hp.get("model") in CLASSIFIERS else LOG_COLUMNS
-        files.log.write_text(",".join(columns) + "\n")
+        files.log.write_text(",".join(log_columns) + "\n")
     if not files.subjects.is_file():
         write_json(files.subjects, subjects or {"train": [], "val": []})
     index = {
@@ -46,6 +47,6 @@ def write_failure(
         "attempts": attempt,
         "checkpoints": [],
         "classes": [],
-        "label_mode": "classification" if hp.get("model") in CLASSIFIERS else hp.get("labels"),
+        "label_mode": hp.get("labels") if label_mode is None else label_mode,
     }
     write_json(files.index, index)

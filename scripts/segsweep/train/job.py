@@ -1,9 +1,9 @@
 """The training job of one run, as the workflow starts it: lease a device, train (resuming when
 a state is left), and record provenance; the last of its attempts records a failure as the run's
 outputs (`segsweep.train.failure`) instead of failing, so the sweep goes on. A run whose `model`
-is a classifier (`segsweep.model.classifiers.CLASSIFIERS`) trains on the packed image sets of the
-classification task (`segsweep.train.classify`), any other a segmentation network
-(`segsweep.train.loop`); the rest of the job is the same for both.
+trains through its task's trainer (`segsweep.tasks`: a classifier on the packed image sets of the
+classification task, `segsweep.train.classify`, a U-Net through `segsweep.train.loop`); the rest
+of the job is the same for both.
 
 On CUDA the job also records what the training cost on the device, in provenance.json (the one
 record every attempt that ends writes, failed or not): `device_s`, the seconds of this attempt's
@@ -31,12 +31,11 @@ from segsweep.devices import choose_device, lease_device
 from segsweep.errors import InputError
 from segsweep.io.records import read_json, write_json
 from segsweep.model.checkpoints import selected_checkpoint
-from segsweep.model.classifiers import CLASSIFIERS
 from segsweep.preprocess.split import run_subjects
 from segsweep.provenance import provenance, utc_now
-from segsweep.train.classify import train_classifier
+from segsweep.tasks import task_of_run
 from segsweep.train.failure import write_failure
-from segsweep.train.loop import RunFiles, train_run
+from segsweep.train.loop import RunFiles
 
 
 def init_checkpoint(args: argparse.Namespace, hp: dict) -> Path | None:
@@ -139,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     files = run_files(args, parser)
     hp = json.loads(args.hp_json)
     hp = {**hp, "run_id": hp.get("run_id", files.index.parent.parent.name)}
+    task = task_of_run(hp)
     lease = lease_device() if args.device == "auto" else None
     device = lease.device if lease is not None else choose_device(args.device)
     if lease is not None and lease.index is not None:
@@ -152,14 +152,15 @@ def main(argv: list[str] | None = None) -> None:
             splits = pd.read_csv(args.splits, dtype={"subject_id": str})
             subjects = run_subjects(splits, hp.get("fold"))
         init = init_checkpoint(args, hp)
-        train = train_classifier if hp.get("model") in CLASSIFIERS else train_run
+        train = task.trainer()
         train(hp, args.train, args.val, files, device, args.threads, init, subjects)
     except Exception as error:
         if args.attempt < args.max_attempts:
             raise  # Snakemake retries the job
         traceback.print_exc()
         status = "failed"
-        write_failure(files, hp, error, args.attempt, subjects)
+        log = task.log_columns()
+        write_failure(files, hp, error, args.attempt, subjects, log, task.label_mode(hp))
     finally:
         ended, seconds = utc_now(), time.perf_counter() - clock
         if lease is not None:

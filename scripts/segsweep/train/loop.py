@@ -354,9 +354,13 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.epochs
         self.progress = Progress()
 
+    # the log column early stopping watches when the run leaves it unset (the task's default,
+    # `segsweep.tasks`: the workflow sets it in every run's hyperparameters)
+    STOP_METRIC = "val_dice"
+
     def early_stopping_metric(self) -> str:
         """The log column early stopping watches (one of `stop_metrics`)."""
-        return self.hp["early_stopping_metric"]
+        return self.hp["early_stopping_metric"] or self.STOP_METRIC
 
     def make_criterion(self, data: TrainingData):
         """The loss: called as criterion(model, x, t) → scalar tensor."""

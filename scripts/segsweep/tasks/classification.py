@@ -1,0 +1,61 @@
+"""Study-level classification of 2D radiographs: torchvision's classifiers, scored per study or
+per image from their pooled predictions.
+
+Its stages stay in the stage folders beside segmentation's (`data/radiographs.py`,
+`data/studies.py`, `preprocess/radiographs.py`, `train/classify.py`, `evaluate/classify.py`,
+`evaluate/predictions.py`, `sweep/classification_analysis.py`,
+`report/classification_figures.py`, `report/chapters/classification.py`); this module hands
+them to the workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from segsweep import layout
+from segsweep.tasks.task import Task
+
+# `segsweep.model.classifiers.CLASSIFIERS`, named here so planning does not import torch
+MODELS = ("resnet18", "resnet34", "resnet50", "densenet121", "vgg16")
+
+
+def _log_columns() -> tuple[str, ...]:
+    from segsweep.train.classify import LOG_COLUMNS
+
+    return LOG_COLUMNS
+
+
+def _trainer() -> Callable[..., Any]:
+    from segsweep.train.classify import train_classifier
+
+    return train_classifier
+
+
+def _scorer(config: dict[str, Any], classes: Sequence[str], n_boot: int, seed: int) -> Any:
+    """The selection metric of a configuration's pooled predictions (with folds every study
+    once, by the fold model that never trained on it), with a patient-bootstrap interval of
+    `n_boot` resamples."""
+    from segsweep.evaluate.predictions import pooled_scorer
+
+    return pooled_scorer(classes, config["selection"]["metric"], n_boot, seed)
+
+
+TASK = Task(
+    name="classification",
+    models=MODELS,
+    scored_tables={"study": layout.VAL_PER_STUDY, "image": layout.VAL_PER_IMAGE},
+    metrics=("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "kappa"),
+    stop_metrics=("val_auc", "val_loss"),
+    curve=("val_auc", "AUC"),
+    log_columns=_log_columns,
+    label_mode=lambda hp: "classification",
+    scorer=_scorer,
+    trainer=_trainer,
+    foreign={
+        "final.external": "external methods' masks are scored in native space, a segmentation step",
+        "selection.class": "a study has no per-class score",
+        "report.patients": "the gallery shows classification.gallery studies",
+    },
+    train_values={"data": ("auto", "resident")},  # image sets are read whole
+)

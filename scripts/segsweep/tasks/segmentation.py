@@ -1,0 +1,36 @@
+"""Segmentation of 3D images (the default task): U-Nets, scored per patient or per slice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from segsweep import layout
+from segsweep.tasks.task import Task
+
+
+def _log_columns() -> tuple[str, ...]:
+    from segsweep.train.loop import LOG_COLUMNS
+
+    return LOG_COLUMNS
+
+
+def _trainer() -> Callable[..., Any]:
+    from segsweep.train.loop import train_run
+
+    return train_run
+
+
+TASK = Task(
+    name="segmentation",
+    models=("unet2d", "unet3d"),
+    scored_tables={"patient": layout.VAL_PER_PATIENT, "slice": layout.VAL_PER_SLICE},
+    metrics=("dice", "iou", "sensitivity", "specificity", "precision", "accuracy", "f2"),
+    stop_metrics=("val_dice", "val_loss"),
+    curve=("val_dice", "Dice"),
+    log_columns=_log_columns,
+    label_mode=lambda hp: hp.get("labels"),
+    # the shared per-patient (or per-slice) aggregate of segsweep.sweep.configurations
+    scorer=lambda config, classes, n_boot, seed: None,
+    trainer=_trainer,
+)
