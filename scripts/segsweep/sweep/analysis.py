@@ -45,7 +45,7 @@ from segsweep.io.records import read_json, write_csv
 from segsweep.labels import FOREGROUND
 from segsweep.sweep.configurations import COLUMNS as CONFIGURATION_COLUMNS
 from segsweep.sweep.configurations import configuration_table, fold_audit, fold_table
-from segsweep.sweep.cost import COST_COLUMNS, run_cost
+from segsweep.sweep.cost import COST_COLUMNS, run_cost, train_benchmarks
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
 from segsweep.sweep.ranking import (
     configuration_tests,
@@ -545,7 +545,6 @@ class AnalysisInputs:
             return {i: layout.under(results, pattern, run=i) for i in ids}
 
         best = finals if folds else []
-        train = layout.benchmark("train/{run}")
         return cls(
             by(layout.SELECTION, runs),
             by(layout.VAL_PER_PATIENT, runs),
@@ -558,9 +557,7 @@ class AnalysisInputs:
             by(layout.BEST_FOLD_PER_SLICE, best),
             by(layout.BEST_FOLD_PER_PATIENT, best),
             provenance=by(layout.RUN_PROVENANCE, runs),
-            benchmarks={
-                i: layout.under(benchmarks, train, base=layout.BENCHMARKS, run=i) for i in runs
-            },
+            benchmarks=train_benchmarks(benchmarks, runs),
         )
 
 
@@ -596,10 +593,7 @@ def write_tables(
     )
     level = given.val_per_patient if selection["level"] == "patient" else given.val_per_slice
     configurations_df = configuration_table(runs, given.selections, level, selection)
-    completed = configurations_df[configurations_df["status"] == "ok"].reset_index(drop=True)
-    left_out = configurations_df.loc[configurations_df["status"] != "ok", "configuration"]
-    if len(left_out):
-        print(f"left out of the statistics, their training failed: {', '.join(left_out)}")
+    completed = completed_configurations(configurations_df)
     final = pd.read_csv(given.final)
     members = {c: [r.run_id for r in group] for c, group in configurations(runs).items()}
     models = {model: members[model] for model in final["run_id"]}
@@ -639,6 +633,21 @@ def write_tables(
             else {},
         ),
     }
+    write_named(tables, outputs)
+
+
+def completed_configurations(configurations_df: pd.DataFrame) -> pd.DataFrame:
+    """The configurations whose training did not fail, the population of every statistic;
+    the others are named on stdout."""
+    completed = configurations_df[configurations_df["status"] == "ok"].reset_index(drop=True)
+    left_out = configurations_df.loc[configurations_df["status"] != "ok", "configuration"]
+    if len(left_out):
+        print(f"left out of the statistics, their training failed: {', '.join(left_out)}")
+    return completed
+
+
+def write_named(tables: Mapping[str, pd.DataFrame], outputs: Mapping[str, str | Path]) -> None:
+    """Write every table to its output (by name), saying so."""
     for name, table in tables.items():
         write_csv(table, outputs[name])
         print(f"wrote {outputs[name]} ({len(table)} rows)")

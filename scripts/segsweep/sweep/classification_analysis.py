@@ -44,16 +44,18 @@ from segsweep.evaluate.diagnostic import (
     study_type_table,
 )
 from segsweep.evaluate.predictions import classes_of, pooled_scorer, read_predictions, score
-from segsweep.io.records import write_csv
 from segsweep.sweep.analysis import (
     best_runs_table,
+    completed_configurations,
     hyperparameter_tables,
     kruskal_levels,
     pair_tables,
     pairs_to_tabulate,
     run_rows,
+    write_named,
 )
 from segsweep.sweep.configurations import configuration_table, fold_table
+from segsweep.sweep.cost import train_benchmarks
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
 
 RUN_METRICS = ["score", "selected_epoch", "auc", "accuracy", "kappa"]
@@ -97,7 +99,6 @@ class ClassificationInputs:
         def by(pattern: str, ids: list[str]) -> dict[str, Path]:
             return {i: layout.under(results, pattern, run=i) for i in ids}
 
-        train = layout.benchmark("train/{run}")
         return cls(
             by(layout.SELECTION, runs),
             by(layout.VAL_PER_STUDY, runs),
@@ -107,9 +108,7 @@ class ClassificationInputs:
             by(layout.TEST_PER_STUDY, finals),
             by(layout.TEST_PER_IMAGE, finals),
             provenance=by(layout.RUN_PROVENANCE, runs),
-            benchmarks={
-                i: layout.under(benchmarks, train, base=layout.BENCHMARKS, run=i) for i in runs
-            },
+            benchmarks=train_benchmarks(benchmarks, runs),
         )
 
 
@@ -201,10 +200,7 @@ def write_classification_tables(
     level = given.val_per_image if selection.get("level") == "image" else given.val_per_study
     scorer = pooled_scorer(classes, selection["metric"], n_boot, seed)
     configurations_df = configuration_table(runs, given.selections, level, selection, scorer)
-    completed = configurations_df[configurations_df["status"] == "ok"].reset_index(drop=True)
-    left_out = configurations_df.loc[configurations_df["status"] != "ok", "configuration"]
-    if len(left_out):
-        print(f"left out of the statistics, their training failed: {', '.join(left_out)}")
+    completed = completed_configurations(configurations_df)
     final = pd.read_csv(given.final, dtype={"run_id": str})
     members = {c: [r.run_id for r in group] for c, group in configurations(runs).items()}
     studies = final_predictions(final, members, given)
@@ -229,9 +225,7 @@ def write_classification_tables(
             ROC_COLUMNS,
         ),
     }
-    for name, table in tables.items():
-        write_csv(table, outputs[name])
-        print(f"wrote {outputs[name]} ({len(table)} rows)")
+    write_named(tables, outputs)
 
 
 def main(argv: list[str] | None = None) -> None:

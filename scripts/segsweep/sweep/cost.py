@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from segsweep import layout
 from segsweep.io.records import read_json
 
 COST_COLUMNS = ["wall_s", "cpu_s", "max_rss_mb", "device_s", "device_peak_mb"]
@@ -35,6 +36,12 @@ def _number(value: object) -> float:
     """A measured value as a float; missing ones (None, Snakemake's "NA") as NaN."""
     number = pd.to_numeric(value, errors="coerce")
     return math.nan if pd.isna(number) else float(number)
+
+
+def train_benchmarks(folder: str | Path, runs: list[str]) -> dict[str, Path]:
+    """Run id → its training job's benchmark file under `folder` (Snakemake's benchmarks)."""
+    train = layout.benchmark("train/{run}")
+    return {run: layout.under(folder, train, base=layout.BENCHMARKS, run=run) for run in runs}
 
 
 def benchmark_cost(path: str | Path | None) -> dict[str, float]:
