@@ -31,7 +31,7 @@ rule analysis:
     log:
         L.log("analysis/analysis"),
     benchmark:
-        L.benchmark("analysis/analysis")
+        benchmarked("analysis/analysis")
     conda:
         "../../envs/report.yaml"
     params:
@@ -94,7 +94,7 @@ rule figures:
     log:
         L.log("analysis/figures"),
     benchmark:
-        L.benchmark("analysis/figures")
+        benchmarked("analysis/figures")
     conda:
         "../../envs/report.yaml"
     params:

@@ -26,7 +26,7 @@ rule final_test:
     log:
         L.log("final/{run}"),
     benchmark:
-        L.benchmark("final/{run}")
+        benchmarked("final/{run}", lambda w: final_runs())
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
@@ -69,7 +69,7 @@ rule analysis:
     log:
         L.log("analysis/analysis"),
     benchmark:
-        L.benchmark("analysis/analysis")
+        benchmarked("analysis/analysis")
     conda:
         "../../envs/report.yaml"
     params:
@@ -113,7 +113,7 @@ rule figures:
     log:
         L.log("analysis/figures"),
     benchmark:
-        L.benchmark("analysis/figures")
+        benchmarked("analysis/figures")
     conda:
         "../../envs/report.yaml"
     params:
@@ -181,7 +181,7 @@ rule report:
     log:
         L.log("report/report"),
     benchmark:
-        L.benchmark("report/report")
+        benchmarked("report/report")
     conda:
         "../../envs/report.yaml"
     params:

@@ -463,45 +463,42 @@ def report_finals(wildcards):
     }
 
 
+# benchmark pattern → its rule's jobs in this workflow, declared where each rule is written (its
+# `benchmark:` is `benchmarked(...)`), for the report's runtime table.
+BENCHMARK_JOBS = {}
+# a wildcard in a pattern, with the workflow's constraints where Snakemake has added them
+_WILDCARD = re.compile(r"\{(\w+)(,[^{}]*)?\}")
+
+
+def benchmarked(name, jobs=None, runs=True):
+    """A rule's benchmark file, `layout.benchmark(name)`, and the jobs it runs: `jobs(wildcards)`
+    gives, for each job, the value of the one wildcard in `name` (a rule without one runs one
+    job); `runs=False` for a rule this workflow holds but does not run here."""
+    pattern = L.benchmark(name)
+    if _WILDCARD.search(pattern) and jobs is None:
+        raise ValueError(f"benchmark {name}: say which jobs its rule runs (jobs=)")
+    if pattern in BENCHMARK_JOBS:
+        raise ValueError(f"benchmark {name}: declared by two rules")
+    BENCHMARK_JOBS[pattern] = jobs if runs else False
+    return pattern
+
+
 def benchmarks(wildcards):
     """rule → the benchmark files of its jobs in this workflow, for every rule before the
-    report (the jobs the workflow runs, so declaring them runs nothing more)."""
-    subjects, runs, finals = sorted(SUBJECTS), sorted(RUNS), final_runs()
-    labelled = valid_labelled(wildcards) if SEGMENTATION else []
-    valid = valid_subjects(wildcards) if SEGMENTATION else []
-    jobs = {
-        "ingest_check": subjects,
-        "ingest_image": valid,
-        "ingest_mask": labelled,
-        "n4": valid,
-        "crop_centre": valid,
-        "crop_image": valid,
-        "crop_mask": labelled,
-        "pack": SPLITS,
-        "pack_images": SPLITS,
-        "train": runs,
-        "select": runs,
-        "final_test": finals,
-        "predict_unlabelled": finals,
-        "score_external": sorted(EXTERNAL),
-    }
-    skipped = {"report", "all"}
-    if config["data"]["source"] == "synthetic":
-        jobs["cohort_subject"] = subjects
-    else:
-        skipped |= {"cohort_subject", "cohort_manifest", "cohort_radiographs"}
+    report (the jobs each declares in its `benchmarked`: declaring them runs nothing more)."""
     found = {}
-    for each in workflow.rules:
-        if each.name in skipped or not each.benchmark:
+    for step in workflow.rules:
+        if step.name == "report" or not step.benchmark:
             continue
-        pattern = str(each.benchmark)
-        values = jobs.get(each.name)
-        found[each.name] = [pattern] if values is None else _fill(pattern, values)
+        pattern = _WILDCARD.sub(r"{\1}", str(step.benchmark))
+        if pattern not in BENCHMARK_JOBS:
+            raise ValueError(f"{step.name}: its benchmark is not `benchmarked(...)`")
+        jobs = BENCHMARK_JOBS[pattern]
+        if jobs is False:
+            continue
+        found[step.name] = (
+            [pattern]
+            if jobs is None
+            else [_WILDCARD.sub(lambda _: value, pattern) for value in jobs(wildcards)]
+        )
     return found
-
-
-def _fill(pattern, values):
-    """`pattern` (a rule's, whose wildcards carry the workflow's constraints, `{run,[^/]+}`)
-    with its one wildcard set to each of `values`."""
-    wildcard = re.compile(r"\{\w+(,[^{}]*)?\}")
-    return [wildcard.sub(lambda _: value, pattern) for value in values]

@@ -11,7 +11,11 @@ rule cohort_subject:
     log:
         L.log("cohort/{subject}"),
     benchmark:
-        L.benchmark("cohort/{subject}")
+        benchmarked(
+            "cohort/{subject}",
+            lambda w: sorted(SUBJECTS),
+            runs=config["data"]["source"] == "synthetic",
+        )
     group:
         "subject"
     conda:
@@ -30,7 +34,7 @@ rule cohort_manifest:
     log:
         L.log("cohort_manifest"),
     benchmark:
-        L.benchmark("cohort_manifest")
+        benchmarked("cohort_manifest", runs=config["data"]["source"] == "synthetic")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -48,7 +52,7 @@ rule ingest_check:
     log:
         L.log("ingest_check/{subject}"),
     benchmark:
-        L.benchmark("ingest_check/{subject}")
+        benchmarked("ingest_check/{subject}", lambda w: sorted(SUBJECTS))
     group:
         "subject"
     conda:
@@ -74,7 +78,7 @@ rule ingest_image:
     log:
         L.log("ingest/{subject}"),
     benchmark:
-        L.benchmark("ingest/{subject}")
+        benchmarked("ingest/{subject}", valid_subjects)
     group:
         "subject"
     conda:
@@ -96,7 +100,7 @@ rule ingest_mask:
     log:
         L.log("ingest_mask/{subject}"),
     benchmark:
-        L.benchmark("ingest_mask/{subject}")
+        benchmarked("ingest_mask/{subject}", valid_labelled)
     group:
         "subject"
     conda:
@@ -127,7 +131,7 @@ checkpoint data_manifest:
     log:
         L.log("data/manifest"),
     benchmark:
-        L.benchmark("data/manifest")
+        benchmarked("data/manifest")
     conda:
         "../../envs/preprocess.yaml"
     params:

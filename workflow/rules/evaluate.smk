@@ -33,7 +33,7 @@ rule final_test:
     log:
         L.log("final/{run}"),
     benchmark:
-        L.benchmark("final/{run}")
+        benchmarked("final/{run}", lambda w: final_runs())
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
@@ -66,7 +66,7 @@ rule predict_unlabelled:
     log:
         L.log("predict_unlabelled/{run}"),
     benchmark:
-        L.benchmark("predict_unlabelled/{run}")
+        benchmarked("predict_unlabelled/{run}", lambda w: final_runs())
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
@@ -88,7 +88,7 @@ rule score_external:
     log:
         L.log("external/{name}"),
     benchmark:
-        L.benchmark("external/{name}")
+        benchmarked("external/{name}", lambda w: sorted(EXTERNAL))
     conda:
         "../../envs/preprocess.yaml"
     params:

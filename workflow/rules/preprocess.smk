@@ -34,7 +34,7 @@ rule n4:
     log:
         L.log("n4/{subject}"),
     benchmark:
-        L.benchmark("n4/{subject}")
+        benchmarked("n4/{subject}", valid_subjects)
     group:
         "subject"
     conda:
@@ -47,8 +47,6 @@ rule n4:
         " > {log} 2>&1"
 
 
-# No benchmark: the report's runtime table declares the benchmarks of per-subject rules from a
-# list in common.smk, which does not know this rule yet.
 rule crop_centre:
     input:
         unpack(
@@ -60,7 +58,7 @@ rule crop_centre:
     log:
         L.log("crop_centre/{subject}"),
     benchmark:
-        L.benchmark("crop_centre/{subject}")
+        benchmarked("crop_centre/{subject}", valid_subjects)
     group:
         "subject"
     conda:
@@ -86,7 +84,7 @@ rule crop_plan:
     log:
         L.log("crop_plan"),
     benchmark:
-        L.benchmark("crop_plan")
+        benchmarked("crop_plan")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -114,7 +112,7 @@ rule crop_image:
     log:
         L.log("crop/{subject}"),
     benchmark:
-        L.benchmark("crop/{subject}")
+        benchmarked("crop/{subject}", valid_subjects)
     group:
         "crop"
     conda:
@@ -138,7 +136,7 @@ rule crop_mask:
     log:
         L.log("crop_mask/{subject}"),
     benchmark:
-        L.benchmark("crop_mask/{subject}")
+        benchmarked("crop_mask/{subject}", valid_labelled)
     group:
         "crop"
     conda:
@@ -161,7 +159,7 @@ rule crop_tables:
     log:
         L.log("crop_tables"),
     benchmark:
-        L.benchmark("crop_tables")
+        benchmarked("crop_tables")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -182,7 +180,7 @@ rule normalisation:
     log:
         L.log("pack/normalisation"),
     benchmark:
-        L.benchmark("pack/normalisation")
+        benchmarked("pack/normalisation")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -207,7 +205,7 @@ rule pack:
     log:
         L.log("pack/{split}"),
     benchmark:
-        L.benchmark("pack/{split}")
+        benchmarked("pack/{split}", lambda w: SPLITS)
     conda:
         "../../envs/preprocess.yaml"
     params:

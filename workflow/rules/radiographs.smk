@@ -10,7 +10,7 @@ rule cohort_radiographs:
     log:
         L.log("cohort_radiographs"),
     benchmark:
-        L.benchmark("cohort_radiographs")
+        benchmarked("cohort_radiographs", runs=config["data"]["source"] == "synthetic")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -37,7 +37,7 @@ rule studies:
     log:
         L.log("data/studies"),
     benchmark:
-        L.benchmark("data/studies")
+        benchmarked("data/studies")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -60,7 +60,7 @@ rule examples:
     log:
         L.log("data/examples"),
     benchmark:
-        L.benchmark("data/examples")
+        benchmarked("data/examples")
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -79,7 +79,7 @@ rule pack_images:
     log:
         L.log("pack/{split}"),
     benchmark:
-        L.benchmark("pack/{split}")
+        benchmarked("pack/{split}", lambda w: SPLITS)
     conda:
         "../../envs/preprocess.yaml"
     params:

@@ -37,7 +37,7 @@ rule report:
     log:
         L.log("report/report"),
     benchmark:
-        L.benchmark("report/report")
+        benchmarked("report/report")
     conda:
         "../../envs/report.yaml"
     params:

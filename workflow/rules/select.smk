@@ -19,7 +19,7 @@ rule select:
     log:
         L.log("select/{run}"),
     benchmark:
-        L.benchmark("select/{run}")
+        benchmarked("select/{run}", lambda w: sorted(RUNS))
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
@@ -60,7 +60,7 @@ checkpoint choose_final:
     log:
         L.log("choose_final"),
     benchmark:
-        L.benchmark("choose_final")
+        benchmarked("choose_final")
     conda:
         "../../envs/report.yaml"
     params:

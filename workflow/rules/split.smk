@@ -16,7 +16,7 @@ rule split:
     log:
         L.log("split/split"),
     benchmark:
-        L.benchmark("split/split")
+        benchmarked("split/split")
     conda:
         "../../envs/preprocess.yaml"
     params:

@@ -30,7 +30,7 @@ rule train:
     log:
         L.log("train/{run}"),
     benchmark:
-        L.benchmark("train/{run}")
+        benchmarked("train/{run}", lambda w: sorted(RUNS))
     retries: config["train_retries"]
     conda:
         "../../envs/train.yaml"
