@@ -152,6 +152,19 @@ def read_split(path: str | Path) -> Split:
     return _checked(split, path, spatial=2)
 
 
+def volumes_group(h5: h5py.File, path: Path) -> h5py.Group:
+    """The 3D layout (group `volumes/`) of the open split file `path`; a file packed without it
+    is an InputError."""
+    if "volumes" not in h5:
+        raise InputError(
+            None,
+            str(path),
+            "no 3D layout (HDF5 group 'volumes') for a unet3d run: "
+            "pack the splits with preprocess.volumes: true",
+        )
+    return h5["volumes"]
+
+
 def read_volumes(path: str | Path) -> Split:
     """The 3D layout of one HDF5 split (group `volumes/`): images [p, z, rows, cols, c], masks
     [p, z, rows, cols, m], one patient id per volume."""
@@ -159,14 +172,7 @@ def read_volumes(path: str | Path) -> Split:
     if not path.is_file():
         raise InputError(None, str(path), "dataset file not found")
     with h5py.File(path, "r") as h5:
-        if "volumes" not in h5:
-            raise InputError(
-                None,
-                str(path),
-                "no 3D layout (HDF5 group 'volumes') for a unet3d run: "
-                "pack the splits with preprocess.volumes: true",
-            )
-        group = h5["volumes"]
+        group = volumes_group(h5, path)
         for name in ("images", "masks", "patient_id"):
             if name not in group:
                 raise InputError(None, str(path), f"missing HDF5 dataset 'volumes/{name}'")

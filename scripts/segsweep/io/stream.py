@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from segsweep.errors import InputError
-from segsweep.io.splits import Split, _attributes, _checked, _strings
+from segsweep.io.splits import Split, _attributes, _checked, _strings, volumes_group
 
 DATASETS = ("images", "masks", "patient_id")
 
@@ -66,14 +66,8 @@ def open_rows(
         if not path.is_file():
             raise InputError(None, str(path), "dataset file not found")
         with h5py.File(path, "r") as h5:
-            if volumes and "volumes" not in h5:
-                raise InputError(
-                    None,
-                    str(path),
-                    "no 3D layout (HDF5 group 'volumes') for a unet3d run: "
-                    "pack the splits with preprocess.volumes: true",
-                )
-            group, prefix = _group(h5, volumes), "volumes/" if volumes else ""
+            group = volumes_group(h5, path) if volumes else h5
+            prefix = "volumes/" if volumes else ""
             for name in DATASETS:
                 if name not in group:
                     raise InputError(None, str(path), f"missing HDF5 dataset '{prefix}{name}'")
