@@ -1,8 +1,9 @@
 """Project hygiene that CI enforces: the README's quick start is what CI runs; code is formatted;
-`snakemake --lint` is clean."""
+`snakemake --lint` is clean; the install has what `snakemake --report` needs."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -143,3 +144,38 @@ def test_readme_lists_every_stage() -> None:
     text = " ".join((REPO / "README.md").read_text().split())
     listed = text.split("(stages: ", 1)[1].split(")", 1)[0]
     assert [s.strip() for s in listed.split(",")] == list(STAGES)
+
+
+def _report_imports() -> set[str]:
+    """Top-level packages that Snakemake's report imports only inside `try: … except
+    ImportError` (its optional dependencies: "Python package … must be installed to create
+    reports")."""
+    import snakemake
+
+    found = set()
+    for path in (Path(snakemake.__file__).parent / "report").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            caught = [h.type for h in getattr(node, "handlers", [])]
+            if not any(isinstance(t, ast.Name) and t.id == "ImportError" for t in caught):
+                continue
+            for inner in (n for statement in node.body for n in ast.walk(statement)):
+                if isinstance(inner, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in inner.names}
+                elif isinstance(inner, ast.ImportFrom) and inner.module and not inner.level:
+                    found.add(inner.module.split(".")[0])
+    return found
+
+
+def test_the_install_has_what_snakemake_report_needs() -> None:
+    """`snakemake --report` works after `pip install -e .`: every package Snakemake's report
+    imports optionally is among the project's own dependencies (not the test extra)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[\[=<>!~; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+        for spec in project["dependencies"]
+    }
+    needed = _report_imports()
+    assert {"jinja2", "pygments"} <= needed  # what Snakemake 9.27 checks for
+    assert needed <= declared, f"declare in pyproject.toml: {sorted(needed - declared)}"
