@@ -108,7 +108,7 @@ def write_fake_results(root: Path, config: dict) -> tuple[ClassificationInputs, 
         tables = _predictions(test, SEPARATION[model], seed=9)
         test_image[model], test_study[model] = _write(root / "final" / model / "test", tables)
     given = ClassificationInputs(
-        selections, per_study, per_image, root / "splits.csv", root / "final.csv",
+        selections, per_study, per_study, root / "splits.csv", root / "final.csv",
         test_study, test_image,
     )  # fmt: skip
     outputs = {name: root / "tables" / f"{name}.csv" for name in OUTPUTS}

@@ -5,6 +5,8 @@ the defaults a task decides; and that the table scoring a configuration is the t
 from __future__ import annotations
 
 import copy
+import dataclasses
+from pathlib import Path
 
 import pytest
 from runs import configure, snakemake
@@ -140,3 +142,44 @@ def test_planning_stops_on_a_run_of_the_sweep(tmp_path):
     assert result.returncode != 0
     assert "sweep: run" in result.stdout + result.stderr
     assert "under task: segmentation" in result.stdout + result.stderr
+
+
+def test_final_and_configurations_rank_from_the_same_table(tmp_path):
+    """With folds and `selection.level: image`, the choice of the final models (final.csv)
+    and the analysis (configurations.csv) score each configuration on the same pooled per-image
+    rows: the table the task names, handed to both."""
+    import pandas as pd
+    from test_classification_analysis import CONFIG, SWEEP, write_fake_results
+
+    from segsweep.sweep.classification_analysis import write_classification_tables
+    from segsweep.sweep.final import selection_scores, write_final
+
+    config = {
+        **CONFIG,
+        "split": {"seed": 0, "folds": 2},
+        "selection": {**CONFIG["selection"], "level": "image"},
+        "data": {"labels": {"normal": 0, "abnormal": 1}},
+        "final": {"n_best": 1, "group_by": []},
+    }
+    task = check(config)
+    given, outputs = write_fake_results(tmp_path, config)
+    assert task.scored(config["selection"]) == layout.VAL_PER_IMAGE
+    image = Path(layout.VAL_PER_IMAGE).name
+    scored = {run: path.parent / image for run, path in given.val_per_study.items()}
+    given = dataclasses.replace(given, scored=scored)
+    write_classification_tables(config, SWEEP, given, outputs)
+    runs = sweep_runs(config, SWEEP)
+    scorer = task.choice_scorer(config)
+    chosen = selection_scores(runs, given.selections, scored, config["selection"], scorer)
+    table = pd.read_csv(outputs["configurations"]).query("status == 'ok'")
+    assert dict(zip(chosen["run_id"], chosen["score"], strict=True)) == pytest.approx(
+        dict(zip(table["configuration"], table["score"], strict=True))
+    )
+    final = write_final(config, SWEEP, given.selections, scored, tmp_path / "final.csv", scorer)
+    best = table.sort_values(["score", "configuration"], ascending=[False, True])
+    assert final["run_id"].iloc[0] == best["configuration"].iloc[0]
+    # the per-study table scores them otherwise: which table is the seam's choice matters
+    studies = selection_scores(
+        runs, given.selections, given.val_per_study, config["selection"], scorer
+    )
+    assert studies["score"].tolist() != pytest.approx(chosen["score"].tolist())

@@ -1,6 +1,7 @@
 """Command line: `python -m segsweep <stage> [args]` runs one stage of the workflow on its own.
 
-Each stage is the `main` of one module of the package; this table says which.
+Each stage is the `main` of one module of the package, or `module:function` where the task
+decides what the stage reads (`segsweep.tasks.stages`); this table says which.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ STAGES = {
     "train": ("segsweep.train.job", "train one run of the sweep"),
     "select": ("segsweep.evaluate.select", "score every checkpoint of a run on validation"),
     "evaluate": ("segsweep.evaluate.tables", "per-slice and per-patient metrics of a checkpoint"),
-    "final": ("segsweep.sweep.final", "choose the final models on validation"),
+    "final": ("segsweep.tasks.stages:final", "choose the final models on validation"),
     "export": ("segsweep.evaluate.unlabelled", "predict unlabelled subjects in original geometry"),
     "analysis": ("segsweep.sweep.analysis", "runs table and hyperparameter tables"),
     "export-nnunet": (
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         lines = [f"  {name:<{width}}  {what}" for name, (_, what) in STAGES.items()]
         print("usage: python -m segsweep <stage> [args]\n\nstages:\n" + "\n".join(lines))
         sys.exit(0 if args and args[0] in {"-h", "--help"} else 2)
-    module, _ = STAGES[args[0]]
-    importlib.import_module(module).main(args[1:])
+    module, _, function = STAGES[args[0]][0].partition(":")
+    getattr(importlib.import_module(module), function or "main")(args[1:])
 
 
 if __name__ == "__main__":

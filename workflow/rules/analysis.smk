@@ -35,7 +35,7 @@ rule analysis:
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=config,
+        cfg=ANALYSIS_CONFIG,
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),
@@ -98,7 +98,7 @@ rule figures:
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=config,
+        cfg=ANALYSIS_CONFIG,
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),

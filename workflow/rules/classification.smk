@@ -32,7 +32,7 @@ rule final_test:
     threads: config["threads"]
     params:
         runs=lambda w: " ".join(r.run_id for r in CONFIGURATIONS[w.run]),
-        classification=as_json(config["classification"]),
+        classification=as_json(STUDY_RULES),
         reported=config["final"]["model"],
         higher=str(config["selection"]["higher_is_better"]).lower(),
         gallery=config["classification"]["gallery"],
@@ -51,7 +51,7 @@ rule analysis:
     input:
         selections=each(L.SELECTION, run=sorted(RUNS)),
         per_study=each(L.VAL_PER_STUDY, run=sorted(RUNS)),
-        per_image=each(L.VAL_PER_IMAGE, run=sorted(RUNS)),
+        scored=each(SCORED, run=sorted(RUNS)),  # as choose_final's
         provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
         benchmarks=each(L.benchmark("train/{run}"), run=sorted(RUNS)),
         test_per_study=lambda w: each(L.TEST_PER_STUDY, run=final_runs()),
@@ -73,7 +73,7 @@ rule analysis:
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=config,
+        cfg=ANALYSIS_CONFIG,
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),
@@ -117,7 +117,7 @@ rule figures:
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=config,
+        cfg=ANALYSIS_CONFIG,
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),

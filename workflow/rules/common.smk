@@ -147,11 +147,24 @@ SLICE_LEVEL = SCORED == L.VAL_PER_SLICE
 SWEPT = swept_names(SWEEP)
 # name → folder of an external method's predictions (final.external)
 EXTERNAL = config["final"]["external"]
-# What choosing the final models depends on: not the external methods, so adding one reruns
-# only their scoring, the analysis and the report.
+# What choosing the final models reads (segsweep.sweep.final with the task's scorer): its
+# runs, the selection, n_best and group_by, so adding an external method or editing the report
+# reruns neither the choice nor the final models' test.
 CHOICE_CONFIG = {
-    **config,
-    "final": {k: v for k, v in config["final"].items() if k != "external"},
+    "task": config["task"],
+    "train": config["train"],
+    "split": {"folds": FOLDS},
+    "data": {"labels": config["data"]["labels"]},
+    "selection": config["selection"],
+    "final": {k: config["final"][k] for k in ("n_best", "group_by")},
+}
+# The config the analysis and figures read: of the report's keys only the pairs it tabulates,
+# so editing its title, author or patients reruns only the report.
+ANALYSIS_CONFIG = {**config, "report": {"pairs": config["report"]["pairs"]}}
+# What a classifier's selection and final test read of the classification section (the
+# bootstrap and the gallery are the analysis's and the final test's own params).
+STUDY_RULES = {
+    k: config["classification"][k] for k in ("study_probability", "threshold")
 }
 
 

@@ -25,7 +25,7 @@ rule select:
     threads: config["threads"]
     params:
         cfg=as_json(config["selection"]),
-        classification=as_json(config["classification"]),
+        classification=as_json(STUDY_RULES),
     shell:
         (
             "python -m segsweep select --index {input.index} --val {input.val}"

@@ -20,7 +20,7 @@ with logged(snakemake.log[0]):
     inputs = ClassificationInputs(
         selections=by_run(given.selections),
         val_per_study=by_run(given.per_study),
-        val_per_image=by_run(given.per_image),
+        scored=by_run(given.scored),
         benchmarks=by_run(given.benchmarks),
         provenance=by_run(given.provenance),
         splits=given.splits,

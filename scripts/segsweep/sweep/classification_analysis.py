@@ -68,16 +68,17 @@ OUTPUTS = ("runs", "configurations", *layout.CLASSIFICATION_TABLES)
 
 @dataclass(frozen=True)
 class ClassificationInputs:
-    """What the analysis reads: per run (by run id) its selection.json, validation per_study
-    and per_image.csv (configurations are scored on the latter at `selection.level: image`),
-    provenance.json and its training job's benchmark file; splits.csv (no final model's table
-    may hold a study of another split); the final models (final.csv) and per final model (by
-    its id) its test per_study and per_image.csv (the tables are study-level: the images are
-    the figures' gallery)."""
+    """What the analysis reads: per run (by run id) its selection.json, validation
+    per_study.csv, the validation table that scores a configuration (`scored`: the one
+    final.csv was chosen from, `segsweep.tasks`: per_study.csv, or per_image.csv at
+    `selection.level: image`), provenance.json and its training job's benchmark file;
+    splits.csv (no final model's table may hold a study of another split); the final models
+    (final.csv) and per final model (by its id) its test per_study and per_image.csv (the
+    tables are study-level: the images are the figures' gallery)."""
 
     selections: Mapping[str, str | Path]
     val_per_study: Mapping[str, str | Path]
-    val_per_image: Mapping[str, str | Path]
+    scored: Mapping[str, str | Path]
     splits: str | Path
     final: str | Path
     test_per_study: Mapping[str, str | Path]
@@ -92,9 +93,11 @@ class ClassificationInputs:
         runs: list[str],
         finals: list[str],
         benchmarks: str | Path = layout.BENCHMARKS,
+        scored: str = layout.VAL_PER_STUDY,
     ) -> ClassificationInputs:
-        """The files of the results folder `results`, and the train jobs' benchmark files found
-        under `benchmarks` (Snakemake's folder)."""
+        """The files of the results folder `results`, the train jobs' benchmark files found
+        under `benchmarks` (Snakemake's folder), and `scored` the layout pattern of the table
+        that scores a configuration."""
 
         def by(pattern: str, ids: list[str]) -> dict[str, Path]:
             return {i: layout.under(results, pattern, run=i) for i in ids}
@@ -102,7 +105,7 @@ class ClassificationInputs:
         return cls(
             by(layout.SELECTION, runs),
             by(layout.VAL_PER_STUDY, runs),
-            by(layout.VAL_PER_IMAGE, runs),
+            by(scored, runs),
             layout.under(results, layout.SPLITS),
             layout.under(results, layout.FINAL),
             by(layout.TEST_PER_STUDY, finals),
@@ -197,9 +200,8 @@ def write_classification_tables(
     runs_df = classification_runs_table(
         runs, given.selections, given.val_per_study, classes, given.benchmarks, given.provenance
     )
-    level = given.val_per_image if selection.get("level") == "image" else given.val_per_study
     scorer = pooled_scorer(classes, selection["metric"], n_boot, seed)
-    configurations_df = configuration_table(runs, given.selections, level, selection, scorer)
+    configurations_df = configuration_table(runs, given.selections, given.scored, selection, scorer)
     completed = completed_configurations(configurations_df)
     final = pd.read_csv(given.final, dtype={"run_id": str})
     members = {c: [r.run_id for r in group] for c, group in configurations(runs).items()}

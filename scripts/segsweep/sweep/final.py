@@ -10,7 +10,6 @@ fold), written in final.csv under the configuration's id (column `run_id`).
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,9 +17,6 @@ from typing import Any
 
 import pandas as pd
 
-from segsweep import layout
-from segsweep.cli import add_sweep_options, sweep_options
-from segsweep.evaluate.predictions import pooled_scorer
 from segsweep.io.records import write_csv
 from segsweep.sweep.configurations import Scorer, configuration_table
 from segsweep.sweep.grammar import Run, sweep_runs
@@ -92,14 +88,12 @@ def write_final(
     selections: Mapping[str, str | Path],
     val_tables: Mapping[str, str | Path],
     out: str | Path,
+    scorer: Scorer | None = None,
 ) -> pd.DataFrame:
-    """results/summary/final.csv from every run's selection.json and validation table at the
-    selection level (both by run id)."""
+    """results/summary/final.csv from every run's selection.json and the validation table that
+    scores a configuration (both by run id), scored by the task's `scorer` (`segsweep.tasks`;
+    None: the per-patient or per-slice aggregate)."""
     runs = sweep_runs(config, sweep)
-    scorer = None
-    if config.get("task") == "classification":  # pooled out-of-fold studies, no interval
-        classes = sorted(config["data"]["labels"], key=config["data"]["labels"].get)
-        scorer = pooled_scorer(classes, config["selection"]["metric"], 0, 0)
     final = choose_final(
         selection_scores(runs, selections, val_tables, config["selection"], scorer),
         n_best=config["final"]["n_best"],
@@ -109,27 +103,3 @@ def write_final(
     write_csv(final, out)
     print(final.to_string(index=False))
     return final
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Write the final models' table from every run's selection.json under --results."""
-    parser = argparse.ArgumentParser(prog="segsweep final", description=main.__doc__)
-    add_sweep_options(parser)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    config, sweep, results = sweep_options(args)
-    runs = [run.run_id for run in sweep_runs(config, sweep)]
-    level = (
-        layout.VAL_PER_PATIENT
-        if config["selection"]["level"] == "patient"
-        else layout.VAL_PER_SLICE
-    )
-
-    def by_run(pattern: str) -> dict[str, Path]:
-        return {run: layout.under(results, pattern, run=run) for run in runs}
-
-    write_final(config, sweep, by_run(layout.SELECTION), by_run(level), args.out)
-
-
-if __name__ == "__main__":
-    main()

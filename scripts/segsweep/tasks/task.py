@@ -54,6 +54,12 @@ class Task:
         """The layout pattern of the validation table that scores a configuration."""
         return self.scored_tables[selection["level"]]
 
+    def choice_scorer(self, config: Mapping[str, Any]) -> Any:
+        """The scorer of the choice of the final models (final.csv): the task's, without an
+        interval (the analysis draws it); classes in the order of their label values."""
+        labels = config["data"]["labels"]
+        return self.scorer(config, sorted(labels, key=labels.get), 0, 0)
+
     def with_defaults(self, config: dict[str, Any]) -> dict[str, Any]:
         """`config` with the task's defaults where it leaves a key unset (the schema's default
         is null where the task decides): the early stopping metric."""
