@@ -1,1 +1,2 @@
-"""Benchmarks of SPEC §9: each prints ratios measured in one run on this machine."""
+"""Benchmarks (N4, training, DAG planning): each prints ratios measured in one run on this
+machine."""

@@ -4,7 +4,7 @@ Volumes come from the synthetic generator, which knows the true multiplicative b
 remaining bias of a correction is the spread (standard deviation) of log(estimated / true field)
 over the tissue voxels: a perfect estimate differs from the truth only by a constant factor, so
 the spread is 0. Last line: `n4: ratio=<default time / our time> residual=<ours / default>`
-(SPEC §9 target: ratio >= 15, residual <= 1.05).
+(target: ratio >= 15, residual <= 1.05).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deterministic synthetic knee MRI cohort (SPEC 3.1).
+"""Deterministic synthetic knee MRI cohort: the default workflow's data.
 
 No knee dataset can be downloaded, so the default workflow run generates one that mirrors the
 structure of the knee thesis (three sources, coronal and sagittal acquisitions, partly labelled,

@@ -238,8 +238,9 @@ def check_subject(
 ) -> dict[str, Any]:
     """Validate one subject (all channels, its mask) and return its ingest.json record.
 
-    Raises InputError for the first problem found (the catalogue of SPEC §3.3; each item is
-    exercised through the workflow in tests/test_data_workflow.py).
+    Raises InputError for the first problem found (a missing or unreadable file, a shape or
+    geometry mismatch, non-finite voxels, an unknown label, …; each kind is exercised through the
+    workflow in tests/test_data_workflow.py).
     """
     paths = _as_list(image_paths)
     image = read_channels(paths, subject)

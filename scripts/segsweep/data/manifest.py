@@ -1,4 +1,5 @@
-"""The bring-your-own manifest (SPEC §3.2), read at DAG parse time: cheap, standard library only.
+"""The bring-your-own manifest (`data.source: manifest`), read at DAG parse time: cheap,
+standard library only.
 
 A CSV with at least `subject_id` and `image`; optional `mask` (one label map), `mask_<class>`
 (one binary mask file per class of `data.labels`), `roi`, `source`, `perspective` and any other

@@ -7,7 +7,7 @@ softmax over K in the loss). The 3D U-Net is the same network with 3x3x3 convolu
 and upsamples in-plane only (kernel and stride (1, 2, 2)): the z axis is short (24 slices in the
 knee thesis) and keeps its size through every level, so any Z works.
 
-Hyperparameters (SPEC §6): `depth`, `base_channels`, `growth` (width factor per level),
+Hyperparameters: `depth`, `base_channels`, `growth` (width factor per level),
 `batch_norm`, `block` (`plain`: two 3x3 (3x3x3) convolutions; `residual`: the same with an
 identity — or 1x1-projected — shortcut added before the last ReLU, as the PET/CT thesis's ResNet
 layers), `dropout` and `dropout_placement`:
