@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,20 +87,7 @@ def bootstrap_median_difference(
         def statistic(x, y, axis):
             return np.median(x, axis=axis) - np.median(y, axis=axis)
 
-    if any(s.size < 2 for s in samples):
-        return estimate, math.nan, math.nan
-    result = _quiet(
-        stats.bootstrap,
-        samples,
-        statistic,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        confidence_level=0.95,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    if result is None:
-        return estimate, math.nan, math.nan
-    return estimate, float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return estimate, *_percentile_ci(samples, statistic, seed)
 
 
 STATISTICS = {"mean": np.mean, "median": np.median}
@@ -109,12 +98,20 @@ def bootstrap_ci(values: np.ndarray, statistic: str = "mean", seed: int = SEED) 
     `values` (one per patient; NaN left out); NaN with fewer than two values."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
-    if values.size < 2:
+    return _percentile_ci((values,), lambda x, axis: STATISTICS[statistic](x, axis=axis), seed)
+
+
+def _percentile_ci(
+    samples: tuple[np.ndarray, ...], statistic: Callable[..., Any], seed: int
+) -> tuple[float, float]:
+    """Percentile-bootstrap 95 % interval (low, high) of `statistic` over `samples`; NaN when a
+    sample has fewer than two values or the bootstrap cannot resample them."""
+    if any(sample.size < 2 for sample in samples):
         return math.nan, math.nan
     result = _quiet(
         stats.bootstrap,
-        (values,),
-        lambda x, axis: STATISTICS[statistic](x, axis=axis),
+        samples,
+        statistic,
         n_resamples=BOOTSTRAP_RESAMPLES,
         confidence_level=0.95,
         method="percentile",
