@@ -3,7 +3,7 @@ linearly spaced slices of a patient with the reference and the prediction outlin
 best, median and worst patient by Dice or for chosen patient ids. Drawn by the final-model stage,
 the only one that sees test images: one shown patient at a time (`draw_outlines_of`), as
 evaluation goes patient by patient so that a split larger than the memory budget can be streamed
-(`segsweep.evaluate.chunks`); `draw_outlines` draws them from a split in memory.
+(`segsweep.evaluate.chunks`).
 """
 
 from __future__ import annotations
@@ -44,22 +44,16 @@ def shown_patients(per_patient: pd.DataFrame, wanted: list[str]) -> list[tuple[s
     return [("-".join(tags), patient) for patient, tags in chosen.items()]
 
 
-def draw_outlines(
-    pred: np.ndarray, data: Split, per_patient: pd.DataFrame, wanted: list[str], out_dir: Path
-) -> list[Path]:
-    """Twelve slices with reference and predicted outlines for each shown patient."""
-    return draw_outlines_of(lambda _: (pred, data), per_patient, wanted, out_dir)
-
-
 def draw_outlines_of(
     slices_of: Callable[[str], tuple[np.ndarray, Split]],
     per_patient: pd.DataFrame,
     wanted: list[str],
     out_dir: Path,
 ) -> list[Path]:
-    """`draw_outlines` with each shown patient's (predictions, slices) from `slices_of(patient)`
-    (slices holding at least the patient's), one patient after the other: a split evaluated one
-    patient at a time holds one shown patient at a time."""
+    """Twelve slices with reference and predicted outlines for each shown patient, its
+    (predictions, slices) from `slices_of(patient)` (slices holding at least the patient's), one
+    patient after the other: a split evaluated one patient at a time holds one shown patient at a
+    time."""
     dice = _processed_dice(per_patient)
     written = []
     for index, (tag, patient) in enumerate(shown_patients(per_patient, wanted), 1):
