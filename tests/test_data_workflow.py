@@ -1,8 +1,9 @@
 """The real Snakefile on a brought dataset (data.manifest): formats, labels and sizes unlike the
-synthetic cohort, and the validation catalogue's behaviour at workflow level — by default a bad
-subject stops the cohort stages while every other subject's work completes (--keep-going); with
-`data.on_invalid: skip` it is dropped, listed in results/data/dropped.csv and in the report, and
-the rest goes through one tiny training run (one epoch) to the report.
+synthetic cohort, and the validation catalogue's behaviour at workflow level — every subject is
+checked, headers and voxels, and one table names every problem of every subject in one run: by
+default it stops the workflow before any subject's data is made; with `data.on_invalid: skip`
+the bad subjects are dropped, listed in results/data/dropped.csv and in the report, and the rest
+goes through one tiny training run (one epoch) to the report.
 """
 
 from __future__ import annotations
@@ -150,16 +151,18 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _dataset(tmp_path_factory.mktemp("brought"))
 
 
-def test_bad_subject_stops_cohort_stages_but_others_complete(manifest: Path) -> None:
+def test_bad_subject_stops_the_workflow_once_every_subject_is_checked(manifest: Path) -> None:
     work = _workdir(manifest.parent.parent, manifest, "error")
     subjects = ["nii1", "nii2", "mha1", "mhd1", "cls", "dcm"]
     targets = [f"results/data/{s}/image.nii.gz" for s in subjects]
     result = _snakemake(work, "--keep-going", "results/splits/splits.csv", *targets)
     assert result.returncode != 0
-    message = f"subject bad: {manifest.parent / 'bad_seg.nii.gz'}: label values [9] not in"
-    assert message in result.stderr
-    for subject in subjects:
-        assert (work / "results/data" / subject / "image.nii.gz").exists(), subject
+    assert f"{manifest}: 1 problem (data.on_invalid: skip" in result.stderr
+    (row,) = [line for line in result.stderr.splitlines() if line.startswith("bad ")]
+    assert str(manifest.parent / "bad_seg.nii.gz") in row and "label values [9] not in" in row
+    for subject in subjects:  # every other subject is checked; none is ingested before the table
+        assert (work / "results/data" / subject / "ingest.json").exists(), subject
+        assert not (work / "results/data" / subject / "image.nii.gz").exists(), subject
     assert not (work / "results/splits/splits.csv").exists()
 
 
@@ -275,6 +278,14 @@ def _two_series(data: Path, name: str) -> tuple[str, str]:
     return f"{name}_dicom", ""
 
 
+def _no_raw(data: Path, name: str) -> tuple[str, str]:
+    image, mask = _subject(50)
+    sitk.WriteImage(image, str(data / f"{name}_img.mhd"))
+    (data / f"{name}_img.raw").unlink()
+    sitk.WriteImage(mask, str(data / f"{name}_seg.nii.gz"))
+    return f"{name}_img.mhd", f"{name}_seg.nii.gz"
+
+
 def _empty(data: Path, name: str) -> tuple[str, str]:
     image, mask = _subject(48)
     return _write_pair(data, name, image, mask * 0)
@@ -283,6 +294,7 @@ def _empty(data: Path, name: str) -> tuple[str, str]:
 # (subject, how to break it, file named in the message, problem) for every per-subject item.
 CATALOGUE = [
     ("missing", _missing, "missing_img.nii.gz", "file not found"),
+    ("noraw", _no_raw, "noraw_img.mhd", "MetaImage data file noraw_img.raw not found"),
     (
         "truncated",
         _truncated,
@@ -299,15 +311,13 @@ CATALOGUE = [
 ]
 
 
-# the items the listing and the headers show: planning finds them all at once
-PLANNED = {"missing", "header", "shape", "geometry", "series"}
-
-
 def _catalogue_dataset(root: Path, items: list[tuple] = CATALOGUE) -> Path:
-    """Two good subjects, one with an empty mask and one broken subject per catalogue item."""
+    """Two good subjects, one with an empty mask, one broken subject per catalogue item and a
+    duplicated id (manifest lines 4 and 5, planning's item)."""
     data = root / "catalogue"
     data.mkdir()
     rows = [f"good{i},{','.join(_write_pair(data, f'good{i}', *_subject(i)))}" for i in (1, 2)]
+    rows += ["dup,good1_img.nii.gz,", "dup,good2_img.nii.gz,"]
     rows.append(f"empty,{','.join(_empty(data, 'empty'))}")
     rows += [f"{name},{','.join(breaker(data, name))}" for name, breaker, _, _ in items]
     manifest = data / "manifest.csv"
@@ -315,51 +325,47 @@ def _catalogue_dataset(root: Path, items: list[tuple] = CATALOGUE) -> Path:
     return manifest
 
 
-def test_header_items_stop_planning_in_one_table_naming_subject_file_and_problem(
-    tmp_path: Path,
-) -> None:
-    """Planning reads every header once: the items a header shows come in one table, the
-    voxel-level ones are left to ingest."""
+def _named_once(output: str, manifest: Path) -> None:
+    """Every catalogue item, and the duplicated id, is one row of the table in `output`."""
+    expected = [(subject, file, problem) for subject, _, file, problem in CATALOGUE]
+    expected.append(("dup", "manifest.csv", "duplicate subject id (lines 4, 5)"))
+    for subject, file, problem in expected:
+        rows = [line for line in output.splitlines() if line.startswith(f"{subject} ")]
+        assert len(rows) == 1 and str(manifest.parent / file) in rows[0], (subject, rows)
+        assert problem in rows[0], (problem, rows[0])
+
+
+def test_one_run_names_every_problem_of_every_subject_headers_and_voxels(tmp_path: Path) -> None:
+    """Planning reads only the listing; each subject's job checks its headers and voxels and
+    the data_manifest checkpoint stops with one table of every problem, without --keep-going."""
     manifest = _catalogue_dataset(tmp_path)
     work = _workdir(tmp_path, manifest, "error")
-    result = _snakemake(work, "-n")
+    result = _snakemake(work, "results/data/manifest.csv")
     assert result.returncode != 0
-    output = result.stdout + result.stderr  # a dry run prints its error to stdout
-    assert f"{manifest}: {len(PLANNED)} problems" in output
-    for subject, _, file, problem in CATALOGUE:
-        rows = [line for line in output.splitlines() if line.startswith(f"{subject} ")]
-        if subject in PLANNED:
-            assert len(rows) == 1 and str(manifest.parent / file) in rows[0], (subject, rows)
-            assert problem in rows[0], (problem, rows[0])
-        else:
-            assert rows == [], rows
-    assert not (work / "results").exists()
-
-
-def test_every_voxel_item_names_subject_file_and_problem_and_others_complete(
-    tmp_path: Path,
-) -> None:
-    voxel_items = [item for item in CATALOGUE if item[0] not in PLANNED]
-    manifest = _catalogue_dataset(tmp_path, voxel_items)
-    work = _workdir(tmp_path, manifest, "error")
-    kept = ["good1", "good2", "empty"]
-    targets = [
-        f"results/{stage}/{s}/{name}.nii.gz"
-        for s in kept
-        for stage, name in (("data", "image"), ("data", "mask"), ("n4", "image"))
-    ]
-    result = _snakemake(work, "--keep-going", "results/splits/splits.csv", *targets)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if "InputError: subject " in line]
-    for subject, _, file, problem in voxel_items:
-        expected = f"InputError: subject {subject}: {manifest.parent / file}: {problem}"
-        assert sum(expected in line for line in errors) == 1, (subject, errors)
-    assert len(errors) == len(voxel_items), errors
-    for target in targets:
-        assert (work / target).is_file(), target
+    assert f"{manifest}: {len(CATALOGUE) + 1} problems" in result.stderr
+    _named_once(result.stderr.split("Traceback")[0], manifest)  # the job's error, not again
+    assert not (work / "results/data/manifest.csv").exists()
+    for subject in ("good1", "good2", "empty"):
+        assert not (work / "results/data" / subject / "image.nii.gz").exists(), subject
     warning = f"subject empty: {manifest.parent / 'empty_seg.nii.gz'}: mask is empty"
     assert warning in (work / "logs/ingest_check/empty.log").read_text()
-    assert not (work / "results/splits/splits.csv").exists()
+
+
+def test_skip_lists_every_problem_of_every_subject_in_dropped_csv(tmp_path: Path) -> None:
+    """With `skip` (and --keep-going) the same table is dropped.csv and the data manifest keeps
+    only the subjects without problems."""
+    manifest = _catalogue_dataset(tmp_path)
+    work = _workdir(tmp_path, manifest, "skip")
+    result = _snakemake(work, "--keep-going", "results/data/dropped.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    dropped = pd.read_csv(work / "results/data/dropped.csv", keep_default_na=False)
+    table = [
+        f"{row.subject_id} {row.file} {row.problem}" for row in dropped.itertuples(index=False)
+    ]
+    _named_once("\n".join(table), manifest)
+    assert len(dropped) == len(CATALOGUE) + 1
+    data = pd.read_csv(work / "results/data/manifest.csv")
+    assert sorted(data.loc[data["valid"], "subject_id"]) == ["empty", "good1", "good2"]
 
 
 @pytest.mark.parametrize(
@@ -379,4 +385,4 @@ def test_manifest_problems_stop_planning_with_one_message(
     result = _snakemake(work, "results/splits/splits.csv")
     assert result.returncode != 0
     assert problem in result.stderr and str(manifest) in result.stderr, result.stderr[-3000:]
-    assert not (work / "results").exists()
+    assert not (work / "results/data/manifest.csv").exists()  # nothing past the table

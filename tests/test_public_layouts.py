@@ -28,11 +28,12 @@ from public_layouts import (
     build_nnunet,
     phantom,
 )
+from runs import snakemake
 from test_brought_datasets import report_table
 
 from segsweep.data.datasets import DATASET_FOLD, read_dataset
 from segsweep.data.ingest import check_classes, read_channels
-from segsweep.data.validate import examine, plan_subjects
+from segsweep.data.validate import examine, plan_subjects, stop_on_problems, subject_problems
 from segsweep.errors import ConfigError, InputError
 from segsweep.preprocess.split import split_subjects
 
@@ -204,22 +205,30 @@ def test_six_problems_come_in_one_validate_table(tmp_path):
     for subject, (file, problem) in PROBLEMS.items():
         (line,) = [line for line in table if line.startswith(f"{subject} ")]
         assert file in line and problem in line, line
+    # the workflow's way: the listing when it plans, each subject's job, one table
+    plan = plan_subjects(_data(manifest, labels=CLASSES, channels=["t2", "adc"]))
+    found = plan.problems + [
+        problem
+        for subject, row in plan.subjects.items()
+        for problem in subject_problems(subject, row, plan.labels, plan.channels, 1e-3)
+    ]
     with pytest.raises(InputError, match="6 problems") as info:
-        plan_subjects({**_data(manifest, labels=CLASSES, channels=["t2", "adc"])})
+        stop_on_problems(str(manifest), found)
     assert all(subject in str(info.value) for subject in PROBLEMS)
-    plan = plan_subjects(_data(manifest, labels=CLASSES, channels=["t2", "adc"], on_invalid="skip"))
-    assert sorted(plan.subjects) == [f"ok{i}" for i in range(5)]
-    assert sorted({p.subject for p in plan.problems}) == sorted(PROBLEMS)
+    valid = {s for s in plan.subjects if not any(p.subject == s for p in found)}
+    assert sorted(valid) == [f"ok{i}" for i in range(5)]
+    assert sorted({p.subject for p in found}) == sorted(PROBLEMS)
 
 
-def test_planning_stops_with_the_whole_table(tmp_path):
-    """The workflow plans with the same check: a dry run lists all six, not the first."""
+@pytest.mark.workflow
+def test_one_run_stops_with_the_whole_table(tmp_path):
+    """The workflow gathers the same checks: one run lists all six, not the first."""
     manifest = build_six_problems(tmp_path)
     work = tmp_path / "work"
     (work / "config").mkdir(parents=True)
     (work / "config" / "sweep.yaml").write_text("grids: {one: {labels: [separate]}}\n")
     config = _six_config(tmp_path, manifest)
-    result = _snakemake(work, config, "-n")
+    result = snakemake(work, "results/data/manifest.csv", configfile=config)
     assert result.returncode != 0
     assert "6 problems" in result.stderr + result.stdout
     for subject, (_, problem) in PROBLEMS.items():
@@ -228,12 +237,6 @@ def test_planning_stops_with_the_whole_table(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # through the workflow
-
-
-def _snakemake(work: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    command += ["--directory", str(work), "--configfile", str(config), "--cores", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
 def _tiny(work: Path, data: dict, folds: int = 0) -> Path:
@@ -270,7 +273,7 @@ def run_layout(tmp_path_factory):
             path = BUILDERS[layout](root / "data")
             work = root / "work"
             config = _tiny(work, {"manifest": str(path)}, folds=2 if layout == "datalist" else 0)
-            result = _snakemake(work, config)
+            result = snakemake(work, configfile=config)
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
             done[layout] = path, work
         return done[layout]
@@ -321,7 +324,7 @@ def test_skip_leaves_the_six_out_and_lists_them(tmp_path):
     work = tmp_path / "work"
     data = {"manifest": str(manifest), "labels": CLASSES, "channels": ["t2", "adc"],
             "on_invalid": "skip"}  # fmt: skip
-    result = _snakemake(work, _tiny(work, data))
+    result = snakemake(work, configfile=_tiny(work, data))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     dropped = pd.read_csv(work / "results/data/dropped.csv", keep_default_na=False)
     for subject, (file, problem) in PROBLEMS.items():
@@ -400,7 +403,7 @@ def test_an_external_prediction_folder_is_scored_beside_the_final_models(run_lay
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["final"] = {"external": {"nnunet": str(folder)}}
     (work / "external.yaml").write_text(yaml.safe_dump(config))
-    result = _snakemake(work, work / "external.yaml")
+    result = snakemake(work, configfile=work / "external.yaml")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     scored = pd.read_csv(work / "results/external/nnunet/test/per_patient.csv")
     ours = pd.read_csv(work / f"results/final/{model}/test/per_patient.csv")
@@ -421,11 +424,11 @@ def test_an_external_prediction_folder_is_scored_beside_the_final_models(run_lay
     assert "one box per final model and external method" in html
 
 
-def test_a_job_reads_only_the_listing_once_planning_has_read_the_headers(tmp_path):
-    """Without headers (a job of a workflow already planned) no file is opened: the six
-    subjects' header problems are not looked for again, the listing's duplicate still is."""
+def test_planning_reads_only_the_listing(tmp_path):
+    """Planning (and every job, which parses the Snakefile again) opens no file: the six
+    subjects' header problems are left to their jobs, the listing's duplicate is found."""
     manifest = build_six_problems(tmp_path)
     data = _data(manifest, labels=CLASSES, channels=["t2", "adc"], on_invalid="skip")
-    plan = plan_subjects(data, headers=False)
+    plan = plan_subjects(data)
     assert [p.subject for p in plan.problems] == ["dup"]
     assert "gone" in plan.subjects and "dup" not in plan.subjects

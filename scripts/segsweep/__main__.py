@@ -11,7 +11,7 @@ import sys
 
 STAGES = {
     "cohort": ("segsweep.data.cohort", "generate the synthetic knee MRI cohort"),
-    "validate": ("segsweep.data.validate", "every problem of a dataset, from its headers"),
+    "validate": ("segsweep.data.validate", "every problem of a dataset, headers and voxels"),
     "ingest": ("segsweep.data.ingest", "read, validate and reorient one subject"),
     "n4": ("segsweep.preprocess.n4", "N4 bias field correction of one image"),
     "crop": ("segsweep.preprocess.crop", "crop centre, the window planned from the data, the crop"),

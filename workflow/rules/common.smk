@@ -36,9 +36,11 @@ SEGMENTATION = TASK.name == "segmentation"  # TASK: the Snakefile's (segsweep.ta
 
 def _load_subjects():
     """(subject_id → raw paths, source and whether it is labelled; the data as read: the
-    layout, classes, channels and the problems that left subjects out). Brought data is
-    read in whichever layout data.manifest holds and checked, listing and headers, in one
-    pass (segsweep.data.validate): every problem at once."""
+    layout, classes, channels and the listing's problems, which left subjects out). Brought
+    data is read in whichever layout data.manifest holds; only its listing is checked here
+    (no file is opened: every job parses this file again), each subject by its ingest_check
+    job, and the data_manifest checkpoint gathers every problem in one table
+    (segsweep.data.validate)."""
     data = config["data"]
     if data["source"] == "synthetic":
         from segsweep.data.cohort import LABELS as COHORT_LABELS, plan_cohort
@@ -81,15 +83,7 @@ def _load_subjects():
         )
     from segsweep.data.validate import plan_subjects
 
-    # Every header is read once, when the workflow plans; its jobs (which parse this file
-    # again) need not, unless `skip` must leave out the same subjects there too.
-    plan = plan_subjects(
-        data, headers=workflow.is_main_process or data["on_invalid"] == "skip"
-    )
-    for problem in plan.problems if workflow.is_main_process else []:
-        print(
-            f"left out: {problem.subject or '(dataset)'}: {problem.file}: {problem.problem}"
-        )
+    plan = plan_subjects(data)
     read = {
         "layout": plan.dataset.layout,
         "labels": plan.labels,
@@ -273,6 +267,15 @@ STUDIES_MANIFEST = (
     if config["data"]["source"] == "synthetic"
     else config["data"]["manifest"]
 )
+
+
+def validated(wildcards):
+    """A subject's ingest record, once the data_manifest checkpoint has gathered every
+    subject's check into one table: no subject's data is made before all are checked, so one
+    run names every problem. Not a file of the checkpoint's: a new subject reruns the table,
+    not every subject's ingest."""
+    checkpoints.data_manifest.get()
+    return L.path(L.INGEST_RECORD, subject=wildcards.subject)
 
 
 def valid_subjects(wildcards):
@@ -498,7 +501,7 @@ def benchmarked(name, jobs=None, runs=True):
 
 def benchmarks(wildcards):
     """rule → the benchmark files of its jobs in this workflow, for every rule before the
-    report (the jobs each declares in its `benchmarked`: declaring them runs nothing more)."""
+    report (the jobs each declares, `benchmarked`: declaring them runs nothing more)."""
     found = {}
     for step in workflow.rules:
         if step.name == "report" or not step.benchmark:

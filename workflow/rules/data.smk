@@ -17,7 +17,7 @@ rule cohort_subject:
             runs=config["data"]["source"] == "synthetic",
         )
     group:
-        "subject"
+        "check"
     conda:
         "../../envs/preprocess.yaml"
     params:
@@ -54,25 +54,28 @@ rule ingest_check:
     benchmark:
         benchmarked("ingest_check/{subject}", lambda w: sorted(SUBJECTS))
     group:
-        "subject"
+        "check"
     conda:
         "../../envs/preprocess.yaml"
     params:
         args=check_args,
         labels=as_json(LABELS),
         tolerance=config["data"]["tolerance"],
-        on_invalid=config["data"]["on_invalid"],
+        channels=(
+            f"--channels {len(DATA_READ['channels'])}" if DATA_READ["channels"] else ""
+        ),
+    # Records every problem (--on-invalid skip): data_manifest applies data.on_invalid to them.
     shell:
         "python -m segsweep ingest check --subject {wildcards.subject} {params.args}"
-        " --labels-json {params.labels:q} --tolerance {params.tolerance}"
-        " --on-invalid {params.on_invalid} --out-json {output} > {log} 2>&1"
+        " --labels-json {params.labels:q} --tolerance {params.tolerance} {params.channels}"
+        " --on-invalid skip --out-json {output} > {log} 2>&1"
         " || {{ tail -n 1 {log} >&2; exit 1; }}"
 
 
 rule ingest_image:
     input:
         raw_image,
-        record=L.INGEST_RECORD,
+        record=validated,
     output:
         L.DATA_IMAGE,
     log:
@@ -94,7 +97,7 @@ rule ingest_mask:
     input:
         raw_image,
         raw_mask,
-        record=L.INGEST_RECORD,
+        record=validated,
     output:
         L.DATA_MASK,
     log:
@@ -138,5 +141,6 @@ checkpoint data_manifest:
         read=DATA_READ,
         manifest=config["data"]["manifest"],
         labels=LABELS,
+        on_invalid=config["data"]["on_invalid"],
     script:
         "../scripts/data_manifest.py"

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from segsweep.data.datasets import Problem
+from segsweep.data.headers import header_problems
 from segsweep.errors import InputError
 from segsweep.io.images import canonical, float_type, geometry, read_image, write_image
 from segsweep.io.records import named_paths, read_json, write_csv, write_json
@@ -267,6 +269,63 @@ def check_subject(
     }
 
 
+def examine_subject(
+    subject: str,
+    image_paths: list[str | Path],
+    labels: dict[str, int],
+    mask_path: str | Path | None = None,
+    class_masks: dict[str, str | Path] | None = None,
+    roi_path: str | Path | None = None,
+    source: str | None = None,
+    perspective: str | None = None,
+    extra: dict[str, str] | None = None,
+    tolerance: float = 1e-3,
+    channels: int | None = None,
+) -> dict[str, Any]:
+    """One subject's ingest.json record with every problem found: each problem its headers
+    show (`segsweep.data.headers`; `channels`: how many channels are named) and, where they
+    show none, the first its voxels show (`check_subject`: truncated data, NaN/inf voxels,
+    label values, ...). A subject with problems has `valid` false, `problem` and `file` of the
+    first and `problems` ({file, problem}) listing them all."""
+    row = {
+        "images": [str(p) for p in image_paths],
+        "mask": str(mask_path) if mask_path else "",
+        "class_masks": {k: str(v) for k, v in (class_masks or {}).items()},
+        "roi": str(roi_path) if roi_path else "",
+    }
+    problems = header_problems(subject, row, channels, tolerance)
+    if not problems:
+        try:
+            return check_subject(
+                subject,
+                image_paths,
+                labels,
+                mask_path,
+                class_masks,
+                roi_path,
+                source,
+                perspective,
+                extra,
+                tolerance,
+            )
+        except InputError as error:
+            problems = [Problem(subject, error.path or "", error.problem)]
+    masks = mask_path or ";".join(row["class_masks"].values())
+    record = invalid_record(
+        subject,
+        image_paths[0],
+        problems[0].problem,
+        source,
+        perspective,
+        masks,
+        roi_path,
+        file=problems[0].file,
+    )
+    record["problems"] = [{"file": p.file, "problem": p.problem} for p in problems]
+    record["extra"] = dict(extra or {})
+    return record
+
+
 def content_hash(image: sitk.Image) -> str:
     """SHA-256 of the canonical voxels and grid size: equal for the same scan listed twice
     (under two ids, in two formats or orientations), so the split audit can catch it."""
@@ -413,9 +472,9 @@ def write_dropped(
     out_csv: str | Path,
     planned: list[dict[str, str]] | None = None,
 ) -> pd.DataFrame:
-    """results/data/dropped.csv: subject_id, source, file, problem of every invalid subject:
-    those left out at planning (`planned`: subject, file, problem; subject '' for a problem of
-    the dataset's listing) and those ingest found invalid."""
+    """results/data/dropped.csv: subject_id, source, file, problem of every problem of an
+    invalid subject: its listing's (`planned`: subject, file, problem; subject '' for a problem
+    of the dataset's listing) and each one its ingest check found (a record's `problems`)."""
     rows = [
         {"subject_id": p["subject"], "source": "", "file": p["file"], "problem": p["problem"]}
         for p in planned or []
@@ -424,11 +483,12 @@ def write_dropped(
         {
             "subject_id": r["subject_id"],
             "source": r.get("source") or "",
-            "file": r.get("file") or r.get("image") or "",
-            "problem": r.get("problem") or "",
+            "file": p.get("file") or r.get("image") or "",
+            "problem": p.get("problem") or "",
         }
         for r in records
         if not r.get("valid", True)
+        for p in r.get("problems") or [{"file": r.get("file"), "problem": r.get("problem")}]
     ]
     table = pd.DataFrame(rows, columns=DROPPED_COLUMNS).sort_values("subject_id", kind="stable")
     write_csv(table, out_csv)
@@ -520,6 +580,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--labels-json", required=True, help="e.g. '{\"femur\": 1}'")
         command.add_argument("--tolerance", type=float, default=1e-3)
     check.add_argument("--mask")
+    check.add_argument("--channels", type=int, help="how many channels are named")
     check.add_argument("--extra-json", default="{}", help="other manifest columns to keep")
     check.add_argument("--out-json", required=True)
     image.add_argument("--mask", help="mask path, only recorded in ingest.json")
@@ -562,22 +623,24 @@ def main(argv: list[str] | None = None) -> None:
     """Command line entry point (`python -m segsweep ingest check|image|mask|manifest ...`)."""
     args = _parser().parse_args(argv)
     if args.command == "check":
-        try:
-            record = check_subject(
-                args.subject,
-                args.image,
-                json.loads(args.labels_json),
-                mask_path=args.mask,
-                class_masks=named_paths(args.class_mask, "--class-mask"),
-                roi_path=args.roi,
-                source=args.source,
-                perspective=args.perspective,
-                extra=json.loads(args.extra_json),
-                tolerance=args.tolerance,
-            )
-            write_json(args.out_json, record)
-        except InputError as error:
-            _skip_or_raise(args, error)
+        record = examine_subject(
+            args.subject,
+            args.image,
+            json.loads(args.labels_json),
+            mask_path=args.mask,
+            class_masks=named_paths(args.class_mask, "--class-mask"),
+            roi_path=args.roi,
+            source=args.source,
+            perspective=args.perspective,
+            extra=json.loads(args.extra_json),
+            tolerance=args.tolerance,
+            channels=args.channels,
+        )
+        for problem in record.get("problems", []):
+            if args.on_invalid == "error":
+                raise InputError(args.subject, problem["file"], problem["problem"])
+            log.warning(f"subject {args.subject}: {problem['file']}: {problem['problem']}")
+        write_json(args.out_json, record)
     elif args.command == "image":
         try:
             ingest_image(

@@ -1,17 +1,14 @@
-"""Every problem of a dataset in one pass: the listing and every file's header, no voxels.
+"""Every problem of a dataset in one pass, voxels included, as one table (subject, file, problem).
 
-`python -m segsweep validate` prints one table of them (subject, file, problem), and the workflow
-runs the same check when it plans (`plan_subjects`): with `data.on_invalid: error` any problem
-stops planning with the whole table; with `skip`, every subject named by a problem is left out
-(all its rows, for a duplicated id) and listed with the reason in dropped.csv. What only the
-voxels show (NaN/inf, label values, truncated data) stays with the per-subject ingest jobs, which
-under `--keep-going` all report.
-
-Checks: duplicate ids and the layout's own listing problems (`segsweep.data.datasets`); missing
-files; unsupported or unreadable headers; images that are not 3D (or 4D with channels last);
-channel counts against the named channels; every channel, mask and class mask against the first
-channel's size, spacing, origin and direction (within `data.tolerance`); a file listed twice;
-labelled counts against the dataset's `numTraining`.
+The listing's problems (duplicate ids and the layout's own, `segsweep.data.datasets`; a file
+listed twice; labelled counts against the dataset's `numTraining`) are found when the workflow
+plans (`plan_subjects`: no file is opened), and the subjects they name are left out of its jobs.
+Each other subject is checked by its own job (`segsweep.data.ingest.examine_subject`: every
+problem its headers show, `segsweep.data.headers`, else the first its voxels show: truncated
+data, NaN/inf, label values). The data_manifest checkpoint gathers both into one table
+(`gather`): with `data.on_invalid: error` any problem stops the workflow with the whole table;
+with `skip` every subject a problem names is left out (all its rows, for a duplicated id) and
+listed with the reason in dropped.csv. `python -m segsweep validate` prints the same table.
 """
 
 from __future__ import annotations
@@ -22,93 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from tqdm import tqdm
 
 from segsweep.data.datasets import DATASET_FOLD, LAYOUT_NAMES, Dataset, Problem, read_dataset
 from segsweep.errors import ConfigError, InputError
-from segsweep.io.images import brought_header
 
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-CHANNEL_TOLERANCE = 1e-3  # mm: channels are stacked voxel by voxel (as ingest checks them)
 PROBLEM_COLUMNS = ("subject", "file", "problem")
-
-
-def _grid_problem(
-    header: dict[str, Any], reference: dict[str, Any], tolerance: float, what: str
-) -> str | None:
-    """What differs between a mask's or channel's grid and the image's (the first channel's),
-    in the words ingest uses for the same check; None when they match."""
-    against = "image" if what == "mask" else "first channel"
-    if header["size"] != reference["size"]:
-        return f"shape mismatch: {what} size {header['size']} != {against} size {reference['size']}"
-    differences = []
-    for key in ("spacing", "origin", "direction"):
-        difference = float(np.max(np.abs(np.subtract(header[key], reference[key]))))
-        if difference > tolerance:
-            ours = ", ".join(f"{v:.4g}" for v in reference[key])
-            theirs = ", ".join(f"{v:.4g}" for v in header[key])
-            differences.append(
-                f"{key} differs by {difference:.3g} ({against} ({ours}), {what} ({theirs}), "
-                f"tolerance {tolerance:g})"
-            )
-    if not differences:
-        return None
-    mismatch = "geometry mismatch" if what == "mask" else f"{what} geometry mismatch"
-    return f"{mismatch}: " + "; ".join(differences)
-
-
-def _header(subject: str, path: str, problems: list[Problem]) -> dict[str, Any] | None:
-    try:
-        header = brought_header(path, subject)
-    except InputError as error:
-        problems.append(Problem(subject, path, error.problem))
-        return None
-    if header["dimension"] not in (3, 4):
-        problems.append(Problem(subject, path, f"expected a 3D image, got {header['dimension']}D"))
-        return None
-    return header
-
-
-def subject_problems(
-    subject: str, row: dict[str, Any], channels: int | None, tolerance: float
-) -> list[Problem]:
-    """The header-level problems of one subject (`row` of a subject table). `channels`: how
-    many channels its images must hold together (None: as many as they do)."""
-    problems: list[Problem] = []
-    images = row["images"]
-    headers = [_header(subject, path, problems) for path in images]
-    first = headers[0]
-    for path, header in zip(images, headers, strict=True):
-        if header and header["dimension"] == 4 and len(images) > 1:
-            problems.append(Problem(subject, path, "a 4D image can only be a subject's only image"))
-    held = sum(h["channels"] for h in headers if h) if all(headers) else None
-    if held is not None and channels is not None and held != channels:
-        problems.append(
-            Problem(subject, images[0], f"images hold {held} channels, {channels} are named")
-        )
-    if first and first["size"] is not None:
-        for path, header in zip(images[1:], headers[1:], strict=True):
-            if header and header["size"] is not None:
-                problem = _grid_problem(header, first, CHANNEL_TOLERANCE, "channel")
-                problems += [Problem(subject, path, problem)] if problem else []
-    masks = [row["mask"]] if row.get("mask") else []
-    masks += list(row.get("class_masks", {}).values())
-    for path in masks:
-        header = _header(subject, path, problems)
-        if header and header["dimension"] != 3:
-            problems.append(
-                Problem(subject, path, f"a mask must be 3D, got {header['dimension']}D")
-            )
-        elif header and first and first["size"] is not None and header["size"] is not None:
-            problem = _grid_problem(header, first, tolerance, "mask")
-            problems += [Problem(subject, path, problem)] if problem else []
-    if row.get("roi"):
-        _header(subject, row["roi"], problems)
-    return problems
 
 
 def _listed_twice(subjects: dict[str, dict[str, Any]]) -> list[Problem]:
@@ -127,11 +48,9 @@ def _listed_twice(subjects: dict[str, dict[str, Any]]) -> list[Problem]:
     return problems
 
 
-def check_dataset(
-    dataset: Dataset, channels: int | None = None, tolerance: float = 1e-3
-) -> list[Problem]:
-    """Every problem of `dataset` that its listing and headers show, in subject order (the
-    dataset's own first)."""
+def listing_problems(dataset: Dataset) -> list[Problem]:
+    """Every problem of `dataset` that its listing shows (no file is opened), in subject order
+    (the dataset's own first)."""
     problems = list(dataset.problems)
     labelled = sum(row["labelled"] for row in dataset.subjects.values())
     if dataset.expected_labelled is not None and dataset.expected_labelled != labelled:
@@ -144,8 +63,11 @@ def check_dataset(
             )
         )
     problems += _listed_twice(dataset.subjects)
-    for subject, row in dataset.subjects.items():
-        problems += subject_problems(subject, row, channels, tolerance)
+    return ordered(problems)
+
+
+def ordered(problems: list[Problem]) -> list[Problem]:
+    """The table's order: the dataset's own problems first, then subject by subject."""
     return sorted(problems, key=lambda p: (p.subject != "", p.subject))
 
 
@@ -160,9 +82,10 @@ def problem_table(problems: list[Problem]) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """What planning takes from the data: the dataset as read, the subjects it keeps, the
-    classes and channels in force (config, else the dataset's), the number of folds the
-    dataset brings (0: none) and the problems that left subjects out (`on_invalid: skip`)."""
+    """What planning takes from the data: the dataset as read, the subjects its jobs check
+    (those no listing problem names), the classes and channels in force (config, else the
+    dataset's), the number of folds the dataset brings (0: none) and the listing's problems
+    (the first rows of the table the data_manifest checkpoint gathers)."""
 
     dataset: Dataset
     subjects: dict[str, dict[str, Any]]
@@ -202,40 +125,76 @@ def resolved_channels(dataset: Dataset, channels: list[str] | None) -> list[str]
 
 
 def examine(
-    data: dict[str, Any], headers: bool = True
+    data: dict[str, Any],
 ) -> tuple[Dataset, dict[str, int], list[str] | None, list[Problem]]:
-    """The dataset of the `data` config section (manifest, labels, channels, tolerance) read
-    and checked: (dataset, classes and channels in force, every problem); without `headers`
-    only the problems of its listing (no file is opened)."""
+    """The dataset of the `data` config section (manifest, labels, channels) read: (dataset,
+    classes and channels in force, the problems of its listing). Opens no image file."""
     path = data["manifest"]
     dataset = read_dataset(path, data.get("labels"), data.get("channels"))
     labels = resolved_labels(dataset, data.get("labels"))
     channels = resolved_channels(dataset, data.get("channels"))
-    if not headers:
-        return dataset, labels, channels, list(dataset.problems)
-    problems = check_dataset(dataset, len(channels) if channels else None, data["tolerance"])
-    return dataset, labels, channels, problems
+    return dataset, labels, channels, listing_problems(dataset)
 
 
-def plan_subjects(data: dict[str, Any], headers: bool = True) -> Plan:
-    """The brought dataset of the `data` config section, checked (`examine`): raises
-    InputError with the table of every problem under `on_invalid: error`; under `skip` leaves
-    out the subjects the problems name. `headers=False` skips reading the files' headers: for
-    a job of a workflow whose planning has read them already and found no problem."""
-    dataset, labels, channels, problems = examine(data, headers)
-    if problems and data.get("on_invalid", "error") == "error":
+def plan_subjects(data: dict[str, Any]) -> Plan:
+    """The brought dataset of the `data` config section as the workflow plans it (`examine`):
+    the subjects a listing problem names are left out of its jobs, their problems kept for
+    the table; InputError when none is left."""
+    dataset, labels, channels, problems = examine(data)
+    named = {p.subject for p in problems}
+    kept = {s: row for s, row in dataset.subjects.items() if s not in named}
+    if not kept:
         raise InputError(
             None,
             str(data["manifest"]),
-            f"{plural(len(problems), 'problem')} (data.on_invalid: skip leaves their subjects "
-            "out):\n" + problem_table(problems),
+            "no subject is left without problems:\n" + problem_table(problems),
         )
-    dropped = {p.subject for p in problems}
-    kept = {s: row for s, row in dataset.subjects.items() if s not in dropped}
-    if not kept:
-        raise InputError(None, str(data["manifest"]), "no subject is left without problems")
     folds = {row["extra"][DATASET_FOLD] for row in kept.values() if DATASET_FOLD in row["extra"]}
     return Plan(dataset, kept, labels, channels, len(folds), problems)
+
+
+def record_problems(record: dict[str, Any]) -> list[Problem]:
+    """The problems of a subject's ingest.json record (none for a valid subject)."""
+    if record.get("valid", True):
+        return []
+    listed = record.get("problems") or [{"file": record.get("file"), "problem": record["problem"]}]
+    return [Problem(record["subject_id"], p["file"] or "", p["problem"]) for p in listed]
+
+
+def stop_on_problems(source: str, problems: list[Problem]) -> None:
+    """InputError with the table of every problem (`data.on_invalid: error`); `source` names
+    the dataset."""
+    if problems:
+        raise InputError(
+            None,
+            source,
+            f"{plural(len(problems), 'problem')} (data.on_invalid: skip leaves their subjects "
+            "out):\n" + problem_table(ordered(problems)),
+        )
+
+
+def gather(
+    records: list[str],
+    read: dict[str, Any],
+    on_invalid: str,
+    out_manifest: str,
+    out_dropped: str,
+    out_description: str,
+) -> None:
+    """The data_manifest checkpoint: every subject's ingest.json record (`records`) and the
+    listing's problems (`read["problems"]`) in one table; under `on_invalid: error` any
+    problem stops with the table (InputError), under `skip` the data manifest marks the
+    subjects with problems invalid and dropped.csv lists them. `read`: layout, manifest,
+    labels, channels and the listing's problems; with the counts, dataset.json."""
+    # imported here: planning imports this module and reads no image
+    from segsweep.data.ingest import write_manifests
+    from segsweep.io.records import read_json
+
+    if on_invalid == "error":
+        listed = [Problem(**p) for p in read["problems"]]
+        found = [p for path in records for p in record_problems(read_json(path))]
+        stop_on_problems(read.get("manifest") or "data", listed + found)
+    write_manifests(records, out_manifest, out_dropped, read["problems"], out_description, read)
 
 
 def load_data_config(configfiles: list[str | Path]) -> dict[str, Any]:
@@ -285,10 +244,38 @@ def main(argv: list[str] | None = None) -> None:
         f"{data['manifest']}: {LAYOUT_NAMES[dataset.layout]}; {len(dataset.subjects)} "
         f"subjects ({labelled} labelled); classes {labels}; channels {channels or ['image']}"
     )
+    named = {p.subject for p in problems}
+    checked = [(s, row) for s, row in dataset.subjects.items() if s not in named]
+    for subject, row in tqdm(checked, desc="checking subjects", unit="subject", file=sys.stderr):
+        problems += subject_problems(subject, row, labels, channels, data["tolerance"])
     if problems:
-        print(f"{plural(len(problems), 'problem')}:\n{problem_table(problems)}")
+        print(f"{plural(len(problems), 'problem')}:\n{problem_table(ordered(problems))}")
         sys.exit(1)
-    print("no problems in the listing and the headers")
+    print("no problems in the listing, the headers and the voxels")
+
+
+def subject_problems(
+    subject: str,
+    row: dict[str, Any],
+    labels: dict[str, int],
+    channels: list[str] | None,
+    tolerance: float,
+) -> list[Problem]:
+    """The problems of one subject (`row` of a subject table) as its workflow job finds them
+    (`segsweep.data.ingest.examine_subject`: headers, then voxels)."""
+    from segsweep.data.ingest import examine_subject  # as in `gather`
+
+    record = examine_subject(
+        subject,
+        row["images"],
+        labels,
+        mask_path=row.get("mask") or None,
+        class_masks=row.get("class_masks") or None,
+        roi_path=row.get("roi") or None,
+        tolerance=tolerance,
+        channels=len(channels) if channels else None,
+    )
+    return record_problems(record)
 
 
 if __name__ == "__main__":
