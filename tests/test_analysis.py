@@ -27,12 +27,12 @@ from segsweep.sweep.analysis import (
     hue_partner,
     hyperparameter_table,
     hyperparameter_tables,
-    main,
     pair_grid,
     pair_table,
     runs_table,
 )
 from segsweep.sweep.grammar import expand_sweep
+from segsweep.tasks import stages
 from segsweep.vocabulary import format_level, level_order
 
 TRAIN = {
@@ -504,7 +504,7 @@ def test_format_level() -> None:
 
 def test_main_writes_every_table(tmp_path: Path) -> None:
     results = write_fake_results(tmp_path)
-    main(analysis_args(results))
+    stages.analysis(analysis_args(results))
     runs = pd.read_csv(results / "summary" / "runs.csv")
     assert sorted(runs["run_id"]) == sorted(SCORES)
     costs = runs.set_index("run_id")
@@ -555,7 +555,7 @@ def test_a_failed_run_is_listed_with_its_error_but_left_out_of_the_statistics(
 ) -> None:
     results = write_fake_results(tmp_path)
     fail_run(results, "lr-0.0001")
-    main(analysis_args(results))
+    stages.analysis(analysis_args(results))
     runs = pd.read_csv(results / "summary" / "runs.csv", keep_default_na=False).set_index("run_id")
     assert runs.loc["lr-0.0001", ["status", "error", "score", "wall_s"]].tolist() == [
         "failed",

@@ -27,12 +27,11 @@ from segsweep import provenance
 from segsweep.errors import InputError
 from segsweep.evaluate import select
 from segsweep.evaluate import tables as evaluate
-from segsweep.report import figures
 from segsweep.report.chapters.appendix import run_provenance_frame
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.render import render_html
 from segsweep.report.thesis import build_document
-from segsweep.sweep import analysis
+from segsweep.tasks import stages
 from segsweep.train import job as train
 from segsweep.train.failure import error_line
 from segsweep.train.loop import LOG_COLUMNS
@@ -169,10 +168,10 @@ def test_a_transfer_from_a_failed_run_fails_with_the_reason(
 
 def test_the_report_lists_a_failed_run_with_its_error(tmp_path: Path) -> None:
     results = write_fake_results(tmp_path)
-    analysis.main(cli_args(results))
-    figures.main(cli_args(results))  # the figures of the fake tree, before the failure
+    stages.analysis(cli_args(results))
+    stages.figures(cli_args(results))  # the figures of the fake tree, before the failure
     fail_run(results, "lr-0.0001")
-    analysis.main(cli_args(results))
+    stages.analysis(cli_args(results))
     html = render_html(build_document(ReportInputs.under(results, CONFIG, SWEEP, [])))
     failed = re.search(r"(\d) of the (\d) runs failed.*?Table (4\.\d)", html, re.S)
     assert failed and failed.groups()[:2] == ("1", "5"), failed

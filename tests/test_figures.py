@@ -11,7 +11,7 @@ from test_analysis import analysis_args, cli_args, write_fake_results
 
 from segsweep.evaluate import outlines
 from segsweep.report import figures
-from segsweep.sweep import analysis
+from segsweep.tasks import stages
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DECLARED = ["jitter_labels", "jitter_loss", "jitter_lr", "boxplot_val", "boxplot_test"]
@@ -30,8 +30,8 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = write_fake_results(tmp_path_factory.mktemp("figures"))
-    analysis.main(analysis_args(results))
-    figures.main(cli_args(results))
+    stages.analysis(analysis_args(results))
+    stages.figures(cli_args(results))
     return results
 
 

@@ -15,12 +15,11 @@ import pytest
 from test_analysis import CONFIG, SWEEP, analysis_args, cli_args, write_fake_results
 
 from segsweep.provenance import config_hash
-from segsweep.report import figures, thesis
 from segsweep.report.chapters import final_results, methods, preprocessing
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.render import render_html
 from segsweep.report.thesis import build_document
-from segsweep.sweep import analysis
+from segsweep.tasks import stages
 
 
 def pdf_pages(pdf: bytes) -> int:
@@ -44,10 +43,10 @@ def pdf_pages(pdf: bytes) -> int:
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("report")
     results = write_fake_results(root)
-    analysis.main(analysis_args(results))
-    figures.main(cli_args(results))
+    stages.analysis(analysis_args(results))
+    stages.figures(cli_args(results))
     html, pdf = root / "out" / "thesis.html", root / "out" / "thesis.pdf"
-    thesis.main([*cli_args(results), "--out-html", str(html), "--out-pdf", str(pdf)])
+    stages.report([*cli_args(results), "--out-html", str(html), "--out-pdf", str(pdf)])
     return {"results": results, "html": html.read_text(encoding="utf-8"), "pdf": pdf.read_bytes()}
 
 

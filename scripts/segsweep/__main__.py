@@ -22,7 +22,7 @@ STAGES = {
     "evaluate": ("segsweep.evaluate.tables", "per-slice and per-patient metrics of a checkpoint"),
     "final": ("segsweep.tasks.stages:final", "choose the final models on validation"),
     "export": ("segsweep.evaluate.unlabelled", "predict unlabelled subjects in original geometry"),
-    "analysis": ("segsweep.sweep.analysis", "runs table and hyperparameter tables"),
+    "analysis": ("segsweep.tasks.stages:analysis", "runs table and hyperparameter tables"),
     "export-nnunet": (
         "segsweep.baseline.export_nnunet",
         "the prepared cohort and our split as an nnU-Net v2 raw dataset",
@@ -31,8 +31,8 @@ STAGES = {
         "segsweep.baseline.external",
         "an external method's test predictions scored in native space",
     ),
-    "figures": ("segsweep.report.figures", "jitter plots, boxplots and other figures"),
-    "report": ("segsweep.report.thesis", "thesis HTML and PDF"),
+    "figures": ("segsweep.tasks.stages:figures", "jitter plots, boxplots and other figures"),
+    "report": ("segsweep.tasks.stages:report", "thesis HTML and PDF"),
     "sweep": ("segsweep.sweep.grammar", "list the runs of a sweep file"),
     "radiographs": (
         "segsweep.data.radiographs",

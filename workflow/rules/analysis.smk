@@ -15,6 +15,7 @@ rule analysis:
             L.path(L.EXTERNAL_PER_PATIENT, name=name) for name in sorted(EXTERNAL)
         ],
         per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
+        scored=each(SCORED, run=sorted(RUNS)),  # as choose_final's
         subjects=each(L.RUN_SUBJECTS, run=sorted(RUNS)),
         provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
         benchmarks=each(L.benchmark("train/{run}"), run=sorted(RUNS)),
@@ -102,6 +103,7 @@ rule figures:
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),
+        curve=TASK.curve,  # the training curves' validation metric
         members=lambda w: final_members(),
         external=sorted(EXTERNAL),
     script:

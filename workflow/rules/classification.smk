@@ -121,6 +121,7 @@ rule figures:
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),
+        curve=TASK.curve,  # the training curves' validation metric
     script:
         "../scripts/classification_figures.py"
 

@@ -26,6 +26,7 @@ with logged(snakemake.log[0]):
         final=given.final,
         test_per_slice=by_model("test_per_slice"),
         test_per_patient=by_model("test_per_patient"),
+        scored=by_run(given.scored),
         best_per_slice=by_model("best_per_slice"),
         best_per_patient=by_model("best_per_patient"),
         external=dict(zip(snakemake.params.external, given.external, strict=True)),

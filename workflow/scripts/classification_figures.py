@@ -1,12 +1,10 @@
 """Rule figures (classification): the sweep's figures as for segmentation (jitter, training
-curves with the validation AUC, checkpoint scores, cost) and the final models' ROC curves,
-confusion matrices and study probabilities."""
-
-from types import SimpleNamespace
+curves with the task's validation metric, checkpoint scores, cost) and the final models' ROC
+curves, confusion matrices and study probabilities, as `python -m segsweep figures` draws
+them."""
 
 from segsweep.logs import logged
-from segsweep.report.classification_figures import draw_classification_figures
-from segsweep.report.figures import sweep_figures
+from segsweep.report.classification_figures import ClassificationFigureInputs, draw_figures
 from segsweep.sweep.grammar import swept_names
 
 with logged(snakemake.log[0]):
@@ -17,28 +15,26 @@ with logged(snakemake.log[0]):
         snakemake.output,
     )
     sweep = snakemake.params.sweep
-    files = SimpleNamespace(
+    inputs = ClassificationFigureInputs(
         runs=given.runs,
         configurations=given.configurations,
         final=given.final,
         selections=dict(zip(runs, given.selections, strict=True)),
         train_logs=dict(zip(runs, given.logs, strict=True)),
+        tables={
+            "roc": given.roc,
+            "confusion": given.confusion,
+            "classification_metrics": given.metrics,
+        },
+        test_per_study=dict(zip(models, given.test_per_study, strict=True)),
     )
-    swept = swept_names(sweep)
     outputs = {
-        **{f"jitter_{name}": png for name, png in zip(swept, out.jitter, strict=True)},
+        **{f"jitter_{name}": png for name, png in zip(swept_names(sweep), out.jitter, strict=True)},
         "training_curves": out.curves,
         "checkpoint_scores": out.checkpoints,
         "cost": out.cost,
+        "cls_roc": out.roc,
+        "cls_confusion": out.confusion,
+        "cls_probabilities": out.probabilities,
     }
-    sweep_figures(snakemake.params.cfg, sweep, files, outputs, curve=("val_auc", "AUC"))
-    draw_classification_figures(
-        given.final,
-        {"roc": given.roc, "confusion": given.confusion, "classification_metrics": given.metrics},
-        dict(zip(models, given.test_per_study, strict=True)),
-        {
-            "cls_roc": out.roc,
-            "cls_confusion": out.confusion,
-            "cls_probabilities": out.probabilities,
-        },
-    )
+    draw_figures(snakemake.params.cfg, sweep, inputs, outputs, snakemake.params.curve)

@@ -39,4 +39,4 @@ with logged(snakemake.log[0]):
         ),
         external=dict(zip(snakemake.params.external, given.external, strict=True)),
     )
-    draw_figures(cfg, snakemake.params.sweep, inputs, outputs)
+    draw_figures(cfg, snakemake.params.sweep, inputs, outputs, snakemake.params.curve)

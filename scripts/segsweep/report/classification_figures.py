@@ -14,12 +14,18 @@ Classes are ordered by their value in `data.labels`; the last one is the positiv
 study is predicted positive iff its probability p_<positive> >= the model's threshold (chosen
 on validation, stated in per_study.csv). Every figure is written through
 `segsweep.plotting.save` (PNG, with SVG and PDF beside it).
+
+`draw_figures` draws them with the sweep's figures (`segsweep.report.figures.sweep_figures`),
+for the workflow's rule and for `python -m segsweep figures` alike.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +33,8 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from segsweep import layout
+from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.evaluate.predictions import positive_column
 from segsweep.plotting import (
     FONT_SIZE,
@@ -36,12 +44,23 @@ from segsweep.plotting import (
     level_colours,
     save,
 )
+from segsweep.report.figures import sweep_figures
 from segsweep.report.numbers import ci_text, number, percent, plural
+from segsweep.sweep.grammar import sweep_runs, swept_names
 from segsweep.vocabulary import model_label
+
+if TYPE_CHECKING:
+    from segsweep.tasks.task import Task
 
 SPLIT_TITLES = {"val": "Validation set", "test": "Test set"}
 SPLIT_ORDER = ["val", "test"]
 SHARE_COLOURS = LinearSegmentedColormap.from_list("share", ["#ffffff", TRAIN_COLOUR])
+FIGURES = {  # the final models' figures by name
+    "cls_roc": layout.ROC_FIGURE,
+    "cls_confusion": layout.CONFUSION_FIGURE,
+    "cls_probabilities": layout.PROBABILITY_FIGURE,
+}
+TABLES = ("roc", "confusion", "classification_metrics")  # the analysis tables they show
 
 
 def _splits(table: pd.DataFrame) -> list[str]:
@@ -252,3 +271,66 @@ def draw_classification_figures(
     }
     probability_figure(studies, _classes(confusion), Path(outputs["cls_probabilities"]))
     print(f"wrote {len(outputs)} classification figures")
+
+
+@dataclass(frozen=True)
+class ClassificationFigureInputs:
+    """What the figures show: the runs and configurations tables, the final models (final.csv),
+    each run's selection.json and training log (by run id), the analysis tables of `TABLES` by
+    name, and each final model's test per_study.csv (by its id)."""
+
+    runs: str | Path
+    configurations: str | Path
+    final: str | Path
+    selections: Mapping[str, str | Path]
+    train_logs: Mapping[str, str | Path]
+    tables: Mapping[str, str | Path]
+    test_per_study: Mapping[str, str | Path]
+
+
+def draw_figures(
+    config: dict[str, Any],
+    sweep: dict[str, Any],
+    given: ClassificationFigureInputs,
+    outputs: Mapping[str, str | Path],
+    curve: tuple[str, str],
+) -> None:
+    """The sweep's figures of `outputs` ("jitter_<name>", "training_curves" with `curve` the
+    training log's validation metric and its name, "checkpoint_scores", "cost") and the final
+    models' (`FIGURES`)."""
+    sweep_figures(config, sweep, given, outputs, curve)
+    finals = {name: outputs[name] for name in FIGURES}
+    draw_classification_figures(given.final, given.tables, given.test_per_study, finals)
+
+
+def main(argv: list[str] | None, task: Task) -> None:
+    """Write the sweep's figures and the final models' ROC curves, confusion matrices and study
+    probabilities of the classification run whose results folder is --results
+    (`python -m segsweep figures`: `task` names the training curves' metric)."""
+    parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
+    add_sweep_options(parser)
+    config, sweep, results = sweep_options(parser.parse_args(argv))
+    runs = [run.run_id for run in sweep_runs(config, sweep)]
+    final = layout.under(results, layout.FINAL)
+    finals = pd.read_csv(final, dtype={"run_id": str})["run_id"].tolist()
+
+    def under(pattern: str, **wildcards: str) -> Path:
+        return layout.under(results, pattern, **wildcards)
+
+    given = ClassificationFigureInputs(
+        runs=under(layout.RUNS_TABLE),
+        configurations=under(layout.CONFIGURATIONS_TABLE),
+        final=final,
+        selections={r: under(layout.SELECTION, run=r) for r in runs},
+        train_logs={r: under(layout.RUN_LOG, run=r) for r in runs},
+        tables={name: under(layout.TABLE, name=name) for name in TABLES},
+        test_per_study={m: under(layout.TEST_PER_STUDY, run=m) for m in finals},
+    )
+    outputs = {f"jitter_{n}": under(layout.JITTER, name=n) for n in swept_names(sweep)}
+    outputs |= {
+        "training_curves": under(layout.TRAINING_CURVES),
+        "checkpoint_scores": under(layout.CHECKPOINT_SCORES),
+        "cost": under(layout.COST_FIGURE),
+        **{name: under(pattern) for name, pattern in FIGURES.items()},
+    }
+    draw_figures(config, sweep, given, outputs, task.curve)

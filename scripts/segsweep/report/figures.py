@@ -26,7 +26,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,9 @@ from segsweep.sweep.analysis import configured_pairs, hue_partner, read_tables
 from segsweep.sweep.cost import MEASURES, cost_points
 from segsweep.sweep.grammar import configurations, sweep_runs, swept_names
 from segsweep.vocabulary import format_level, level_order, model_label, score_label
+
+if TYPE_CHECKING:
+    from segsweep.tasks.task import Task
 
 JITTER_SEED = 0
 
@@ -337,10 +340,12 @@ def draw_figures(
     sweep: dict[str, Any],
     given: FigureInputs,
     outputs: Mapping[str, str | Path],
+    curve: tuple[str, str],
 ) -> None:
     """Every figure of `outputs`: "jitter_<name>" per swept hyperparameter (one point per
     complete configuration), "boxplot_<split>" and "histogram_<split>" for val (out-of-fold
-    with folds) and test, "training_curves" (a panel per run of each final model),
+    with folds) and test, "training_curves" (a panel per run of each final model, `curve` the
+    training log's column of its validation metric and its name),
     "checkpoint_scores", "ranking" (the bootstrap ranking of the top configurations) and "cost"
     (score against training cost); with external methods also "boxplot_test_native"."""
     final = pd.read_csv(given.final, keep_default_na=False)
@@ -358,7 +363,7 @@ def draw_figures(
         tables |= {name: pd.read_csv(path) for name, path in given.external.items()}
         native_boxplot(tables, Path(outputs["boxplot_test_native"]))
     rank_plot(pd.read_csv(given.rank_frequencies), Path(outputs["ranking"]))
-    sweep_figures(config, sweep, given, outputs)
+    sweep_figures(config, sweep, given, outputs, curve)
     print(f"wrote {len(outputs)} figures")
 
 
@@ -367,7 +372,7 @@ def sweep_figures(
     sweep: dict[str, Any],
     given: Any,
     outputs: Mapping[str, str | Path],
-    curve: tuple[str, str] = ("val_dice", "Dice"),
+    curve: tuple[str, str],
 ) -> None:
     """The figures of the sweep that both tasks draw: "jitter_<name>" per swept hyperparameter
     (one point per complete configuration), "training_curves" (a panel per run of each final
@@ -421,9 +426,10 @@ def figure_files(results: str | Path, swept: list[str]) -> dict[str, Path]:
     return files
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None, task: Task) -> None:
     """Write the jitter plots, boxplots, histograms, training curves, checkpoint scores, the
-    ranking and the cost figure of the run whose results folder is --results."""
+    ranking and the cost figure of the run whose results folder is --results
+    (`python -m segsweep figures`: `task` is segmentation)."""
     parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
     add_sweep_options(parser)
     config, sweep, results = sweep_options(parser.parse_args(argv))
@@ -445,8 +451,4 @@ def main(argv: list[str] | None = None) -> None:
         val_per_slice=by(layout.VAL_PER_SLICE, runs),
         test_per_slice=by(test, finals),
     )
-    draw_figures(config, sweep, given, figure_files(results, swept_names(sweep)))
-
-
-if __name__ == "__main__":
-    main()
+    draw_figures(config, sweep, given, figure_files(results, swept_names(sweep)), task.curve)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
@@ -32,6 +33,9 @@ from segsweep.report.latex import write_latex
 from segsweep.report.numbers import plural
 from segsweep.report.render import TEMPLATES, render_html, render_pdf
 from segsweep.sweep.grammar import sweep_runs
+
+if TYPE_CHECKING:
+    from segsweep.tasks.task import Task
 
 
 def build_document(inputs: ReportInputs, date: str | None = None) -> Document:
@@ -96,8 +100,9 @@ def write_thesis(
     print(f"wrote {out_html}, {out_pdf} ({pages} pages) and {out_latex}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Write the thesis as HTML and as PDF from the run whose results folder is --results."""
+def main(argv: list[str] | None, task: Task) -> None:
+    """Write the thesis as HTML and as PDF from the run whose results folder is --results
+    (`python -m segsweep report`: `task` finds its files, `Task.report_inputs`)."""
     parser = argparse.ArgumentParser(prog="segsweep report", description=main.__doc__)
     add_sweep_options(parser)
     parser.add_argument(
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--qc-subjects", nargs="*", default=[], help="subjects of the QC figures")
     args = parser.parse_args(argv)
     config, sweep, results = sweep_options(args)
-    inputs = ReportInputs.under(
+    inputs = task.report_inputs()(
         results,
         config,
         sweep,
@@ -118,7 +123,3 @@ def main(argv: list[str] | None = None) -> None:
         args.benchmarks if args.benchmarks.is_dir() else None,
     )
     write_thesis(inputs, args.out_html, args.out_pdf, args.out_latex, args.templates)
-
-
-if __name__ == "__main__":
-    main()

@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -60,6 +60,9 @@ from segsweep.sweep.stats import (
     paired_tests,
 )
 from segsweep.vocabulary import METRIC_NAMES, format_level, groupable, level_order
+
+if TYPE_CHECKING:
+    from segsweep.tasks.task import Task
 
 # (final model, split) → its per_slice or per_patient.csv files (with cross-validation, a model's
 # validation tables are those of its k fold runs: its out-of-fold scores)
@@ -509,7 +512,9 @@ def ensemble_vs_fold(final: pd.DataFrame, ensemble: Tables, best_fold: Tables) -
 @dataclass(frozen=True)
 class AnalysisInputs:
     """What the analysis reads: per run (by run id) its selection.json, per_patient.csv,
-    subjects.json, provenance.json and its training job's benchmark file, and its per_slice.csv
+    subjects.json, provenance.json and its training job's benchmark file, the validation table
+    that scores a configuration (`scored`: the one final.csv was chosen from, `segsweep.tasks`:
+    per_patient.csv, or per_slice.csv at `selection.level: slice`), and its per_slice.csv
     (every run's at `selection.level: slice`, else at least the final models' runs');
     splits.csv; the final models (final.csv) and per final model (by its id) its test tables
     (`test_*`: of its fold ensemble with folds) and, with folds, those of its best fold
@@ -523,6 +528,7 @@ class AnalysisInputs:
     final: str | Path
     test_per_slice: Mapping[str, str | Path]
     test_per_patient: Mapping[str, str | Path]
+    scored: Mapping[str, str | Path]
     best_per_slice: Mapping[str, str | Path] = field(default_factory=dict)
     best_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
     external: Mapping[str, str | Path] = field(default_factory=dict)  # name → its test table
@@ -537,9 +543,11 @@ class AnalysisInputs:
         finals: list[str],
         folds: bool,
         benchmarks: str | Path = layout.BENCHMARKS,
+        scored: str = layout.VAL_PER_PATIENT,
     ):
-        """The files of the run whose results folder is `results`, and the train jobs'
-        benchmark files found under `benchmarks` (Snakemake's folder)."""
+        """The files of the run whose results folder is `results`, the train jobs' benchmark
+        files found under `benchmarks` (Snakemake's folder), and `scored` the layout pattern of
+        the table that scores a configuration."""
 
         def by(pattern: str, ids: list[str]) -> dict[str, Path]:
             return {i: layout.under(results, pattern, run=i) for i in ids}
@@ -554,6 +562,7 @@ class AnalysisInputs:
             layout.under(results, layout.FINAL),
             by(layout.TEST_PER_SLICE, finals),
             by(layout.TEST_PER_PATIENT, finals),
+            by(scored, runs),
             by(layout.BEST_FOLD_PER_SLICE, best),
             by(layout.BEST_FOLD_PER_PATIENT, best),
             provenance=by(layout.RUN_PROVENANCE, runs),
@@ -591,8 +600,7 @@ def write_tables(
     runs_df = runs_table(
         runs, given.selections, given.val_per_patient, given.benchmarks, given.provenance
     )
-    level = given.val_per_patient if selection["level"] == "patient" else given.val_per_slice
-    configurations_df = configuration_table(runs, given.selections, level, selection)
+    configurations_df = configuration_table(runs, given.selections, given.scored, selection)
     completed = completed_configurations(configurations_df)
     final = pd.read_csv(given.final)
     members = {c: [r.run_id for r in group] for c, group in configurations(runs).items()}
@@ -653,9 +661,10 @@ def write_named(tables: Mapping[str, pd.DataFrame], outputs: Mapping[str, str | 
         print(f"wrote {outputs[name]} ({len(table)} rows)")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None, task: Task) -> None:
     """Write the runs table and the hyperparameter, pair, best-run and final-model tables of
-    the run whose results folder is --results."""
+    the run whose results folder is --results (`python -m segsweep analysis`: `task` is
+    segmentation)."""
     parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
     add_sweep_options(parser)
     parser.add_argument(
@@ -670,12 +679,9 @@ def main(argv: list[str] | None = None) -> None:
     finals = pd.read_csv(layout.under(results, layout.FINAL))["run_id"].astype(str).tolist()
     folds = any(run.fold is not None for run in runs)
     ids = [run.run_id for run in runs]
-    given = AnalysisInputs.under(results, ids, finals, folds, args.benchmarks)
+    scored = task.scored(config["selection"])
+    given = AnalysisInputs.under(results, ids, finals, folds, args.benchmarks, scored)
     outputs = {name: layout.under(results, layout.TABLE, name=name) for name in layout.TABLES}
     outputs["runs"] = layout.under(results, layout.RUNS_TABLE)
     outputs["configurations"] = layout.under(results, layout.CONFIGURATIONS_TABLE)
     write_tables(config, sweep, given, outputs)
-
-
-if __name__ == "__main__":
-    main()

@@ -26,7 +26,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -57,6 +57,9 @@ from segsweep.sweep.analysis import (
 from segsweep.sweep.configurations import configuration_table, fold_table
 from segsweep.sweep.cost import train_benchmarks
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
+
+if TYPE_CHECKING:
+    from segsweep.tasks.task import Task
 
 RUN_METRICS = ["score", "selected_epoch", "auc", "accuracy", "kappa"]
 VALIDATION_METRICS = ("auc", "accuracy", "kappa")  # of the selected checkpoint, per study
@@ -230,12 +233,11 @@ def write_classification_tables(
     write_named(tables, outputs)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None, task: Task) -> None:
     """Write the runs table, the sweep's tables and the final models' study-level tables of
-    the classification run whose results folder is --results."""
-    parser = argparse.ArgumentParser(
-        prog="segsweep classification-analysis", description=main.__doc__
-    )
+    the classification run whose results folder is --results (`python -m segsweep analysis`:
+    `task` names the validation table that scores a configuration)."""
+    parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
     add_sweep_options(parser)
     parser.add_argument(
         "--benchmarks",
@@ -247,12 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     config, sweep, results = sweep_options(args)
     runs = [run.run_id for run in sweep_runs(config, sweep)]
     finals = pd.read_csv(layout.under(results, layout.FINAL), dtype={"run_id": str})["run_id"]
-    given = ClassificationInputs.under(results, runs, finals.tolist(), args.benchmarks)
+    scored = task.scored(config["selection"])
+    given = ClassificationInputs.under(results, runs, finals.tolist(), args.benchmarks, scored)
     outputs = {name: layout.under(results, layout.TABLE, name=name) for name in OUTPUTS}
     outputs["runs"] = layout.under(results, layout.RUNS_TABLE)
     outputs["configurations"] = layout.under(results, layout.CONFIGURATIONS_TABLE)
     write_classification_tables(config, sweep, given, outputs)
-
-
-if __name__ == "__main__":
-    main()

@@ -32,6 +32,12 @@ def _trainer() -> Callable[..., Any]:
     return train_classifier
 
 
+def _report_inputs() -> Callable[..., Any]:
+    from segsweep.report.inputs import classification_inputs
+
+    return classification_inputs
+
+
 def _scorer(config: dict[str, Any], classes: Sequence[str], n_boot: int, seed: int) -> Any:
     """The selection metric of a configuration's pooled predictions (with folds every study
     once, by the fold model that never trained on it), with a patient-bootstrap interval of
@@ -52,6 +58,12 @@ TASK = Task(
     label_mode=lambda hp: "classification",
     scorer=_scorer,
     trainer=_trainer,
+    commands={
+        "analysis": "segsweep.sweep.classification_analysis",
+        "figures": "segsweep.report.classification_figures",
+        "report": "segsweep.report.thesis",
+    },
+    report_inputs=_report_inputs,
     foreign={
         "final.external": "external methods' masks are scored in native space, a segmentation step",
         "selection.class": "a study has no per-class score",

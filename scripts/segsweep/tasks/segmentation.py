@@ -21,6 +21,12 @@ def _trainer() -> Callable[..., Any]:
     return train_run
 
 
+def _report_inputs() -> Callable[..., Any]:
+    from segsweep.report.inputs import ReportInputs
+
+    return ReportInputs.under
+
+
 TASK = Task(
     name="segmentation",
     models=("unet2d", "unet3d"),
@@ -33,4 +39,10 @@ TASK = Task(
     # the shared per-patient (or per-slice) aggregate of segsweep.sweep.configurations
     scorer=lambda config, classes, n_boot, seed: None,
     trainer=_trainer,
+    commands={
+        "analysis": "segsweep.sweep.analysis",
+        "figures": "segsweep.report.figures",
+        "report": "segsweep.report.thesis",
+    },
+    report_inputs=_report_inputs,
 )

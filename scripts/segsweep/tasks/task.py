@@ -39,6 +39,12 @@ class Task:
     label_mode: Callable[[dict[str, Any]], Any]  # a failed run's index: its label mode
     scorer: ScorerFactory  # (config, resamples) → a configuration scorer, or None
     trainer: Callable[[], Callable[..., Any]]  # the training function of one run
+    # the stages run by hand whose files differ by task (`python -m segsweep analysis`,
+    # `figures`, `report`): stage → the module whose `main(argv, task)` runs it
+    commands: Mapping[str, str]
+    # the report's files of a results folder: (results, config, sweep, QC subjects, benchmarks
+    # folder or None) → `segsweep.report.inputs.ReportInputs`
+    report_inputs: Callable[[], Callable[..., Any]]
     # keys only the other task reads: dotted key → why (set to other than the schema's
     # default, they are refused)
     foreign: Mapping[str, str] = field(default_factory=dict)
