@@ -111,17 +111,19 @@ def _checkpoint(path, seed, classes=("normal", "abnormal"), input_size=32):
 def test_probabilities_sum_to_one_and_an_ensemble_is_their_mean(tmp_path):
     images = np.random.default_rng(0).normal(size=(5, 32, 32)).astype(np.float32)
     paths = [_checkpoint(tmp_path / f"f{i}.pt", i) for i in range(2)]
-    model, meta = load_checkpoint(paths[0], "cpu")
+    model, meta = load_checkpoint(paths[0], "cpu", build_classifier)
     assert meta["task"] == "classification" and not model.training
     one = predict_probabilities(model, images, meta, "cpu", batch_size=2)
     assert one.shape == (5, 2) and one.dtype == np.float64
     np.testing.assert_allclose(one.sum(axis=1), 1.0, atol=1e-12)
-    second, second_meta = load_checkpoint(paths[1], "cpu")
+    second, second_meta = load_checkpoint(paths[1], "cpu", build_classifier)
     two = predict_probabilities(second, images, second_meta, "cpu")
     ensemble = ensemble_probabilities(paths, images, ["normal", "abnormal"], "cpu")
     np.testing.assert_allclose(ensemble, (one + two) / 2)
     assert predict_probabilities(model, images[:0], meta, "cpu").shape == (0, 2)
-    resized, resized_meta = load_checkpoint(_checkpoint(tmp_path / "r.pt", 0, input_size=48), "cpu")
+    resized, resized_meta = load_checkpoint(
+        _checkpoint(tmp_path / "r.pt", 0, input_size=48), "cpu", build_classifier
+    )
     assert predict_probabilities(resized, images, resized_meta, "cpu").shape == (5, 2)
     other = _checkpoint(tmp_path / "k3.pt", 0, classes=("a", "b", "c"))
     with pytest.raises(InputError, match="k3.pt: predicts"):

@@ -18,6 +18,7 @@ from segsweep.errors import ConfigError
 from segsweep.evaluate.probabilities import predict_probabilities
 from segsweep.io.image_sets import read_image_set, write_image_set
 from segsweep.model.checkpoints import load_checkpoint
+from segsweep.model.classifiers import build_classifier
 from segsweep.train import classify
 from segsweep.train import job as train
 from segsweep.train.classify import LOG_COLUMNS, class_weights, image_auc, train_classifier
@@ -98,7 +99,7 @@ def test_a_classification_job_writes_every_output(sets, tmp_path):
     )
     assert json.loads((out / "provenance.json").read_text())["status"] == "ok"
     assert not (out / "state").exists()
-    model, meta = load_checkpoint(out / "checkpoints/epoch-0002.pt", "cpu")
+    model, meta = load_checkpoint(out / "checkpoints/epoch-0002.pt", "cpu", build_classifier)
     assert (meta["task"], meta["size"], meta["input_size"]) == ("classification", 32, 40)
     assert (meta["in_channels"], meta["out_channels"], meta["step"]) == (1, 2, 10)
     assert model(torch.zeros(3, 1, 40, 40)).shape == (3, 2)
@@ -226,7 +227,7 @@ def test_on_cuda_a_run_trains_with_mixed_precision_and_predicts_as_on_the_cpu(se
     checkpoint = tmp_path / "gpu/checkpoints/epoch-0002.pt"
     probabilities = {}
     for device in ("cuda", "cpu"):
-        model, meta = load_checkpoint(checkpoint, device)
+        model, meta = load_checkpoint(checkpoint, device, build_classifier)
         probabilities[device] = predict_probabilities(model, images, meta, device)
     # fp16 logits on the GPU against fp32 on the CPU
     np.testing.assert_allclose(probabilities["cuda"], probabilities["cpu"], atol=0.02)

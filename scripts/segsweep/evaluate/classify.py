@@ -38,6 +38,7 @@ from segsweep.evaluate.select import _json_score, best_entry, best_fold
 from segsweep.io.image_sets import TEXT, ImageSet, read_image_set
 from segsweep.io.records import read_json, write_csv, write_json
 from segsweep.model.checkpoints import load_checkpoint, selected_checkpoint
+from segsweep.model.classifiers import build_classifier
 from segsweep.vocabulary import STUDY_LEVELS
 
 
@@ -104,7 +105,7 @@ def select_checkpoint(
     images = read_image_set(val, studies)
     scores, tables = [], []
     for entry in index["checkpoints"]:
-        model, meta = load_checkpoint(index_path.parent / entry["file"], device)
+        model, meta = load_checkpoint(index_path.parent / entry["file"], device, build_classifier)
         probabilities = predict_probabilities(model, images.images, meta, device)
         per_image, per_study, threshold = predict_tables(
             images, probabilities, options["study_probability"], options["threshold"]

@@ -19,7 +19,7 @@ from torch import nn
 
 from segsweep.errors import InputError
 from segsweep.model.checkpoints import load_checkpoint
-from segsweep.model.classifiers import resize_images
+from segsweep.model.classifiers import build_classifier, resize_images
 
 
 @torch.no_grad()
@@ -59,7 +59,7 @@ def ensemble_probabilities(
         raise ValueError("an ensemble needs at least one checkpoint")
     total = None
     for path in checkpoints:
-        model, meta = load_checkpoint(path, device)
+        model, meta = load_checkpoint(path, device, build_classifier)
         if meta["classes"] != classes:
             raise InputError(None, str(path), f"predicts {meta['classes']}, test has {classes}")
         probabilities = predict_probabilities(model, images, meta, device)

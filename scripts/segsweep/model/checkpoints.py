@@ -19,6 +19,7 @@ they are, for 2D and 3D runs alike.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ import torch
 from torch import nn
 
 from segsweep.io.records import write_atomic
-from segsweep.model.classifiers import build_classifier
 from segsweep.model.unet import build_model
 
 
@@ -92,19 +92,26 @@ class Ensemble(nn.Module):
         return torch.stack(probabilities).mean(dim=0).log()
 
 
-def load_checkpoint(path: Path, device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
-    """The model of a checkpoint, in eval mode on `device`, and the checkpoint's metadata
+# a network of a run's hyperparameters, in and out channels: `segsweep.model.unet.build_model`
+# (a U-Net) or `segsweep.model.classifiers.build_classifier`
+Builder = Callable[[dict[str, Any], int, int], nn.Module]
+
+
+def load_checkpoint(
+    path: Path, device: torch.device | str, build: Builder = build_model
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a checkpoint, built by `build` (a U-Net unless the caller, a classifier's
+    stage, hands its builder), in eval mode on `device`, and the checkpoint's metadata
     (epoch, step, hp, classes, label_mode, in_channels, out_channels; `volume_slices` for a 3D
     run, whose model then takes and returns slices, see `VolumeSlices`; `inputs` for a run
     fed a selection or windows of the packed channels, which the model then makes itself from
-    the packed slices, see `InputLayer`). A classifier's (`task` "classification") maps
-    images [B, C, input_size, input_size] to logits [B, K].
+    the packed slices, see `InputLayer`). A classifier maps images [B, C, input_size,
+    input_size] to logits [B, K].
 
     Checkpoints hold only tensors and plain types, so they load with `weights_only=True`.
     """
     checkpoint = torch.load(path, map_location=device, weights_only=True)
     meta = {k: v for k, v in checkpoint.items() if k != "model"}
-    build = build_classifier if meta.get("task") == "classification" else build_model
     model = build(meta["hp"], meta["in_channels"], meta["out_channels"])
     model.load_state_dict(checkpoint["model"])
     if meta.get("inputs"):
