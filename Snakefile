@@ -78,11 +78,12 @@ else:
     include: "workflow/rules/classification.smk"
 
 
-# Provenance: every job sees the hash of the config and sweep it was planned with. Not a param:
-# editing the config must not retrain finished runs.
+# Provenance: every job sees the hash of the config in force (common.smk: with the data's
+# classes, channels and folds) and sweep it was planned with. Not a param: editing the config
+# must not retrain finished runs.
 from segsweep.provenance import config_hash
 
-shell.prefix(_PREFIX + f"export SEGSWEEP_CONFIG_HASH={config_hash(config, SWEEP)}; ")
+shell.prefix(_PREFIX + f"export SEGSWEEP_CONFIG_HASH={config_hash(IN_FORCE, SWEEP)}; ")
 
 
 rule all:

@@ -186,7 +186,7 @@ rule report:
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=config,
+        cfg=IN_FORCE,
         sweep=SWEEP,
         runs=sorted(RUNS),
         finals=lambda w: final_runs(),

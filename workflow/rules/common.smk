@@ -1,6 +1,7 @@
 # Parse-time tables the rules draw on: the subjects (from the synthetic plan or the manifest)
 # and the runs of the sweep, and the input functions. Every path comes from segsweep.layout (L).
 # Kept cheap: this code runs again in every cluster job.
+import copy
 import csv
 import json
 import os
@@ -102,14 +103,21 @@ def _classification_read():
     return {}, {"layout": config["data"]["source"], "labels": labels, "channels": None}
 
 
+def _in_force(read):
+    """The config in force: a copy of the validated config (which is never changed after
+    validation) with the classes and channels read (data.labels/channels, else the dataset's or
+    the synthetic cohort's) and, with cross-validation, a dataset's own folds (a MONAI
+    datalist's). Every stage is handed this one, and the provenance hashes it."""
+    in_force = copy.deepcopy(config)
+    in_force["data"]["labels"] = read["labels"]
+    in_force["data"]["channels"] = read["channels"]
+    if in_force["split"]["folds"] and read.get("folds"):
+        in_force["split"]["folds"] = read["folds"]
+    return in_force
+
+
 SUBJECTS, DATA_READ = _load_subjects() if SEGMENTATION else _classification_read()
-# The classes and channels in force (data.labels/channels, else the dataset's or the
-# synthetic cohort's), in the config every stage is handed.
-config["data"]["labels"] = DATA_READ["labels"]
-config["data"]["channels"] = DATA_READ["channels"]
-# With cross-validation, a dataset's own folds (a MONAI datalist's) are the folds.
-if config["split"]["folds"] and DATA_READ.get("folds"):
-    config["split"]["folds"] = DATA_READ["folds"]
+IN_FORCE = _in_force(DATA_READ)
 # The classes in the order the packed masks hold them (their channels) and every stage sees
 # them: by name.
 LABELS = dict(sorted(DATA_READ["labels"].items()))
@@ -129,10 +137,10 @@ SWEEP = load_sweep(config["sweep"])
 validate(SWEEP, "../schemas/sweep.schema.yaml")
 _TRAIN_SCHEMA = section("train")
 _TRAIN_VALIDATOR = jsonschema.validators.validator_for(_TRAIN_SCHEMA)(_TRAIN_SCHEMA)
-RUNS = {run.run_id: run for run in sweep_runs(config, SWEEP, _validate_train)}
+RUNS = {run.run_id: run for run in sweep_runs(IN_FORCE, SWEEP, _validate_train)}
 TASK.check(config, RUNS.values())  # every run's model and early stopping metric too
 CONFIGURATIONS = configurations(list(RUNS.values()))  # id → its runs (k with folds)
-FOLDS = config["split"]["folds"]
+FOLDS = IN_FORCE["split"]["folds"]
 # The validation table that scores configurations, for the final models and the analysis
 # alike (segmentation: per patient, or per slice at slice level, only then do the cohort-level
 # rules read every run's per-slice table; classification: per study or per image).
@@ -148,13 +156,13 @@ CHOICE_CONFIG = {
     "task": config["task"],
     "train": config["train"],
     "split": {"folds": FOLDS},
-    "data": {"labels": config["data"]["labels"]},
+    "data": {"labels": IN_FORCE["data"]["labels"]},
     "selection": config["selection"],
     "final": {k: config["final"][k] for k in ("n_best", "group_by")},
 }
 # The config the analysis and figures read: of the report's keys only the pairs it tabulates,
 # so editing its title, author or patients reruns only the report.
-ANALYSIS_CONFIG = {**config, "report": {"pairs": config["report"]["pairs"]}}
+ANALYSIS_CONFIG = {**IN_FORCE, "report": {"pairs": config["report"]["pairs"]}}
 # What a classifier's selection and final test read of the classification section (the
 # bootstrap and the gallery are the analysis's and the final test's own params).
 STUDY_RULES = {
@@ -166,7 +174,7 @@ def _check_run_inputs():
     """Every run's `inputs` against the packed channels the config names, so that a typo
     stops planning rather than a training job. With `data.channels` unset the names come from
     the images (one channel: `image`), and the training job checks them."""
-    channels, method = config["data"]["channels"], config["preprocess"]["normalise"]
+    channels, method = IN_FORCE["data"]["channels"], config["preprocess"]["normalise"]
     if not channels:
         return
     names = channel_names(

@@ -188,7 +188,7 @@ rule normalisation:
         cfg={
             "normalise": config["preprocess"]["normalise"],
             "windows": config["preprocess"]["windows"],
-            "channels": config["data"]["channels"],
+            "channels": IN_FORCE["data"]["channels"],
         },
     script:
         "../scripts/normalisation.py"

@@ -41,7 +41,7 @@ rule report:
     conda:
         "../../envs/report.yaml"
     params:
-        cfg=config,
+        cfg=IN_FORCE,
         sweep=SWEEP,
         runs=sorted(RUNS),
         subjects=sorted(SUBJECTS),

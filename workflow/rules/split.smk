@@ -20,7 +20,7 @@ rule split:
     conda:
         "../../envs/preprocess.yaml"
     params:
-        cfg=as_json(config["split"]),
+        cfg=as_json(IN_FORCE["split"]),
     shell:
         "python -m segsweep split --manifest {input} --config-json {params.cfg:q}"
         " --out {output.splits} --out-audit {output.audit} --out-checks {output.checks}"
