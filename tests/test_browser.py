@@ -75,25 +75,32 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def browser(page: Path, tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    """Headless Chromium on the page; the driver paths are given so that Selenium Manager never
-    looks for (or downloads) a browser."""
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One headless Chromium for the module's tests; the driver paths are given so that
+    Selenium Manager never looks for (or downloads) a browser."""
     assert CHROMIUM and CHROMEDRIVER, "CI must install chromium and chromium-driver"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]:
         options.add_argument(argument)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('profile')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     try:
-        driver.get(page.as_uri())
         yield driver
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert not errors, errors  # the script ran without an error
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: webdriver.Chrome, page: Path) -> Iterator[webdriver.Chrome]:
+    """The page freshly loaded (each test starts from the unsorted, unfiltered table)."""
+    chromium.get_log("browser")  # the previous test's messages
+    chromium.get(page.as_uri())
+    yield chromium
+    errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors  # the script ran without an error
 
 
 def shown(driver: webdriver.Chrome, column: str = "Run") -> list[str]:
