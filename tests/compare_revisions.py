@@ -1,11 +1,12 @@
 """Run the default workflow at two revisions and compare what must not change (issue 11, item 7).
 
-    python tests/compare_revisions.py OLD NEW [--work DIR]
+    python tests/compare_revisions.py OLD NEW [--work DIR] [--config KEY=VALUE ...]
 
 OLD and NEW are git revisions of this repository, or `.` for the working tree as it is
 (uncommitted changes included). Each is exported into its own folder under --work (a fresh temp
 folder by default), then, with this interpreter, `snakemake --rulegraph` and `snakemake --cores 2`
-run there on the default configuration. Compared byte by byte:
+run there on the default configuration (`--config task=classification`: the default
+classification run; the words are handed to both snakemake calls). Compared byte by byte:
 
 - the rule graph (the edges of `--rulegraph` between rule names), before the run and after it;
 - every `results/summary/*.csv`, `results/tables/*.csv` and `results/runs/*/selection.json`.
@@ -63,9 +64,13 @@ def rule_edges(dot: str) -> str:
     return "".join(sorted(f"{names[a]} -> {names[b]}\n" for a, b in edges))
 
 
+CONFIG: list[str] = []  # `--config` words for every snakemake call (set by main)
+
+
 def snakemake(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    config = ["--config", *CONFIG] if CONFIG else []
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args, *config],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -106,7 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("old", help="git revision, or . for the working tree")
     parser.add_argument("new", help="git revision, or . for the working tree")
     parser.add_argument("--work", type=Path, default=None, help="folder for both checkouts")
+    parser.add_argument("--config", nargs="*", default=[], help="KEY=VALUE for snakemake")
     args = parser.parse_args(argv)
+    CONFIG[:] = args.config
     work = args.work or Path(tempfile.mkdtemp(prefix="segsweep-compare-"))
     folders = {"old": work / "old", "new": work / "new"}
     prepare(args.old, folders["old"])
