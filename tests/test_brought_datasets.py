@@ -12,8 +12,6 @@ predictions overlay on the original images with label values of data.labels.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,6 +21,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
+from runs import snakemake, succeeded
 from test_data_workflow import write_dicom
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,22 +203,13 @@ def configure(data: Brought, root: Path, manifest: Path) -> Path:
     return root / "config.yaml"
 
 
-def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    command += ["--directory", str(work), "--configfile", str(work / "config.yaml")]
-    return subprocess.run(
-        [*command, "--cores", "2", *args], capture_output=True, text=True, timeout=900
-    )
-
-
 @pytest.fixture(scope="module", params=DATASETS, ids=[d.name for d in DATASETS])
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     data: Brought = request.param
     work = tmp_path_factory.mktemp(data.name)
     manifest = build(data, work)
     configure(data, work, manifest)
-    result = snakemake(work)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    succeeded(snakemake(work))
     return data, work, manifest
 
 

@@ -1,7 +1,8 @@
 """The real Snakefile with 3-fold cross-validation on the tiny cohort, to the thesis report.
 
-One run (two configurations × three folds) is shared by the tests of this module; a dry run of
-a transfer sweep checks which fold each transfer run starts from.
+One run (two configurations × three folds), seeded with the tiny cohort's preprocessing
+(tests/conftest.py), is shared by the tests of this module; a dry run of a transfer sweep checks
+which fold each transfer run starts from.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import plan_with_sweep, planned_jobs, snakemake
+from runs import configure, finished, planned_jobs, seed, snakemake
+from test_workflow import plan_with_sweep
 from tiny import TINY_CONFIG
 
 pytestmark = pytest.mark.workflow
@@ -32,19 +34,11 @@ SWEEP = {"grids": {"loss": {"loss": ["cross_entropy", "dice"]}}}
 CONFIGURATIONS = ["default", "loss-cross-entropy"]
 
 
-def _configure(root: Path, sweep: dict) -> None:
-    (root / "config").mkdir(exist_ok=True)
-    (root / "config.yaml").write_text(yaml.safe_dump(CONFIG))
-    (root / "config" / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-
-
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cv")
-    _configure(root, SWEEP)
-    result = snakemake(root)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return root
+def workdir(prepared_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """From the tiny cohort's preprocessing: the split and what follows it rerun."""
+    root = seed(prepared_cohort, tmp_path_factory.mktemp("cv"))
+    return finished(root, CONFIG, SWEEP)
 
 
 def _subjects(workdir: Path, run: str) -> dict[str, list[str]]:
@@ -184,7 +178,7 @@ def test_a_transfer_run_starts_from_its_own_fold_of_the_source(tmp_path: Path) -
             "transfer": {"init_from": ["default"], "freeze_blocks": [1]},
         }
     }
-    _configure(tmp_path, sweep)
+    configure(tmp_path, CONFIG, sweep)
     result = snakemake(tmp_path, "--dry-run", "--printshellcmds")
     assert result.returncode == 0, result.stderr[-3000:]
     starts = {}

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import locale
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +17,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
+from runs import snakemake
 
-REPO = Path(__file__).resolve().parents[1]
 LABELS = {"bone": 4, "muscle": 7}
 
 pytestmark = pytest.mark.workflow
@@ -138,14 +136,6 @@ def _workdir(root: Path, manifest: Path, on_invalid: str) -> Path:
     return work
 
 
-def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    command += ["--directory", str(work), "--configfile", str(work / "config.yaml")]
-    return subprocess.run(
-        [*command, "--cores", "2", *args], capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _dataset(tmp_path_factory.mktemp("brought"))
@@ -155,7 +145,7 @@ def test_bad_subject_stops_the_workflow_once_every_subject_is_checked(manifest: 
     work = _workdir(manifest.parent.parent, manifest, "error")
     subjects = ["nii1", "nii2", "mha1", "mhd1", "cls", "dcm"]
     targets = [f"results/data/{s}/image.nii.gz" for s in subjects]
-    result = _snakemake(work, "--keep-going", "results/splits/splits.csv", *targets)
+    result = snakemake(work, "--keep-going", "results/splits/splits.csv", *targets)
     assert result.returncode != 0
     assert f"{manifest}: 1 problem (data.on_invalid: skip" in result.stderr
     table = result.stderr.split("Traceback")[0]  # the job's error, not its traceback
@@ -169,7 +159,7 @@ def test_bad_subject_stops_the_workflow_once_every_subject_is_checked(manifest: 
 
 def test_skip_drops_the_bad_subject_and_the_rest_reaches_the_report(manifest: Path) -> None:
     work = _workdir(manifest.parent.parent, manifest, "skip")
-    result = _snakemake(work)
+    result = snakemake(work)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     html = (work / "results/report/thesis.html").read_text()
     assert "1 subject dropped as invalid" in html
@@ -341,7 +331,7 @@ def test_one_run_names_every_problem_of_every_subject_headers_and_voxels(tmp_pat
     the data_manifest checkpoint stops with one table of every problem, without --keep-going."""
     manifest = _catalogue_dataset(tmp_path)
     work = _workdir(tmp_path, manifest, "error")
-    result = _snakemake(work, "results/data/manifest.csv")
+    result = snakemake(work, "results/data/manifest.csv")
     assert result.returncode != 0
     assert f"{manifest}: {len(CATALOGUE) + 1} problems" in result.stderr
     _named_once(result.stderr.split("Traceback")[0], manifest)  # the job's error, not again
@@ -357,7 +347,7 @@ def test_skip_lists_every_problem_of_every_subject_in_dropped_csv(tmp_path: Path
     only the subjects without problems."""
     manifest = _catalogue_dataset(tmp_path)
     work = _workdir(tmp_path, manifest, "skip")
-    result = _snakemake(work, "--keep-going", "results/data/dropped.csv")
+    result = snakemake(work, "--keep-going", "results/data/dropped.csv")
     assert result.returncode == 0, result.stderr[-3000:]
     dropped = pd.read_csv(work / "results/data/dropped.csv", keep_default_na=False)
     table = [
@@ -383,7 +373,7 @@ def test_manifest_problems_stop_planning_with_one_message(
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(text)
     work = _workdir(tmp_path, manifest, "error")
-    result = _snakemake(work, "results/splits/splits.csv")
+    result = snakemake(work, "results/splits/splits.csv")
     assert result.returncode != 0
     assert problem in result.stderr and str(manifest) in result.stderr, result.stderr[-3000:]
     assert not (work / "results/data/manifest.csv").exists()  # nothing past the table

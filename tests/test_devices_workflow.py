@@ -1,4 +1,4 @@
-"""One GPU per training job, locally, and the same numbers from scratch whatever the concurrency.
+"""One GPU per training job, locally, and the same numbers whatever the concurrency.
 
 The real Snakefile trains a sweep of six runs on the tiny cohort with `--cores 8 --resources
 gpu=4` and a device count of four (SEGSWEEP_GPU_COUNT; on a CPU machine the leases are real, the
@@ -6,7 +6,9 @@ computation runs on the CPU). From the runs' provenance.json (leased device inde
 the test checks that four trainings ran at once on four distinct devices, never more than four,
 and that trainings running at the same time never shared a device. Then the same configuration
 runs again in a fresh directory with `--cores 2` and no GPUs (two trainings at a time, no
-leases): every run's validation tables and selection.json are byte-for-byte identical.
+leases): every run's validation tables and selection.json are byte-for-byte identical. Both
+start from the tiny cohort's preprocessing (tests/conftest.py `seeded`). The devices are
+leased on this CPU machine: the test runs in every CI.
 """
 
 from __future__ import annotations
@@ -14,15 +16,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from runs import configure, snakemake, succeeded
 from tiny import TINY_CONFIG
 
-REPO = Path(__file__).resolve().parents[1]
 GPUS = 4
 # Long enough that the first four trainings certainly overlap: on this 2-core machine they lease
 # within 0.25 s of each other and then train for 4–10 s (four at once, depending on the load).
@@ -45,19 +45,13 @@ COMPARED = ["val/per_slice.csv", "val/per_patient.csv", "selection.json"]
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, env: dict[str, str], *args: str) -> None:
-    """Run the Snakefile in `workdir` up to every run's validation tables."""
-    (workdir / "config").mkdir(parents=True)
+def run_to_validation(workdir: Path, env: dict[str, str], *args: str, cores: int) -> None:
+    """Run the Snakefile in the seeded `workdir` up to every run's validation tables."""
     config = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
     config["train"].update(epochs=EPOCHS, checkpoint_every=EPOCHS // 2)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    (workdir / "config" / "sweep.yaml").write_text(yaml.safe_dump(SWEEP))
+    configure(workdir, config, SWEEP)
     targets = [f"results/runs/{run}/{name}" for run in RUNS for name in COMPARED]
-    # targets first: --configfile and --resources take every word after them
-    command = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile")]
-    command += ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=900, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    succeeded(snakemake(workdir, *targets, *args, cores=cores, env=env, timeout=900))
 
 
 def leases(workdir: Path) -> list[tuple[float, float, int | None]]:
@@ -83,11 +77,13 @@ def most_at_once(spans: list[tuple[float, float, int | None]]) -> int:
     return peak
 
 
-def test_four_devices_at_once_and_identical_numbers_at_any_concurrency(tmp_path: Path) -> None:
+def test_four_devices_at_once_and_identical_numbers_at_any_concurrency(
+    seeded, tmp_path: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGSWEEP_", "CUDA_"))}
-    parallel, serial = tmp_path / "gpus", tmp_path / "cpu"
+    parallel, serial = seeded("gpus"), seeded("cpu")
     gpu_env = {**env, "SEGSWEEP_GPU_COUNT": str(GPUS), "SEGSWEEP_LOCK_DIR": str(tmp_path / "lk")}
-    snakemake(parallel, gpu_env, "--cores", "8", "--resources", f"gpu={GPUS}")
+    run_to_validation(parallel, gpu_env, "--resources", f"gpu={GPUS}", cores=8)
     spans = leases(parallel)
     assert sorted({index for _, _, index in spans}) == list(range(GPUS))
     assert most_at_once(spans) == GPUS, spans
@@ -96,7 +92,7 @@ def test_four_devices_at_once_and_identical_numbers_at_any_concurrency(tmp_path:
             if start < other_end and other_start < end:
                 assert index != other_index, spans
 
-    snakemake(serial, env, "--cores", "2")
+    run_to_validation(serial, env, cores=2)
     assert {index for _, _, index in leases(serial)} == {None}  # no GPUs: no lease
     for run in RUNS:
         for name in COMPARED:

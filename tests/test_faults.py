@@ -4,21 +4,21 @@ the run with its error. Also the provenance every training run records.
 
 The unit tests run on toy HDF5 splits and on the fake results tree of test_analysis; the workflow
 test runs the real Snakefile with `--keep-going` on a sweep where one run's depth is too large for
-its crop size (the schema allows it, the model rejects it).
+its crop size (the schema allows it, the model rejects it), from the tiny cohort's
+preprocessing (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
+from runs import configure, snakemake
 from test_analysis import CONFIG, SWEEP, cli_args, fail_run, write_fake_results
 from test_train import HP, write_toy_h5
 from tiny import TINY_CONFIG
@@ -36,7 +36,6 @@ from segsweep.train import job as train
 from segsweep.train.failure import error_line
 from segsweep.train.loop import LOG_COLUMNS
 
-REPO = Path(__file__).resolve().parents[1]
 DEEP = {**HP, "depth": 6, "epochs": 1}  # 16 × 16 slices: depth 6 needs sizes divisible by 32
 CPU = torch.device("cpu")
 
@@ -207,24 +206,14 @@ def test_report_groups_the_runs_provenance(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the real workflow
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    command += ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
-    return subprocess.run(
-        [*command, "--cores", "2", *args], capture_output=True, text=True, timeout=1200
-    )
-
-
 @pytest.mark.workflow
-def test_with_keep_going_the_report_lists_the_failed_run(tmp_path: Path) -> None:
+def test_with_keep_going_the_report_lists_the_failed_run(seeded) -> None:
+    tmp_path = seeded("faults")  # the tiny cohort's preprocessing; the crops rerun at size 24
     config = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
     config["preprocess"]["crop"]["size"] = 24  # depth 6 needs a multiple of 32
     config["train"].update(epochs=1)
     config["train_retries"] = 1
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    sweep = {"grids": {"depth": {"depth": [2, 6]}}}
-    (tmp_path / "config" / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    configure(tmp_path, config, {"grids": {"depth": {"depth": [2, 6]}}})
     result = snakemake(tmp_path, "--keep-going")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     log = result.stdout + result.stderr

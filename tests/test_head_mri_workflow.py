@@ -13,8 +13,6 @@ be within 0.05 of the Dice in the cropped space.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
+from runs import snakemake, succeeded
 
 from segsweep import layout
 
@@ -123,12 +122,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("head")
     configure(work, build(work))
     targets = [layout.path(layout.TEST_PER_PATIENT, run="default"), layout.KEPT_FRACTION]
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    command += ["--directory", str(work), "--configfile", str(work / "config.yaml")]
-    result = subprocess.run(
-        [*command, "--cores", "2", *targets], capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    succeeded(snakemake(work, *targets, timeout=600))
     return work
 
 

@@ -12,7 +12,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 import yaml
-from test_brought_datasets import report_table, snakemake
+from runs import snakemake
+from test_brought_datasets import report_table
 
 pytestmark = pytest.mark.workflow
 

@@ -1,17 +1,16 @@
 """The real Snakefile on a tiny synthetic cohort in a tmp dir, all the way to the thesis report.
 
-One workflow run is shared by the tests of this module (module-scoped fixture); the tests then
-check contents against the CSVs the workflow wrote, and the incremental behaviour of the sweep.
+The session's tiny run (tests/conftest.py `tiny_run`, through SLURM where it is installed) is
+shared by the tests of this module and test_slurm; the tests check contents against the CSVs
+the workflow wrote, and the incremental behaviour of the sweep (on dry runs, or on a copy).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from html import unescape
 from pathlib import Path
 
@@ -19,18 +18,17 @@ import pandas as pd
 import pytest
 import yaml
 from pdf_text import captions
+from runs import IN_CI, planned_jobs, snakemake
 from test_latex import PDFLATEX, compile_twice, undefined_references
 from test_report import check_summary, pdf_pages
-from tiny import TINY_CONFIG, TINY_SWEEP
+from tiny import TINY_SWEEP
 
 from segsweep import layout
 from segsweep.report.numbers import significant
 from segsweep.sweep.stats import bootstrap_ci
 
-REPO = Path(__file__).resolve().parents[1]
 # Visual checks (headless Chromium screenshots thesis.html, poppler renders and reads the PDF)
 # are skipped only where the binaries are missing and CI is not set; in CI a missing one fails.
-IN_CI = bool(os.environ.get("CI"))
 CHROMIUM = next(
     (shutil.which(n) for n in ["chromium", "chromium-browser"] if shutil.which(n)), None
 )
@@ -40,43 +38,10 @@ PDFTOTEXT = shutil.which("pdftotext")
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1800)
-
-
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts from the 'Job stats' table of a dry run."""
-    counts = {}
-    for line in result.stdout.splitlines():
-        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
-
-
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("workflow")
-    (root / "config").mkdir()
-    (root / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
-    (root / "config" / "sweep.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
-    result = snakemake(root)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return root
+def workdir(tiny_run) -> Path:
+    """The session's tiny run (tests/conftest.py), through SLURM where it is installed."""
+    return tiny_run.root
 
 
 def test_every_run_has_its_files_and_only_final_runs_see_the_test_set(workdir: Path) -> None:
@@ -242,6 +207,20 @@ def test_second_dry_run_has_nothing_to_do(workdir: Path) -> None:
     result = snakemake(workdir, "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_editing_the_title_reruns_only_the_report(workdir: Path) -> None:
+    """A rule's params carry only the keys its step reads: the title is the report's alone."""
+    original = (workdir / "config.yaml").read_text()
+    config = yaml.safe_load(original)
+    config["report"] = {**config.get("report", {}), "title": "Another title"}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    try:
+        result = snakemake(workdir, "--dry-run")
+    finally:
+        (workdir / "config.yaml").write_text(original)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result) == {"report": 1, "all": 1}, result.stdout[-3000:]
 
 
 def plan_with_sweep(workdir: Path, sweep: dict, restore: dict) -> subprocess.CompletedProcess:
