@@ -12,6 +12,7 @@ files through `under(DIR, pattern)`.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from pathlib import Path
 
 RESULTS, LOGS, BENCHMARKS = "results", "logs", "benchmarks"
@@ -182,3 +183,21 @@ def under(folder: str | Path, pattern: str, base: str = RESULTS, **wildcards: st
     `base=RUN_DIR`, a file of one run's folder."""
     relative = Path(path(pattern, **wildcards)).relative_to(path(base, **wildcards))
     return Path(folder) / relative
+
+
+def classification_thesis_files(swept: Iterable[str]) -> dict[str, str]:
+    """The tables ("table_<name>") and figures ("figure_<name>", PNG) the classification thesis
+    shows, by name: the report rule's inputs, and what its report finds by hand."""
+    return {
+        "table_runs": RUNS_TABLE,
+        "table_configurations": CONFIGURATIONS_TABLE,
+        **{f"table_{name}": path(TABLE, name=name) for name in CLASSIFICATION_TABLES},
+        **{f"figure_jitter_{name}": path(JITTER, name=name) for name in swept},
+        "figure_training_curves": TRAINING_CURVES,
+        "figure_checkpoint_scores": CHECKPOINT_SCORES,
+        "figure_cost": COST_FIGURE,
+        "figure_cls_roc": ROC_FIGURE,
+        "figure_cls_confusion": CONFUSION_FIGURE,
+        "figure_cls_probabilities": PROBABILITY_FIGURE,
+        "figure_cls_examples": EXAMPLES_FIGURE,
+    }

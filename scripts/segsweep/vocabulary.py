@@ -9,6 +9,7 @@ alphabetically (`level_order`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,6 @@ METRIC_NAMES = {
     "f1": "F1",
     "kappa": "Cohen's κ",
 }
-STUDY_LEVELS = ("study", "image")  # the classification task's selection levels
 
 
 def format_level(value: Any) -> str:
@@ -64,13 +64,18 @@ def level_order(values: pd.Series) -> list[Any]:
         return sorted(levels, key=format_level)
 
 
-def score_label(selection: dict[str, Any]) -> str:
-    """What a run's score is, e.g. "mean per-patient Dice (foreground)", or for the
-    classification task "study-level ROC AUC"."""
+def score_label(selection: Mapping[str, Any]) -> str:
+    """What a run's score is when it aggregates a metric per patient (or slice) of one class,
+    e.g. "mean per-patient Dice (foreground)"."""
     metric = METRIC_NAMES.get(selection["metric"], selection["metric"])
-    if selection["level"] in STUDY_LEVELS:
-        return f"{selection['level']}-level {metric}"
     return f"{selection['aggregate']} per-{selection['level']} {metric} ({selection['class']})"
+
+
+def pooled_score_label(selection: Mapping[str, Any]) -> str:
+    """What a run's score is when it is one metric of the predictions pooled at the selection
+    level, e.g. "study-level ROC AUC"."""
+    metric = METRIC_NAMES.get(selection["metric"], selection["metric"])
+    return f"{selection['level']}-level {metric}"
 
 
 def model_label(run_id: str, group: str) -> str:

@@ -126,22 +126,6 @@ rule figures:
         "../scripts/classification_figures.py"
 
 
-# the classification thesis's tables and figures, by name
-CLASSIFICATION_REPORT = {
-    "table_runs": L.RUNS_TABLE,
-    "table_configurations": L.CONFIGURATIONS_TABLE,
-    **{f"table_{name}": L.path(L.TABLE, name=name) for name in L.CLASSIFICATION_TABLES},
-    **{f"figure_jitter_{name}": L.path(L.JITTER, name=name) for name in SWEPT},
-    "figure_training_curves": L.TRAINING_CURVES,
-    "figure_checkpoint_scores": L.CHECKPOINT_SCORES,
-    "figure_cost": L.COST_FIGURE,
-    "figure_cls_roc": L.ROC_FIGURE,
-    "figure_cls_confusion": L.CONFUSION_FIGURE,
-    "figure_cls_probabilities": L.PROBABILITY_FIGURE,
-    "figure_cls_examples": L.EXAMPLES_FIGURE,
-}
-
-
 rule report:
     input:
         unpack(
@@ -149,7 +133,7 @@ rule report:
                 f"benchmarks_{rule}": files for rule, files in benchmarks(w).items()
             }
         ),
-        **CLASSIFICATION_REPORT,
+        **L.classification_thesis_files(SWEPT),
         test_per_study=lambda w: each(L.TEST_PER_STUDY, run=final_runs()),
         test_per_image=lambda w: each(L.TEST_PER_IMAGE, run=final_runs()),
         gallery=lambda w: each(L.GALLERY, run=final_runs()),

@@ -3,6 +3,7 @@
 import os
 
 from segsweep.logs import logged
+from segsweep.report.chapters.classification import THESIS
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.thesis import write_thesis
 
@@ -44,6 +45,7 @@ with logged(snakemake.log[0]):
             "test_per_image": by_model(given.test_per_image),
             "gallery": by_model(given.gallery),
         },
+        thesis=THESIS,
     )
     templates = os.path.dirname(given.templates[0])
     output = snakemake.output

@@ -39,16 +39,14 @@ from segsweep.io.image_sets import TEXT, ImageSet, read_image_set
 from segsweep.io.records import read_json, write_csv, write_json
 from segsweep.model.checkpoints import load_checkpoint, selected_checkpoint
 from segsweep.model.classifiers import build_classifier
-from segsweep.vocabulary import STUDY_LEVELS
 
 
 def selection_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The selection section with defaults filled in, checked for the classification task."""
+    """The selection section with defaults filled in, its metric checked (its level, study or
+    image, the task checks: `segsweep.tasks`)."""
     cfg = complete(cfg, "selection")
     if cfg["metric"] not in METRICS:
         raise ConfigError("selection.metric", cfg["metric"], " | ".join(METRICS))
-    if cfg["level"] not in STUDY_LEVELS:
-        raise ConfigError("selection.level", cfg["level"], " | ".join(STUDY_LEVELS))
     return cfg
 
 
@@ -110,7 +108,7 @@ def select_checkpoint(
         per_image, per_study, threshold = predict_tables(
             images, probabilities, options["study_probability"], options["threshold"]
         )
-        scored = per_study if cfg["level"] == "study" else per_image
+        scored = {"study": per_study, "image": per_image}[cfg["level"]]
         value = score(scored, images.classes, cfg["metric"])
         scores.append(
             {

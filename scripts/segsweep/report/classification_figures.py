@@ -47,7 +47,7 @@ from segsweep.plotting import (
 from segsweep.report.figures import sweep_figures
 from segsweep.report.numbers import ci_text, number, percent, plural
 from segsweep.sweep.grammar import sweep_runs, swept_names
-from segsweep.vocabulary import model_label
+from segsweep.vocabulary import model_label, pooled_score_label
 
 if TYPE_CHECKING:
     from segsweep.tasks.task import Task
@@ -298,7 +298,7 @@ def draw_figures(
     """The sweep's figures of `outputs` ("jitter_<name>", "training_curves" with `curve` the
     training log's validation metric and its name, "checkpoint_scores", "cost") and the final
     models' (`FIGURES`)."""
-    sweep_figures(config, sweep, given, outputs, curve)
+    sweep_figures(config, sweep, given, outputs, curve, pooled_score_label(config["selection"]))
     finals = {name: outputs[name] for name in FIGURES}
     draw_classification_figures(given.final, given.tables, given.test_per_study, finals)
 

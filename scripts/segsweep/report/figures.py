@@ -363,7 +363,7 @@ def draw_figures(
         tables |= {name: pd.read_csv(path) for name, path in given.external.items()}
         native_boxplot(tables, Path(outputs["boxplot_test_native"]))
     rank_plot(pd.read_csv(given.rank_frequencies), Path(outputs["ranking"]))
-    sweep_figures(config, sweep, given, outputs, curve)
+    sweep_figures(config, sweep, given, outputs, curve, score_label(config["selection"]))
     print(f"wrote {len(outputs)} figures")
 
 
@@ -373,20 +373,21 @@ def sweep_figures(
     given: Any,
     outputs: Mapping[str, str | Path],
     curve: tuple[str, str],
+    score: str,
 ) -> None:
     """The figures of the sweep that both tasks draw: "jitter_<name>" per swept hyperparameter
-    (one point per complete configuration), "training_curves" (a panel per run of each final
-    model, `curve` its validation metric), "checkpoint_scores" and "cost" (score against
-    training cost); `given` holds the paths runs, configurations, final, selections and
-    train_logs (by run id), as `FigureInputs` does."""
+    (one point per complete configuration, `score` naming what its axis shows),
+    "training_curves" (a panel per run of each final model, `curve` its validation metric),
+    "checkpoint_scores" and "cost" (score against training cost); `given` holds the paths
+    runs, configurations, final, selections and train_logs (by run id), as `FigureInputs`
+    does."""
     swept = swept_names(sweep)
     experiments = pd.read_csv(given.configurations)
     experiments = experiments[experiments["status"] == "ok"]
     pairs = configured_pairs(config, swept)
-    ylabel = score_label(config["selection"])
     for name in swept:
         hue = hue_partner(name, swept, pairs)
-        jitter_plot(experiments, name, hue, Path(outputs[f"jitter_{name}"]), ylabel)
+        jitter_plot(experiments, name, hue, Path(outputs[f"jitter_{name}"]), score)
     final = pd.read_csv(given.final, keep_default_na=False)
     labels = {r.run_id: model_label(r.run_id, r.group) for r in final.itertuples(index=False)}
     runs = sweep_runs(config, sweep)
@@ -405,12 +406,12 @@ def sweep_figures(
     checkpoint_scores(
         {run: read_json(given.selections[run]) for run in completed},
         Path(outputs["checkpoint_scores"]),
-        ylabel,
+        score,
     )
     higher = bool(config["selection"]["higher_is_better"])
     points, measure = cost_points(runs_df, pd.read_csv(given.configurations), higher)
     named = {str(model): label for model, label in labels.items()}
-    cost_plot(points, measure, Path(outputs["cost"]), ylabel, named)
+    cost_plot(points, measure, Path(outputs["cost"]), score, named)
 
 
 def figure_files(results: str | Path, swept: list[str]) -> dict[str, Path]:

@@ -1,20 +1,41 @@
-"""Every file the thesis reads, by what it is: the workflow's report rule hands them over as its
-declared inputs; run by hand, `ReportInputs.under` (segmentation) or `classification_inputs`
+"""Every file the thesis reads, by what it is, and what differs between the tasks' theses
+(`Thesis`): the workflow's report rule hands the files over as its declared inputs; run by hand,
+`ReportInputs.under` (segmentation) or `segsweep.report.chapters.classification.report_inputs`
 finds them in a results folder through the layout."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from segsweep import layout
+from segsweep import layout, vocabulary
 from segsweep.sweep.grammar import sweep_runs, swept_names
 
 Paths = Mapping[str, str | Path]
+
+
+@dataclass(frozen=True)
+class Thesis:
+    """What differs between the theses of the two tasks; the defaults are segmentation's (its
+    files `ReportInputs.under` finds), classification's is
+    `segsweep.report.chapters.classification.THESIS`."""
+
+    # the module whose `chapters(inputs, all_runs)` builds the thesis's chapters and whose
+    # `final_summary(inputs, document)` the summary's paragraphs on the final models' test
+    chapters: str = "segsweep.report.chapters.segmentation"
+    # what a run's score is, from the selection section
+    score_label: Callable[[Mapping[str, Any]], str] = vocabulary.score_label
+    curve: str = "Dice"  # the training curves' validation metric, as their caption names it
+    # the runs table's validation columns, as the caption of the table of all runs says them
+    run_scores: str = (
+        "Dice: per-patient foreground Dice of the selected checkpoint on the validation set"
+    )
+    # whether a row of splits.csv is a study (the summary counts its patients) or a patient
+    rows_per_study: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +70,7 @@ class ReportInputs:
     # the classification task's own files: "images" (images.csv), and by final model id
     # "test_per_study", "test_per_image" and "gallery"
     classification: Mapping[str, Any] = field(default_factory=dict)
+    thesis: Thesis = Thesis()  # what differs between the tasks' theses
 
     @classmethod
     def under(
@@ -113,52 +135,6 @@ class ReportInputs:
             benchmarks=found,
             description=_existing(under(layout.DATA_DESCRIPTION)),
         )
-
-
-def classification_inputs(
-    results: str | Path,
-    config: dict[str, Any],
-    sweep: dict[str, Any],
-    qc_subjects: list[str],
-    benchmarks: str | Path | None = None,
-) -> ReportInputs:
-    """The files of the classification run whose results folder is `results`, as
-    `ReportInputs.under` finds them, with its own tables (`layout.CLASSIFICATION_TABLES`), the
-    sweep's figures and its own, and its images and final models' test predictions and
-    galleries in place of the segmentation's (it has no QC figures: `qc_subjects` is empty)."""
-    inputs = ReportInputs.under(results, config, sweep, qc_subjects, benchmarks)
-
-    def under(pattern: str, **wildcards: str) -> Path:
-        return layout.under(results, pattern, **wildcards)
-
-    finals = pd.read_csv(inputs.final, dtype=str)["run_id"].tolist()
-    figures = {f"jitter_{n}": under(layout.JITTER, name=n) for n in swept_names(sweep)}
-    figures |= {
-        "training_curves": under(layout.TRAINING_CURVES),
-        "checkpoint_scores": under(layout.CHECKPOINT_SCORES),
-        "cost": under(layout.COST_FIGURE),
-        "cls_roc": under(layout.ROC_FIGURE),
-        "cls_confusion": under(layout.CONFUSION_FIGURE),
-        "cls_probabilities": under(layout.PROBABILITY_FIGURE),
-        "cls_examples": under(layout.EXAMPLES_FIGURE),
-    }
-    return replace(
-        inputs,
-        tables={
-            "runs": under(layout.RUNS_TABLE),
-            "configurations": under(layout.CONFIGURATIONS_TABLE),
-            **{n: under(layout.TABLE, name=n) for n in layout.CLASSIFICATION_TABLES},
-        },
-        figures=figures,
-        outlines={},
-        unlabelled={},
-        classification={
-            "images": under(layout.IMAGES_TABLE),
-            "test_per_study": {r: under(layout.TEST_PER_STUDY, run=r) for r in finals},
-            "test_per_image": {r: under(layout.TEST_PER_IMAGE, run=r) for r in finals},
-            "gallery": {r: under(layout.GALLERY, run=r) for r in finals},
-        },
-    )
 
 
 def read_table(path: str | Path, text: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:

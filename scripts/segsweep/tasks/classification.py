@@ -33,9 +33,9 @@ def _trainer() -> Callable[..., Any]:
 
 
 def _report_inputs() -> Callable[..., Any]:
-    from segsweep.report.inputs import classification_inputs
+    from segsweep.report.chapters.classification import report_inputs
 
-    return classification_inputs
+    return report_inputs
 
 
 def _scorer(config: dict[str, Any], classes: Sequence[str], n_boot: int, seed: int) -> Any:

@@ -15,7 +15,7 @@ import yaml
 from segsweep import layout
 from segsweep.io.records import read_json
 from segsweep.provenance import config_hash, git_revision, package_version
-from segsweep.report.chapters.sweep_results import classified, read_runs, runs_frame
+from segsweep.report.chapters.sweep_results import read_runs, runs_frame
 from segsweep.report.document import Chapter, Code, Section, Table, text
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.numbers import NA, number, plural
@@ -83,16 +83,12 @@ def all_runs_table(inputs: ReportInputs) -> Table:
     hundreds of runs."""
     runs_df = read_runs(inputs)
     frame = runs_frame(runs_df.drop(columns="error"))
-    scores = (
-        "AUC, accuracy, κ: the selected checkpoint's study-level metrics on the validation set"
-        if classified(inputs)
-        else "Dice: per-patient foreground Dice of the selected checkpoint on the validation set"
-    )
     return Table.of(
         "all-runs",
         f"All {plural(len(runs_df), 'run')} of the sweep with their validation scores (score: "
-        f"the selection score; {scores}) and what training each cost (wall-clock and CPU "
-        "time and peak memory from its Snakemake benchmark; device time and memory on a GPU). "
+        f"the selection score; {inputs.thesis.run_scores}) and what training each cost "
+        "(wall-clock and CPU time and peak memory from its Snakemake benchmark; device time and "
+        "memory on a GPU). "
         "The runs of the final models are highlighted.",
         frame,
         long=True,

@@ -14,15 +14,29 @@ they rest on.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from segsweep import layout
 from segsweep.io.records import flags, read_json
+from segsweep.report.chapters import appendix
 from segsweep.report.chapters.data import LAYOUTS, checks_frame
 from segsweep.report.chapters.methods import final_sentence, sweep_text, swept_frame
-from segsweep.report.document import Chapter, Figure, Section, Table, join_words, text
-from segsweep.report.inputs import ReportInputs, read_table
+from segsweep.report.chapters.sweep_results import best_models, failed_runs, hyperparameter_effects
+from segsweep.report.document import (
+    Chapter,
+    Document,
+    Figure,
+    Paragraph,
+    Section,
+    Table,
+    join_words,
+    text,
+)
+from segsweep.report.inputs import ReportInputs, Thesis, read_table
 from segsweep.report.numbers import (
     NA,
     ci_text,
@@ -34,7 +48,7 @@ from segsweep.report.numbers import (
     verb,
 )
 from segsweep.sweep.grammar import sweep_runs, swept_names
-from segsweep.vocabulary import format_level, level_order, model_label
+from segsweep.vocabulary import format_level, level_order, model_label, pooled_score_label
 
 METRICS = {
     "accuracy": "Accuracy",
@@ -57,6 +71,17 @@ NETWORKS = {
     "vgg16": "VGG16",
 }
 CLASSIFICATION_LAYOUTS = {**LAYOUTS, "mura": "the MURA folder"}
+# what the classification thesis has of its own: these chapters and the summary's paragraph on
+# the final models (`final_summary`), a score of pooled predictions, a row of splits.csv per study
+THESIS = Thesis(
+    chapters=__name__,
+    score_label=pooled_score_label,
+    curve="image-level AUC",
+    run_scores=(
+        "AUC, accuracy, κ: the selected checkpoint's study-level metrics on the validation set"
+    ),
+    rows_per_study=True,
+)
 PROBLEM_HEADINGS = {"subject": "Study", "file": "File", "problem": "Problem"}  # dropped.csv
 
 
@@ -884,3 +909,99 @@ def results_chapter(
     """The results: `sections` (the sweep's, shared with segmentation: failed runs,
     hyperparameter effects, best runs) and then the final models' section."""
     return Chapter("results", label, "Results", [*sections, final_section(inputs)])
+
+
+def chapters(inputs: ReportInputs, all_runs: Table) -> list[Chapter]:
+    """The classification thesis: its data and methods, the sweep's results as for
+    segmentation (shared sections) followed by the final models' study-level results, and the
+    same appendices."""
+    sweep = [
+        *failed_runs(inputs, all_runs),
+        hyperparameter_effects(inputs, all_runs),
+        best_models(inputs),
+    ]
+    return [
+        data_chapter(inputs, "1"),
+        methods_chapter(inputs, "2"),
+        results_chapter(inputs, sweep, "3"),
+        *appendix.chapters(inputs, all_runs),
+    ]
+
+
+def report_inputs(
+    results: str | Path,
+    config: dict[str, Any],
+    sweep: dict[str, Any],
+    qc_subjects: list[str],
+    benchmarks: str | Path | None = None,
+) -> ReportInputs:
+    """The files of the classification run whose results folder is `results`, as
+    `ReportInputs.under` finds them, with its own tables and figures
+    (`layout.classification_thesis_files`), and its images and final models' test predictions
+    and galleries in place of the segmentation's (it has no QC figures: `qc_subjects` is
+    empty)."""
+    inputs = ReportInputs.under(results, config, sweep, qc_subjects, benchmarks)
+
+    def under(pattern: str, **wildcards: str) -> Path:
+        return layout.under(results, pattern, **wildcards)
+
+    finals = pd.read_csv(inputs.final, dtype=str)["run_id"].tolist()
+    files = layout.classification_thesis_files(swept_names(sweep))
+
+    def named(prefix: str) -> dict[str, Path]:
+        """The files named `<prefix><name>`, by name."""
+        return {k[len(prefix) :]: under(v) for k, v in files.items() if k.startswith(prefix)}
+
+    return replace(
+        inputs,
+        tables=named("table_"),
+        figures=named("figure_"),
+        outlines={},
+        unlabelled={},
+        classification={
+            "images": under(layout.IMAGES_TABLE),
+            "test_per_study": {r: under(layout.TEST_PER_STUDY, run=r) for r in finals},
+            "test_per_image": {r: under(layout.TEST_PER_IMAGE, run=r) for r in finals},
+            "gallery": {r: under(layout.GALLERY, run=r) for r in finals},
+        },
+        thesis=THESIS,
+    )
+
+
+def final_summary(inputs: ReportInputs, document: Document) -> list[Paragraph]:
+    """The summary's paragraphs on the final models: their study-level AUC and accuracy on the
+    test set, at the threshold chosen on validation."""
+    table = document.find("cls-metrics")
+    if table is None:
+        return []
+    metrics = read_table(inputs.tables["classification_metrics"], text=["model", "split", "metric"])
+    test = metrics[metrics["split"] == "test"].set_index(["model", "metric"])
+    finals = pd.read_csv(inputs.final, dtype=str, keep_default_na=False)["run_id"].tolist()
+    out = []
+    for model in finals:
+        if (model, "auc") not in test.index or (model, "accuracy") not in test.index:
+            continue
+        auc, accuracy = test.loc[(model, "auc")], test.loc[(model, "accuracy")]
+        out.append(
+            text(
+                "On the {studies} of {patients} in the test set, the final model {model} reached "
+                "a study-level ROC AUC of {auc}{auc_ci} and an accuracy of {accuracy}"
+                "{accuracy_ci} at the threshold {threshold} chosen on validation ({table}).",
+                studies=plural(int(auc["n_studies"]), "study", "studies"),
+                patients=plural(int(auc["n_patients"]), "patient"),
+                model=model,
+                auc=number(auc["value"]),
+                auc_ci=_bounds(auc),
+                accuracy=number(accuracy["value"]),
+                accuracy_ci=_bounds(accuracy),
+                threshold=number(accuracy["threshold"]),
+                table=table,
+            )
+        )
+    return out
+
+
+def _bounds(row: pd.Series) -> str:
+    """ " [low, high]" of a metrics row, nothing when undefined."""
+    interval = ci_text(row["low"], row["high"])
+    return "" if interval == NA else f" {interval}"

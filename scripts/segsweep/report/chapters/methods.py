@@ -13,7 +13,7 @@ from segsweep.report.inputs import ReportInputs
 from segsweep.report.numbers import plural
 from segsweep.sweep.grammar import Run, sweep_runs, swept_names
 from segsweep.sweep.stats import BOOTSTRAP_RESAMPLES
-from segsweep.vocabulary import METRIC_NAMES, format_level, level_order, score_label
+from segsweep.vocabulary import METRIC_NAMES, format_level, level_order
 
 
 def selection_sentence(selection: dict[str, Any], checkpoint_every: Any = None) -> str:
@@ -188,8 +188,8 @@ def chapter(inputs: ReportInputs) -> Chapter:
     if png is not None:
         checkpoints = Figure.of(
             "checkpoint-scores",
-            f"The {score_label(selection)} of every kept checkpoint of every run on the "
-            "validation set over training; the selected checkpoint of each run is ringed.",
+            f"The {inputs.thesis.score_label(selection)} of every kept checkpoint of every run on "
+            "the validation set over training; the selected checkpoint of each run is ringed.",
             png,
         )
         blocks += [

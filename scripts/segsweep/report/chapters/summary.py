@@ -10,24 +10,29 @@ nothing a table does not show. A sentence whose table the document lacks is left
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
-from segsweep.report.chapters.sweep_results import classified, experiment
+from segsweep.report.chapters.sweep_results import experiment
 from segsweep.report.document import Document, Paragraph, join_words, text
 from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.report.numbers import NA, ci_text, number, p_value, plural
 from segsweep.sweep.grammar import sweep_runs, swept_names
-from segsweep.vocabulary import format_level, score_label
+from segsweep.vocabulary import format_level
 
 ALPHA = 0.05  # the level below which a test's p counts as a difference
 
 
-def summary(inputs: ReportInputs, document: Document) -> list[Paragraph]:
-    """The summary's paragraphs (the document numbered, so its tables can be found)."""
+def summary(
+    inputs: ReportInputs,
+    document: Document,
+    final: Callable[[ReportInputs, Document], list[Paragraph]],
+) -> list[Paragraph]:
+    """The summary's paragraphs (the document numbered, so its tables can be found), `final`
+    writing those on the final models' test (the thesis's `final_summary`)."""
     paragraphs = [_sweep(inputs, document), _best(inputs, document), _effects(inputs, document)]
-    paragraphs += (
-        _final_studies(inputs, document) if classified(inputs) else _final(inputs, document)
-    )
+    paragraphs += final(inputs, document)
     return [p for p in paragraphs if p is not None]
 
 
@@ -43,7 +48,7 @@ def _sweep(inputs: ReportInputs, document: Document) -> Paragraph | None:
     ]
     assigned = pd.read_csv(inputs.splits, dtype=str)
     group = inputs.config.get("split", {}).get("group")
-    if classified(inputs) and group in assigned:  # a row per study: count their patients
+    if inputs.thesis.rows_per_study and group in assigned:  # count the studies' patients
         assigned = assigned.drop_duplicates(["split", group])
     splits = assigned["split"].value_counts()
     development = int(splits.get("train", 0) + splits.get("val", 0))
@@ -83,9 +88,9 @@ def _best(inputs: ReportInputs, document: Document) -> Paragraph | None:
         unit=experiment(inputs),
         run=top["run_id"],
         levels=f" ({levels})" if levels else "",
-        score=score_label(inputs.config["selection"]),
+        score=inputs.thesis.score_label(inputs.config["selection"]),
         value=number(top["score"]),
-        ci=_interval(top),
+        ci=mean_interval(top),
         patients=plural(int(top["patients"]), "patient"),
         table=table,
     )
@@ -153,84 +158,7 @@ def p_is(p: float) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
-def _interval(row: pd.Series) -> str:
+def mean_interval(row: pd.Series) -> str:
     """ " [low, high]" after a mean, nothing when the interval is undefined."""
     interval = ci_text(row["ci_low"], row["ci_high"])
-    return "" if interval == NA else f" {interval}"
-
-
-def _final(inputs: ReportInputs, document: Document) -> list[Paragraph]:
-    """The final models' per-patient foreground Dice on the test set, processed and native."""
-    metrics = read_table(inputs.tables["metrics_summary"], text=["run_id", "split", "space"])
-    test = metrics[(metrics["split"] == "test") & (metrics["metric"] == "dice")]
-    finals = pd.read_csv(inputs.final, dtype=str, keep_default_na=False)["run_id"].tolist()
-    out = []
-    for run in finals:
-        parts = []
-        for space in ("processed", "native"):
-            table = document.find(f"metrics-test-{space}")
-            row = test[(test["run_id"] == run) & (test["space"] == space)]
-            if table is None or row.empty:
-                continue
-            row = row.iloc[0]
-            parts.append(
-                text(
-                    "{mean}{ci} in {space} space ({table})",
-                    mean=number(row["mean"]),
-                    ci=_interval(row),
-                    space=space,
-                    table=table,
-                )
-            )
-            patients = int(row["patients"])
-        if not parts:
-            continue
-        paragraph = text(
-            "On the {n}, the final model {run} reached a mean per-patient foreground Dice of ",
-            n=plural(patients, "test patient"),
-            run=run,
-        )
-        for i, part in enumerate(parts):
-            paragraph.parts += ([" and "] if i else []) + part.parts
-        paragraph.parts.append(".")
-        out.append(paragraph)
-    return out
-
-
-def _final_studies(inputs: ReportInputs, document: Document) -> list[Paragraph]:
-    """Classification: the final models' study-level AUC and accuracy on the test set, at the
-    threshold chosen on validation."""
-    table = document.find("cls-metrics")
-    if table is None:
-        return []
-    metrics = read_table(inputs.tables["classification_metrics"], text=["model", "split", "metric"])
-    test = metrics[metrics["split"] == "test"].set_index(["model", "metric"])
-    finals = pd.read_csv(inputs.final, dtype=str, keep_default_na=False)["run_id"].tolist()
-    out = []
-    for model in finals:
-        if (model, "auc") not in test.index or (model, "accuracy") not in test.index:
-            continue
-        auc, accuracy = test.loc[(model, "auc")], test.loc[(model, "accuracy")]
-        out.append(
-            text(
-                "On the {studies} of {patients} in the test set, the final model {model} reached "
-                "a study-level ROC AUC of {auc}{auc_ci} and an accuracy of {accuracy}"
-                "{accuracy_ci} at the threshold {threshold} chosen on validation ({table}).",
-                studies=plural(int(auc["n_studies"]), "study", "studies"),
-                patients=plural(int(auc["n_patients"]), "patient"),
-                model=model,
-                auc=number(auc["value"]),
-                auc_ci=_bounds(auc),
-                accuracy=number(accuracy["value"]),
-                accuracy_ci=_bounds(accuracy),
-                threshold=number(accuracy["threshold"]),
-                table=table,
-            )
-        )
-    return out
-
-
-def _bounds(row: pd.Series) -> str:
-    """ " [low, high]" of a metrics row, nothing when undefined."""
-    interval = ci_text(row["low"], row["high"])
     return "" if interval == NA else f" {interval}"

@@ -25,7 +25,7 @@ from segsweep.report.numbers import (
 from segsweep.sweep.analysis import configured_pairs, hue_partner, pair_grid
 from segsweep.sweep.cost import MEASURES, configuration_costs, cost_points
 from segsweep.sweep.grammar import swept_names
-from segsweep.vocabulary import format_level, score_label
+from segsweep.vocabulary import format_level
 
 PAIR_NOTE = (
     "The format is “mean/median (count)”, where count is the number of experiments with this "
@@ -120,11 +120,6 @@ def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
 def cross_validated(inputs: ReportInputs) -> int:
     """The number of folds (0 without cross-validation)."""
     return int(inputs.config.get("split", {}).get("folds") or 0)
-
-
-def classified(inputs: ReportInputs) -> bool:
-    """Whether the thesis is of the classification task (else of segmentation)."""
-    return inputs.config.get("task") == "classification"
 
 
 def experiment(inputs: ReportInputs) -> str:
@@ -228,7 +223,7 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
         )
         section.blocks += fold_blocks(inputs)
         return section
-    score = score_label(config["selection"])
+    score = inputs.thesis.score_label(config["selection"])
     higher = bool(config["selection"]["higher_is_better"])
     long_table = read_table(inputs.tables["hyperparameters"], text=["hyperparameter", "level"])
     pairs = configured_pairs(config, swept)
@@ -514,9 +509,10 @@ def cost_blocks(inputs: ReportInputs) -> list:
     unit = experiment(inputs)
     front = points[points["front"]].sort_values(["hours", "score"])["configuration"]
     left_out = int((configurations["status"] != "ok").sum())
+    score = inputs.thesis.score_label(inputs.config["selection"])
     figure = Figure.of(
         "cost",
-        f"The {score_label(inputs.config['selection'])} on the validation set of every {unit} "
+        f"The {score} on the validation set of every {unit} "
         f"whose training completed against its training cost ({hours}"
         + (", its folds summed" if cross_validated(inputs) else "")
         + f"). The Pareto front, the {unit}s no other {unit} beats on both lower cost and a "
@@ -545,7 +541,7 @@ def cost_blocks(inputs: ReportInputs) -> list:
 def best_models(inputs: ReportInputs) -> Section:
     """Section 4.2: the best runs (configurations), how stable their ranking is, the final
     models and their training curves, and what the training cost."""
-    score = score_label(inputs.config["selection"])
+    score = inputs.thesis.score_label(inputs.config["selection"])
     unit = experiment(inputs)
     best = read_table(inputs.tables["best_runs"], text=["run_id"])
     final = pd.read_csv(inputs.final, keep_default_na=False)
@@ -566,7 +562,7 @@ def best_models(inputs: ReportInputs) -> Section:
         + (" (one row per fold)" if cross_validated(inputs) else "")
         + ". Left: training loss as a rolling mean (dark line) with bands of one (dark) and two "
         "(light) standard deviations, validation loss as orange points; right: validation "
-        f"{'image-level AUC' if classified(inputs) else 'Dice'} per epoch.",
+        f"{inputs.thesis.curve} per epoch.",
         inputs.figures["training_curves"],
     )
     reached = ""
