@@ -52,7 +52,7 @@ _PREFIX = (
 include: "workflow/rules/common.smk"
 
 
-if SEGMENTATION:
+if TASK.name == "segmentation":
 
     include: "workflow/rules/data.smk"
     include: "workflow/rules/preprocess.smk"
@@ -67,7 +67,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/select.smk"
 
 
-if SEGMENTATION:
+if TASK.name == "segmentation":
 
     include: "workflow/rules/evaluate.smk"
     include: "workflow/rules/analysis.smk"

@@ -12,11 +12,9 @@ from pathlib import Path
 import jsonschema
 
 from segsweep import layout as L
-from segsweep.channels import channel_names
 from segsweep.config_schema import section
 from segsweep.errors import ConfigError
 from segsweep.io.images import data_files
-from segsweep.model.inputs import check as check_inputs
 from segsweep.sweep.grammar import configurations, load_sweep, swept_names, sweep_runs
 
 
@@ -29,78 +27,6 @@ wildcard_constraints:
 
 SPLITS = ["train", "val", "test"]
 FINAL_SPLITS = ["val", "test"]
-# segmentation (3D images, the default) or classification (2D radiographs, per study): the task
-# chooses its own data, preprocessing, final-test, analysis and report rules; the split,
-# training, selection and choice of the final models are shared.
-SEGMENTATION = TASK.name == "segmentation"  # TASK: the Snakefile's (segsweep.tasks)
-
-
-def _load_subjects():
-    """(subject_id → raw paths, source and whether it is labelled; the data as read: the
-    layout, classes, channels and the listing's problems, which left subjects out). Brought
-    data is read in whichever layout data.manifest holds; only its listing is checked here
-    (no file is opened: every job parses this file again), each subject by its ingest_check
-    job, and the data_manifest checkpoint gathers every problem in one table
-    (segsweep.data.validate)."""
-    data = config["data"]
-    if data["source"] == "synthetic":
-        from segsweep.data.cohort import LABELS as COHORT_LABELS, plan_cohort
-
-        table = {}
-        for spec in plan_cohort(data["synthetic"]):
-            image = L.path(L.COHORT_IMAGE, subject=spec.subject_id)
-            table[spec.subject_id] = {
-                "image": image,
-                "mask": (
-                    L.path(L.COHORT_MASK, subject=spec.subject_id)
-                    if spec.labelled
-                    else ""
-                ),
-                "roi": (
-                    L.path(L.COHORT_ROI, subject=spec.subject_id)
-                    if spec.labelled
-                    else ""
-                ),
-                "source": spec.source,
-                "perspective": spec.perspective,
-                "labelled": spec.labelled,
-                "images": [image],
-                "class_masks": {},
-                "extra": {},
-            }
-        read = {
-            "layout": "synthetic",
-            "labels": data["labels"] or COHORT_LABELS,
-            "channels": data["channels"],
-            "problems": [],
-        }
-        return table, read
-    if not data["manifest"]:
-        raise ConfigError(
-            "data.manifest",
-            None,
-            "a manifest CSV, a MONAI datalist or a Decathlon or nnU-Net v2 folder"
-            " when data.source is 'manifest'",
-        )
-    from segsweep.data.validate import plan_subjects
-
-    plan = plan_subjects(data)
-    read = {
-        "layout": plan.dataset.layout,
-        "labels": plan.labels,
-        "channels": plan.channels,
-        "folds": plan.folds,
-        "problems": [vars(problem) for problem in plan.problems],
-    }
-    return plan.subjects, read
-
-
-def _classification_read():
-    """The classification task plans no per-subject jobs: its images are read and checked in
-    one job (the studies stage); here only its classes (data.labels, else normal 0, abnormal 1: the
-    synthetic radiographs' and MURA's)."""
-    labels = config["data"]["labels"] or {"normal": 0, "abnormal": 1}
-    return {}, {"layout": config["data"]["source"], "labels": labels, "channels": None}
 
 
 def _in_force(read):
@@ -116,7 +42,10 @@ def _in_force(read):
     return in_force
 
 
-SUBJECTS, DATA_READ = _load_subjects() if SEGMENTATION else _classification_read()
+# The data as the task plans it (TASK: the Snakefile's, segsweep.tasks): subject id → its raw
+# files for the per-subject jobs (none under classification, whose images are read in one job),
+# and the classes, channels and folds read.
+SUBJECTS, DATA_READ = TASK.read_data()(config["data"])
 IN_FORCE = _in_force(DATA_READ)
 # The classes in the order the packed masks hold them (their channels) and every stage sees
 # them: by name.
@@ -168,26 +97,6 @@ ANALYSIS_CONFIG = {**IN_FORCE, "report": {"pairs": config["report"]["pairs"]}}
 STUDY_RULES = {
     k: config["classification"][k] for k in ("study_probability", "threshold")
 }
-
-
-def _check_run_inputs():
-    """Every run's `inputs` against the packed channels the config names, so that a typo
-    stops planning rather than a training job. With `data.channels` unset the names come from
-    the images (one channel: `image`), and the training job checks them."""
-    channels, method = IN_FORCE["data"]["channels"], config["preprocess"]["normalise"]
-    if not channels:
-        return
-    names = channel_names(
-        channels, len(channels), method, config["preprocess"]["windows"]
-    )
-    for run_id, run in RUNS.items():
-        check_inputs(
-            run.params.get("inputs"), names, method, f"sweep: run {run_id}: inputs"
-        )
-
-
-if SEGMENTATION:
-    _check_run_inputs()
 
 
 def as_json(value):

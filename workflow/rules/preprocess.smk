@@ -2,7 +2,28 @@
 # centre (from its image alone) and, for labelled subjects, its label extents around it; with
 # window_mm: auto one cohort-level plan of the window from the train and val subjects; then the
 # crop itself; and the crops normalised and packed into one HDF5 file per split.
+from segsweep.channels import channel_names
+from segsweep.model.inputs import check as check_inputs
 from segsweep.preprocess.crop_plan import AUTO, resolve_centre
+
+# Every run's `inputs` against the packed channels the config names, so that a typo stops
+# planning rather than a training job. With `data.channels` unset the names come from the
+# images (one channel: `image`), and the training job checks them.
+if IN_FORCE["data"]["channels"]:
+    _NORMALISE = config["preprocess"]["normalise"]
+    _CHANNELS = channel_names(
+        IN_FORCE["data"]["channels"],
+        len(IN_FORCE["data"]["channels"]),
+        _NORMALISE,
+        config["preprocess"]["windows"],
+    )
+    for _run_id, _run in RUNS.items():
+        check_inputs(
+            _run.params.get("inputs"),
+            _CHANNELS,
+            _NORMALISE,
+            f"sweep: run {_run_id}: inputs",
+        )
 
 # preprocess.crop with its centre method resolved (auto: joint for the synthetic knee cohort,
 # foreground for brought data)

@@ -153,6 +153,62 @@ def plan_subjects(data: dict[str, Any]) -> Plan:
     return Plan(dataset, kept, labels, channels, len(folds), problems)
 
 
+def workflow_subjects(data: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(subject_id → raw paths, source and whether it is labelled; the data as read: the
+    layout, classes, channels, a datalist's folds and the listing's problems, which left
+    subjects out) of the `data` config section, as the workflow plans its per-subject jobs.
+    Brought data is read in whichever layout data.manifest holds; only its listing is checked
+    here (no file is opened: every job parses the workflow again), each subject by its
+    ingest_check job, and the data_manifest checkpoint gathers every problem in one table."""
+    if data["source"] == "synthetic":
+        from segsweep import layout
+        from segsweep.data.cohort import LABELS as COHORT_LABELS
+        from segsweep.data.cohort import plan_cohort
+
+        table = {}
+        for spec in plan_cohort(data["synthetic"]):
+            image = layout.path(layout.COHORT_IMAGE, subject=spec.subject_id)
+
+            def labelled(pattern: str, spec: Any = spec) -> str:
+                """A labelled subject's file, "" for an unlabelled one."""
+                return layout.path(pattern, subject=spec.subject_id) if spec.labelled else ""
+
+            table[spec.subject_id] = {
+                "image": image,
+                "mask": labelled(layout.COHORT_MASK),
+                "roi": labelled(layout.COHORT_ROI),
+                "source": spec.source,
+                "perspective": spec.perspective,
+                "labelled": spec.labelled,
+                "images": [image],
+                "class_masks": {},
+                "extra": {},
+            }
+        read = {
+            "layout": "synthetic",
+            "labels": data["labels"] or COHORT_LABELS,
+            "channels": data["channels"],
+            "problems": [],
+        }
+        return table, read
+    if not data["manifest"]:
+        raise ConfigError(
+            "data.manifest",
+            None,
+            "a manifest CSV, a MONAI datalist or a Decathlon or nnU-Net v2 folder"
+            " when data.source is 'manifest'",
+        )
+    plan = plan_subjects(data)
+    read = {
+        "layout": plan.dataset.layout,
+        "labels": plan.labels,
+        "channels": plan.channels,
+        "folds": plan.folds,
+        "problems": [vars(problem) for problem in plan.problems],
+    }
+    return plan.subjects, read
+
+
 def record_problems(record: dict[str, Any]) -> list[Problem]:
     """The problems of a subject's ingest.json record (none for a valid subject)."""
     if record.get("valid", True):

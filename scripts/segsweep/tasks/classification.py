@@ -38,6 +38,18 @@ def _report_inputs() -> Callable[..., Any]:
     return report_inputs
 
 
+def _read_data() -> Callable[..., Any]:
+    return _studies_read
+
+
+def _studies_read(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """No per-subject jobs: the images are read and checked in one job (the studies stage);
+    planning needs only the classes (data.labels, else normal 0, abnormal 1: the synthetic
+    radiographs' and MURA's)."""
+    labels = data["labels"] or {"normal": 0, "abnormal": 1}
+    return {}, {"layout": data["source"], "labels": labels, "channels": None}
+
+
 def _scorer(config: dict[str, Any], classes: Sequence[str], n_boot: int, seed: int) -> Any:
     """The selection metric of a configuration's pooled predictions (with folds every study
     once, by the fold model that never trained on it), with a patient-bootstrap interval of
@@ -64,6 +76,15 @@ TASK = Task(
         "report": "segsweep.report.thesis",
     },
     report_inputs=_report_inputs,
+    read_data=_read_data,
+    select_outputs={"per_image": layout.VAL_PER_IMAGE, "per_study": layout.VAL_PER_STUDY},
+    select_command=(
+        "python -m segsweep classify select --index {input.index} --val {input.val}"
+        " --subjects-json {input.subjects} --config-json {params.cfg:q}"
+        " --classification-json {params.classification:q} --out {output.selection}"
+        " --per-image {output.per_image} --per-study {output.per_study}"
+        " --threads {threads} > {log} 2>&1"
+    ),
     foreign={
         "final.external": "external methods' masks are scored in native space, a segmentation step",
         "selection.class": "a study has no per-class score",

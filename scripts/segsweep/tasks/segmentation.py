@@ -21,6 +21,12 @@ def _trainer() -> Callable[..., Any]:
     return train_run
 
 
+def _read_data() -> Callable[..., Any]:
+    from segsweep.data.validate import workflow_subjects
+
+    return workflow_subjects
+
+
 def _report_inputs() -> Callable[..., Any]:
     from segsweep.report.inputs import ReportInputs
 
@@ -45,4 +51,16 @@ TASK = Task(
         "report": "segsweep.report.thesis",
     },
     report_inputs=_report_inputs,
+    read_data=_read_data,
+    select_outputs={"per_slice": layout.VAL_PER_SLICE, "per_patient": layout.VAL_PER_PATIENT},
+    select_command=(
+        "python -m segsweep select --index {input.index} --val {input.val}"
+        " --subjects-json {input.subjects} --config-json {params.cfg:q}"
+        " --out {output.selection} --threads {threads} > {log} 2>&1"
+        " && python -m segsweep evaluate --index {input.index} --run-id {wildcards.run}"
+        " --selection {output.selection} --data {input.val}"
+        " --subjects-json {input.subjects} --split val"
+        " --per-slice {output.per_slice} --per-patient {output.per_patient}"
+        " --threads {threads} >> {log} 2>&1"
+    ),
 )

@@ -45,6 +45,15 @@ class Task:
     # the report's files of a results folder: (results, config, sweep, QC subjects, benchmarks
     # folder or None) → `segsweep.report.inputs.ReportInputs`
     report_inputs: Callable[[], Callable[..., Any]]
+    # the data as the workflow plans it, from the `data` config section: (subject id → its raw
+    # files, for the per-subject jobs; none when the task reads its data in one job) and the
+    # data as read (its "layout", "labels", "channels" and a datalist's "folds")
+    read_data: Callable[[], Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]]
+    # the selection job of one run (workflow/rules/select.smk): its validation tables beside
+    # selection.json (output name → layout pattern) and its shell command, in Snakemake's
+    # placeholders
+    select_outputs: Mapping[str, str]
+    select_command: str
     # keys only the other task reads: dotted key → why (set to other than the schema's
     # default, they are refused)
     foreign: Mapping[str, str] = field(default_factory=dict)
