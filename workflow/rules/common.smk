@@ -297,6 +297,15 @@ def init_source(wildcards):
     )
 
 
+# The train rule's input function, only where a run of the sweep initialises from another: it
+# gives the other runs nothing, and each call costs planning time in every job of a large sweep.
+TRANSFER_INPUT = (
+    [unpack(init_source)]
+    if any(run.params.get("init_from") for run in RUNS.values())
+    else []
+)
+
+
 def train_arguments(wildcards, input):
     """The run's hyperparameters as JSON and, for a transfer run, what it initialises from."""
     hp = as_json({**RUNS[wildcards.run].params, "run_id": wildcards.run})
@@ -309,10 +318,10 @@ def train_arguments(wildcards, input):
     return arguments
 
 
-def validation_data(wildcards):
-    """The split files that hold a run's validation patients: val.h5, and with folds also
-    train.h5 (a fold's validation patients come from both)."""
-    return each(L.DATASET, split=["train", "val"] if FOLDS else ["val"])
+# The split files that hold a run's validation patients: val.h5, and with folds also train.h5
+# (a fold's validation patients come from both). The same for every run: a list, not an input
+# function, since each call of one costs planning time in every job of a large sweep.
+VALIDATION_DATA = each(L.DATASET, split=["train", "val"] if FOLDS else ["val"])
 
 
 def model_runs(wildcards):

@@ -9,7 +9,7 @@ rule select:
     input:
         index=L.RUN_INDEX,
         subjects=L.RUN_SUBJECTS,
-        val=validation_data,
+        val=VALIDATION_DATA,
     output:
         **TASK.select_outputs,  # the task's validation tables
         selection=L.SELECTION,

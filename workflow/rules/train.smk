@@ -12,7 +12,7 @@
 
 rule train:
     input:
-        unpack(init_source),
+        *TRANSFER_INPUT,  # a transfer run: what it initialises from
         train=L.path(L.DATASET, split="train"),
         val=L.path(L.DATASET, split="val"),
         splits=L.SPLITS,
