@@ -10,12 +10,13 @@
 - `classification_run`: the tiny classification cohort and sweep to the thesis.
 
 Tests must not change these folders (a test that needs to, copies them). With pytest-xdist
-(`-n 2 --dist loadgroup`, the project's default) the tests of one shared run go to one worker,
-so each run is made once per session.
+(`-n 2`, the project's default) the files of one shared run go to one worker, so each run is
+made once per session (`SHARED_RUN_FILES`, `SharedRunScheduling`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -137,13 +138,55 @@ def classification_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return finished(root, TINY_CLASSIFICATION, TINY_CLASSIFICATION_SWEEP)
 
 
-SHARED_RUNS = ("tiny_run", "prepared_cohort", "classification_run")
+# The test files that assert on each shared run. With pytest-xdist (`-n 2`, the project's
+# default) each group of files goes to one worker, so each run is made once per session; a test
+# of a shared run in a file not listed here fails at collection.
+SHARED_RUN_FILES = {
+    "tiny_run": ("test_workflow.py", "test_slurm.py"),
+    "prepared_cohort": ("test_cv_workflow.py", "test_faults.py", "test_devices_workflow.py"),
+    "classification_run": ("test_classification_workflow.py",),
+}
+GROUP_OF_FILE = {name: run for run, names in SHARED_RUN_FILES.items() for name in names}
 
 
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its shared run's group, else its file (whose tests
+    share the file's module-scoped runs)."""
+    path = nodeid.split("::")[0]
+    return GROUP_OF_FILE.get(Path(path).name, path)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests of one shared run form one xdist group (one worker makes the run)."""
+    """The shared runs' tests first (the longest chains start at once on the two workers), the
+    other workflow tests next, the unit tests last; the order within a file is kept."""
+    runs = list(SHARED_RUN_FILES)
     for item in items:
-        for run in SHARED_RUNS:
+        for run in runs:
             if run in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(run))
-                break
+                assert Path(item.path).name in SHARED_RUN_FILES[run], (
+                    f"{item.nodeid} uses {run}: list its file in conftest.SHARED_RUN_FILES"
+                )
+
+    def rank(item: pytest.Item) -> int:
+        group = GROUP_OF_FILE.get(Path(item.path).name)
+        if group:
+            return runs.index(group)
+        return len(runs) + (0 if item.get_closest_marker("workflow") else 1)
+
+    items.sort(key=rank)
+
+
+if importlib.util.find_spec("xdist"):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        """xdist's scope scheduling with the work units of `work_unit`, in collection order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(config: pytest.Config, log) -> SharedRunScheduling:
+        config.option.loadscopereorder = False  # keep the order of pytest_collection_modifyitems
+        return SharedRunScheduling(config, log)
