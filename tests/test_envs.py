@@ -36,7 +36,8 @@ def env_packages(path: Path) -> dict[str, str]:
 
 
 def module_path(module: str) -> Path:
-    path = PACKAGE.joinpath(*module.split(".")[1:])
+    """The file of a segsweep module, or of a stage's `module:function`."""
+    path = PACKAGE.joinpath(*module.partition(":")[0].split(".")[1:])
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 

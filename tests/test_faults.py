@@ -32,7 +32,6 @@ from segsweep.report.inputs import ReportInputs
 from segsweep.report.render import render_html
 from segsweep.report.thesis import build_document
 from segsweep.tasks import stages
-from segsweep.train import job as train
 from segsweep.train.failure import error_line
 from segsweep.train.loop import LOG_COLUMNS
 
@@ -83,7 +82,7 @@ def test_a_run_records_its_provenance_and_leased_device(
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     out = tmp_path / "runs" / "ok"
     hp = {**HP, "epochs": 1, "run_id": "ok"}
-    train.main(train_args(hp, data, out, "--config-hash", "c0ffee"))
+    stages.train(train_args(hp, data, out, "--config-hash", "c0ffee"))
     record = json.loads((out / "provenance.json").read_text())
     assert record["status"] == "ok" and record["run_id"] == "ok" and record["attempt"] == 1
     assert record["params_hash"] == provenance.params_hash(hp)
@@ -99,10 +98,10 @@ def test_only_the_last_attempt_records_a_failure(data: tuple[Path, Path], tmp_pa
     out = tmp_path / "runs" / "depth-6"
     args = train_args({**DEEP, "run_id": "depth-6"}, data, out, "--device", "cpu")
     with pytest.raises(ValueError, match="divisible by 32"):
-        train.main([*args, "--attempt", "1", "--max-attempts", "2"])
+        stages.train([*args, "--attempt", "1", "--max-attempts", "2"])
     assert not (out / "checkpoints" / "index.json").exists()
     assert not (out / "provenance.json").exists()
-    train.main([*args, "--attempt", "2", "--max-attempts", "2"])
+    stages.train([*args, "--attempt", "2", "--max-attempts", "2"])
     index = json.loads((out / "checkpoints" / "index.json").read_text())
     assert index["status"] == "failed" and index["attempts"] == 2 and index["checkpoints"] == []
     assert re.fullmatch(r"ValueError: U-Net of depth 6 needs .*divisible by 32.*", index["error"])
@@ -122,7 +121,7 @@ def test_error_line_is_the_type_and_last_line() -> None:
 @pytest.fixture()
 def failed_run(data: tuple[Path, Path], tmp_path: Path) -> Path:
     out = tmp_path / "runs" / "depth-6"
-    train.main(train_args({**DEEP, "run_id": "depth-6"}, data, out, "--device", "cpu"))
+    stages.train(train_args({**DEEP, "run_id": "depth-6"}, data, out, "--device", "cpu"))
     return out
 
 
@@ -158,7 +157,7 @@ def test_a_transfer_from_a_failed_run_fails_with_the_reason(
     select.main(["--run-dir", str(failed_run), "--val", str(data[1]), "--out", str(selection_json)])
     out = tmp_path / "runs" / "transfer"
     hp = {**HP, "epochs": 1, "init_from": "depth-6", "run_id": "transfer"}
-    train.main(
+    stages.train(
         train_args(hp, data, out, "--device", "cpu", "--init-selection", str(selection_json))
     )
     error = json.loads((out / "checkpoints" / "index.json").read_text())["error"]

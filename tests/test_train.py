@@ -27,7 +27,7 @@ from segsweep.io.splits import read_split
 from segsweep.labels import targets
 from segsweep.model.augment import Augmenter
 from segsweep.model.checkpoints import VolumeSlices, load_checkpoint, selected_checkpoint
-from segsweep.train import job as train
+from segsweep.tasks import stages
 from segsweep.train.loop import LOG_COLUMNS, subset_patients, train_run
 
 torch.set_num_threads(1)
@@ -191,7 +191,7 @@ def test_main_reads_hyperparameters_as_json(data, tmp_path, monkeypatch):
     out = tmp_path / "runs" / "cli"
     hp = json.dumps({**HP, "epochs": 1, "run_id": "given"})
     argv = ["--hp-json", hp, "--train", str(data[0]), "--val", str(data[1])]
-    train.main([*argv, "--out", str(out), "--threads", "1", "--device", "cpu"])
+    stages.train([*argv, "--out", str(out), "--threads", "1", "--device", "cpu"])
     assert threads == [1]
     assert yaml.safe_load((out / "params.yaml").read_text())["run_id"] == "given"
     assert (out / "checkpoints" / "epoch-0001.pt").is_file()

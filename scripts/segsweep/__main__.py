@@ -1,7 +1,7 @@
 """Command line: `python -m segsweep <stage> [args]` runs one stage of the workflow on its own.
 
-Each stage is the `main` of one module of the package, or `module:function` where the task
-decides what the stage reads (`segsweep.tasks.stages`); this table says which.
+Each stage is the `main` of one module of the package, or `module:function` where what the
+stage does differs by task (`segsweep.tasks.stages` hands it the task's); this table says which.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ STAGES = {
     "crop": ("segsweep.preprocess.crop", "crop centre, the window planned from the data, the crop"),
     "split": ("segsweep.preprocess.split", "patient-level train/val/test split"),
     "pack": ("segsweep.preprocess.pack", "normalise and pack one split into HDF5"),
-    "train": ("segsweep.train.job", "train one run of the sweep"),
+    "train": ("segsweep.tasks.stages:train", "train one run of the sweep"),
     "select": ("segsweep.evaluate.select", "score every checkpoint of a run on validation"),
     "evaluate": ("segsweep.evaluate.tables", "per-slice and per-patient metrics of a checkpoint"),
     "final": ("segsweep.tasks.stages:final", "choose the final models on validation"),

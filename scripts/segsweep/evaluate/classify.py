@@ -43,7 +43,7 @@ from segsweep.model.classifiers import build_classifier
 
 def selection_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The selection section with defaults filled in, its metric checked (its level, study or
-    image, the task checks: `segsweep.tasks`)."""
+    image, is checked when the workflow plans)."""
     cfg = complete(cfg, "selection")
     if cfg["metric"] not in METRICS:
         raise ConfigError("selection.metric", cfg["metric"], " | ".join(METRICS))

@@ -25,7 +25,7 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,9 +48,6 @@ from segsweep.report.figures import sweep_figures
 from segsweep.report.numbers import ci_text, number, percent, plural
 from segsweep.sweep.grammar import sweep_runs, swept_names
 from segsweep.vocabulary import model_label, pooled_score_label
-
-if TYPE_CHECKING:
-    from segsweep.tasks.task import Task
 
 SPLIT_TITLES = {"val": "Validation set", "test": "Test set"}
 SPLIT_ORDER = ["val", "test"]
@@ -303,10 +300,10 @@ def draw_figures(
     draw_classification_figures(given.final, given.tables, given.test_per_study, finals)
 
 
-def main(argv: list[str] | None, task: Task) -> None:
+def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
     """Write the sweep's figures and the final models' ROC curves, confusion matrices and study
     probabilities of the classification run whose results folder is --results
-    (`python -m segsweep figures`: `task` names the training curves' metric)."""
+    (`python -m segsweep figures`): the training curves show `curve` (log column, name)."""
     parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
     add_sweep_options(parser)
     config, sweep, results = sweep_options(parser.parse_args(argv))
@@ -333,4 +330,4 @@ def main(argv: list[str] | None, task: Task) -> None:
         "cost": under(layout.COST_FIGURE),
         **{name: under(pattern) for name, pattern in FIGURES.items()},
     }
-    draw_figures(config, sweep, given, outputs, task.curve)
+    draw_figures(config, sweep, given, outputs, curve)

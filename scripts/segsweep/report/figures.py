@@ -26,7 +26,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,9 +49,6 @@ from segsweep.sweep.analysis import configured_pairs, hue_partner, read_tables
 from segsweep.sweep.cost import MEASURES, cost_points
 from segsweep.sweep.grammar import configurations, sweep_runs, swept_names
 from segsweep.vocabulary import format_level, level_order, model_label, score_label
-
-if TYPE_CHECKING:
-    from segsweep.tasks.task import Task
 
 JITTER_SEED = 0
 
@@ -427,10 +424,10 @@ def figure_files(results: str | Path, swept: list[str]) -> dict[str, Path]:
     return files
 
 
-def main(argv: list[str] | None, task: Task) -> None:
+def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
     """Write the jitter plots, boxplots, histograms, training curves, checkpoint scores, the
     ranking and the cost figure of the run whose results folder is --results
-    (`python -m segsweep figures`: `task` is segmentation)."""
+    (`python -m segsweep figures`): the training curves show `curve` (log column, name)."""
     parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
     add_sweep_options(parser)
     config, sweep, results = sweep_options(parser.parse_args(argv))
@@ -452,4 +449,4 @@ def main(argv: list[str] | None, task: Task) -> None:
         val_per_slice=by(layout.VAL_PER_SLICE, runs),
         test_per_slice=by(test, finals),
     )
-    draw_figures(config, sweep, given, figure_files(results, swept_names(sweep)), task.curve)
+    draw_figures(config, sweep, given, figure_files(results, swept_names(sweep)), curve)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
@@ -26,9 +26,6 @@ from segsweep.report.latex import write_latex
 from segsweep.report.numbers import plural
 from segsweep.report.render import TEMPLATES, render_html, render_pdf
 from segsweep.sweep.grammar import sweep_runs
-
-if TYPE_CHECKING:
-    from segsweep.tasks.task import Task
 
 
 def build_document(inputs: ReportInputs, date: str | None = None) -> Document:
@@ -67,9 +64,10 @@ def write_thesis(
     print(f"wrote {out_html}, {out_pdf} ({pages} pages) and {out_latex}")
 
 
-def main(argv: list[str] | None, task: Task) -> None:
+def main(argv: list[str] | None, report_inputs: Callable[..., ReportInputs]) -> None:
     """Write the thesis as HTML and as PDF from the run whose results folder is --results
-    (`python -m segsweep report`: `task` finds its files, `Task.report_inputs`)."""
+    (`python -m segsweep report`), from the files `report_inputs` finds there: called as
+    (results, config, sweep, QC subjects, benchmarks folder or None)."""
     parser = argparse.ArgumentParser(prog="segsweep report", description=main.__doc__)
     add_sweep_options(parser)
     parser.add_argument(
@@ -82,7 +80,7 @@ def main(argv: list[str] | None, task: Task) -> None:
     parser.add_argument("--qc-subjects", nargs="*", default=[], help="subjects of the QC figures")
     args = parser.parse_args(argv)
     config, sweep, results = sweep_options(args)
-    inputs = task.report_inputs()(
+    inputs = report_inputs(
         results,
         config,
         sweep,

@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -60,9 +60,6 @@ from segsweep.sweep.stats import (
     paired_tests,
 )
 from segsweep.vocabulary import METRIC_NAMES, format_level, groupable, level_order
-
-if TYPE_CHECKING:
-    from segsweep.tasks.task import Task
 
 # (final model, split) → its per_slice or per_patient.csv files (with cross-validation, a model's
 # validation tables are those of its k fold runs: its out-of-fold scores)
@@ -513,8 +510,8 @@ def ensemble_vs_fold(final: pd.DataFrame, ensemble: Tables, best_fold: Tables) -
 class AnalysisInputs:
     """What the analysis reads: per run (by run id) its selection.json, per_patient.csv,
     subjects.json, provenance.json and its training job's benchmark file, the validation table
-    that scores a configuration (`scored`: the one final.csv was chosen from, `segsweep.tasks`:
-    per_patient.csv, or per_slice.csv at `selection.level: slice`), and its per_slice.csv
+    that scores a configuration (`scored`: the one final.csv was chosen from, per_patient.csv,
+    or per_slice.csv at `selection.level: slice`), and its per_slice.csv
     (every run's at `selection.level: slice`, else at least the final models' runs');
     splits.csv; the final models (final.csv) and per final model (by its id) its test tables
     (`test_*`: of its fold ensemble with folds) and, with folds, those of its best fold
@@ -661,10 +658,11 @@ def write_named(tables: Mapping[str, pd.DataFrame], outputs: Mapping[str, str | 
         print(f"wrote {outputs[name]} ({len(table)} rows)")
 
 
-def main(argv: list[str] | None, task: Task) -> None:
+def main(argv: list[str] | None, scored_tables: Mapping[str, str]) -> None:
     """Write the runs table and the hyperparameter, pair, best-run and final-model tables of
-    the run whose results folder is --results (`python -m segsweep analysis`: `task` is
-    segmentation)."""
+    the run whose results folder is --results (`python -m segsweep analysis`): configurations
+    scored from the validation table of `scored_tables` (selection level → layout pattern) at
+    the config's selection level."""
     parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
     add_sweep_options(parser)
     parser.add_argument(
@@ -679,7 +677,7 @@ def main(argv: list[str] | None, task: Task) -> None:
     finals = pd.read_csv(layout.under(results, layout.FINAL))["run_id"].astype(str).tolist()
     folds = any(run.fold is not None for run in runs)
     ids = [run.run_id for run in runs]
-    scored = task.scored(config["selection"])
+    scored = scored_tables[config["selection"]["level"]]
     given = AnalysisInputs.under(results, ids, finals, folds, args.benchmarks, scored)
     outputs = {name: layout.under(results, layout.TABLE, name=name) for name in layout.TABLES}
     outputs["runs"] = layout.under(results, layout.RUNS_TABLE)

@@ -26,7 +26,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -58,9 +58,6 @@ from segsweep.sweep.configurations import configuration_table, fold_table
 from segsweep.sweep.cost import train_benchmarks
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
 
-if TYPE_CHECKING:
-    from segsweep.tasks.task import Task
-
 RUN_METRICS = ["score", "selected_epoch", "auc", "accuracy", "kappa"]
 VALIDATION_METRICS = ("auc", "accuracy", "kappa")  # of the selected checkpoint, per study
 FINAL_SPLITS = ("val", "test")
@@ -73,9 +70,9 @@ OUTPUTS = ("runs", "configurations", *layout.CLASSIFICATION_TABLES)
 class ClassificationInputs:
     """What the analysis reads: per run (by run id) its selection.json, validation
     per_study.csv, the validation table that scores a configuration (`scored`: the one
-    final.csv was chosen from, `segsweep.tasks`: per_study.csv, or per_image.csv at
-    `selection.level: image`), provenance.json and its training job's benchmark file;
-    splits.csv (no final model's table may hold a study of another split); the final models
+    final.csv was chosen from: per_study.csv, or per_image.csv at `selection.level: image`),
+    provenance.json and its training job's benchmark file; splits.csv (no final model's table
+    may hold a study of another split); the final models
     (final.csv) and per final model (by its id) its test per_study and per_image.csv (the
     tables are study-level: the images are the figures' gallery)."""
 
@@ -233,10 +230,11 @@ def write_classification_tables(
     write_named(tables, outputs)
 
 
-def main(argv: list[str] | None, task: Task) -> None:
+def main(argv: list[str] | None, scored_tables: Mapping[str, str]) -> None:
     """Write the runs table, the sweep's tables and the final models' study-level tables of
-    the classification run whose results folder is --results (`python -m segsweep analysis`:
-    `task` names the validation table that scores a configuration)."""
+    the classification run whose results folder is --results (`python -m segsweep analysis`):
+    configurations scored from the validation table of `scored_tables` (selection level →
+    layout pattern) at the config's selection level."""
     parser = argparse.ArgumentParser(prog="segsweep analysis", description=main.__doc__)
     add_sweep_options(parser)
     parser.add_argument(
@@ -249,7 +247,7 @@ def main(argv: list[str] | None, task: Task) -> None:
     config, sweep, results = sweep_options(args)
     runs = [run.run_id for run in sweep_runs(config, sweep)]
     finals = pd.read_csv(layout.under(results, layout.FINAL), dtype={"run_id": str})["run_id"]
-    scored = task.scored(config["selection"])
+    scored = scored_tables[config["selection"]["level"]]
     given = ClassificationInputs.under(results, runs, finals.tolist(), args.benchmarks, scored)
     outputs = {name: layout.under(results, layout.TABLE, name=name) for name in OUTPUTS}
     outputs["runs"] = layout.under(results, layout.RUNS_TABLE)

@@ -91,8 +91,8 @@ def write_final(
     scorer: Scorer | None = None,
 ) -> pd.DataFrame:
     """results/summary/final.csv from every run's selection.json and the validation table that
-    scores a configuration (both by run id), scored by the task's `scorer` (`segsweep.tasks`;
-    None: the per-patient or per-slice aggregate)."""
+    scores a configuration (both by run id), scored by `scorer` (None: the per-patient or
+    per-slice aggregate)."""
     runs = sweep_runs(config, sweep)
     final = choose_final(
         selection_scores(runs, selections, val_tables, config["selection"], scorer),

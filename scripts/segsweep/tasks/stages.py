@@ -1,17 +1,34 @@
-"""The stages run by hand whose files differ by task (`python -m segsweep final`, `analysis`,
-`figures`, `report`): they read the config's task here and hand the stage what differs."""
+"""The stages whose work differs by task (`python -m segsweep train`, `final`, `analysis`,
+`figures`, `report`): they read the task here (the run's, or the config's) and hand the stage
+what differs as plain values."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.sweep.grammar import sweep_runs
-from segsweep.tasks import check, task_of
+from segsweep.tasks import check, task_of, task_of_run
+from segsweep.tasks.task import Task
+
+
+def train(argv: list[str] | None = None) -> None:
+    """Train one run of the sweep (`segsweep.train.job`) through the trainer of its task: the
+    task whose models hold the run's `model` (--hp-json; without it, asking for help, the
+    default task's)."""
+    from segsweep.train.job import Trainer, main
+
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--hp-json")
+    given = probe.parse_known_args(argv)[0].hp_json
+    hp = json.loads(given) if given else {}
+    task = task_of_run(hp)
+    main(argv, Trainer(task.trainer(), task.log_columns(), task.label_mode(hp)))
 
 
 def final(argv: list[str] | None = None) -> None:
@@ -36,26 +53,34 @@ def final(argv: list[str] | None = None) -> None:
 
 
 def analysis(argv: list[str] | None = None) -> None:
-    """The task's analysis tables of the run whose results folder is --results."""
-    _by_task("analysis", argv)
+    """The task's analysis tables of the run whose results folder is --results, scored from the
+    task's validation table at the selection level."""
+    task = _task(argv)
+    _main(task, "analysis")(argv, task.scored_tables)
 
 
 def figures(argv: list[str] | None = None) -> None:
-    """The task's figures of the run whose results folder is --results."""
-    _by_task("figures", argv)
+    """The task's figures of the run whose results folder is --results, its training curves of
+    the task's metric."""
+    task = _task(argv)
+    _main(task, "figures")(argv, task.curve)
 
 
 def report(argv: list[str] | None = None) -> None:
-    """The task's thesis of the run whose results folder is --results."""
-    _by_task("report", argv)
+    """The task's thesis of the run whose results folder is --results, from the files the task
+    finds there."""
+    task = _task(argv)
+    _main(task, "report")(argv, task.report_inputs())
 
 
-def _by_task(stage: str, argv: list[str] | None) -> None:
-    """Run `stage` by hand as the task of --config-json runs it: the `main(argv, task)` of the
-    task's module (`Task.commands`). Without --config-json (asking for help) the default
-    task's."""
+def _task(argv: list[str] | None) -> Task:
+    """The task of --config-json, checked; without it (asking for help) the default task."""
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--config-json")
     given = probe.parse_known_args(argv)[0].config_json
-    task = check(json.loads(given)) if given else task_of({})
-    importlib.import_module(task.commands[stage]).main(argv, task)
+    return check(json.loads(given)) if given else task_of({})
+
+
+def _main(task: Task, stage: str) -> Callable[..., None]:
+    """The `main` of the task's module that runs `stage` (`Task.commands`)."""
+    return importlib.import_module(task.commands[stage]).main

@@ -33,7 +33,7 @@ def write_failure(
     """The outputs of a run whose last attempt failed, as a record of the failure; the training
     log (else the header `log_columns`, the run's task's) and subjects.json are kept when the
     run wrote them before failing (else the subjects it was given, or none); `label_mode` is
-    the task's (`segsweep.tasks`), by default the run's `labels`."""
+    the one the caller hands, by default the run's `labels`."""
     for folder in (files.index.parent, files.params.parent, files.log.parent):
         folder.mkdir(parents=True, exist_ok=True)
     files.params.write_text(yaml.safe_dump(hp, sort_keys=True))

@@ -1,9 +1,8 @@
 """The training job of one run, as the workflow starts it: lease a device, train (resuming when
 a state is left), and record provenance; the last of its attempts records a failure as the run's
-outputs (`segsweep.train.failure`) instead of failing, so the sweep goes on. A run whose `model`
-trains through its task's trainer (`segsweep.tasks`: a classifier on the packed image sets of the
-classification task, `segsweep.train.classify`, a U-Net through `segsweep.train.loop`); the rest
-of the job is the same for both.
+outputs (`segsweep.train.failure`) instead of failing, so the sweep goes on. The job trains
+through the `Trainer` its caller hands (a U-Net's, `segsweep.train.loop`, or a classifier's on
+packed image sets, `segsweep.train.classify`); the rest of the job is the same for both.
 
 On CUDA the job also records what the training cost on the device, in provenance.json (the one
 record every attempt that ends writes, failed or not): `device_s`, the seconds of this attempt's
@@ -21,7 +20,10 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -33,9 +35,20 @@ from segsweep.io.records import read_json, write_json
 from segsweep.model.checkpoints import selected_checkpoint
 from segsweep.preprocess.split import run_subjects
 from segsweep.provenance import provenance, utc_now
-from segsweep.tasks import task_of_run
 from segsweep.train.failure import write_failure
 from segsweep.train.loop import RunFiles
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """What trains one run: its training function, called as
+    `train(hp, train.h5, val.h5, files, device, threads, init, subjects)`, and what a failed
+    run's outputs record (`write_failure`): the training log's header and the label mode of its
+    checkpoint index."""
+
+    train: Callable[..., Any]
+    log_columns: tuple[str, ...]
+    label_mode: Any
 
 
 def init_checkpoint(args: argparse.Namespace, hp: dict) -> Path | None:
@@ -132,13 +145,13 @@ def device_cost(device: torch.device, seconds: float) -> dict[str, float | None]
     return {"device_s": round(seconds, 3), "device_peak_mb": round(peak, 1)}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None, trainer: Trainer) -> None:
+    """Train the run of --hp-json through `trainer` (see the module docstring)."""
     parser = _parser()
     args = parser.parse_args(argv)
     files = run_files(args, parser)
     hp = json.loads(args.hp_json)
     hp = {**hp, "run_id": hp.get("run_id", files.index.parent.parent.name)}
-    task = task_of_run(hp)
     lease = lease_device() if args.device == "auto" else None
     device = lease.device if lease is not None else choose_device(args.device)
     if lease is not None and lease.index is not None:
@@ -152,15 +165,14 @@ def main(argv: list[str] | None = None) -> None:
             splits = pd.read_csv(args.splits, dtype={"subject_id": str})
             subjects = run_subjects(splits, hp.get("fold"))
         init = init_checkpoint(args, hp)
-        train = task.trainer()
-        train(hp, args.train, args.val, files, device, args.threads, init, subjects)
+        trainer.train(hp, args.train, args.val, files, device, args.threads, init, subjects)
     except Exception as error:
         if args.attempt < args.max_attempts:
             raise  # Snakemake retries the job
         traceback.print_exc()
         status = "failed"
-        log = task.log_columns()
-        write_failure(files, hp, error, args.attempt, subjects, log, task.label_mode(hp))
+        log, mode = trainer.log_columns, trainer.label_mode
+        write_failure(files, hp, error, args.attempt, subjects, log, mode)
     finally:
         ended, seconds = utc_now(), time.perf_counter() - clock
         if lease is not None:
@@ -177,7 +189,3 @@ def main(argv: list[str] | None = None) -> None:
         **device_cost(device, seconds),
     )
     write_json(files.provenance, record)
-
-
-if __name__ == "__main__":
-    main()

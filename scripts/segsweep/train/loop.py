@@ -354,8 +354,8 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.epochs
         self.progress = Progress()
 
-    # the log column early stopping watches when the run leaves it unset (the task's default,
-    # `segsweep.tasks`: the workflow sets it in every run's hyperparameters)
+    # the log column early stopping watches when the run leaves it unset (the workflow sets it
+    # in every run's hyperparameters)
     STOP_METRIC = "val_dice"
 
     def early_stopping_metric(self) -> str:
