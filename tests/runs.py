@@ -60,14 +60,15 @@ def snakemake(
     env: dict[str, str] | None = None,
     timeout: int = 1800,
     configfile: Path | None = None,
+    snakefile: Path = REPO / "Snakefile",
 ) -> subprocess.CompletedProcess:
-    """`snakemake ARGS` on the repository's Snakefile in `workdir` with its config.yaml (or
-    `configfile`).
+    """`snakemake ARGS` on the repository's Snakefile (or `snakefile`, e.g. a wrapper that
+    includes it) in `workdir` with its config.yaml (or `configfile`).
 
     ARGS go first (targets, flags, `--resources gpu=4`): `--configfile` comes last, since it
     and `--resources` take every word after them."""
     command = [sys.executable, "-m", "snakemake", *args]
-    command += ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    command += ["--snakefile", str(snakefile), "--directory", str(workdir)]
     configfile = configfile or workdir / "config.yaml"
     command += ["--cores", str(cores), "--configfile", str(configfile)]
     return subprocess.run(

@@ -4,19 +4,16 @@ config in force that the stages are handed (common.smk's IN_FORCE).
 
 Each test parses the real Snakefile (`snakemake --list-rules`: nothing is planned or run) through
 a wrapper Snakefile that includes it, records the config right after the Snakefile validates it
-and again once every rule file is parsed, and prints both with what three rules are handed. It
-calls Snakemake itself since `runs.snakemake` takes only the repository's Snakefile.
+and again once every rule file is parsed, and prints both with what three rules are handed.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from public_layouts import CHANNELS, CLASSES, build_datalist
-from runs import REPO, configure
+from runs import REPO, configure, snakemake
 from tiny import TINY_CONFIG, TINY_SWEEP
 
 from segsweep.data.cohort import LABELS as COHORT_LABELS
@@ -57,9 +54,7 @@ def _seen(workdir: Path) -> dict:
     """What the wrapper records of parsing the Snakefile in `workdir` with its config.yaml."""
     wrapper = workdir / "Wrapper.smk"
     wrapper.write_text(WRAPPER.format(snakefile=str(REPO / "Snakefile")))
-    command = [sys.executable, "-m", "snakemake", "--list-rules", "--snakefile", str(wrapper)]
-    command += ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+    result = snakemake(workdir, "--list-rules", snakefile=wrapper, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("SEEN ")]
     return json.loads(line.removeprefix("SEEN "))
