@@ -185,6 +185,36 @@ def under(folder: str | Path, pattern: str, base: str = RESULTS, **wildcards: st
     return Path(folder) / relative
 
 
+def named_under(folder: str | Path, files: dict[str, str], prefix: str) -> dict[str, Path]:
+    """The files of `files` (a thesis's list, `*_thesis_files`) named `<prefix><name>`, in the
+    results folder `folder` (as `under`), by name."""
+    n = len(prefix)
+    return {k[n:]: under(folder, pattern) for k, pattern in files.items() if k.startswith(prefix)}
+
+
+def segmentation_thesis_files(swept: Iterable[str], external: bool) -> dict[str, str]:
+    """The tables ("table_<name>") and figures ("figure_<name>", PNG; the SVG lies beside each)
+    the segmentation thesis shows, by name: the report rule's inputs, the figures its figures
+    stage draws by hand, and what its report finds by hand; the native-space boxplot only with
+    external methods (`external`: `final.external` is set)."""
+    files = {
+        "table_runs": RUNS_TABLE,
+        "table_configurations": CONFIGURATIONS_TABLE,
+        **{f"table_{name}": path(TABLE, name=name) for name in TABLES},
+        **{f"figure_jitter_{name}": path(JITTER, name=name) for name in swept},
+    }
+    for split in ("val", "test"):
+        files[f"figure_boxplot_{split}"] = path(BOXPLOT, split=split)
+        files[f"figure_histogram_{split}"] = path(HISTOGRAM, split=split)
+    files["figure_training_curves"] = TRAINING_CURVES
+    files["figure_checkpoint_scores"] = CHECKPOINT_SCORES
+    files["figure_ranking"] = RANKING_FIGURE
+    files["figure_cost"] = COST_FIGURE
+    if external:
+        files["figure_boxplot_test_native"] = NATIVE_BOXPLOT
+    return files
+
+
 def classification_thesis_files(swept: Iterable[str]) -> dict[str, str]:
     """The tables ("table_<name>") and figures ("figure_<name>", PNG) the classification thesis
     shows, by name: the report rule's inputs, and what its report finds by hand."""

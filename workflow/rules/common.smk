@@ -362,30 +362,6 @@ def final_tables(wildcards):
     return tables
 
 
-def figure_files():
-    """The figures stage's PNGs by name (the SVG lies beside each)."""
-    figures = {f"jitter_{name}": L.path(L.JITTER, name=name) for name in SWEPT}
-    for split in FINAL_SPLITS:
-        figures[f"boxplot_{split}"] = L.path(L.BOXPLOT, split=split)
-        figures[f"histogram_{split}"] = L.path(L.HISTOGRAM, split=split)
-    figures["training_curves"] = L.TRAINING_CURVES
-    figures["checkpoint_scores"] = L.CHECKPOINT_SCORES
-    figures["ranking"] = L.RANKING_FIGURE
-    figures["cost"] = L.COST_FIGURE
-    if EXTERNAL:
-        figures["boxplot_test_native"] = L.NATIVE_BOXPLOT
-    return figures
-
-
-# The analysis tables and figures the thesis shows, as named inputs of the report rule.
-REPORT_TABLES = {
-    "table_runs": L.RUNS_TABLE,
-    "table_configurations": L.CONFIGURATIONS_TABLE,
-    **{f"table_{name}": L.path(L.TABLE, name=name) for name in L.TABLES},
-    **{f"figure_{name}": png for name, png in figure_files().items()},
-}
-
-
 def report_qc(wildcards):
     """The N4 and crop figures of the QC subjects, which the thesis shows."""
     qc = qc_subjects(wildcards)

@@ -5,7 +5,8 @@ rule report:
     input:
         unpack(report_qc),
         unpack(report_finals),
-        **REPORT_TABLES,
+        # the analysis tables and figures the thesis shows
+        **L.segmentation_thesis_files(SWEPT, bool(EXTERNAL)),
         final=L.FINAL,
         splits=L.SPLITS,
         checks=L.SPLITS_CHECKS,

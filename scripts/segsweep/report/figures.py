@@ -411,23 +411,11 @@ def sweep_figures(
     cost_plot(points, measure, Path(outputs["cost"]), score, named)
 
 
-def figure_files(results: str | Path, swept: list[str]) -> dict[str, Path]:
-    """The figure files (PNG; the SVG lies beside each) of a results folder, by name."""
-    files = {f"jitter_{name}": layout.under(results, layout.JITTER, name=name) for name in swept}
-    for split in ("val", "test"):
-        files[f"boxplot_{split}"] = layout.under(results, layout.BOXPLOT, split=split)
-        files[f"histogram_{split}"] = layout.under(results, layout.HISTOGRAM, split=split)
-    files["training_curves"] = layout.under(results, layout.TRAINING_CURVES)
-    files["checkpoint_scores"] = layout.under(results, layout.CHECKPOINT_SCORES)
-    files["ranking"] = layout.under(results, layout.RANKING_FIGURE)
-    files["cost"] = layout.under(results, layout.COST_FIGURE)
-    return files
-
-
 def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
     """Write the jitter plots, boxplots, histograms, training curves, checkpoint scores, the
-    ranking and the cost figure of the run whose results folder is --results
-    (`python -m segsweep figures`): the training curves show `curve` (log column, name)."""
+    ranking and the cost figure (with external methods the native-space boxplot) of the run
+    whose results folder is --results (`python -m segsweep figures`): the training curves show
+    `curve` (log column, name)."""
     parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
     add_sweep_options(parser)
     config, sweep, results = sweep_options(parser.parse_args(argv))
@@ -435,6 +423,8 @@ def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
     finals = pd.read_csv(layout.under(results, layout.FINAL))["run_id"].astype(str).tolist()
     reported = config["final"]["model"] == "best_fold" and config["split"]["folds"]
     test = layout.BEST_FOLD_PER_SLICE if reported else layout.TEST_PER_SLICE
+    test_patients = layout.BEST_FOLD_PER_PATIENT if reported else layout.TEST_PER_PATIENT
+    external = sorted(config["final"].get("external") or {})
 
     def by(pattern: str, ids: list[str]) -> dict[str, Path]:
         return {i: layout.under(results, pattern, run=i) for i in ids}
@@ -448,5 +438,10 @@ def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
         train_logs=by(layout.RUN_LOG, runs),
         val_per_slice=by(layout.VAL_PER_SLICE, runs),
         test_per_slice=by(test, finals),
+        test_per_patient=by(test_patients, finals),
+        external={n: layout.under(results, layout.EXTERNAL_PER_PATIENT, name=n) for n in external},
     )
-    draw_figures(config, sweep, given, figure_files(results, swept_names(sweep)), curve)
+    # the figures the thesis shows (`layout.segmentation_thesis_files`)
+    files = layout.segmentation_thesis_files(swept_names(sweep), bool(external))
+    outputs = layout.named_under(results, files, "figure_")
+    draw_figures(config, sweep, given, outputs, curve)

@@ -42,10 +42,10 @@ class Thesis:
 class ReportInputs:
     """The configuration and sweep, and the files of one workflow run the thesis shows.
 
-    `tables` holds the analysis tables by name (`layout.TABLES` and "runs"), `figures` the
-    figures stage's PNGs by name ("jitter_<name>", "boxplot_<split>", "histogram_<split>",
-    "training_curves", "checkpoint_scores", "ranking", "cost"); per-subject and per-run files are
-    keyed by subject or run id; `benchmarks` maps a rule to its jobs' benchmark files.
+    `tables` holds the analysis tables by name and `figures` the figures stage's PNGs by name,
+    those the task's thesis shows (`layout.segmentation_thesis_files`,
+    `classification_thesis_files`: "table_<name>", "figure_<name>"); per-subject and per-run
+    files are keyed by subject or run id; `benchmarks` maps a rule to its jobs' benchmark files.
     """
 
     config: dict[str, Any]
@@ -81,8 +81,9 @@ class ReportInputs:
         qc_subjects: list[str],
         benchmarks: str | Path | None = None,
     ) -> ReportInputs:
-        """The files of the run whose results folder is `results` (and, when given, the
-        benchmark files under `benchmarks`, one folder per rule group)."""
+        """The files of the run whose results folder is `results`, its tables and figures
+        those of `layout.segmentation_thesis_files` (and, when given, the benchmark files under
+        `benchmarks`, one folder per rule group)."""
 
         def under(pattern: str, **wildcards: str) -> Path:
             return layout.under(results, pattern, **wildcards)
@@ -92,16 +93,8 @@ class ReportInputs:
         runs = [run.run_id for run in sweep_runs(config, sweep)]
         final = under(layout.FINAL)
         finals = pd.read_csv(final, dtype=str)["run_id"].tolist()
-        figures = {f"jitter_{n}": under(layout.JITTER, name=n) for n in swept_names(sweep)}
-        for split in ("val", "test"):
-            figures[f"boxplot_{split}"] = under(layout.BOXPLOT, split=split)
-            figures[f"histogram_{split}"] = under(layout.HISTOGRAM, split=split)
-        figures |= {
-            "training_curves": under(layout.TRAINING_CURVES),
-            "checkpoint_scores": under(layout.CHECKPOINT_SCORES),
-            "ranking": under(layout.RANKING_FIGURE),
-            "cost": under(layout.COST_FIGURE),
-        }
+        external = bool(config["final"].get("external"))
+        files = layout.segmentation_thesis_files(swept_names(sweep), external)
         found = {}
         if benchmarks is not None:
             for folder in sorted(p for p in Path(benchmarks).glob("*") if p.is_dir()):
@@ -122,12 +115,8 @@ class ReportInputs:
             kept_fraction=_existing(under(layout.KEPT_FRACTION)),
             n4_qc={s: under(layout.N4_QC, subject=s) for s in qc_subjects},
             crop_qc={s: under(layout.CROP_QC, subject=s) for s in qc_subjects},
-            tables={
-                "runs": under(layout.RUNS_TABLE),
-                "configurations": under(layout.CONFIGURATIONS_TABLE),
-                **{n: under(layout.TABLE, name=n) for n in layout.TABLES},
-            },
-            figures=figures,
+            tables=layout.named_under(results, files, "table_"),
+            figures=layout.named_under(results, files, "figure_"),
             final=final,
             outlines={r: under(layout.OUTLINES, run=r) for r in finals},
             unlabelled={r: under(layout.UNLABELLED_FIGURE, run=r) for r in finals},

@@ -947,15 +947,10 @@ def report_inputs(
 
     finals = pd.read_csv(inputs.final, dtype=str)["run_id"].tolist()
     files = layout.classification_thesis_files(swept_names(sweep))
-
-    def named(prefix: str) -> dict[str, Path]:
-        """The files named `<prefix><name>`, by name."""
-        return {k[len(prefix) :]: under(v) for k, v in files.items() if k.startswith(prefix)}
-
     return replace(
         inputs,
-        tables=named("table_"),
-        figures=named("figure_"),
+        tables=layout.named_under(results, files, "table_"),
+        figures=layout.named_under(results, files, "figure_"),
         outlines={},
         unlabelled={},
         classification={
