@@ -21,14 +21,14 @@ def train(argv: list[str] | None = None) -> None:
     """Train one run of the sweep (`segsweep.train.job`) through the trainer of its task: the
     task whose models hold the run's `model` (--hp-json; without it, asking for help, the
     default task's)."""
-    from segsweep.train.job import Trainer, main
+    from segsweep.train.job import Training, main
 
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--hp-json")
     given = probe.parse_known_args(argv)[0].hp_json
     hp = json.loads(given) if given else {}
     task = task_of_run(hp)
-    main(argv, Trainer(task.trainer(), task.log_columns(), task.label_mode(hp)))
+    main(argv, Training(task.trainer(), task.log_columns(), task.label_mode(hp)))
 
 
 def final(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """The training job of one run, as the workflow starts it: lease a device, train (resuming when
 a state is left), and record provenance; the last of its attempts records a failure as the run's
 outputs (`segsweep.train.failure`) instead of failing, so the sweep goes on. The job trains
-through the `Trainer` its caller hands (a U-Net's, `segsweep.train.loop`, or a classifier's on
+through the `Training` its caller hands (a U-Net's, `segsweep.train.loop`, or a classifier's on
 packed image sets, `segsweep.train.classify`); the rest of the job is the same for both.
 
 On CUDA the job also records what the training cost on the device, in provenance.json (the one
@@ -40,7 +40,7 @@ from segsweep.train.loop import RunFiles
 
 
 @dataclass(frozen=True)
-class Trainer:
+class Training:
     """What trains one run: its training function, called as
     `train(hp, train.h5, val.h5, files, device, threads, init, subjects)`, and what a failed
     run's outputs record (`write_failure`): the training log's header and the label mode of its
@@ -145,8 +145,8 @@ def device_cost(device: torch.device, seconds: float) -> dict[str, float | None]
     return {"device_s": round(seconds, 3), "device_peak_mb": round(peak, 1)}
 
 
-def main(argv: list[str] | None, trainer: Trainer) -> None:
-    """Train the run of --hp-json through `trainer` (see the module docstring)."""
+def main(argv: list[str] | None, training: Training) -> None:
+    """Train the run of --hp-json through `training` (see the module docstring)."""
     parser = _parser()
     args = parser.parse_args(argv)
     files = run_files(args, parser)
@@ -165,13 +165,13 @@ def main(argv: list[str] | None, trainer: Trainer) -> None:
             splits = pd.read_csv(args.splits, dtype={"subject_id": str})
             subjects = run_subjects(splits, hp.get("fold"))
         init = init_checkpoint(args, hp)
-        trainer.train(hp, args.train, args.val, files, device, args.threads, init, subjects)
+        training.train(hp, args.train, args.val, files, device, args.threads, init, subjects)
     except Exception as error:
         if args.attempt < args.max_attempts:
             raise  # Snakemake retries the job
         traceback.print_exc()
         status = "failed"
-        log, mode = trainer.log_columns, trainer.label_mode
+        log, mode = training.log_columns, training.label_mode
         write_failure(files, hp, error, args.attempt, subjects, log, mode)
     finally:
         ended, seconds = utc_now(), time.perf_counter() - clock
