@@ -79,5 +79,5 @@ def test_per_subject_preprocessing_goes_to_slurm_grouped(run: TinyRun) -> None:
         "crop": ["crop_image", "crop_mask"],
     }
     for group, rules in grouped.items():
-        assert 0 < len(group_jobs(run, group)) < len(SUBJECTS), group
+        assert 0 < len(group_jobs(run, group)) < SUBJECTS, group
         assert not [rule for rule in rules if rule in run.slurm_jobs], group

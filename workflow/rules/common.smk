@@ -90,8 +90,12 @@ CHOICE_CONFIG = {
     "final": {k: config["final"][k] for k in ("n_best", "group_by")},
 }
 # The config the analysis and figures read: of the report's keys only the pairs it tabulates,
-# so editing its title, author or patients reruns only the report.
-ANALYSIS_CONFIG = {**IN_FORCE, "report": {"pairs": config["report"]["pairs"]}}
+# so editing its title, author or patients reruns only the report. Its sections in a fixed
+# order: a config file that gains a section (the schema's defaults fill those it lacks, after
+# the others) reads the same.
+ANALYSIS_CONFIG = dict(
+    sorted({**IN_FORCE, "report": {"pairs": config["report"]["pairs"]}}.items())
+)
 # What a classifier's selection and final test read of the classification section (the
 # bootstrap and the gallery are the analysis's and the final test's own params).
 STUDY_RULES = {
