@@ -41,33 +41,57 @@ def module_path(module: str) -> Path:
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
-def module_imports(module: str | Path, seen: set[str] | None = None) -> set[str]:
-    """Third-party imports of a segsweep module (or a rule's script file) and of the segsweep
-    modules it imports, at any depth."""
-    seen = set() if seen is None else seen
-    if str(module) in seen:
-        return set()
-    seen.add(str(module))
-    path = module if isinstance(module, Path) else module_path(module)
-    third_party: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names = []
+# The task seam loads a task's stage when that stage is called (its functions import it): the
+# seam's own imports are followed, those inside its functions only for the function a rule runs.
+SEAM = "segsweep.tasks"
+
+
+def imported_names(tree: ast.AST, into_functions: bool) -> list[str]:
+    """The modules a module's (or one function's) import statements name, with the modules
+    that `from segsweep.x import module` names; inside nested functions only if asked."""
+    names = []
+    stack = list(ast.iter_child_nodes(tree))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not into_functions:
+            continue
+        stack.extend(ast.iter_child_nodes(node))
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
+            names.append(node.module)
             if node.module.split(".")[0] == "segsweep":  # `from segsweep.x import module`
                 names += [
                     f"{node.module}.{alias.name}"
                     for alias in node.names
                     if module_path(f"{node.module}.{alias.name}").is_file()
                 ]
-        for name in names:
-            top = name.split(".")[0]
-            if top == "segsweep":
-                third_party |= module_imports(name, seen)
-            elif top not in sys.stdlib_module_names and top != "__future__":
-                third_party.add(top)
+    return names
+
+
+def module_imports(module: str | Path, seen: set[str] | None = None) -> set[str]:
+    """Third-party imports of a segsweep module (or a rule's script file, or a stage's
+    `module:function`) and of the segsweep modules it imports, at any depth (the seam's
+    function-level imports only in the function named)."""
+    seen = set() if seen is None else seen
+    if str(module) in seen:
+        return set()
+    seen.add(str(module))
+    path = module if isinstance(module, Path) else module_path(module)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    seam = isinstance(module, str) and module.startswith(SEAM)
+    names = imported_names(tree, into_functions=not seam)
+    function = module.partition(":")[2] if isinstance(module, str) else ""
+    if function:
+        (body,) = [n for n in tree.body if getattr(n, "name", None) == function]
+        names += imported_names(body, into_functions=True)
+    third_party: set[str] = set()
+    for name in names:
+        top = name.split(".")[0]
+        if top == "segsweep":
+            third_party |= module_imports(name, seen)
+        elif top not in sys.stdlib_module_names and top != "__future__":
+            third_party.add(top)
     return third_party
 
 
@@ -119,3 +143,10 @@ def test_the_import_check_follows_stages_and_scripts() -> None:
     report = module_imports(REPO / "workflow" / "scripts" / "report.py")
     assert {"weasyprint", "jinja2", "pandas"} <= report
     assert "torch" in module_imports(STAGES["train"][0])
+
+
+def test_the_seam_is_followed_into_the_function_a_rule_runs_only() -> None:
+    """Training follows the train command into the trainer's imports; choosing the final
+    models reads the task through the seam without the trainers' torch."""
+    assert "torch" in module_imports("segsweep.tasks.stages:train")
+    assert "torch" not in module_imports(REPO / "workflow" / "scripts" / "choose_final.py")
