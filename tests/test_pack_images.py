@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from segsweep.data import radiographs
 from segsweep.errors import InputError
 from segsweep.io.image_sets import read_image_set
-from segsweep.preprocess import radiographs as pack
+from segsweep.preprocess import images as pack
 
 CLASSES = ["normal", "abnormal"]
 

@@ -43,7 +43,7 @@ STAGES = {
         "read and check a classification manifest or MURA folder, one row per study",
     ),
     "images": (
-        "segsweep.preprocess.radiographs",
+        "segsweep.preprocess.images",
         "pack one split's radiographs into HDF5; the example images figure",
     ),
     "classify": (

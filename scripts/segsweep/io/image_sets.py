@@ -1,5 +1,5 @@
 """The packed image sets of the classification task: one HDF5 file per split
-(results/datasets/{split}.h5), written by `segsweep.preprocess.radiographs` and read by training,
+(results/datasets/{split}.h5), written by `segsweep.preprocess.images` and read by training,
 selection and the final test.
 
 Layout of a file (N images, every image resized and padded to S × S pixels):

@@ -2,7 +2,7 @@
 per image from their pooled predictions.
 
 Its stages stay in the stage folders beside segmentation's (`data/radiographs.py`,
-`data/studies.py`, `preprocess/radiographs.py`, `train/classify.py`, `evaluate/classify.py`,
+`data/studies.py`, `preprocess/images.py`, `train/classify.py`, `evaluate/classify.py`,
 `evaluate/predictions.py`, `sweep/classification_analysis.py`,
 `report/classification_figures.py`, `report/chapters/classification.py`); this module hands
 them to the workflow.
