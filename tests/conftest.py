@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from runs import IN_CI, REPO, SLURM_MISSING, configure, finished, seed, snakemake, succeeded
 from tiny import TINY_CLASSIFICATION, TINY_CLASSIFICATION_SWEEP, TINY_CONFIG, TINY_SWEEP
@@ -115,10 +116,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 
 @pytest.fixture(scope="session")
 def prepared_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packed datasets, and the crops of the unlabelled subjects too (the final models
+    predict them), once the data manifest has listed the subjects."""
     root = tmp_path_factory.mktemp("prepared")
     configure(root, TINY_CONFIG, TINY_SWEEP)
     targets = [layout.path(layout.DATASET, split=split) for split in ("train", "val", "test")]
     succeeded(snakemake(root, *targets))
+    subjects = pd.read_csv(root / layout.DATA_MANIFEST, dtype={"subject_id": str})
+    crops = [layout.path(layout.CROP_IMAGE, subject=s) for s in subjects["subject_id"]]
+    succeeded(snakemake(root, *crops))
     return root
 
 
