@@ -13,6 +13,7 @@ import PIL.Image
 import pytest
 from markupsafe import Markup
 
+from segsweep.numerals import number, percent
 from segsweep.report.document import (
     Chapter,
     Document,
@@ -23,7 +24,6 @@ from segsweep.report.document import (
     slug,
     text,
 )
-from segsweep.report.numbers import number, percent
 from segsweep.report.render import render_html
 
 FRAME = pd.DataFrame({"Level": ["a", "b"], "Mean": ["0.500", "0.700"]})

@@ -24,7 +24,7 @@ from test_report import check_summary, pdf_pages
 from tiny import TINY_SWEEP
 
 from segsweep import layout
-from segsweep.report.numbers import significant
+from segsweep.numerals import significant
 from segsweep.sweep.stats import bootstrap_ci
 
 # Visual checks (headless Chromium screenshots thesis.html, poppler renders and reads the PDF)

@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 
 from segsweep.evaluate.predictions import positive_column
 from segsweep.io.image_sets import ImageSet
+from segsweep.numerals import number
 from segsweep.plotting import FONT_SIZE, TEXT_WIDTH, save, without_ticks
-from segsweep.report.numbers import number
 
 CATEGORIES = {"fp": "false positives", "fn": "false negatives"}
 

@@ -36,6 +36,7 @@ from matplotlib.ticker import MaxNLocator
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.evaluate.predictions import positive_column
+from segsweep.numerals import ci_text, number, percent, plural
 from segsweep.plotting import (
     FONT_SIZE,
     LINE_COLOUR,
@@ -45,7 +46,6 @@ from segsweep.plotting import (
     save,
 )
 from segsweep.report.figures import sweep_figures
-from segsweep.report.numbers import ci_text, number, percent, plural
 from segsweep.sweep.grammar import sweep_runs, swept_names
 from segsweep.vocabulary import model_label, pooled_score_label
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
+from segsweep.numerals import plural
 from segsweep.report.chapters import appendix
 from segsweep.report.chapters.summary import summary
 from segsweep.report.document import Document
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.latex import write_latex
-from segsweep.report.numbers import plural
 from segsweep.report.render import TEMPLATES, render_html, render_pdf
 from segsweep.sweep.grammar import sweep_runs
 

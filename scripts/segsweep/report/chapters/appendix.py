@@ -14,11 +14,11 @@ import yaml
 
 from segsweep import layout
 from segsweep.io.records import read_json
+from segsweep.numerals import NA, number, plural
 from segsweep.provenance import config_hash, git_revision, package_version
 from segsweep.report.chapters.sweep_results import read_runs, runs_frame
 from segsweep.report.document import Chapter, Code, Section, Table, text
 from segsweep.report.inputs import ReportInputs
-from segsweep.report.numbers import NA, number, plural
 from segsweep.sweep.grammar import swept_names
 
 PACKAGES = ("snakemake", "torch", "simpleitk", "numpy", "pandas")

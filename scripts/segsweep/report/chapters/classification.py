@@ -22,6 +22,16 @@ import pandas as pd
 
 from segsweep import layout
 from segsweep.io.records import flags, read_json
+from segsweep.numerals import (
+    NA,
+    ci_text,
+    integer,
+    number,
+    percent,
+    plural,
+    sentence_case,
+    verb,
+)
 from segsweep.report.chapters import appendix
 from segsweep.report.chapters.data import LAYOUTS, checks_frame
 from segsweep.report.chapters.methods import final_sentence, sweep_text, swept_frame
@@ -37,16 +47,6 @@ from segsweep.report.document import (
     text,
 )
 from segsweep.report.inputs import ReportInputs, Thesis, read_table
-from segsweep.report.numbers import (
-    NA,
-    ci_text,
-    integer,
-    number,
-    percent,
-    plural,
-    sentence_case,
-    verb,
-)
 from segsweep.sweep.grammar import sweep_runs, swept_names
 from segsweep.vocabulary import format_level, level_order, model_label, pooled_score_label
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from segsweep.io.records import flags, read_json
+from segsweep.numerals import NA, plural, sentence_case
 from segsweep.report.document import Chapter, Table, text
 from segsweep.report.inputs import ReportInputs
-from segsweep.report.numbers import NA, plural, sentence_case
 
 SPLIT_ORDER = ["train", "val", "test", "unlabelled"]
 

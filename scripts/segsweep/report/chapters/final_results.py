@@ -12,10 +12,10 @@ from markupsafe import Markup
 
 from segsweep import layout
 from segsweep.labels import FOREGROUND
+from segsweep.numerals import NA, ci_text, integer, number, plural
 from segsweep.report.chapters.sweep_results import cross_validated, tests_frame
 from segsweep.report.document import Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
-from segsweep.report.numbers import NA, ci_text, integer, number, plural
 from segsweep.sweep.analysis import CLASS_METRICS, NATIVE_TEST
 from segsweep.vocabulary import METRIC_NAMES
 

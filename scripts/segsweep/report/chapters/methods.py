@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
+from segsweep.numerals import plural
 from segsweep.report.document import Chapter, Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs
-from segsweep.report.numbers import plural
 from segsweep.sweep.grammar import Run, sweep_runs, swept_names
 from segsweep.sweep.stats import BOOTSTRAP_RESAMPLES
 from segsweep.vocabulary import METRIC_NAMES, format_level, level_order

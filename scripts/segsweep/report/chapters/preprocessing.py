@@ -14,10 +14,10 @@ import pandas as pd
 from markupsafe import Markup
 
 from segsweep.channels import channel_names
+from segsweep.numerals import number, plural, sentence_case, verb
 from segsweep.preprocess.crop_plan import AUTO, KEPT_MINIMUM, cut_classes, resolve_centre
 from segsweep.report.document import Chapter, Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
-from segsweep.report.numbers import number, plural, sentence_case, verb
 
 
 def inputs_sentence(config: dict[str, Any], used: bool) -> str | None:

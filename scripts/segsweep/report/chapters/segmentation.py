@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from segsweep.numerals import number, plural
 from segsweep.report.chapters import appendix, data, methods, preprocessing, results
 from segsweep.report.chapters.summary import mean_interval
 from segsweep.report.document import Chapter, Document, Paragraph, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
-from segsweep.report.numbers import number, plural
 from segsweep.sweep.grammar import sweep_runs
 
 

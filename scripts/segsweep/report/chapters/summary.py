@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from segsweep.numerals import NA, ci_text, number, p_value, plural
 from segsweep.report.chapters.sweep_results import experiment
 from segsweep.report.document import Document, Paragraph, join_words, text
 from segsweep.report.inputs import ReportInputs, read_table
-from segsweep.report.numbers import NA, ci_text, number, p_value, plural
 from segsweep.sweep.grammar import sweep_runs, swept_names
 from segsweep.vocabulary import format_level
 

@@ -8,9 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from segsweep.report.document import Figure, Section, Table, text
-from segsweep.report.inputs import ReportInputs, read_table
-from segsweep.report.numbers import (
+from segsweep.numerals import (
     NA,
     ci_text,
     integer,
@@ -22,6 +20,8 @@ from segsweep.report.numbers import (
     significant,
     verb,
 )
+from segsweep.report.document import Figure, Section, Table, text
+from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.sweep.analysis import configured_pairs, hue_partner, pair_grid
 from segsweep.sweep.cost import MEASURES, configuration_costs, cost_points
 from segsweep.sweep.grammar import swept_names
