@@ -19,8 +19,8 @@ from segsweep.evaluate.probabilities import predict_probabilities
 from segsweep.io.image_sets import read_image_set, write_image_set
 from segsweep.model.checkpoints import load_checkpoint
 from segsweep.model.classifiers import build_classifier
+from segsweep.tasks import stages
 from segsweep.train import classify
-from segsweep.train import job as train
 from segsweep.train.classify import LOG_COLUMNS, class_weights, image_auc, train_classifier
 from segsweep.train.loop import subset_patients
 
@@ -83,7 +83,7 @@ def test_a_classification_job_writes_every_output(sets, tmp_path):
     out = tmp_path / "runs" / "cls"
     hp = json.dumps({**HP, "run_id": "cls", "input_size": 40, "weight_decay": 1e-4})
     argv = ["--hp-json", hp, "--train", str(sets[0]), "--val", str(sets[1])]
-    train.main([*argv, "--out", str(out), "--threads", "1", "--device", "cpu"])
+    stages.train([*argv, "--out", str(out), "--threads", "1", "--device", "cpu"])
     params = yaml.safe_load((out / "params.yaml").read_text())
     assert params["run_id"] == "cls" and params["class_weights"] == "balanced"
     log = pd.read_csv(out / "train_log.csv")
