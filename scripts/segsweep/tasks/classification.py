@@ -10,36 +10,14 @@ them to the workflow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from segsweep import layout
-from segsweep.tasks.task import Task
+from segsweep.tasks.task import Task, lazy
 
 # `segsweep.model.classifiers.CLASSIFIERS`, named here so planning does not import torch
 MODELS = ("resnet18", "resnet34", "resnet50", "densenet121", "vgg16")
-
-
-def _log_columns() -> tuple[str, ...]:
-    from segsweep.train.classify import LOG_COLUMNS
-
-    return LOG_COLUMNS
-
-
-def _trainer() -> Callable[..., Any]:
-    from segsweep.train.classify import train_classifier
-
-    return train_classifier
-
-
-def _report_inputs() -> Callable[..., Any]:
-    from segsweep.report.chapters.classification import report_inputs
-
-    return report_inputs
-
-
-def _read_data() -> Callable[..., Any]:
-    return _studies_read
 
 
 def _studies_read(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -66,17 +44,17 @@ TASK = Task(
     metrics=("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "kappa"),
     stop_metrics=("val_auc", "val_loss"),
     curve=("val_auc", "AUC"),
-    log_columns=_log_columns,
+    log_columns=lazy("segsweep.train.classify", "LOG_COLUMNS"),
     label_mode=lambda hp: "classification",
     scorer=_scorer,
-    trainer=_trainer,
+    trainer=lazy("segsweep.train.classify", "train_classifier"),
     commands={
         "analysis": "segsweep.sweep.classification_analysis",
         "figures": "segsweep.report.classification_figures",
         "report": "segsweep.report.thesis",
     },
-    report_inputs=_report_inputs,
-    read_data=_read_data,
+    report_inputs=lazy("segsweep.report.chapters.classification", "report_inputs"),
+    read_data=lambda: _studies_read,
     select_outputs={"per_image": layout.VAL_PER_IMAGE, "per_study": layout.VAL_PER_STUDY},
     select_command=(
         "python -m segsweep classify select --index {input.index} --val {input.val}"

@@ -2,36 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from segsweep import layout
-from segsweep.tasks.task import Task
-
-
-def _log_columns() -> tuple[str, ...]:
-    from segsweep.train.loop import LOG_COLUMNS
-
-    return LOG_COLUMNS
-
-
-def _trainer() -> Callable[..., Any]:
-    from segsweep.train.loop import train_run
-
-    return train_run
-
-
-def _read_data() -> Callable[..., Any]:
-    from segsweep.data.validate import workflow_subjects
-
-    return workflow_subjects
-
-
-def _report_inputs() -> Callable[..., Any]:
-    from segsweep.report.inputs import ReportInputs
-
-    return ReportInputs.under
-
+from segsweep.tasks.task import Task, lazy
 
 TASK = Task(
     name="segmentation",
@@ -40,18 +12,18 @@ TASK = Task(
     metrics=("dice", "iou", "sensitivity", "specificity", "precision", "accuracy", "f2"),
     stop_metrics=("val_dice", "val_loss"),
     curve=("val_dice", "Dice"),
-    log_columns=_log_columns,
+    log_columns=lazy("segsweep.train.loop", "LOG_COLUMNS"),
     label_mode=lambda hp: hp.get("labels"),
     # the shared per-patient (or per-slice) aggregate of segsweep.sweep.configurations
     scorer=lambda config, classes, n_boot, seed: None,
-    trainer=_trainer,
+    trainer=lazy("segsweep.train.loop", "train_run"),
     commands={
         "analysis": "segsweep.sweep.analysis",
         "figures": "segsweep.report.figures",
         "report": "segsweep.report.thesis",
     },
-    report_inputs=_report_inputs,
-    read_data=_read_data,
+    report_inputs=lazy("segsweep.report.inputs", "ReportInputs.under"),
+    read_data=lazy("segsweep.data.validate", "workflow_subjects"),
     select_outputs={"per_slice": layout.VAL_PER_SLICE, "per_patient": layout.VAL_PER_PATIENT},
     select_command=(
         "python -m segsweep select --index {input.index} --val {input.val}"

@@ -8,8 +8,10 @@ A task refuses, when the workflow plans, what it cannot run (`Task.check`): each
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any
 
 from segsweep.config_schema import section
@@ -111,6 +113,17 @@ class Task:
         if value is not None and value not in allowed:
             named = " | ".join(map(str, allowed))
             raise ConfigError(key, value, f"{named} under task: {self.name}")
+
+
+def lazy(module: str, name: str) -> Callable[[], Any]:
+    """A function that imports `module` when called and returns its `name` (dotted for an
+    attribute of a class: "ReportInputs.under"), so a Task names a stage's parts without
+    importing the stage (torch) when the workflow plans."""
+
+    def load() -> Any:
+        return reduce(getattr, name.split("."), importlib.import_module(module))
+
+    return load
 
 
 def _get(config: Mapping[str, Any], dotted: str) -> Any:
