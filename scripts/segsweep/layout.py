@@ -82,6 +82,30 @@ VAL_PER_PATIENT = "results/runs/{run}/val/per_patient.csv"
 VAL_PER_IMAGE = "results/runs/{run}/val/per_image.csv"
 VAL_PER_STUDY = "results/runs/{run}/val/per_study.csv"
 
+# successive halving (the sweep's `budget`): a run trained to a rung below the last, {epochs}
+# being the rung's epochs. Its checkpoint index lies beside the run's checkpoints (one folder
+# for every rung); the rest in the rung's folder: the log so far, the resume state at the rung
+# (what the next rung starts from), its provenance and subjects, and its selection and
+# validation tables (the run's own files and tables at the rung, `at_rung`).
+RUNG_DIR = "results/runs/{run}/rungs/{epochs}"
+RUNG_INDEX = "results/runs/{run}/checkpoints/rung-{epochs}.json"
+RUNG_STATE = "results/runs/{run}/rungs/{epochs}/state.pt"
+# TensorBoard event files of a run (curves and hyperparameters), written as it trains
+RUN_EVENTS = "results/runs/{run}/tensorboard"
+# the decision of one rung (configuration, score, rank, promoted or pruned and why), the rung
+# table, each configuration's budget, and the figure of scores against epochs with the rungs
+RUNG_DECISION = "results/budget/rung-{epochs}.csv"
+BUDGET_RUNGS = "results/budget/rungs.csv"
+BUDGET_CONFIGURATIONS = "results/budget/configurations.csv"
+BUDGET_FIGURE = "results/figures/budget.png"
+# the seed-noise floor (the sweep's `confirm`): the settings (configurations without their seed)
+# chosen after the sweep for more seeds, each repeated setting's seed-to-seed spread, the top
+# settings' differences set against it, and how often the winner stays first across seeds
+CONFIRM = "results/budget/confirm.csv"
+SEED_SPREAD = "results/budget/seed_spread.csv"
+SEED_COMPARISONS = "results/budget/seed_comparisons.csv"
+SEED_WINNERS = "results/budget/seed_winners.csv"
+
 # the final models, one per chosen configuration ({run} is the configuration's id): test tables
 # (of its fold ensemble with cross-validation, and of its best fold), which runs make it up,
 # predictions, outlines and unlabelled subjects
@@ -165,6 +189,15 @@ def path(pattern: str, **wildcards: str) -> str:
     """`pattern` with the given wildcards filled in; the others stay `{name}` for Snakemake."""
     values = {name: f"{{{name}}}" for _, name, _, _ in _FIELDS.parse(pattern) if name}
     return pattern.format(**{**values, **wildcards})
+
+
+def at_rung(pattern: str) -> str:
+    """A file of a run's folder (`RUN_DIR`) as the run has it at a rung: in its rung's folder
+    (`RUNG_DIR`), e.g. the selection and validation tables of the run trained to 4 epochs."""
+    prefix = RUN_DIR + "/"
+    if not pattern.startswith(prefix):
+        raise ValueError(f"{pattern} is not a file of a run's folder")
+    return RUNG_DIR + "/" + pattern[len(prefix) :]
 
 
 def log(job: str) -> str:

@@ -30,7 +30,7 @@ import yaml
 from segsweep.config_schema import complete
 from segsweep.errors import ConfigError
 
-SWEEP_KEYS = ("fixed", "grids", "repeats")
+SWEEP_KEYS = ("fixed", "grids", "repeats", "budget", "confirm")
 MAX_ID_LENGTH = 120
 
 
@@ -44,10 +44,13 @@ class Run:
     values: dict[str, Any] = field(hash=False)
     configuration: str = ""
     fold: int | None = None
+    setting: str = ""  # the configuration without its seed (its id at the base seed)
 
     def __post_init__(self) -> None:
         if not self.configuration:
             object.__setattr__(self, "configuration", self.run_id)
+        if not self.setting:
+            object.__setattr__(self, "setting", self.configuration)
 
 
 def fold_run_id(configuration: str, fold: int) -> str:
@@ -143,21 +146,58 @@ def expand_sweep(
                     validate({**base, key: value})
             levels.append(values)
         for combination in itertools.product(*levels):
+            params = {**base, **dict(zip(keys, combination, strict=True))}
+            setting = run_id(params, base) if repeats > 1 else ""
             for repeat in range(repeats):
-                params = {**base, **dict(zip(keys, combination, strict=True))}
-                params["seed"] = params["seed"] + repeat
-                rid = run_id(params, base)
-                if rid in runs and runs[rid].params != params:
+                seeded = {**params, "seed": params["seed"] + repeat}
+                rid = run_id(seeded, base)
+                if rid in runs and runs[rid].params != seeded:
                     raise ConfigError("sweep", rid, "combinations with distinct run ids")
-                runs[rid] = Run(rid, params, {n: params[n] for n in names})
-    configurations = [runs[rid] for rid in sorted(runs)]
+                values = {n: seeded[n] for n in names}
+                runs[rid] = Run(rid, seeded, values, setting=setting or rid)
+    return with_folds([runs[rid] for rid in sorted(runs)], folds)
+
+
+def with_folds(configurations: list[Run], folds: int) -> list[Run]:
+    """The runs that train `configurations`: themselves without folds, else each
+    configuration's `folds` fold runs in fold order."""
     if not folds:
         return configurations
     return [
-        Run(fold_run_id(c.run_id, i), {**c.params, "fold": i}, c.values, c.run_id, i)
+        Run(fold_run_id(c.run_id, i), {**c.params, "fold": i}, c.values, c.run_id, i, c.setting)
         for c in configurations
         for i in range(folds)
     ]
+
+
+def confirmation_runs(
+    config: dict[str, Any], sweep: dict[str, Any], runs: list[Run]
+) -> dict[str, list[Run]]:
+    """The runs that would confirm each setting of `runs` (a configuration without its seed)
+    with `confirm.seeds` more seeds, by setting: the seeds after the sweep's `repeats` (base
+    seed + repeats, + repeats + 1, …), named as the sweep names seeded runs (`seed-<s>` in the
+    id), with their folds. Which settings are confirmed is decided after the sweep; none
+    without `confirm.top`."""
+    confirm = sweep.get("confirm") or {}
+    if not int(confirm.get("top", 0)):
+        return {}
+    base = {**config["train"], **(sweep.get("fixed") or {})}
+    repeats = int(sweep.get("repeats", 1))
+    names = sorted({*swept_names(sweep), "seed"})
+    folds = int((config.get("split") or {}).get("folds") or 0)
+    first = {}
+    for run in runs:
+        first.setdefault(run.setting, run)
+    confirming = {}
+    for setting, run in first.items():
+        extra = []
+        for j in range(int(confirm.get("seeds", 2))):
+            params = {k: v for k, v in run.params.items() if k != "fold"}
+            params["seed"] = base["seed"] + repeats + j
+            rid = run_id(params, base)
+            extra.append(Run(rid, params, {n: params[n] for n in names}, setting=setting))
+        confirming[setting] = with_folds(extra, folds)
+    return confirming
 
 
 def sweep_runs(config: dict[str, Any], sweep: dict[str, Any], validate=None) -> list[Run]:
