@@ -62,6 +62,7 @@ from segsweep.train.loop import (
     run_trainer,
     subset_patients,
 )
+from segsweep.train.rungs import WHOLE_RUN, Rung
 
 LOG_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_auc", "val_accuracy", "time_s")
 STOP_METRICS = {"val_auc": 1.0, "val_loss": -1.0}  # sign: higher is better after multiplying
@@ -250,6 +251,7 @@ def train_classifier(
     threads: int | None = None,
     init_checkpoint: Path | None = None,
     subjects: dict[str, list[str]] | None = None,
+    rung: Rung = WHOLE_RUN,
 ) -> None:
     """Train one classification run (resuming from its saved state when present), as
     `segsweep.train.loop.train_run` trains a segmentation run: same arguments and outputs;
@@ -257,4 +259,4 @@ def train_classifier(
     hp, files, device = prepare_run(hp, out, device, threads)
     data = classification_data(hp, train_h5, val_h5, subjects)
     write_json(files.subjects, data.subjects)
-    run_trainer(ClassifierTrainer(hp, data, files, device, init_checkpoint))
+    run_trainer(ClassifierTrainer(hp, data, files, device, init_checkpoint), rung)

@@ -37,6 +37,7 @@ from segsweep.preprocess.split import run_subjects
 from segsweep.provenance import provenance, utc_now
 from segsweep.train.failure import write_failure
 from segsweep.train.loop import RunFiles
+from segsweep.train.rungs import Rung, record_failure
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Training:
     run's outputs record (`write_failure`): the training log's header and the label mode of its
     checkpoint index."""
 
-    train: Callable[..., Any]
+    train: Callable[..., Any]  # also takes `rung=` (segsweep.train.rungs.Rung)
     log_columns: tuple[str, ...]
     label_mode: Any
 
@@ -116,6 +117,20 @@ def _parser() -> argparse.ArgumentParser:
         help="of config and sweep, for provenance (default: $SEGSWEEP_CONFIG_HASH, which the"
         " workflow sets)",
     )
+    parser.add_argument(
+        "--stop-at",
+        type=int,
+        help="successive halving: train to this rung's epochs only (see segsweep.train.rungs)",
+    )
+    parser.add_argument(
+        "--from-state", type=Path, help="the state the rung below left, to start from"
+    )
+    parser.add_argument(
+        "--rung-state",
+        type=Path,
+        help="leave the state at --stop-at here (a rung below the last); without it the job"
+        " ends the run at --stop-at",
+    )
     parser.add_argument("--attempt", type=int, default=1, help="this attempt (from 1)")
     parser.add_argument(
         "--max-attempts",
@@ -165,7 +180,10 @@ def main(argv: list[str] | None, training: Training) -> None:
             splits = pd.read_csv(args.splits, dtype={"subject_id": str})
             subjects = run_subjects(splits, hp.get("fold"))
         init = init_checkpoint(args, hp)
-        training.train(hp, args.train, args.val, files, device, args.threads, init, subjects)
+        rung = Rung(args.stop_at, args.from_state, args.rung_state)
+        training.train(
+            hp, args.train, args.val, files, device, args.threads, init, subjects, rung=rung
+        )
     except Exception as error:
         if args.attempt < args.max_attempts:
             raise  # Snakemake retries the job
@@ -173,6 +191,8 @@ def main(argv: list[str] | None, training: Training) -> None:
         status = "failed"
         log, mode = training.log_columns, training.label_mode
         write_failure(files, hp, error, args.attempt, subjects, log, mode)
+        if args.rung_state is not None:
+            record_failure(args.rung_state, error)
     finally:
         ended, seconds = utc_now(), time.perf_counter() - clock
         if lease is not None:

@@ -77,6 +77,7 @@ from segsweep.model.schedules import learning_rate
 from segsweep.model.tensors import to_tensor
 from segsweep.model.unet import build_model, encoder_blocks, model_dims
 from segsweep.train.batches import Prefetcher, StreamedSamples, streamed_order
+from segsweep.train.rungs import WHOLE_RUN, Rung, start_from
 from segsweep.train.state import Progress, load_state, rng_states, save_state, set_rng_states
 
 LOG_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_dice", "time_s")
@@ -353,6 +354,7 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.progress = Progress()
+        self.stop_at = self.epochs  # the last epoch this job trains (a rung's, under halving)
 
     # the log column early stopping watches when the run leaves it unset (the workflow sets it
     # in every run's hyperparameters)
@@ -385,9 +387,16 @@ class Trainer:
         return self.files.state / "resume.pt"
 
     def resume(self) -> None:
-        """Continue from the saved state when it belongs to this run; else start afresh and
-        remove checkpoints a run with other hyperparameters left behind."""
+        """Continue from the saved state when it belongs to this run and has not trained past
+        `stop_at`; else start afresh and remove checkpoints a run with other hyperparameters
+        left behind."""
         resumed = load_state(self.state_path, self.hp, self.device)
+        if (
+            resumed is not None
+            and resumed["progress"]["step"] > self.stop_at * self.steps_per_epoch
+        ):
+            print(f"ignoring {self.state_path}: trained past epoch {self.stop_at}", flush=True)
+            resumed = None
         if resumed is None:
             for stale in self.files.checkpoints.glob("*.pt"):
                 stale.unlink()
@@ -529,7 +538,8 @@ class Trainer:
         if stop:
             print(f"early stopping: no {self.stop_metric} gain in {patience} epochs", flush=True)
         every = int(hp["checkpoint_every"])
-        if (hp["checkpoint_unit"] == "epochs" and progress.epoch % every == 0) or last:
+        rung_end = progress.epoch == self.stop_at  # a rung's score needs its last epoch's weights
+        if (hp["checkpoint_unit"] == "epochs" and progress.epoch % every == 0) or last or rung_end:
             if not any(s["step"] == progress.step for s in progress.saved):
                 self.save_checkpoint(f"epoch-{progress.epoch:04d}.pt")
         progress.done = last
@@ -543,9 +553,12 @@ class Trainer:
         val_loss, val_dice = validate(self.model, self.val_batches(), self.criterion)
         return {"val_loss": val_loss, "val_dice": val_dice}
 
-    def fit(self) -> None:
-        """Train to the last (or early-stopped) epoch, then write the log and the index."""
-        while not self.progress.done and self.progress.epoch <= self.epochs:
+    def fit(self, snapshot: Path | None = None) -> None:
+        """Train to `stop_at` (the last epoch unless a rung's, or early-stopped), then write the
+        log and the index; leave the state in `snapshot` (a rung below the last: the run goes
+        on from there), else remove it (the run ends here). The index of a run ended short of
+        train.epochs records `epochs_trained`."""
+        while not self.progress.done and self.progress.epoch <= self.stop_at:
             epoch_start = time.perf_counter() - self.progress.start_time
             lr = self.train_epoch(epoch_start)
             self.end_epoch(lr, epoch_start)
@@ -555,8 +568,15 @@ class Trainer:
             "classes": self.meta["classes"],
             "label_mode": self.meta["label_mode"],
         }
+        trained = len(self.progress.rows)
+        if self.stop_at < self.epochs and not self.progress.done:
+            index["epochs_trained"] = trained
         write_json(self.files.index, index)
-        shutil.rmtree(self.files.state)
+        if snapshot is not None:
+            Path(snapshot).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.state_path, snapshot)
+        else:
+            shutil.rmtree(self.files.state)
 
 
 def train_run(
@@ -568,16 +588,18 @@ def train_run(
     threads: int | None = None,
     init_checkpoint: Path | None = None,
     subjects: dict[str, list[str]] | None = None,
+    rung: Rung = WHOLE_RUN,
 ) -> None:
     """Train one run (resuming from its saved state when present) and write its params,
     subjects, log, checkpoints and (last) checkpoint index; `out` is a run folder or its files;
-    `subjects` (train and val lists) selects the samples of both split files."""
+    `subjects` (train and val lists) selects the samples of both split files; `rung` stops it
+    at a rung of successive halving (`segsweep.train.rungs`)."""
     hp, files, device = prepare_run(hp, out, device, threads)
     data = training_data(hp, train_h5, val_h5, subjects, device)
     write_json(files.subjects, data.subjects)
     trainer = Trainer(hp, data, files, device, init_checkpoint)
     try:
-        run_trainer(trainer)
+        run_trainer(trainer, rung)
     finally:
         for samples in data.streamed or ():
             samples.close()
@@ -600,11 +622,16 @@ def prepare_run(
     return hp, files, device
 
 
-def run_trainer(trainer: Trainer) -> None:
-    """Write the run's params, resume from its state when there is one, and train to the end."""
+def run_trainer(trainer: Trainer, rung: Rung = WHOLE_RUN) -> None:
+    """Write the run's params, resume from its state when there is one (from the rung below's
+    snapshot under halving), and train to the end or to the rung's epochs."""
     files = trainer.files
     files.checkpoints.mkdir(parents=True, exist_ok=True)
     files.state.mkdir(parents=True, exist_ok=True)
     files.params.write_text(yaml.safe_dump(trainer.hp, sort_keys=True))
+    if rung.stop_at is not None:
+        trainer.stop_at = min(int(rung.stop_at), trainer.epochs)
+    if rung.start is not None:
+        start_from(rung.start, trainer.state_path)
     trainer.resume()
-    trainer.fit()
+    trainer.fit(rung.snapshot)
