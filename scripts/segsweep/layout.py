@@ -225,11 +225,14 @@ def named_under(folder: str | Path, files: dict[str, str], prefix: str) -> dict[
     return {k[n:]: under(folder, pattern) for k, pattern in files.items() if k.startswith(prefix)}
 
 
-def segmentation_thesis_files(swept: Iterable[str], external: bool) -> dict[str, str]:
+def segmentation_thesis_files(
+    swept: Iterable[str], external: bool, seeds: bool = False
+) -> dict[str, str]:
     """The tables ("table_<name>") and figures ("figure_<name>", PNG; the SVG lies beside each)
     the segmentation thesis shows, by name: the report rule's inputs, the figures its figures
     stage draws by hand, and what its report finds by hand; the native-space boxplot only with
-    external methods (`external`: `final.external` is set)."""
+    external methods (`external`: `final.external` is set); the seed tables only when settings
+    are trained with several seeds (`seeds`: `repeats` ≥ 2 or `confirm.top` > 0)."""
     files = {
         "table_runs": RUNS_TABLE,
         "table_configurations": CONFIGURATIONS_TABLE,
@@ -245,6 +248,10 @@ def segmentation_thesis_files(swept: Iterable[str], external: bool) -> dict[str,
     files["figure_cost"] = COST_FIGURE
     if external:
         files["figure_boxplot_test_native"] = NATIVE_BOXPLOT
+    if seeds:
+        files["table_seed_spread"] = SEED_SPREAD
+        files["table_seed_comparisons"] = SEED_COMPARISONS
+        files["table_seed_winners"] = SEED_WINNERS
     return files
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from segsweep.report.chapters import seeds
 from segsweep.report.chapters.final_results import final_models, visualisation
 from segsweep.report.chapters.sweep_results import best_models, failed_runs, hyperparameter_effects
 from segsweep.report.document import Chapter, Table
@@ -17,6 +18,7 @@ def chapter(inputs: ReportInputs, all_runs: Table) -> Chapter:
         *failed_runs(inputs, all_runs),
         hyperparameter_effects(inputs, all_runs),
         best_models(inputs),
+        *seeds.sections(inputs),
         final_models(inputs, final_ids),
         visualisation(inputs, final_ids),
     ]

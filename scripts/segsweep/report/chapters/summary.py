@@ -1,7 +1,8 @@
 """The summary after the title page, written from the results as a thesis abstract reads: what
 was swept and on how many patients, the best configuration with its score and interval, which
-hyperparameters made a difference and which did not (with the test and n behind each claim), and
-the final models' test result in both spaces.
+hyperparameters made a difference and which did not (with the test and n behind each claim),
+with several seeds whether the best setting beats the runner-up beyond seed noise, and the final
+models' test result in both spaces.
 
 Every sentence cites the table it comes from, found in the numbered document by its key, and
 writes its numbers as that table does (the same CSVs, the same formatting), so the summary claims
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from segsweep.numerals import NA, ci_text, number, p_value, plural
+from segsweep.report.chapters import seeds
 from segsweep.report.chapters.sweep_results import experiment
 from segsweep.report.document import Document, Paragraph, join_words, text
 from segsweep.report.inputs import ReportInputs, read_table
@@ -32,6 +34,7 @@ def summary(
     """The summary's paragraphs (the document numbered, so its tables can be found), `final`
     writing those on the final models' test (the thesis's `final_summary`)."""
     paragraphs = [_sweep(inputs, document), _best(inputs, document), _effects(inputs, document)]
+    paragraphs.append(seeds.summary_sentence(inputs, document))
     paragraphs += final(inputs, document)
     return [p for p in paragraphs if p is not None]
 
