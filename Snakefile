@@ -64,6 +64,7 @@ else:
 
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/budget.smk"
 include: "workflow/rules/select.smk"
 
 

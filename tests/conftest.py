@@ -149,7 +149,12 @@ def classification_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # of a shared run in a file not listed here fails at collection.
 SHARED_RUN_FILES = {
     "tiny_run": ("test_workflow.py", "test_slurm.py"),
-    "prepared_cohort": ("test_cv_workflow.py", "test_faults.py", "test_devices_workflow.py"),
+    "prepared_cohort": (
+        "test_cv_workflow.py",
+        "test_faults.py",
+        "test_devices_workflow.py",
+        "test_halving_workflow.py",
+    ),
     "classification_run": ("test_classification_workflow.py",),
 }
 GROUP_OF_FILE = {name: run for run, names in SHARED_RUN_FILES.items() for name in names}

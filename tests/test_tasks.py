@@ -175,7 +175,7 @@ def test_final_and_configurations_rank_from_the_same_table(tmp_path):
     assert dict(zip(chosen["run_id"], chosen["score"], strict=True)) == pytest.approx(
         dict(zip(table["configuration"], table["score"], strict=True))
     )
-    final = write_final(config, SWEEP, given.selections, scored, tmp_path / "final.csv", scorer)
+    final = write_final(config, runs, given.selections, scored, tmp_path / "final.csv", scorer)
     best = table.sort_values(["score", "configuration"], ascending=[False, True])
     assert final["run_id"].iloc[0] == best["configuration"].iloc[0]
     # the per-study table scores them otherwise: which table is the seam's choice matters

@@ -15,12 +15,20 @@ from segsweep import layout as L
 from segsweep.config_schema import section
 from segsweep.errors import ConfigError
 from segsweep.io.images import data_files
-from segsweep.sweep.grammar import configurations, load_sweep, swept_names, sweep_runs
+from segsweep.sweep.budget import rungs
+from segsweep.sweep.grammar import (
+    configurations,
+    confirmation_runs,
+    load_sweep,
+    swept_names,
+    sweep_runs,
+)
 
 
 wildcard_constraints:
     subject=r"[^/]+",
     run=r"[^/]+",
+    epochs=r"\d+",
     split=r"train|val|test",
     name=r"[^/]+",
 
@@ -70,6 +78,44 @@ RUNS = {run.run_id: run for run in sweep_runs(IN_FORCE, SWEEP, _validate_train)}
 TASK.check(config, RUNS.values())  # every run's model and early stopping metric too
 CONFIGURATIONS = configurations(list(RUNS.values()))  # id → its runs (k with folds)
 FOLDS = IN_FORCE["split"]["folds"]
+
+
+def _rungs(budget):
+    """The epochs of each rung of successive halving (the last: train.epochs); one rung, the
+    whole run, without it. Halving needs one train.epochs for every run of the sweep."""
+    epochs = sorted({int(run.params["epochs"]) for run in RUNS.values()})
+    if budget["method"] != "halving":
+        return epochs[-1:]
+    if len(epochs) > 1:
+        raise ConfigError(
+            "sweep: budget.method",
+            "halving",
+            f"one train.epochs for every run, not {epochs}",
+        )
+    if budget["prune"] == "wilcoxon" and TASK.name != "segmentation":
+        raise ConfigError(
+            "sweep: budget.prune",
+            "wilcoxon",
+            f"rank under task: {TASK.name} (the paired test needs per-patient scores)",
+        )
+    return rungs(epochs[0], budget["min_epochs"], budget["eta"])
+
+
+# The sweep's training budget (segsweep.sweep.budget): with `method: halving` every
+# configuration trains to the first rung, and each rung's decision (a checkpoint, budget.smk)
+# sends the best on to the next.
+BUDGET = {"method": "none", "eta": 3, "min_epochs": 4, "prune": "rank", "alpha": 0.05}
+BUDGET.update(SWEEP.get("budget") or {})
+RUNGS = _rungs(BUDGET)
+HALVING = len(RUNGS) > 1
+# The seed-noise floor: the runs that would retrain each setting (a configuration without its
+# seed) with `confirm.seeds` more seeds; the confirm checkpoint (budget.smk) picks the top ones.
+CONFIRM = {"top": 0, "seeds": 2, **(SWEEP.get("confirm") or {})}
+CONFIRMING = confirmation_runs(IN_FORCE, SWEEP, list(RUNS.values()))
+EVERY_RUN = {
+    **RUNS,
+    **{run.run_id: run for runs in CONFIRMING.values() for run in runs},
+}
 # The validation table that scores configurations, for the final models and the analysis
 # alike (segmentation: per patient, or per slice at slice level, only then do the cohort-level
 # rules read every run's per-slice table; classification: per study or per image).
@@ -278,7 +324,7 @@ def init_source(wildcards):
     configuration `init_from` names, trained on the same fold (so no validation subject of the
     fold has trained the weights it starts from), or a run of another workflow (its
     selection.json, e.g. pretrained on another dataset), or a checkpoint file."""
-    run = RUNS[wildcards.run]
+    run = EVERY_RUN[wildcards.run]
     source = run.params.get("init_from")
     if not source:
         return {}
@@ -305,20 +351,27 @@ def init_source(wildcards):
 # gives the other runs nothing, and each call costs planning time in every job of a large sweep.
 TRANSFER_INPUT = (
     [unpack(init_source)]
-    if any(run.params.get("init_from") for run in RUNS.values())
+    if any(run.params.get("init_from") for run in EVERY_RUN.values())
     else []
 )
 
 
 def train_arguments(wildcards, input):
-    """The run's hyperparameters as JSON and, for a transfer run, what it initialises from."""
-    hp = as_json({**RUNS[wildcards.run].params, "run_id": wildcards.run})
+    """The run's hyperparameters as JSON and, for a transfer run, what it initialises from;
+    under halving the state it starts from and, for a run its configuration's rungs pruned,
+    the epochs it ends at (a rung's own job: the rung's epochs, given by its rule)."""
+    hp = as_json({**EVERY_RUN[wildcards.run].params, "run_id": wildcards.run})
     arguments = f"--hp-json {shlex.quote(hp)}"
     if "init" in input.keys():
         arguments += f" --init-selection {shlex.quote(input.init)}"
         arguments += f" --init-index {shlex.quote(input.init_index)}"
     elif "init_checkpoint" in input.keys():
         arguments += f" --init-checkpoint {shlex.quote(input.init_checkpoint)}"
+    if "start" in input.keys():
+        arguments += f" --from-state {shlex.quote(input.start)}"
+        ends = rung_reached(EVERY_RUN[wildcards.run].configuration)
+        if "epochs" not in wildcards.keys() and ends < RUNGS[-1]:
+            arguments += f" --stop-at {ends}"
     return arguments
 
 
@@ -424,3 +477,103 @@ def benchmarks(wildcards):
             else [_WILDCARD.sub(lambda _: value, pattern) for value in jobs(wildcards)]
         )
     return found
+
+
+# Successive halving's rungs (budget.smk): which configurations each rung's decision promoted,
+# read once per decision file.
+_DECISIONS = {}
+
+
+def decision(epochs):
+    """configuration → "promoted" | "pruned" at the rung of `epochs`, once its decision (a
+    checkpoint) is made."""
+    path = checkpoints.rung_decision.get(epochs=str(epochs)).output.decision
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _DECISIONS:
+        with open(path, newline="") as handle:
+            rows = csv.DictReader(handle)
+            _DECISIONS[key] = {row["configuration"]: row["decision"] for row in rows}
+    return _DECISIONS[key]
+
+
+def rung_reached(configuration):
+    """The epochs a configuration's training ends at: the first rung whose decision pruned it,
+    else train.epochs (a run outside the sweep's rungs, e.g. a seed of the confirmation, trains
+    the whole run)."""
+    for epochs in RUNGS[:-1]:
+        if decision(epochs).get(configuration, "promoted") == "pruned":
+            return epochs
+    return RUNGS[-1]
+
+
+def entering(epochs):
+    """The configurations that train to the rung of `epochs`: all of them at the first rung,
+    then those the rung below promoted."""
+    index = RUNGS.index(int(epochs))
+    if index == 0:
+        return sorted(CONFIGURATIONS)
+    promoted = decision(RUNGS[index - 1])
+    return sorted(c for c in CONFIGURATIONS if promoted.get(c) == "promoted")
+
+
+def rung_start(wildcards):
+    """What a run's job starts from under halving: the state the rung below left (for a rung's
+    job, the rung below its own; for the run's own job, the rung it was pruned at, else the
+    last rung below train.epochs); nothing at the first rung."""
+    if "epochs" in wildcards.keys():
+        index = RUNGS.index(int(wildcards.epochs))
+        below = RUNGS[index - 1] if index else None
+    elif wildcards.run not in RUNS:
+        below = None  # a confirmation seed trains the whole run
+    else:
+        ends = rung_reached(RUNS[wildcards.run].configuration)
+        below = ends if ends < RUNGS[-1] else RUNGS[-2]
+    if below is None:
+        return {}
+    return {"start": L.path(L.RUNG_STATE, run=wildcards.run, epochs=str(below))}
+
+
+# The train rule's input function, only under halving (each call costs planning time).
+RUNG_INPUT = [unpack(rung_start)] if HALVING else []
+
+
+def rung_decisions(wildcards):
+    """The decision of every rung below the last, in rung order (none without halving)."""
+    return {
+        "decisions": [
+            checkpoints.rung_decision.get(epochs=str(e)).output.decision
+            for e in RUNGS[:-1]
+        ]
+    }
+
+
+def at_first_rung(pattern):
+    """`pattern` (a file of a run's folder) of every run of the sweep where all configurations
+    compare on one budget: at the first rung under halving, else the run's own."""
+    if not HALVING:
+        return each(pattern, run=sorted(RUNS))
+    at = L.path(L.at_rung(pattern), epochs=str(RUNGS[0]))
+    return each(at, run=sorted(RUNS))
+
+
+def survivors():
+    """The configurations the final models are chosen from: those that reached the last rung
+    (all of them without halving)."""
+    if not HALVING:
+        return sorted(CONFIGURATIONS)
+    return entering(RUNGS[-1])
+
+
+def confirmed():
+    """The settings the confirmation retrains with more seeds (its checkpoint's choice)."""
+    with open(checkpoints.confirm.get().output.table, newline="") as handle:
+        return [row["setting"] for row in csv.DictReader(handle)]
+
+
+def choice_runs():
+    """The runs whose selections the final choice reads: the survivors' runs and, with a
+    confirmation, the confirmed settings' seeds."""
+    runs = [r.run_id for c in survivors() for r in CONFIGURATIONS[c]]
+    if CONFIRM["top"]:
+        runs += [r.run_id for s in confirmed() for r in CONFIRMING[s]]
+    return runs

@@ -27,10 +27,20 @@ rule select:
         TASK.select_command
 
 
+# Under halving the choice is made among the configurations that reached the last rung, and with
+# a confirmation on the seed-averaged score of the confirmed settings (budget.smk): their runs
+# are then known only once the rungs' decisions and the confirmation are made.
 checkpoint choose_final:
     input:
-        selections=each(L.SELECTION, run=sorted(RUNS)),
-        scored=each(SCORED, run=sorted(RUNS)),
+        *([unpack(choice_inputs)] if HALVING or CONFIRM["top"] else []),
+        **(
+            {}
+            if HALVING or CONFIRM["top"]
+            else {
+                "selections": each(L.SELECTION, run=sorted(RUNS)),
+                "scored": each(SCORED, run=sorted(RUNS)),
+            }
+        ),
     output:
         table=report(
             L.FINAL,
@@ -46,6 +56,7 @@ checkpoint choose_final:
     params:
         cfg=CHOICE_CONFIG,
         sweep=SWEEP,
-        runs=sorted(RUNS),
+        runs=(lambda w: choice_runs()) if HALVING or CONFIRM["top"] else sorted(RUNS),
+        seed_averaged=bool(CONFIRM["top"]),
     script:
         "../scripts/choose_final.py"

@@ -13,6 +13,7 @@
 rule train:
     input:
         *TRANSFER_INPUT,  # a transfer run: what it initialises from
+        *RUNG_INPUT,  # under halving: the state of the rung it goes on from or ends at
         train=L.path(L.DATASET, split="train"),
         val=L.path(L.DATASET, split="val"),
         splits=L.SPLITS,
@@ -30,7 +31,7 @@ rule train:
     log:
         L.log("train/{run}"),
     benchmark:
-        benchmarked("train/{run}", lambda w: sorted(RUNS))
+        benchmarked("train/{run}", lambda w: sorted(RUNS))  # confirmation seeds: not listed
     retries: config["train_retries"]
     conda:
         "../../envs/train.yaml"

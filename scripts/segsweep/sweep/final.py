@@ -19,7 +19,8 @@ import pandas as pd
 
 from segsweep.io.records import write_csv
 from segsweep.sweep.configurations import Scorer, configuration_table
-from segsweep.sweep.grammar import Run, sweep_runs
+from segsweep.sweep.grammar import Run
+from segsweep.sweep.seeds import seed_averaged_choice, seed_scores
 from segsweep.vocabulary import groupable
 
 
@@ -84,22 +85,30 @@ def choose_final(
 
 def write_final(
     config: dict[str, Any],
-    sweep: dict[str, Any],
+    runs: list[Run],
     selections: Mapping[str, str | Path],
     val_tables: Mapping[str, str | Path],
     out: str | Path,
     scorer: Scorer | None = None,
+    seed_averaged: bool = False,
 ) -> pd.DataFrame:
-    """results/summary/final.csv from every run's selection.json and the validation table that
-    scores a configuration (both by run id), scored by `scorer` (None: the per-patient or
-    per-slice aggregate)."""
-    runs = sweep_runs(config, sweep)
-    final = choose_final(
-        selection_scores(runs, selections, val_tables, config["selection"], scorer),
-        n_best=config["final"]["n_best"],
-        group_by=config["final"]["group_by"],
-        higher_is_better=config["selection"]["higher_is_better"],
-    )
+    """results/summary/final.csv from the selection.json of `runs` (the configurations the
+    choice is made among: under successive halving those that reached the last rung) and the
+    validation table that scores a configuration (both by run id), scored by `scorer` (None:
+    the per-patient or per-slice aggregate). `seed_averaged` (the sweep confirms its top
+    settings with more seeds): the n_best settings on their seed-averaged score
+    (`segsweep.sweep.seeds`; `group_by` does not apply)."""
+    higher = config["selection"]["higher_is_better"]
+    if seed_averaged:
+        scores, _ = seed_scores(runs, selections, val_tables, config["selection"], scorer)
+        final = seed_averaged_choice(scores, config["final"]["n_best"], higher)
+    else:
+        final = choose_final(
+            selection_scores(runs, selections, val_tables, config["selection"], scorer),
+            n_best=config["final"]["n_best"],
+            group_by=config["final"]["group_by"],
+            higher_is_better=higher,
+        )
     write_csv(final, out)
     print(final.to_string(index=False))
     return final

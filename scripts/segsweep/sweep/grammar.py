@@ -207,6 +207,14 @@ def sweep_runs(config: dict[str, Any], sweep: dict[str, Any], validate=None) -> 
     return expand_sweep(sweep, config["train"], validate, folds)
 
 
+def every_run(config: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Run]:
+    """Run id → run, for the sweep's runs and every run that could confirm one of its settings
+    (`confirmation_runs`): what a stage handed run ids looks them up in."""
+    runs = sweep_runs(config, sweep)
+    confirming = confirmation_runs(config, sweep, runs)
+    return {r.run_id: r for r in [*runs, *(r for rs in confirming.values() for r in rs)]}
+
+
 def configurations(runs: list[Run]) -> dict[str, list[Run]]:
     """Configuration id → its runs (one without folds, k with), in the order of `runs`."""
     grouped: dict[str, list[Run]] = {}

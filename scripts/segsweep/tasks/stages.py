@@ -42,14 +42,14 @@ def final(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config, sweep, results = sweep_options(args)
     task = check(config)
-    runs = [run.run_id for run in sweep_runs(config, sweep)]
+    runs = sweep_runs(config, sweep)
 
     def by_run(pattern: str) -> dict[str, Path]:
-        return {run: layout.under(results, pattern, run=run) for run in runs}
+        return {run.run_id: layout.under(results, pattern, run=run.run_id) for run in runs}
 
     scored = by_run(task.scored(config["selection"]))
     scorer = task.choice_scorer(config)
-    write_final(config, sweep, by_run(layout.SELECTION), scored, args.out, scorer)
+    write_final(config, runs, by_run(layout.SELECTION), scored, args.out, scorer)
 
 
 def analysis(argv: list[str] | None = None) -> None:

@@ -1,0 +1,151 @@
+# Successive halving (the sweep's `budget: {method: halving}`) and the seed-noise floor
+# (`confirm`), as steps of the DAG: nothing is decided outside it.
+#
+# Every configuration (all its folds) trains to the first rung (train_rung), is selected on
+# validation at that rung as selection defines it (select_rung), and the rung's decision (a
+# checkpoint, results/budget/rung-E.csv) ranks the configurations on those scores: the best go
+# on to the next rung, starting from the state their rung left, the rest end there. A run's own
+# job (train.smk) then either trains on to train.epochs or ends the run at the rung that pruned
+# it; either way its selection, validation tables and the analysis treat it as a result.
+#
+# A rung's jobs take no decision file as input: a decision made again (the grid grew) then
+# retrains nothing that already went further, and the decision keeps promoting what trained
+# past it (segsweep.sweep.budget, `trained_further`: the run folders are read for that).
+
+
+rule train_rung:
+    input:
+        *TRANSFER_INPUT,
+        unpack(rung_start),
+        train=L.path(L.DATASET, split="train"),
+        val=L.path(L.DATASET, split="val"),
+        splits=L.SPLITS,
+    output:
+        params=L.at_rung(L.RUN_PARAMS),
+        log=L.at_rung(L.RUN_LOG),
+        index=L.RUNG_INDEX,
+        provenance=L.at_rung(L.RUN_PROVENANCE),
+        subjects=L.at_rung(L.RUN_SUBJECTS),
+        state=L.RUNG_STATE,
+    log:
+        L.log("train/{run}-rung-{epochs}"),
+    benchmark:
+        benchmarked("train/{run}-rung-{epochs}", lambda w: [], runs=False)
+    retries: config["train_retries"]
+    conda:
+        "../../envs/train.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=1,
+        attempt=lambda wildcards, attempt: attempt,
+        attempts=config["train_retries"] + 1,
+    params:
+        args=train_arguments,
+        state=L.RUN_STATE,
+    shell:
+        "python -m segsweep train {params.args} --train {input.train} --val {input.val}"
+        " --splits {input.splits} --params {output.params} --log {output.log}"
+        " --index {output.index} --provenance {output.provenance}"
+        " --subjects {output.subjects} --state {params.state} --threads {threads}"
+        " --stop-at {wildcards.epochs} --rung-state {output.state}"
+        " --attempt {resources.attempt} --max-attempts {resources.attempts} > {log} 2>&1"
+
+
+rule select_rung:
+    input:
+        index=L.RUNG_INDEX,
+        subjects=L.at_rung(L.RUN_SUBJECTS),
+        val=VALIDATION_DATA,
+    output:
+        **{name: L.at_rung(table) for name, table in TASK.select_outputs.items()},
+        selection=L.at_rung(L.SELECTION),
+    log:
+        L.log("select/{run}-rung-{epochs}"),
+    benchmark:
+        benchmarked("select/{run}-rung-{epochs}", lambda w: [], runs=False)
+    conda:
+        "../../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        cfg=as_json(config["selection"]),
+        classification=as_json(STUDY_RULES),
+    shell:
+        TASK.select_command
+
+
+def rung_inputs(wildcards):
+    """The selections and scoring tables at the rung of every run of the configurations that
+    entered it."""
+    runs = [r.run_id for c in entering(wildcards.epochs) for r in CONFIGURATIONS[c]]
+    at = {"epochs": wildcards.epochs}
+    return {
+        "selections": each(L.path(L.at_rung(L.SELECTION), **at), run=runs),
+        "scored": each(L.path(L.at_rung(SCORED), **at), run=runs),
+    }
+
+
+checkpoint rung_decision:
+    input:
+        unpack(rung_inputs),
+    output:
+        decision=L.RUNG_DECISION,
+    log:
+        L.log("budget/rung-{epochs}"),
+    conda:
+        "../../envs/report.yaml"
+    params:
+        cfg=CHOICE_CONFIG,
+        sweep=SWEEP,
+        budget=BUDGET,
+        rungs=RUNGS,
+        runs=lambda w: [r.run_id for c in entering(w.epochs) for r in CONFIGURATIONS[c]],
+    script:
+        "../scripts/rung_decision.py"
+
+
+def confirm_inputs(wildcards):
+    """The selections and scoring tables of the survivors' runs, which the confirmation ranks."""
+    runs = [r.run_id for c in survivors() for r in CONFIGURATIONS[c]]
+    return {"selections": each(L.SELECTION, run=runs), "scored": each(SCORED, run=runs)}
+
+
+checkpoint confirm:
+    input:
+        unpack(confirm_inputs),
+    output:
+        table=L.CONFIRM,
+    log:
+        L.log("budget/confirm"),
+    conda:
+        "../../envs/report.yaml"
+    params:
+        cfg=CHOICE_CONFIG,
+        sweep=SWEEP,
+        top=CONFIRM["top"],
+        runs=lambda w: [r.run_id for c in survivors() for r in CONFIGURATIONS[c]],
+    script:
+        "../scripts/confirm.py"
+
+
+def choice_inputs(wildcards):
+    runs = choice_runs()
+    return {"selections": each(L.SELECTION, run=runs), "scored": each(SCORED, run=runs)}
+
+
+rule seed_tables:
+    input:
+        unpack(choice_inputs),
+    output:
+        spread=L.SEED_SPREAD,
+        comparisons=L.SEED_COMPARISONS,
+        winners=L.SEED_WINNERS,
+    log:
+        L.log("budget/seeds"),
+    conda:
+        "../../envs/report.yaml"
+    params:
+        cfg=CHOICE_CONFIG,
+        sweep=SWEEP,
+        runs=lambda w: choice_runs(),
+    script:
+        "../scripts/seed_tables.py"
