@@ -9,6 +9,8 @@ BENCHMARKS = {
     "n4": "our N4 against SimpleITK's default N4 (speed ratio, residual bias)",
     "train": "training steps/s resident and streamed, data wait, memory over budget",
     "dag": "dry-run time of 1,000 and 10,000-run sweeps against a bare Snakefile",
+    "halving": "successive halving against the full grid: epochs, hours, chosen configuration"
+    " and score",
 }
 
 
