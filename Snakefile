@@ -79,6 +79,11 @@ else:
     include: "workflow/rules/classification.smk"
 
 
+if HALVING:
+
+    include: "workflow/rules/budget_report.smk"
+
+
 # Provenance: every job sees the hash of the config in force (common.smk: with the data's
 # classes, channels and folds) and sweep it was planned with. Not a param: editing the config
 # must not retrain finished runs.

@@ -112,6 +112,8 @@ HALVING = len(RUNGS) > 1
 # seed) with `confirm.seeds` more seeds; the confirm checkpoint (budget.smk) picks the top ones.
 CONFIRM = {"top": 0, "seeds": 2, **(SWEEP.get("confirm") or {})}
 CONFIRMING = confirmation_runs(IN_FORCE, SWEEP, list(RUNS.values()))
+# The thesis's seed-noise section: with a confirmation, or with several seeds per setting.
+SEEDS = bool(CONFIRM["top"]) or int(SWEEP.get("repeats", 1)) > 1
 EVERY_RUN = {
     **RUNS,
     **{run.run_id: run for runs in CONFIRMING.values() for run in runs},
