@@ -629,3 +629,60 @@ def test_levels_of_a_list_valued_hyperparameter_are_distinct_and_sorted():
     values = pd.Series([["ct", "pet"], ["pet"], ["ct", "pet"], ["ct[0,200]"]])
     assert level_order(values) == [["ct", "pet"], ["ct[0,200]"], ["pet"]]
     assert level_order(pd.Series([0.01, 0.001, 0.01])) == [0.001, 0.01]
+
+
+HALVING = {**SWEEP, "budget": {"method": "halving", "min_epochs": 2, "eta": 3}}  # rungs 2, 6
+SURVIVORS = ("default", "labels-separate")  # the final models
+
+
+def halve(results: Path) -> Path:
+    """The fake tree as successive halving leaves it: every run's selection and validation
+    table at rung 1 (2 epochs; scores 0.1 below the full budget's), the rung's decision (all but
+    the final models pruned) and the pruned runs' logs cut at 2 epochs."""
+    rows = []
+    for folder in sorted((results / "runs").iterdir()):
+        rung = folder / "rungs" / "2"
+        (rung / "val").mkdir(parents=True)
+        selection = json.loads((folder / "selection.json").read_text())
+        selection["selected"] = {**selection["selected"], "score": SCORES[folder.name] - 0.1}
+        (rung / "selection.json").write_text(json.dumps(selection))
+        table = pd.read_csv(folder / "val" / "per_patient.csv")
+        table["dice"] -= 0.1
+        table.to_csv(rung / "val" / "per_patient.csv", index=False)
+        kept = folder.name in SURVIVORS
+        if not kept:
+            log = pd.read_csv(folder / "train_log.csv")
+            log[log["epoch"] <= 2].to_csv(folder / "train_log.csv", index=False)
+        rows.append([1, 2, 6, folder.name, "ok", 0.5, "promoted" if kept else "pruned", "r"])
+    columns = ["rung", "epochs", "next_epochs", "configuration", "status", "score", "decision"]
+    (results / "budget").mkdir()
+    decision = pd.DataFrame(rows, columns=[*columns, "reason"])
+    decision.to_csv(results / "budget" / "rung-2.csv", index=False)
+    return results
+
+
+def test_under_halving_the_sweep_is_compared_at_the_first_rung(tmp_path: Path) -> None:
+    results = halve(write_fake_results(tmp_path))
+    args = cli_args(results)
+    stages.analysis([*args[:3], json.dumps(HALVING), *args[4:], *analysis_args(results)[-2:]])
+    runs = pd.read_csv(results / "summary" / "runs.csv").set_index("run_id")
+    assert runs.columns[list(runs.columns).index("wall_s") - 2 :][:2].tolist() == [
+        "epochs_trained",
+        "pruned_at",
+    ]
+    assert runs["epochs_trained"].to_dict() == {r: 6 if r in SURVIVORS else 2 for r in SCORES}
+    assert runs["pruned_at"].isna().to_dict() == {r: r in SURVIVORS for r in SCORES}
+    assert runs["score"].to_dict() == pytest.approx({r: s - 0.1 for r, s in SCORES.items()})
+    hp = pd.read_csv(results / "tables" / "hyperparameters.csv", dtype={"level": str})
+    lr = hp[(hp["hyperparameter"] == "lr")].set_index("level")
+    assert lr.loc["0.0001", "Mean"] == pytest.approx(0.30)  # its rung-1 score
+    # the final models' validation numbers stay at the full budget
+    metrics = pd.read_csv(results / "tables" / "metrics_summary.csv")
+    full = pd.read_csv(results / "runs" / "default" / "val" / "per_patient.csv")
+    dice = metrics[
+        (metrics.run_id == "default") & (metrics.split == "val") & (metrics.metric == "dice")
+    ]
+    foreground = full[
+        (full["class"] == "foreground") & (full.get("space", "processed") == "processed")
+    ]
+    assert dice["mean"].iloc[0] == pytest.approx(foreground["dice"].mean())

@@ -125,3 +125,23 @@ def test_cost_figure_of_ties_a_single_run_and_no_measured_cost(tmp_path: Path) -
     for png in (ties, single, unmeasured):
         width, height = png_size(png)
         assert width > 300 and height > 200 and png.with_suffix(".svg").is_file()
+
+
+def test_pruned_configurations_have_their_own_marker_and_jitter_says_the_rung(
+    tmp_path: Path,
+) -> None:
+    points = pd.DataFrame(
+        {"configuration": ["a", "b", "c"], "score": [0.5, 0.7, 0.6], "hours": [1.0, 3.0, 1.0]}
+    )
+    points["front"] = [False, True, True]
+    cost = tmp_path / "cost.png"
+    figures.cost_plot(points, "device_s", cost, "score", {"b": "b"}, pruned={"a", "c"})
+    assert "pruned at a rung" in cost.with_suffix(".svg").read_text()
+    runs_df = pd.DataFrame({"run_id": ["a", "b", "c"], "pruned_at": [1, None, 1]})
+    assert figures.pruned_configurations(runs_df) == {"a", "c"}
+    assert figures.pruned_configurations(runs_df.drop(columns="pruned_at")) == set()
+    jitter = tmp_path / "jitter.png"
+    runs = pd.DataFrame({"lr": [0.1, 0.01, 0.1], "score": [0.5, 0.7, 0.6]})
+    title = "All 3 configurations at rung 1, 4 epochs"
+    figures.jitter_plot(runs, "lr", None, jitter, "score", title)
+    assert title in jitter.with_suffix(".svg").read_text()

@@ -6,19 +6,29 @@ The whole chain (analysis → figures → report, HTML and PDF) runs once for th
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_analysis import CONFIG, SWEEP, analysis_args, cli_args, write_fake_results
+from test_analysis import (
+    CONFIG,
+    HALVING,
+    SWEEP,
+    analysis_args,
+    cli_args,
+    halve,
+    write_fake_results,
+)
 
 from segsweep.provenance import config_hash
 from segsweep.report.chapters import final_results, methods, preprocessing
 from segsweep.report.inputs import ReportInputs
 from segsweep.report.render import render_html
 from segsweep.report.thesis import build_document
+from segsweep.sweep import budget_summary
 from segsweep.tasks import stages
 
 
@@ -462,3 +472,61 @@ def test_what_the_training_cost_in_the_text_the_figure_and_the_all_runs_table(bu
         assert f">{heading}<" in runs
     assert "GPU (min)" not in runs and "Peak GPU mem" not in runs  # every run on the CPU
     assert '<td class="num">120.00</td><td class="num">240.00</td><td class="num">0.50</td>' in runs
+
+
+def halving_args(results: Path) -> list[str]:
+    return [*cli_args(results)[:3], json.dumps(HALVING), *cli_args(results)[4:]]
+
+
+@pytest.fixture(scope="module")
+def halved(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The fake tree trained by successive halving (`halve`), through the analysis, figures,
+    budget and report stages."""
+    root = tmp_path_factory.mktemp("halving")
+    results = halve(write_fake_results(root))
+    stages.analysis([*halving_args(results), *analysis_args(results)[-2:]])
+    stages.figures(halving_args(results))
+    budget_summary.main(
+        [
+            *halving_args(results),
+            "--out-rungs",
+            str(results / "budget" / "rungs.csv"),
+            "--out-configurations",
+            str(results / "budget" / "configurations.csv"),
+            "--out-figure",
+            str(results / "figures" / "budget.png"),
+        ]
+    )
+    html, pdf = root / "out" / "thesis.html", root / "out" / "thesis.pdf"
+    stages.report([*halving_args(results), "--out-html", str(html), "--out-pdf", str(pdf)])
+    return {"results": results, "html": html.read_text(encoding="utf-8")}
+
+
+def test_under_halving_the_sweep_compares_at_the_first_rung(halved: dict) -> None:
+    runs = pd.read_csv(halved["results"] / "summary" / "runs.csv").set_index("run_id")
+    assert runs.loc["default", "epochs_trained"] == 6 and pd.isna(runs.loc["default", "pruned_at"])
+    assert runs.loc["lr-0.0001", "epochs_trained"] == 2 and runs.loc["lr-0.0001", "pruned_at"] == 1
+    html = halved["html"]
+    assert "per level of “loss”, all 5 configurations at rung 1, 2 epochs." in html
+    assert "The table mixes budgets" in html  # the all-runs table and the budget's
+    assert "among the configurations that reached the last rung, at the full budget" in html
+
+
+def test_the_training_budget_section_and_the_summary_sentence(halved: dict) -> None:
+    html = halved["html"]
+    assert "Training budget" in html and "η = 3, min_epochs = 2" in html
+    rungs = pd.read_csv(halved["results"] / "budget" / "rungs.csv")
+    total = rungs.iloc[-1]
+    assert total["epochs_trained"] == 2 * 6 + 3 * 2  # one epoch a second in the fake logs
+    assert total["full_epochs"] == 30 and total["saving_epochs"] == pytest.approx(30 / 18)
+    assert re.search(
+        r"Successive halving trained 18 of the 30 epochs a full grid would have, 0.005 h instead "
+        r"of an estimated 0.00833 h \(1.67× less; <a",
+        html,
+    )
+
+
+def test_without_halving_there_is_no_budget(built: dict) -> None:
+    html = built["html"]
+    assert "Training budget" not in html and "Successive halving" not in html
+    assert "at rung 1" not in html and "mixes budgets" not in html

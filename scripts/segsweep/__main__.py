@@ -34,6 +34,7 @@ STAGES = {
     "figures": ("segsweep.tasks.stages:figures", "jitter plots, boxplots and other figures"),
     "report": ("segsweep.tasks.stages:report", "thesis HTML and PDF"),
     "sweep": ("segsweep.sweep.grammar", "list the runs of a sweep file"),
+    "budget": ("segsweep.sweep.budget_summary", "what successive halving spent and saved"),
     "radiographs": (
         "segsweep.data.radiographs",
         "generate the synthetic radiograph cohort (classification)",

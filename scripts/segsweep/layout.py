@@ -226,13 +226,14 @@ def named_under(folder: str | Path, files: dict[str, str], prefix: str) -> dict[
 
 
 def segmentation_thesis_files(
-    swept: Iterable[str], external: bool, seeds: bool = False
+    swept: Iterable[str], external: bool, seeds: bool = False, budget: bool = False
 ) -> dict[str, str]:
     """The tables ("table_<name>") and figures ("figure_<name>", PNG; the SVG lies beside each)
     the segmentation thesis shows, by name: the report rule's inputs, the figures its figures
     stage draws by hand, and what its report finds by hand; the native-space boxplot only with
     external methods (`external`: `final.external` is set); the seed tables only when settings
-    are trained with several seeds (`seeds`: `repeats` ≥ 2 or `confirm.top` > 0)."""
+    are trained with several seeds (`seeds`: `repeats` ≥ 2 or `confirm.top` > 0); the training
+    budget's tables and figure only under successive halving (`budget`)."""
     files = {
         "table_runs": RUNS_TABLE,
         "table_configurations": CONFIGURATIONS_TABLE,
@@ -252,6 +253,10 @@ def segmentation_thesis_files(
         files["table_seed_spread"] = SEED_SPREAD
         files["table_seed_comparisons"] = SEED_COMPARISONS
         files["table_seed_winners"] = SEED_WINNERS
+    if budget:
+        files["table_budget_rungs"] = BUDGET_RUNGS
+        files["table_budget_configurations"] = BUDGET_CONFIGURATIONS
+        files["figure_budget"] = BUDGET_FIGURE
     return files
 
 

@@ -1,21 +1,35 @@
 # Cohort-level analysis: the runs table, hyperparameter tables, statistics and the figures.
 # The runs table reads what each training cost from the train jobs' benchmarks and provenance.
+# Under halving the sweep's tables, tests and figures compare every configuration at the first
+# rung (the one budget all of them trained to); the final models keep their full budget.
 
 
 rule analysis:
     input:
         unpack(final_tables),
+        unpack(rung_decisions),  # under halving: which runs stopped where
         **(
             {"per_slice": each(L.VAL_PER_SLICE, run=sorted(RUNS))}
-            if SLICE_LEVEL
+            if SLICE_LEVEL and not HALVING
             else {}
         ),
-        selections=each(L.SELECTION, run=sorted(RUNS)),
+        # the final models' own validation tables, at the full budget
+        **(
+            {
+                "final_per_patient": lambda w: each(
+                    L.VAL_PER_PATIENT, run=final_members()
+                )
+            }
+            if HALVING
+            else {}
+        ),
+        # every configuration on one budget: under halving the first rung's
+        selections=at_first_rung(L.SELECTION),
         external=[
             L.path(L.EXTERNAL_PER_PATIENT, name=name) for name in sorted(EXTERNAL)
         ],
-        per_patient=each(L.VAL_PER_PATIENT, run=sorted(RUNS)),
-        scored=each(SCORED, run=sorted(RUNS)),  # as choose_final's
+        per_patient=at_first_rung(L.VAL_PER_PATIENT),
+        scored=at_first_rung(SCORED),
         subjects=each(L.RUN_SUBJECTS, run=sorted(RUNS)),
         provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
         benchmarks=each(L.benchmark("train/{run}"), run=sorted(RUNS)),
@@ -54,7 +68,7 @@ rule figures:
         ranks=L.path(L.TABLE, name="rank_frequencies"),
         final=L.FINAL,
         logs=each(L.RUN_LOG, run=sorted(RUNS)),
-        selections=each(L.SELECTION, run=sorted(RUNS)),
+        selections=at_first_rung(L.SELECTION),
         external=[
             L.path(L.EXTERNAL_PER_PATIENT, name=name) for name in sorted(EXTERNAL)
         ],

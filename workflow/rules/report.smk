@@ -6,7 +6,7 @@ rule report:
         unpack(report_qc),
         unpack(report_finals),
         # the analysis tables and figures the thesis shows
-        **L.segmentation_thesis_files(SWEPT, bool(EXTERNAL)),
+        **L.segmentation_thesis_files(SWEPT, bool(EXTERNAL), budget=HALVING),
         final=L.FINAL,
         splits=L.SPLITS,
         checks=L.SPLITS_CHECKS,

@@ -32,6 +32,11 @@ with logged(snakemake.log[0]):
         external=dict(zip(snakemake.params.external, given.external, strict=True)),
         provenance=by_run(given.provenance),
         benchmarks=by_run(given.benchmarks),
+        # under halving: the decision of every rung below the last
+        decisions=list(given.decisions) if "decisions" in given.keys() else [],
+        final_val_per_patient=dict(zip(members, given.final_per_patient, strict=True))
+        if "final_per_patient" in given.keys()
+        else {},
     )
     names = ("runs", "configurations", *layout.TABLES)
     write_tables(

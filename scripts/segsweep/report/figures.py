@@ -10,7 +10,8 @@
 - checkpoint scores over training for every run, the selected checkpoint marked:
   checkpoint_scores.png;
 - validation score against training cost (GPU hours, else wall-clock hours) for every
-  configuration, its Pareto front as a step line, the final models labelled: cost.png;
+  configuration, its Pareto front as a step line, the final models labelled, under successive
+  halving the pruned configurations with their own marker: cost.png;
 (The outlines of test patients are drawn by the final-model stage, `segsweep.evaluate.outlines`,
 the only one that sees test images.)
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from segsweep.plotting import (
 from segsweep.sweep.analysis import configured_pairs, hue_partner, read_tables
 from segsweep.sweep.cost import MEASURES, cost_points
 from segsweep.sweep.grammar import configurations, sweep_runs, swept_names
+from segsweep.sweep.pruning import first_rung_text, halving, rung_epochs
 from segsweep.vocabulary import format_level, level_order, model_label, score_label
 
 JITTER_SEED = 0
@@ -65,9 +67,15 @@ def _seeded(seed: int) -> Iterator[None]:
 
 
 def jitter_plot(
-    runs_df: pd.DataFrame, name: str, hue: str | None, out: Path, ylabel: str = "score"
+    runs_df: pd.DataFrame,
+    name: str,
+    hue: str | None,
+    out: Path,
+    ylabel: str = "score",
+    title: str = "",
 ) -> None:
-    """One point per run at its level of `name`, jittered sideways, coloured by `hue`."""
+    """One point per run at its level of `name`, jittered sideways, coloured by `hue`; `title`
+    (none when empty) says what is compared, e.g. at which rung of successive halving."""
     order = [format_level(v) for v in level_order(runs_df[name])]
     data = runs_df.assign(_x=runs_df[name].map(format_level))
     kwargs: dict[str, Any] = {}
@@ -91,6 +99,8 @@ def jitter_plot(
         )
     ax.set_xlabel(name)
     ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     if hue is not None:
         ax.legend(title=hue, frameon=False, bbox_to_anchor=(1.01, 1), loc="upper left")
@@ -273,12 +283,18 @@ def rank_plot(frequencies: pd.DataFrame, out: Path) -> None:
 
 
 def cost_plot(
-    points: pd.DataFrame, measure: str, out: Path, ylabel: str, labels: Mapping[str, str]
+    points: pd.DataFrame,
+    measure: str,
+    out: Path,
+    ylabel: str,
+    labels: Mapping[str, str],
+    pruned: Collection[str] = (),
 ) -> None:
     """Score against training cost, one point per configuration (`cost_points`: its hours of
     `measure`, score and place on the Pareto front): the front ringed and joined as a step line
     (the best score reached for at most that cost), the configurations of `labels` (id → label:
-    the final models) named, with a leader line to their point."""
+    the final models) named, with a leader line to their point; those of `pruned` (stopped at a
+    rung of successive halving, their cost until then) drawn as crosses."""
     fig = Figure(figsize=(6.0, 3.8), layout="tight")
     ax = fig.subplots()
     drawn = points.dropna(subset=["hours", "score"])
@@ -288,7 +304,12 @@ def cost_plot(
         save(fig, out)
         return
     front = drawn[drawn["front"]].sort_values(["hours", "score"])
-    ax.scatter(drawn["hours"], drawn["score"], s=22, color=TRAIN_COLOUR, alpha=0.7, zorder=2)
+    stopped = drawn["configuration"].isin(list(pruned))
+    kept = drawn[~stopped]
+    ax.scatter(kept["hours"], kept["score"], s=22, color=TRAIN_COLOUR, alpha=0.7, zorder=2)
+    if stopped.any():
+        ax.scatter(drawn.loc[stopped, "hours"], drawn.loc[stopped, "score"], s=26, marker="x",
+                   color=TRAIN_COLOUR, alpha=0.7, zorder=2, label="pruned at a rung")  # fmt: skip
     ax.plot(front["hours"], front["score"], drawstyle="steps-post", color=VAL_COLOUR, zorder=1)
     ax.scatter(front["hours"], front["score"], s=70, facecolors="none", edgecolors=VAL_COLOUR,
                linewidths=1.5, zorder=3, label="Pareto front")  # fmt: skip
@@ -382,9 +403,11 @@ def sweep_figures(
     experiments = pd.read_csv(given.configurations)
     experiments = experiments[experiments["status"] == "ok"]
     pairs = configured_pairs(config, swept)
+    compared = first_rung_text(config, sweep, len(experiments), "configuration")
     for name in swept:
         hue = hue_partner(name, swept, pairs)
-        jitter_plot(experiments, name, hue, Path(outputs[f"jitter_{name}"]), score)
+        out = Path(outputs[f"jitter_{name}"])
+        jitter_plot(experiments, name, hue, out, score, compared[:1].upper() + compared[1:])
     final = pd.read_csv(given.final, keep_default_na=False)
     labels = {r.run_id: model_label(r.run_id, r.group) for r in final.itertuples(index=False)}
     runs = sweep_runs(config, sweep)
@@ -408,7 +431,17 @@ def sweep_figures(
     higher = bool(config["selection"]["higher_is_better"])
     points, measure = cost_points(runs_df, pd.read_csv(given.configurations), higher)
     named = {str(model): label for model, label in labels.items()}
-    cost_plot(points, measure, Path(outputs["cost"]), score, named)
+    pruned = pruned_configurations(runs_df)
+    cost_plot(points, measure, Path(outputs["cost"]), score, named, pruned)
+
+
+def pruned_configurations(runs_df: pd.DataFrame) -> set[str]:
+    """The configurations (run ids without folds) whose runs successive halving pruned (the runs
+    table's `pruned_at`); none without halving."""
+    if "pruned_at" not in runs_df:
+        return set()
+    key = "configuration" if "configuration" in runs_df else "run_id"
+    return set(runs_df.loc[runs_df["pruned_at"].notna(), key].astype(str))
 
 
 def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
@@ -429,12 +462,15 @@ def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
     def by(pattern: str, ids: list[str]) -> dict[str, Path]:
         return {i: layout.under(results, pattern, run=i) for i in ids}
 
+    compared = layout.SELECTION  # under halving the first rung's, as the analysis compares
+    if halving(config, sweep):
+        compared = layout.path(layout.at_rung(compared), epochs=str(rung_epochs(config, sweep)[0]))
     given = FigureInputs(
         runs=layout.under(results, layout.RUNS_TABLE),
         configurations=layout.under(results, layout.CONFIGURATIONS_TABLE),
         rank_frequencies=layout.under(results, layout.TABLE, name="rank_frequencies"),
         final=layout.under(results, layout.FINAL),
-        selections=by(layout.SELECTION, runs),
+        selections=by(compared, runs),
         train_logs=by(layout.RUN_LOG, runs),
         val_per_slice=by(layout.VAL_PER_SLICE, runs),
         test_per_slice=by(test, finals),

@@ -14,6 +14,7 @@ import pandas as pd
 
 from segsweep import layout, vocabulary
 from segsweep.sweep.grammar import sweep_runs, swept_names
+from segsweep.sweep.pruning import halving
 
 Paths = Mapping[str, str | Path]
 
@@ -94,7 +95,8 @@ class ReportInputs:
         final = under(layout.FINAL)
         finals = pd.read_csv(final, dtype=str)["run_id"].tolist()
         external = bool(config["final"].get("external"))
-        files = layout.segmentation_thesis_files(swept_names(sweep), external)
+        budget = halving(config, sweep)
+        files = layout.segmentation_thesis_files(swept_names(sweep), external, budget=budget)
         found = {}
         if benchmarks is not None:
             for folder in sorted(p for p in Path(benchmarks).glob("*") if p.is_dir()):

@@ -4,7 +4,12 @@
   failed training), validation scores and what its training cost (`wall_s`, `cpu_s`,
   `max_rss_mb`, `device_s`, `device_peak_mb`: seconds and MB, `segsweep.sweep.cost`)
   (results/summary). Failed runs are listed there, with their cost, and in the report, but left
-  out of every statistic below.
+  out of every statistic below. Under successive halving (`segsweep.sweep.pruning`) the runs
+  table also says how many epochs each run trained (`epochs_trained`) and at which rung it was
+  pruned (`pruned_at`, empty for the runs that reached the last rung); its scores, the
+  configurations table and every table and test of the sweep below are then those of the first
+  rung, the one budget every configuration trained to, while the final models' tables keep
+  their full budget.
 - `hyperparameter_table`: per level of one hyperparameter, Min, Max, STD, Mean, Median and
   No. experiments of the selection score (thesis Tables 5.1–5.7).
 - `pair_table` / `pair_grid`: "mean/median (count)" per combination of two hyperparameters
@@ -33,7 +38,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +52,13 @@ from segsweep.sweep.configurations import COLUMNS as CONFIGURATION_COLUMNS
 from segsweep.sweep.configurations import configuration_table, fold_audit, fold_table
 from segsweep.sweep.cost import COST_COLUMNS, run_cost, train_benchmarks
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
+from segsweep.sweep.pruning import (
+    BUDGET_COLUMNS,
+    budget_columns,
+    halving,
+    read_decisions,
+    rung_epochs,
+)
 from segsweep.sweep.ranking import (
     configuration_tests,
     patient_scores,
@@ -102,7 +114,7 @@ def swept_columns(runs_df: pd.DataFrame) -> list[str]:
     """The hyperparameter columns of a runs or configurations table (everything but the ids,
     folds, status and scores)."""
     other = {"run_id", "configuration", "fold", *RUN_METRICS, *RUN_STATUS, *CONFIGURATION_COLUMNS}
-    other |= set(COST_COLUMNS)
+    other |= set(COST_COLUMNS) | set(BUDGET_COLUMNS)
     return [c for c in runs_df.columns if c not in other]
 
 
@@ -515,7 +527,10 @@ class AnalysisInputs:
     (every run's at `selection.level: slice`, else at least the final models' runs');
     splits.csv; the final models (final.csv) and per final model (by its id) its test tables
     (`test_*`: of its fold ensemble with folds) and, with folds, those of its best fold
-    (`best_*`); per external method (final.external, by name) its native-space test table."""
+    (`best_*`); per external method (final.external, by name) its native-space test table.
+    Under successive halving the runs' files are those of the first rung, `decisions` the rungs'
+    decision CSVs and `final_val_per_patient` the final models' runs' validation per_patient.csv
+    at the full budget (by run id)."""
 
     selections: Mapping[str, str | Path]
     val_per_patient: Mapping[str, str | Path]
@@ -531,6 +546,8 @@ class AnalysisInputs:
     external: Mapping[str, str | Path] = field(default_factory=dict)  # name → its test table
     provenance: Mapping[str, str | Path] = field(default_factory=dict)
     benchmarks: Mapping[str, str | Path] = field(default_factory=dict)  # the train jobs'
+    decisions: list[str | Path] = field(default_factory=list)
+    final_val_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
 
     @classmethod
     def under(
@@ -597,6 +614,8 @@ def write_tables(
     runs_df = runs_table(
         runs, given.selections, given.val_per_patient, given.benchmarks, given.provenance
     )
+    if halving(config, sweep):
+        runs_df = budget_columns(runs_df, runs, read_decisions(given.decisions))
     configurations_df = configuration_table(runs, given.selections, given.scored, selection)
     completed = completed_configurations(configurations_df)
     final = pd.read_csv(given.final)
@@ -606,7 +625,8 @@ def write_tables(
     test_slices = given.best_per_slice if reported else given.test_per_slice
     test_patients = given.best_per_patient if reported else given.test_per_patient
     per_slice = final_tables(models, given.val_per_slice, test_slices)
-    per_patient = final_tables(models, given.val_per_patient, test_patients)
+    final_val = {**given.val_per_patient, **given.final_val_per_patient}  # their full budget
+    per_patient = final_tables(models, final_val, test_patients)
     per_patient |= {(name, "test"): [path] for name, path in given.external.items()}
     top = top_configurations(completed, higher)
     scores = patient_scores(runs, top, given.val_per_patient, selection)
@@ -679,6 +699,23 @@ def main(argv: list[str] | None, scored_tables: Mapping[str, str]) -> None:
     ids = [run.run_id for run in runs]
     scored = scored_tables[config["selection"]["level"]]
     given = AnalysisInputs.under(results, ids, finals, folds, args.benchmarks, scored)
+    if halving(config, sweep):  # the sweep compares at the first rung (as the workflow does)
+        rungs = rung_epochs(config, sweep)
+
+        def first(pattern: str) -> dict[str, Path]:
+            at = layout.path(layout.at_rung(pattern), epochs=str(rungs[0]))
+            return {i: layout.under(results, at, run=i) for i in ids}
+
+        given = replace(
+            given,
+            selections=first(layout.SELECTION),
+            val_per_patient=first(layout.VAL_PER_PATIENT),
+            scored=first(scored),
+            decisions=[
+                layout.under(results, layout.RUNG_DECISION, epochs=str(e)) for e in rungs[:-1]
+            ],
+            final_val_per_patient=given.val_per_patient,
+        )
     outputs = {name: layout.under(results, layout.TABLE, name=name) for name in layout.TABLES}
     outputs["runs"] = layout.under(results, layout.RUNS_TABLE)
     outputs["configurations"] = layout.under(results, layout.CONFIGURATIONS_TABLE)

@@ -89,7 +89,14 @@ def all_runs_table(inputs: ReportInputs) -> Table:
         f"the selection score; {inputs.thesis.run_scores}) and what training each cost "
         "(wall-clock and CPU time and peak memory from its Snakemake benchmark; device time and "
         "memory on a GPU). "
-        "The runs of the final models are highlighted.",
+        + (
+            "The table mixes budgets: under successive halving the scores are those of the "
+            "first rung, the cost and the epochs trained as trained (a pruned run stopped at the "
+            "rung it was pruned at). "
+            if "pruned_at" in runs_df
+            else ""
+        )
+        + "The runs of the final models are highlighted.",
         frame,
         long=True,
         interactive=True,

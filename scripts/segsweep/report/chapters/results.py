@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from segsweep.report.chapters import seeds
+from segsweep.report.chapters import budget, seeds
 from segsweep.report.chapters.final_results import final_models, visualisation
 from segsweep.report.chapters.sweep_results import best_models, failed_runs, hyperparameter_effects
 from segsweep.report.document import Chapter, Table
@@ -16,6 +16,7 @@ def chapter(inputs: ReportInputs, all_runs: Table) -> Chapter:
     final_ids = pd.read_csv(inputs.final, keep_default_na=False)["run_id"].astype(str).tolist()
     blocks = [
         *failed_runs(inputs, all_runs),
+        *budget.sections(inputs),
         hyperparameter_effects(inputs, all_runs),
         best_models(inputs),
         *seeds.sections(inputs),

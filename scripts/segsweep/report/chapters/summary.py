@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from segsweep.numerals import NA, ci_text, number, p_value, plural
-from segsweep.report.chapters import seeds
+from segsweep.report.chapters import budget, seeds
 from segsweep.report.chapters.sweep_results import experiment
 from segsweep.report.document import Document, Paragraph, join_words, text
 from segsweep.report.inputs import ReportInputs, read_table
@@ -35,6 +35,7 @@ def summary(
     writing those on the final models' test (the thesis's `final_summary`)."""
     paragraphs = [_sweep(inputs, document), _best(inputs, document), _effects(inputs, document)]
     paragraphs.append(seeds.summary_sentence(inputs, document))
+    paragraphs.append(budget.summary_sentence(inputs, document))
     paragraphs += final(inputs, document)
     return [p for p in paragraphs if p is not None]
 

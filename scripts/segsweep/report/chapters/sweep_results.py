@@ -25,6 +25,7 @@ from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.sweep.analysis import configured_pairs, hue_partner, pair_grid
 from segsweep.sweep.cost import MEASURES, configuration_costs, cost_points
 from segsweep.sweep.grammar import swept_names
+from segsweep.sweep.pruning import first_rung_text
 from segsweep.vocabulary import format_level
 
 PAIR_NOTE = (
@@ -104,17 +105,33 @@ def runs_frame(runs_df: pd.DataFrame, key: str = "Run") -> pd.DataFrame:
             frame[column] = frame[column].map(number)
         elif column in COST_DISPLAY:
             frame[column] = (frame[column] / COST_DISPLAY[column][1]).map(lambda x: number(x, 2))
-        elif column in {"rank", "selected_epoch", "patients", "fold"}:
+        elif column in {
+            "rank",
+            "selected_epoch",
+            "patients",
+            "fold",
+            "epochs_trained",
+            "pruned_at",
+        }:
             frame[column] = frame[column].map(integer)
         elif column not in {"95 % CI", "Folds: mean ± STD"}:
             frame[column] = frame[column].map(format_level)
     names = {"rank": "Rank", "run_id": key, "score": "Score", "selected_epoch": "Epoch"}
     names |= {"status": "Status", "patients": "Patients", "configuration": "Configuration"}
-    names |= {"fold": "Fold"}
+    names |= {"fold": "Fold", "epochs_trained": "Epochs trained", "pruned_at": "Pruned at rung"}
     names |= {"dice_mean": "Dice mean", "dice_median": "Dice median", "dice_std": "Dice STD"}
     names |= CLASSIFIER_COLUMNS
     names |= {column: heading for column, (heading, _) in COST_DISPLAY.items()}
     return frame.rename(columns=names)
+
+
+def compared_at(inputs: ReportInputs) -> str:
+    """ ", all N configurations at rung 1, E epochs": where the sweep's tables compare under
+    successive halving (N the configurations whose training completed); "" without it."""
+    configurations = read_table(inputs.tables["configurations"], text=["configuration", "status"])
+    n = int((configurations["status"] == "ok").sum())
+    at = first_rung_text(inputs.config, inputs.sweep, n, "configuration")
+    return f", {at}" if at else ""
 
 
 def cross_validated(inputs: ReportInputs) -> int:
@@ -233,13 +250,18 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
         if cross_validated(inputs)
         else f"the {score} of each run's selected checkpoint"
     )
+    at = compared_at(inputs)
     section.blocks.append(
         text(
             "The tables below summarise, per level of each swept hyperparameter, the score of "
-            "the {units} on the validation set: {of_each}. All runs are listed in {runs}.",
+            "the {units} on the validation set: {of_each}. All runs are listed in {runs}.{rung}",
             units=f"{unit}s",
             of_each=of_each,
             runs=all_runs,
+            rung=f" Under successive halving they compare{at}: the one budget every "
+            "configuration trained to."
+            if at
+            else "",
         )
     )
     tables, figures = [], []
@@ -247,14 +269,14 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
         rows = long_table[long_table["hyperparameter"] == name]
         table = Table.of(
             f"hp-{name}",
-            f"{sentence_case(score)} on the validation set per level of “{name}”.",
+            f"{sentence_case(score)} on the validation set per level of “{name}”{at}.",
             hyperparameter_frame(rows),
         )
         hue = hue_partner(name, swept, pairs)
         figure = Figure.of(
             f"jitter-{name}",
             f"Jitter plot of the {score} of every {unit} on the validation set per level of "
-            f"“{name}”" + (f", coloured by “{hue}”." if hue else "."),
+            f"“{name}”" + (f", coloured by “{hue}”" if hue else "") + f"{at}.",
             inputs.figures[f"jitter_{name}"],
         )
         section.blocks.append(
@@ -274,7 +296,7 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
         "kruskal",
         f"Kruskal–Wallis test of the {unit}s' scores across the levels of each swept "
         "hyperparameter, and the difference of the median score between the best and the "
-        "worst level with its bootstrap 95 % confidence interval.",
+        f"worst level with its bootstrap 95 % confidence interval{at}.",
         kruskal_frame(kruskal, unit),
         notes=[
             f"Each {unit} is one observation; with few {unit}s per level the test has little "
@@ -289,7 +311,8 @@ def hyperparameter_effects(inputs: ReportInputs, all_runs: Table) -> Section:
     pair_tables = [
         Table.of(
             f"pair-{a}-{b}",
-            f"{sentence_case(score)} on the validation set for “{a}” (rows) and “{b}” (columns).",
+            f"{sentence_case(score)} on the validation set for “{a}” (rows) and “{b}” "
+            f"(columns){at}.",
             pair_frame(table, a),
             notes=[PAIR_NOTE.replace("experiments", f"{unit}s")],
             group_header=[("", 1), (b, len(pair_grid(table).columns))],
@@ -350,7 +373,7 @@ def fold_blocks(inputs: ReportInputs) -> list:
         "folds",
         "The validation score of every configuration on each of its folds (each fold run's "
         "own selection score), the folds' mean ± STD, and the pooled out-of-fold score with its "
-        "bootstrap 95 % confidence interval over the patients it rests on.",
+        f"bootstrap 95 % confidence interval over the patients it rests on{compared_at(inputs)}.",
         fold_frame(folds, configurations),
         notes=["A configuration with a failed fold has no out-of-fold score (“–”)."],
     )
@@ -429,7 +452,7 @@ def ranking_blocks(inputs: ReportInputs) -> list:
         "ranking",
         f"Bootstrap ranking of the {plural(len(ranking), 'best ' + unit)}: the share of "
         f"{int(ranking['resamples'].iloc[0])} resamples of the {plural(patients, 'patient')} in "
-        "which each ranked first, its median rank and 95 % rank interval.",
+        f"which each ranked first, its median rank and 95 % rank interval{compared_at(inputs)}.",
         ranking_frame(ranking),
         notes=[
             "Each resample draws the patients with replacement, the same for every model; "
@@ -465,7 +488,7 @@ def ranking_blocks(inputs: ReportInputs) -> list:
             "configuration-tests",
             f"Pairwise comparison of the best {unit}s on their paired per-patient validation "
             "scores, with the median of the per-patient differences and its bootstrap 95 % "
-            "confidence interval.",
+            f"confidence interval{compared_at(inputs)}.",
             tests_frame(tests),
             notes=[
                 "Wilcoxon signed-rank for two; for more, Friedman and pairwise Wilcoxon tests "
@@ -515,7 +538,14 @@ def cost_blocks(inputs: ReportInputs) -> list:
         f"The {score} on the validation set of every {unit} "
         f"whose training completed against its training cost ({hours}"
         + (", its folds summed" if cross_validated(inputs) else "")
-        + f"). The Pareto front, the {unit}s no other {unit} beats on both lower cost and a "
+        + ")"
+        + (
+            f"{compared_at(inputs)}, the cost as trained: the figure mixes budgets, the "
+            "configurations pruned at a rung (crosses) cost only their training until then"
+            if compared_at(inputs)
+            else ""
+        )
+        + f". The Pareto front, the {unit}s no other {unit} beats on both lower cost and a "
         f"better score, is ringed and joined by a step line: {', '.join(front)}. The final "
         "models are labelled."
         + (
@@ -548,12 +578,17 @@ def best_models(inputs: ReportInputs) -> Section:
     table = Table.of(
         "best-runs",
         f"The {plural(len(best), 'best ' + unit)} by {score} on the validation set, with its "
-        "bootstrap 95 % confidence interval over the patients it rests on.",
+        f"bootstrap 95 % confidence interval over the patients it rests on{compared_at(inputs)}.",
         runs_frame(best, key=unit.capitalize()),
     )
     finals = Table.of(
         "final-models",
-        "The final models chosen on the validation set.",
+        "The final models chosen on the validation set"
+        + (
+            ", among the configurations that reached the last rung, at the full budget."
+            if compared_at(inputs)
+            else "."
+        ),
         final_models_frame(final),
     )
     curves = Figure.of(
