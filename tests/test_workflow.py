@@ -7,10 +7,13 @@ the workflow wrote, and the incremental behaviour of the sweep (on dry runs, or 
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from html import unescape
 from pathlib import Path
 
@@ -18,7 +21,9 @@ import pandas as pd
 import pytest
 import yaml
 from pdf_text import captions
-from runs import IN_CI, planned_jobs, snakemake
+from runs import IN_CI, REPO, planned_jobs, snakemake
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata
 from test_latex import PDFLATEX, compile_twice, undefined_references
 from test_report import check_summary, pdf_pages
 from tiny import TINY_SWEEP
@@ -26,6 +31,7 @@ from tiny import TINY_SWEEP
 from segsweep import layout
 from segsweep.numerals import significant
 from segsweep.sweep.stats import bootstrap_ci
+from segsweep.train.events import tag
 
 # Visual checks (headless Chromium screenshots thesis.html, poppler renders and reads the PDF)
 # are skipped only where the binaries are missing and CI is not set; in CI a missing one fails.
@@ -433,3 +439,42 @@ def test_thesis_says_what_the_sweep_cost(workdir: Path) -> None:
     assert sentence in re.sub(r"<[^>]+>", "", text)
     assert (workdir / "results/figures/cost.png").is_file() and 'id="fig-cost"' in text
     assert ">Wall (min)<" in text and ">GPU (min)<" not in text
+
+
+def test_status_and_tensorboard_show_the_finished_sweep(workdir: Path) -> None:
+    """`python -m segsweep status` (with the run's config file) says every configuration is
+    done, its best the highest val_dice of its log; every run's TensorBoard events hold its log's
+    scalars, one point per epoch, and its hyperparameters."""
+    command = [sys.executable, "-m", "segsweep", "status", "--workdir", str(workdir)]
+    command += ["--config", str(workdir / "config.yaml"), "--csv"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    status = pd.read_csv(io.StringIO(result.stdout)).set_index("configuration")
+    runs = sorted(p.name for p in (workdir / "results/runs").iterdir())
+    assert sorted(status.index) == runs
+    assert (status["state"] == "done").all()
+    assert (status["epoch"] == "2/2").all()
+    for run in runs:
+        folder = workdir / "results/runs" / run
+        log = pd.read_csv(folder / "train_log.csv")
+        assert status.loc[run, "best"] == pytest.approx(log["val_dice"].max())
+        events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        columns = [c for c in log.columns if c != "epoch"]
+        assert sorted(events.Tags()["scalars"]) == sorted(tag(c) for c in columns), run
+        for column in columns:
+            points = events.Scalars(tag(column))
+            assert [p.step for p in points] == log["epoch"].tolist(), (run, column)
+            values = [p.value for p in points]
+            assert values == pytest.approx(log[column].tolist(), rel=1e-6), (run, column)
+        content = events.PluginTagToContent(metadata.PLUGIN_NAME)
+        start = metadata.parse_session_start_info_plugin_data(
+            content[metadata.SESSION_START_INFO_TAG]
+        )
+        params = yaml.safe_load((folder / "params.yaml").read_text())
+        assert start.hparams["run_id"].string_value == run
+        assert start.hparams["loss"].string_value == params["loss"]
+        assert start.hparams["labels"].string_value == params["labels"]
+        assert start.hparams["lr"].number_value == pytest.approx(params["lr"])
+        assert metadata.SESSION_END_INFO_TAG in content

@@ -51,6 +51,7 @@ STAGES = {
         "segsweep.evaluate.classify",
         "select a classifier's checkpoint on validation; test a final classifier, per study",
     ),
+    "status": ("segsweep.sweep.status", "one table of a sweep while it trains, per configuration"),
 }
 
 

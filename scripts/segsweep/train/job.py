@@ -142,13 +142,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunFiles:
-    """The run's files: each as given, the others in the --out folder."""
+    """The run's files: each as given, the others in the --out folder; its TensorBoard events
+    in the run folder of its index (the folder above checkpoints/, a rung's index's too)."""
     names = ("params", "log", "index", "provenance", "state", "subjects")
     given = {name: getattr(args, name) for name in names}
     if args.out is None and None in given.values():
         parser.error("give --out, or each of --" + " --".join(names))
     folder = RunFiles.in_folder(args.out) if args.out is not None else None
-    return RunFiles(**{n: given[n] or getattr(folder, n) for n in names})
+    files = {n: given[n] or getattr(folder, n) for n in names}
+    run_folder = files["index"].parent.parent
+    events = layout.under(run_folder, layout.RUN_EVENTS, base=layout.RUN_DIR)
+    return RunFiles(**files, events=events)
 
 
 def device_cost(device: torch.device, seconds: float) -> dict[str, float | None]:

@@ -77,6 +77,7 @@ from segsweep.model.schedules import learning_rate
 from segsweep.model.tensors import to_tensor
 from segsweep.model.unet import build_model, encoder_blocks, model_dims
 from segsweep.train.batches import Prefetcher, StreamedSamples, streamed_order
+from segsweep.train.events import RunEvents
 from segsweep.train.rungs import WHOLE_RUN, Rung, start_from
 from segsweep.train.state import Progress, load_state, rng_states, save_state, set_rng_states
 
@@ -88,7 +89,8 @@ SUBSET_SEED = 12345  # fixed, so training-set subsets are nested across runs and
 @dataclass(frozen=True)
 class RunFiles:
     """What one training run writes: its declared outputs, and the resume state folder (no
-    output, so that it survives Snakemake's cleanup of a failed job)."""
+    output, so that it survives Snakemake's cleanup of a failed job), and the folder of its
+    TensorBoard event files (`segsweep.train.events`; None: none are written)."""
 
     params: Path
     log: Path
@@ -96,6 +98,7 @@ class RunFiles:
     provenance: Path
     state: Path
     subjects: Path
+    events: Path | None = None
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> RunFiles:
@@ -111,6 +114,7 @@ class RunFiles:
             file(layout.RUN_PROVENANCE),
             file(layout.RUN_STATE),
             file(layout.RUN_SUBJECTS),
+            file(layout.RUN_EVENTS),
         )
 
     @property
@@ -355,6 +359,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.epochs
         self.progress = Progress()
         self.stop_at = self.epochs  # the last epoch this job trains (a rung's, under halving)
+        self.events: RunEvents | None = None  # TensorBoard's, while fit trains
 
     # the log column early stopping watches when the run leaves it unset (the workflow sets it
     # in every run's hyperparameters)
@@ -407,6 +412,14 @@ class Trainer:
         set_rng_states(resumed["rng"], self.rng, self.aug_rng, self.device)
         self.progress = Progress(**resumed["progress"])
         print(f"resuming at epoch {self.progress.epoch}, step {self.progress.step}", flush=True)
+
+    def open_events(self) -> RunEvents | None:
+        """The run's TensorBoard event files (none without `files.events`): afresh, or
+        continuing those of the epochs a resumed run has logged."""
+        if self.files.events is None:
+            return None
+        resumed_at = self.progress.epoch if self.progress.rows else None
+        return RunEvents(self.files.events, self.hp, self.log_columns, resumed_at)
 
     def save_state(self) -> None:
         parts = {
@@ -545,6 +558,8 @@ class Trainer:
         progress.done = last
         progress.epoch += 0 if last else 1
         progress.position, progress.order, progress.total, progress.start_time = 0, None, 0.0, 0
+        if self.events is not None:  # before the state: a resumed run purges what follows it
+            self.events.epoch(row)
         self.save_state()
         write_log(self.files.log, progress.rows, self.log_columns)
 
@@ -558,6 +573,7 @@ class Trainer:
         log and the index; leave the state in `snapshot` (a rung below the last: the run goes
         on from there), else remove it (the run ends here). The index of a run ended short of
         train.epochs records `epochs_trained`."""
+        self.events = self.open_events()
         while not self.progress.done and self.progress.epoch <= self.stop_at:
             epoch_start = time.perf_counter() - self.progress.start_time
             lr = self.train_epoch(epoch_start)
@@ -577,6 +593,8 @@ class Trainer:
             shutil.copyfile(self.state_path, snapshot)
         else:
             shutil.rmtree(self.files.state)
+        if self.events is not None:
+            self.events.close(ended=snapshot is None)
 
 
 def train_run(
