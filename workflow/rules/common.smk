@@ -20,6 +20,7 @@ from segsweep.sweep.grammar import (
     configurations,
     confirmation_runs,
     load_sweep,
+    seed_noise,
     swept_names,
     sweep_runs,
 )
@@ -113,7 +114,7 @@ HALVING = len(RUNGS) > 1
 CONFIRM = {"top": 0, "seeds": 2, **(SWEEP.get("confirm") or {})}
 CONFIRMING = confirmation_runs(IN_FORCE, SWEEP, list(RUNS.values()))
 # The thesis's seed-noise section: with a confirmation, or with several seeds per setting.
-SEEDS = bool(CONFIRM["top"]) or int(SWEEP.get("repeats", 1)) > 1
+SEEDS = seed_noise(SWEEP)
 EVERY_RUN = {
     **RUNS,
     **{run.run_id: run for runs in CONFIRMING.values() for run in runs},

@@ -6,7 +6,9 @@ rule report:
         unpack(report_qc),
         unpack(report_finals),
         # the analysis tables and figures the thesis shows
-        **L.segmentation_thesis_files(SWEPT, bool(EXTERNAL), budget=HALVING),
+        **L.segmentation_thesis_files(
+            SWEPT, bool(EXTERNAL), seeds=SEEDS, budget=HALVING
+        ),
         final=L.FINAL,
         splits=L.SPLITS,
         checks=L.SPLITS_CHECKS,

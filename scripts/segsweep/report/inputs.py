@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from segsweep import layout, vocabulary
-from segsweep.sweep.grammar import sweep_runs, swept_names
+from segsweep.sweep.grammar import seed_noise, sweep_runs, swept_names
 from segsweep.sweep.pruning import halving
 
 Paths = Mapping[str, str | Path]
@@ -96,7 +96,9 @@ class ReportInputs:
         finals = pd.read_csv(final, dtype=str)["run_id"].tolist()
         external = bool(config["final"].get("external"))
         budget = halving(config, sweep)
-        files = layout.segmentation_thesis_files(swept_names(sweep), external, budget=budget)
+        files = layout.segmentation_thesis_files(
+            swept_names(sweep), external, seeds=seed_noise(sweep), budget=budget
+        )
         found = {}
         if benchmarks is not None:
             for folder in sorted(p for p in Path(benchmarks).glob("*") if p.is_dir()):

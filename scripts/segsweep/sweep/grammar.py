@@ -207,6 +207,13 @@ def sweep_runs(config: dict[str, Any], sweep: dict[str, Any], validate=None) -> 
     return expand_sweep(sweep, config["train"], validate, folds)
 
 
+def seed_noise(sweep: dict[str, Any]) -> bool:
+    """Whether settings train with several seeds (`repeats` ≥ 2, or a confirmation of the top
+    settings): then the thesis measures the seed-to-seed spread under the ranking."""
+    confirm = sweep.get("confirm") or {}
+    return int(sweep.get("repeats", 1)) > 1 or int(confirm.get("top", 0)) > 0
+
+
 def every_run(config: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Run]:
     """Run id → run, for the sweep's runs and every run that could confirm one of its settings
     (`confirmation_runs`): what a stage handed run ids looks them up in."""
