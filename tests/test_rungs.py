@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from test_train import _assert_same_weights, _weights, data, write_toy_h5  # noqa: F401
+from test_train import _assert_same_weights, _weights, write_toy_h5
 
 from segsweep import layout
 from segsweep.errors import InputError
@@ -18,6 +18,15 @@ from segsweep.train.loop import LOG_COLUMNS, RunFiles, train_run
 from segsweep.train.rungs import Rung, record_failure
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return (
+        write_toy_h5(tmp_path / "train.h5", ("a", "b", "c"), seed=1),
+        write_toy_h5(tmp_path / "val.h5", ("d", "e"), seed=2),
+    )
+
 
 # a schedule over all epochs (cosine restarts), augmentation and dropout: anything a rung could
 # get wrong (the learning rate, an RNG) changes the weights
