@@ -242,3 +242,33 @@ def test_write_decision_writes_the_rung_before_the_decision(tmp_path: Path) -> N
     assert written["configuration"].tolist() == ["default", "loss-cross-entropy", "loss-focal"]
     assert written["decision"].tolist() == ["promoted", "pruned", "pruned"]
     assert (written[["rung", "epochs", "next_epochs"]].iloc[0] == [1, 4, 12]).all()
+
+
+def test_the_budget_takes_the_schema_defaults_and_the_rungs_the_runs_epochs():
+    from segsweep.sweep.budget import budget_of, sweep_rungs
+
+    assert budget_of({}) == {
+        "method": "none",
+        "eta": 3,
+        "min_epochs": 4,
+        "prune": "rank",
+        "alpha": 0.05,
+    }
+    runs = expand_sweep({"fixed": {"epochs": 20}}, {**DEFAULTS, "epochs": 9})
+    assert sweep_rungs({}, runs) == [20]
+    halving = {"budget": {"method": "halving"}}
+    assert sweep_rungs(halving, runs) == [4, 12, 20]  # the runs' epochs, not the config's
+
+
+def test_halving_refuses_swept_epochs_and_a_paired_test_without_patients():
+    from segsweep.errors import ConfigError
+    from segsweep.sweep.budget import sweep_rungs
+
+    swept = expand_sweep({"grids": {"g": {"epochs": [10, 20]}}}, {**DEFAULTS, "epochs": 9})
+    with pytest.raises(ConfigError, match=r"budget.method.*one train.epochs for every run"):
+        sweep_rungs({"budget": {"method": "halving"}}, swept)
+    runs = expand_sweep({}, {**DEFAULTS, "epochs": 9})
+    wilcoxon = {"budget": {"method": "halving", "prune": "wilcoxon"}}
+    assert sweep_rungs(wilcoxon, runs) == [4, 9]
+    with pytest.raises(ConfigError, match="rank under task: classification"):
+        sweep_rungs(wilcoxon, runs, "classification")

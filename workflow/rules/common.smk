@@ -15,7 +15,7 @@ from segsweep import layout as L
 from segsweep.config_schema import section
 from segsweep.errors import ConfigError
 from segsweep.io.images import data_files
-from segsweep.sweep.budget import rungs
+from segsweep.sweep.budget import budget_of, sweep_rungs
 from segsweep.sweep.grammar import (
     configurations,
     confirmation_runs,
@@ -81,33 +81,11 @@ CONFIGURATIONS = configurations(list(RUNS.values()))  # id → its runs (k with 
 FOLDS = IN_FORCE["split"]["folds"]
 
 
-def _rungs(budget):
-    """The epochs of each rung of successive halving (the last: train.epochs); one rung, the
-    whole run, without it. Halving needs one train.epochs for every run of the sweep."""
-    epochs = sorted({int(run.params["epochs"]) for run in RUNS.values()})
-    if budget["method"] != "halving":
-        return epochs[-1:]
-    if len(epochs) > 1:
-        raise ConfigError(
-            "sweep: budget.method",
-            "halving",
-            f"one train.epochs for every run, not {epochs}",
-        )
-    if budget["prune"] == "wilcoxon" and TASK.name != "segmentation":
-        raise ConfigError(
-            "sweep: budget.prune",
-            "wilcoxon",
-            f"rank under task: {TASK.name} (the paired test needs per-patient scores)",
-        )
-    return rungs(epochs[0], budget["min_epochs"], budget["eta"])
-
-
 # The sweep's training budget (segsweep.sweep.budget): with `method: halving` every
 # configuration trains to the first rung, and each rung's decision (a checkpoint, budget.smk)
 # sends the best on to the next.
-BUDGET = {"method": "none", "eta": 3, "min_epochs": 4, "prune": "rank", "alpha": 0.05}
-BUDGET.update(SWEEP.get("budget") or {})
-RUNGS = _rungs(BUDGET)
+BUDGET = budget_of(SWEEP)
+RUNGS = sweep_rungs(SWEEP, list(RUNS.values()), TASK.name)
 HALVING = len(RUNGS) > 1
 # The seed-noise floor: the runs that would retrain each setting (a configuration without its
 # seed) with `confirm.seeds` more seeds; the confirm checkpoint (budget.smk) picks the top ones.

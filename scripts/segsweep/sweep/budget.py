@@ -25,20 +25,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import stats
 
+from segsweep.errors import ConfigError
 from segsweep.io.records import write_csv
 from segsweep.numerals import plural, significant
 from segsweep.sweep.configurations import AGGREGATES, Scorer, configuration_table, out_of_fold
 from segsweep.sweep.grammar import Run, configurations
 from segsweep.sweep.stats import _quiet, holm
 
-DEFAULTS = {"eta": 3, "prune": "rank", "alpha": 0.05}
 SCORE_COLUMNS = ["configuration", "status", "score", "ci_low", "ci_high", "patients"]
 COLUMNS = [
     *SCORE_COLUMNS,
@@ -51,6 +53,34 @@ COLUMNS = [
 ]
 PATIENT_COLUMNS = ["configuration", "patient_id", "value"]
 KEPT_FURTHER = "kept: already trained past this rung by an earlier decision"
+
+
+def budget_of(sweep: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep's `budget` with the sweep schema's defaults filled in."""
+    text = resources.files("segsweep").joinpath("schemas/sweep.schema.yaml").read_text()
+    properties = yaml.safe_load(text)["properties"]["budget"]["properties"]
+    return {**{k: spec["default"] for k, spec in properties.items()}, **(sweep.get("budget") or {})}
+
+
+def sweep_rungs(sweep: Mapping[str, Any], runs: list[Run], task: str = "segmentation") -> list[int]:
+    """The epochs of every rung of the sweep's runs, the last their train.epochs ([epochs]
+    without halving). Halving refuses runs of different train.epochs, and `prune: wilcoxon`
+    under a task whose score is no mean over patients (classification)."""
+    budget = budget_of(sweep)
+    epochs = sorted({int(run.params["epochs"]) for run in runs})
+    if budget["method"] != "halving":
+        return epochs[-1:]
+    if len(epochs) > 1:
+        raise ConfigError(
+            "sweep: budget.method", "halving", f"one train.epochs for every run, not {epochs}"
+        )
+    if budget["prune"] == "wilcoxon" and task != "segmentation":
+        raise ConfigError(
+            "sweep: budget.prune",
+            "wilcoxon",
+            f"rank under task: {task} (the paired test needs per-patient scores)",
+        )
+    return rungs(epochs[0], int(budget["min_epochs"]), int(budget["eta"]))
 
 
 def rungs(epochs: int, min_epochs: int, eta: int) -> list[int]:
@@ -86,7 +116,7 @@ def decide(
     promoted whatever its rank or status and never tested; it still takes its rank, and the
     number promoted by rank stays kept(m, eta) of all m ranked, so it adds to the promoted
     rather than taking a place of the best. An empty `scores` gives an empty table."""
-    budget = {**DEFAULTS, **budget}
+    budget = budget_of({"budget": budget})
     table = scores.reindex(columns=SCORE_COLUMNS).reset_index(drop=True)
     ranked = table[(table["status"] == "ok") & table["score"].notna()]
     ranked = ranked.sort_values(["score", "configuration"], ascending=[not higher_is_better, True])

@@ -16,24 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from segsweep.sweep.budget import DEFAULTS, rungs
-from segsweep.sweep.grammar import Run
+from segsweep.sweep.budget import sweep_rungs
+from segsweep.sweep.grammar import Run, sweep_runs
 
-BUDGET_DEFAULTS = {"method": "none", "min_epochs": 4, **DEFAULTS}
 BUDGET_COLUMNS = ["epochs_trained", "pruned_at"]  # the runs table's, under halving
-
-
-def budget_of(sweep: Mapping[str, Any]) -> dict[str, Any]:
-    """The sweep's `budget` with the schema's defaults filled in."""
-    return {**BUDGET_DEFAULTS, **(sweep.get("budget") or {})}
 
 
 def rung_epochs(config: Mapping[str, Any], sweep: Mapping[str, Any]) -> list[int]:
     """The epochs of every rung, the last `train.epochs` ([train.epochs] without halving)."""
-    epochs, budget = int(config["train"]["epochs"]), budget_of(sweep)
-    if budget["method"] != "halving":
-        return [epochs]
-    return rungs(epochs, int(budget["min_epochs"]), int(budget["eta"]))
+    return sweep_rungs(sweep, sweep_runs(config, sweep))
 
 
 def halving(config: Mapping[str, Any], sweep: Mapping[str, Any]) -> bool:

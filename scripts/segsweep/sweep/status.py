@@ -26,7 +26,6 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ import yaml
 from segsweep import layout
 from segsweep.config_schema import complete, schema
 from segsweep.errors import InputError
-from segsweep.sweep.budget import rungs as rung_epochs
+from segsweep.sweep.budget import sweep_rungs
 from segsweep.sweep.grammar import Run, configurations, load_sweep, sweep_runs
 from segsweep.tasks import task_of
 
@@ -294,14 +293,7 @@ def workflow_config(workdir: Path, configfiles: Sequence[Path]) -> dict[str, Any
 def budget_rungs(sweep: Mapping[str, Any], runs: list[Run]) -> list[int]:
     """The epochs of every rung under the sweep's `budget: {method: halving}` (the last:
     train.epochs); none without halving."""
-    text = resources.files("segsweep").joinpath("schemas/sweep.schema.yaml").read_text()
-    properties = yaml.safe_load(text)["properties"]["budget"]["properties"]
-    budget = {name: spec["default"] for name, spec in properties.items()}
-    budget.update(sweep.get("budget") or {})
-    epochs = max(int(run.params["epochs"]) for run in runs)
-    if budget["method"] != "halving":
-        return []
-    steps = rung_epochs(epochs, int(budget["min_epochs"]), int(budget["eta"]))
+    steps = sweep_rungs(sweep, runs)
     return steps if len(steps) > 1 else []
 
 
