@@ -10,8 +10,9 @@ import pandas as pd
 from segsweep.numerals import NA, integer, number, plural, significant
 from segsweep.report.document import Document, Figure, Paragraph, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
+from segsweep.sweep.budget import budget_of
 from segsweep.sweep.grammar import swept_names
-from segsweep.sweep.pruning import budget_of, halving, rung_epochs
+from segsweep.sweep.pruning import halving, rung_epochs
 from segsweep.vocabulary import format_level
 
 PRUNE_RULES = {
