@@ -1,13 +1,14 @@
 """Successive halving and the seed-noise floor as steps of the real Snakefile.
 
 One run from the tiny cohort's preprocessing (tests/conftest.py `seeded`), with two GPUs leased
-on this CPU machine (`--resources gpu=2`): four configurations train to the first rung (2 of 4
-epochs), the rung's decision (a checkpoint) promotes the best two, which go on from their rung's
-state to the last epoch; the other two end at their rung, as results. The confirmation retrains
-the top two settings with one more seed each, and the final model is chosen on the
-seed-averaged score. Then: a survivor's checkpoints equal those of the same run trained
-uninterrupted by hand; rerunning does nothing and leaves the decisions untouched; growing the
-grid trains only the new configuration through the rungs it earns.
+on this CPU machine (`--resources gpu=2`): four configurations train to the first rung (1 of 4
+epochs); each rung's decision (a checkpoint) promotes the best half, which goes on from its
+rung's state (rung 2 at 2 epochs, then the last at 4); the others end at their rung, as
+results. The confirmation retrains the top two settings (the survivor, then the runner-up the
+last rung pruned) with two more seeds each, and the final model is chosen on the seed-averaged
+score. Then: the survivor's checkpoints equal those of the same run trained uninterrupted by
+hand; rerunning does nothing and leaves the decisions untouched; growing the grid trains only
+the new configuration through the rungs it earns.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from segsweep import layout as L
 pytestmark = pytest.mark.workflow
 
 CONFIG = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 4}}
-BUDGET = {"method": "halving", "eta": 2, "min_epochs": 2}
-SWEEP = {**TINY_SWEEP, "budget": BUDGET, "confirm": {"top": 2, "seeds": 1}}
+BUDGET = {"method": "halving", "eta": 2, "min_epochs": 1}  # rungs at 1, 2 and 4 epochs
+SWEEP = {**TINY_SWEEP, "budget": BUDGET, "confirm": {"top": 2, "seeds": 2}}
 CONFIGURATIONS = [
     "default",
     "labels-separate",
@@ -52,54 +53,67 @@ def halving(prepared_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return root
 
 
-def decision(root: Path) -> pd.DataFrame:
-    return pd.read_csv(root / L.path(L.RUNG_DECISION, epochs="2")).set_index("configuration")
+def decision(root: Path, epochs: int) -> pd.DataFrame:
+    table = pd.read_csv(root / L.path(L.RUNG_DECISION, epochs=str(epochs)))
+    return table.set_index("configuration")
 
 
 def index(root: Path, run: str) -> dict:
     return json.loads((root / L.path(L.RUN_INDEX, run=run)).read_text())
 
 
-def test_the_rung_promotes_the_best_half_and_the_rest_end_there(halving):
-    table = decision(halving)
-    assert sorted(table.index) == CONFIGURATIONS
-    assert (table["rung"] == 1).all() and (table["next_epochs"] == 4).all()
-    promoted = table.index[table["decision"] == "promoted"]
-    assert len(promoted) == 2
-    assert table.loc[promoted, "rank"].max() < table.drop(promoted)["rank"].min()
-    for configuration, row in table.iterrows():
+def promoted(root: Path, epochs: int) -> list[str]:
+    return sorted(decision(root, epochs).query("decision == 'promoted'").index)
+
+
+def test_each_rung_promotes_the_best_half_and_the_rest_end_there(halving):
+    first, second = decision(halving, 1), decision(halving, 2)
+    assert sorted(first.index) == CONFIGURATIONS
+    assert (first["rung"] == 1).all() and (first["next_epochs"] == 2).all()
+    assert sorted(second.index) == promoted(halving, 1)
+    assert (second["rung"] == 2).all() and (second["next_epochs"] == 4).all()
+    assert len(promoted(halving, 1)) == 2 and len(promoted(halving, 2)) == 1
+    for table in (first, second):
+        ranked = table.query("decision == 'promoted'")["rank"]
+        assert ranked.max() < table.query("decision == 'pruned'")["rank"].min()
+        assert table.query("decision == 'pruned'")["reason"].str.contains("below the best").all()
+    ends = {c: 1 for c in CONFIGURATIONS} | {c: 2 for c in second.index}
+    ends |= {c: 4 for c in promoted(halving, 2)}
+    for configuration, epochs in ends.items():
         log = pd.read_csv(halving / L.path(L.RUN_LOG, run=configuration))
-        rung_index = json.loads(
-            (halving / L.path(L.RUNG_INDEX, run=configuration, epochs="2")).read_text()
-        )
-        assert [c["epoch"] for c in rung_index["checkpoints"]] == [1, 2]
-        if row["decision"] == "promoted":
-            assert len(log) == 4 and "epochs_trained" not in index(halving, configuration)
-        else:
-            assert len(log) == 2 and index(halving, configuration)["epochs_trained"] == 2
-            # a pruned configuration is a result: selected and validated at its rung
-            assert (halving / L.path(L.SELECTION, run=configuration)).is_file()
-            assert "below the best 2" in row["reason"]
+        assert len(log) == epochs, configuration
+        recorded = index(halving, configuration).get("epochs_trained", 4)
+        assert recorded == epochs
+        for rung in (1, 2):
+            rung_index = halving / L.path(L.RUNG_INDEX, run=configuration, epochs=str(rung))
+            assert rung_index.is_file() == (rung <= epochs)
+        # a pruned configuration is a result: selected and validated where it ended
+        assert (halving / L.path(L.SELECTION, run=configuration)).is_file()
+    assert [c["epoch"] for c in json.loads(rung_index.read_text())["checkpoints"]] == [1, 2]
 
 
-def test_the_final_model_is_a_survivor_chosen_on_the_seed_averaged_score(halving):
-    promoted = set(decision(halving).query("decision == 'promoted'").index)
+def test_the_final_model_is_chosen_on_the_seed_averaged_score_of_the_confirmed(halving):
+    survivor, runner_up = (
+        promoted(halving, 2)[0],
+        *(set(promoted(halving, 1)) - set(promoted(halving, 2))),
+    )
     confirm = pd.read_csv(halving / L.CONFIRM)
-    assert set(confirm["setting"]) == promoted
-    final = pd.read_csv(halving / L.FINAL)
-    assert set(final["run_id"]) <= promoted
+    assert confirm["setting"].tolist() == [survivor, runner_up]  # the survivor first
     spread = pd.read_csv(halving / L.SEED_SPREAD).set_index("setting")
-    assert set(spread.index) == promoted and (spread["seeds"] == 2).all()
-    # the chosen setting has the best mean over its two seeds
-    best = spread["mean"].idxmax()
-    assert final["run_id"].iloc[0] == best
-    for setting in promoted:
-        seed_run = f"{setting}_seed-1" if setting != "default" else "seed-1"
-        assert len(pd.read_csv(halving / L.path(L.RUN_LOG, run=seed_run))) == 4
+    # the runner-up's own seed ended at rung 2: it is compared on its two full-length seeds
+    assert spread["seeds"].to_dict() == {survivor: 3, runner_up: 2}
+    final = pd.read_csv(halving / L.FINAL)
+    assert final["run_id"].iloc[0] == spread["mean"].idxmax()
+    for setting in (survivor, runner_up):
+        for extra in (1, 2):
+            run = f"seed-{extra}" if setting == "default" else f"{setting}_seed-{extra}"
+            assert len(pd.read_csv(halving / L.path(L.RUN_LOG, run=run))) == 4
+    winners = pd.read_csv(halving / L.SEED_WINNERS)
+    assert winners["seed"].tolist() == [1, 2]  # the seeds both settings trained with
 
 
 def test_a_survivor_has_the_checkpoints_of_an_uninterrupted_run(halving, tmp_path):
-    survivor = decision(halving).query("decision == 'promoted'").index[0]
+    (survivor,) = promoted(halving, 2)
     hp = yaml.safe_load((halving / L.path(L.RUN_PARAMS, run=survivor)).read_text())
     datasets = [halving / L.path(L.DATASET, split=s) for s in ("train", "val")]
     command = [sys.executable, "-m", "segsweep", "train", "--hp-json", json.dumps(hp)]
@@ -122,11 +136,11 @@ def test_a_survivor_has_the_checkpoints_of_an_uninterrupted_run(halving, tmp_pat
 def test_the_thesis_shows_the_budget_and_the_seed_noise(halving):
     html = (halving / L.THESIS_HTML).read_text()
     assert "Training budget" in html and "Seed noise" in html
-    assert "rung 1" in html
+    assert "all 4 configurations at rung 1, 1 epochs" in html or "at rung 1" in html
 
 
 def test_rerunning_does_nothing_and_leaves_the_decisions(halving):
-    decided = halving / L.path(L.RUNG_DECISION, epochs="2")
+    decided = halving / L.path(L.RUNG_DECISION, epochs="1")
     before = decided.stat().st_mtime_ns
     dry = snakemake(halving, "-n", env={**os.environ, **GPUS})
     succeeded(dry)
@@ -137,6 +151,7 @@ def test_rerunning_does_nothing_and_leaves_the_decisions(halving):
 def test_a_grown_grid_trains_only_the_new_configuration(halving):
     """Adding a loss trains the new configuration to the rung and on as far as it earns; no run
     that already went further is retrained, and what trained past the rung stays promoted."""
+    promoted_before = promoted(halving, 1)
     before = {
         path: path.stat().st_mtime_ns
         for configuration in CONFIGURATIONS
@@ -149,11 +164,9 @@ def test_a_grown_grid_trains_only_the_new_configuration(halving):
     succeeded(result)
     after = {path: path.stat().st_mtime_ns for path in before}
     assert after == before
-    table = decision(halving)
-    assert "loss-ce-dice" in table.index
+    first = decision(halving, 1)
+    assert sorted(first.index) == sorted([*CONFIGURATIONS, "loss-ce-dice"])
+    # what trained past the first rung before stays promoted, whatever the new ranking
+    assert set(first.query("decision == 'promoted'").index) >= set(promoted_before)
     log = pd.read_csv(halving / L.path(L.RUN_LOG, run="loss-ce-dice"))
-    promoted = table.loc["loss-ce-dice", "decision"] == "promoted"
-    assert len(log) == (4 if promoted else 2)
-    # every configuration the first decision promoted is still promoted (it trained further)
-    assert (table.loc[table["reason"].str.startswith("kept")]["decision"] == "promoted").all()
-    assert (table["decision"] == "promoted").sum() >= 2
+    assert len(log) == index(halving, "loss-ce-dice").get("epochs_trained", 4)

@@ -153,12 +153,12 @@ def test_comparisons_need_two_repeated_settings_and_per_patient_values() -> None
     assert set(untested["n"]) == {0}
 
 
-def test_winner_stability_pairs_the_ith_seeds() -> None:
+def test_winner_stability_pairs_the_same_seeds() -> None:
     scores = scores_of(
         {"a": [0.80, 0.85, 0.83], "b": [0.82, 0.81, 0.80], "c": [0.70, 0.90], "d": [0.99]}
     )
     table = winner_stability(scores, higher_is_better=True)
-    assert table["seed_index"].tolist() == [1, 2, 3]
+    assert table["seed"].tolist() == [0, 1, 2]
     assert table["settings"].tolist() == [3, 3, 2]  # d has one seed; c no third
     assert table["first"].tolist() == ["b", "c", "a"]
     assert set(table["winner"]) == {"a"}
@@ -267,3 +267,19 @@ def test_seed_scores_read_selections_and_aggregate_slices_per_patient(tmp_path: 
     comparisons = pd.read_csv(out["tests"])
     assert comparisons[["winner", "other", "n"]].values.tolist() == [["default", "loss-ce", 2]]
     assert pd.read_csv(out["winners"])["first"].tolist() == ["default", "default"]
+
+
+def test_winner_stability_pairs_seeds_by_value_not_position() -> None:
+    """A setting confirmed after the sweep has only the later seeds."""
+    scores = scores_of({"a": [0.80, 0.85, 0.83]})
+    late = scores_of({"b": [math.nan, 0.90, 0.70]})
+    table = winner_stability(pd.concat([scores, late[late["seed"] > 0]]), True)
+    assert table["seed"].tolist() == [1, 2]
+    assert table["first"].tolist() == ["b", "a"]
+
+
+def test_top_settings_rank_those_trained_further_first() -> None:
+    scores = scores_of({"a": [0.80], "b": [0.95], "c": [0.70]})
+    assert top_settings(scores, 2, True) == ["b", "a"]
+    reached = {"a": 20, "b": 4, "c": 20}
+    assert top_settings(scores, 2, True, reached) == ["a", "c"]

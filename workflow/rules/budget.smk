@@ -104,9 +104,14 @@ checkpoint rung_decision:
 
 
 def confirm_inputs(wildcards):
-    """The selections and scoring tables of the survivors' runs, which the confirmation ranks."""
-    runs = [r.run_id for c in survivors() for r in CONFIGURATIONS[c]]
-    return {"selections": each(L.SELECTION, run=runs), "scored": each(SCORED, run=runs)}
+    """What the confirmation ranks settings by: every run's selection and scoring table (a
+    pruned run's at its rung) and, under halving, the rungs' decisions (how far each trained:
+    settings that trained further rank first)."""
+    return {
+        **rung_decisions(wildcards),
+        "selections": each(L.SELECTION, run=sorted(RUNS)),
+        "scored": each(SCORED, run=sorted(RUNS)),
+    }
 
 
 checkpoint confirm:
@@ -122,7 +127,8 @@ checkpoint confirm:
         cfg=CHOICE_CONFIG,
         sweep=SWEEP,
         top=CONFIRM["top"],
-        runs=lambda w: [r.run_id for c in survivors() for r in CONFIGURATIONS[c]],
+        runs=sorted(RUNS),
+        reached=lambda w: {c: rung_reached(c) for c in sorted(CONFIGURATIONS)},
     script:
         "../scripts/confirm.py"
 

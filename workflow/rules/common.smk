@@ -350,8 +350,9 @@ def train_arguments(wildcards, input):
         arguments += f" --init-checkpoint {shlex.quote(input.init_checkpoint)}"
     if "start" in input.keys():
         arguments += f" --from-state {shlex.quote(input.start)}"
+    if "start" in input.keys() and "epochs" not in wildcards.keys():
         ends = rung_reached(EVERY_RUN[wildcards.run].configuration)
-        if "epochs" not in wildcards.keys() and ends < RUNGS[-1]:
+        if ends < RUNGS[-1]:
             arguments += f" --stop-at {ends}"
     return arguments
 
@@ -553,7 +554,8 @@ def confirmed():
 
 def choice_runs():
     """The runs whose selections the final choice reads: the survivors' runs and, with a
-    confirmation, the confirmed settings' seeds."""
+    confirmation, the confirmed settings' seeds (all trained to train.epochs: a setting
+    confirmed after its first seed was pruned is compared on its confirmation seeds)."""
     runs = [r.run_id for c in survivors() for r in CONFIGURATIONS[c]]
     if CONFIRM["top"]:
         runs += [r.run_id for s in confirmed() for r in CONFIRMING[s]]

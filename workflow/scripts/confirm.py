@@ -1,4 +1,5 @@
-"""Checkpoint confirm: the top settings of the sweep, which more seeds retrain."""
+"""Checkpoint confirm: the top settings of the sweep, which more seeds retrain (under halving
+those that trained furthest first)."""
 
 import pandas as pd
 
@@ -19,7 +20,12 @@ with logged(snakemake.log[0]):
         task_of(cfg).choice_scorer(cfg),
     )
     higher = cfg["selection"]["higher_is_better"]
-    top = top_settings(scores, snakemake.params.top, higher)
+    reached = {}
+    for run in known.values():
+        epochs = snakemake.params.reached.get(run.configuration)
+        if epochs is not None:
+            reached[run.setting] = max(reached.get(run.setting, 0), epochs)
+    top = top_settings(scores, snakemake.params.top, higher, reached)
     table = pd.DataFrame({"rank": range(1, len(top) + 1), "setting": top})
     write_csv(table, snakemake.output.table)
     print(table.to_string(index=False))

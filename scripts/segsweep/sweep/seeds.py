@@ -56,7 +56,7 @@ COMPARISON_COLUMNS = [
     "p_holm",
     "distinguishable",
 ]
-WINNER_COLUMNS = ["seed_index", "settings", "first", "score", "winner", "winner_first"]
+WINNER_COLUMNS = ["seed", "settings", "first", "score", "winner", "winner_first"]
 
 
 def seed_scores(
@@ -122,10 +122,21 @@ def _averaged(scores: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     return table.sort_values(["mean", "setting"], ascending=[not higher_is_better, True])
 
 
-def top_settings(scores: pd.DataFrame, k: int, higher_is_better: bool) -> list[str]:
+def top_settings(
+    scores: pd.DataFrame,
+    k: int,
+    higher_is_better: bool,
+    reached: Mapping[str, int] | None = None,
+) -> list[str]:
     """The k best settings by seed-averaged score (the mean over their trained seeds), best
-    first, ties to the smaller id; settings without a trained seed are never among them."""
-    return _averaged(scores, higher_is_better)["setting"].head(k).tolist()
+    first, ties to the smaller id; settings without a trained seed are never among them. With
+    `reached` (setting → the epochs it trained to, under successive halving) settings that
+    trained further rank first: a score is compared only with scores of the same budget."""
+    averaged = _averaged(scores, higher_is_better)
+    if reached is not None:
+        depth = averaged["setting"].map(lambda s: -reached.get(s, 0))
+        averaged = averaged.assign(depth=depth).sort_values("depth", kind="stable")
+    return averaged["setting"].head(k).tolist()
 
 
 def seed_spread(scores: pd.DataFrame) -> pd.DataFrame:
@@ -206,27 +217,25 @@ def _paired_test(wide: pd.DataFrame, a: str, b: str) -> tuple[int, float, float]
 
 
 def winner_stability(scores: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
-    """Per seed index i (1 = each setting's smallest seed): the repeated settings (≥ 2 trained
-    seeds) whose i-th seed trained, the one of them first at that seed (ties to the smaller id)
-    and its score, the seed-averaged winner and whether it is first. Seeds are paired by their
-    position in each setting's seed order, which is the same seed in every setting of a sweep
-    (base seed + i − 1). Only indices at which at least two settings compete; no rows without
-    two repeated settings. The share of indices the winner is first: `winner_share`."""
+    """Per seed: the repeated settings (≥ 2 trained seeds) that trained with it, the one of
+    them first at that seed (ties to the smaller id) and its score, the seed-averaged winner
+    and whether it is first. Settings are paired by the seed itself (a setting confirmed after
+    the sweep may lack the sweep's own seeds). Only seeds at which at least two settings
+    compete; no rows without two repeated settings. The share of seeds at which the winner is
+    first: `winner_share`."""
     repeated = _repeated(scores, higher_is_better)
     if len(repeated) < 2:
         return pd.DataFrame(columns=WINNER_COLUMNS)
     winner = repeated["setting"].iloc[0]
-    candidates = scores[scores["setting"].isin(repeated["setting"])].sort_values(["seed"])
-    candidates = candidates.assign(seed_index=candidates.groupby("setting").cumcount() + 1)
-    candidates = _trained(candidates)
+    candidates = _trained(scores[scores["setting"].isin(repeated["setting"])])
     rows = []
-    for index, competing in candidates.groupby("seed_index", sort=True):
+    for seed, competing in candidates.groupby("seed", sort=True):
         if len(competing) < 2:
             continue
         ranked = competing.sort_values(["score", "setting"], ascending=[not higher_is_better, True])
         first = ranked.iloc[0]
         rows.append(
-            [int(index), len(competing), first["setting"], first["score"], winner]
+            [int(seed), len(competing), first["setting"], first["score"], winner]
             + [first["setting"] == winner]
         )
     return pd.DataFrame(rows, columns=WINNER_COLUMNS)
