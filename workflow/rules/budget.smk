@@ -73,17 +73,6 @@ rule select_rung:
         TASK.select_command
 
 
-def rung_inputs(wildcards):
-    """The selections and scoring tables at the rung of every run of the configurations that
-    entered it."""
-    runs = [r.run_id for c in entering(wildcards.epochs) for r in CONFIGURATIONS[c]]
-    at = {"epochs": wildcards.epochs}
-    return {
-        "selections": each(L.path(L.at_rung(L.SELECTION), **at), run=runs),
-        "scored": each(L.path(L.at_rung(SCORED), **at), run=runs),
-    }
-
-
 checkpoint rung_decision:
     input:
         unpack(rung_inputs),
@@ -103,17 +92,6 @@ checkpoint rung_decision:
         "../scripts/rung_decision.py"
 
 
-def confirm_inputs(wildcards):
-    """What the confirmation ranks settings by: every run's selection and scoring table (a
-    pruned run's at its rung) and, under halving, the rungs' decisions (how far each trained:
-    settings that trained further rank first)."""
-    return {
-        **rung_decisions(wildcards),
-        "selections": each(L.SELECTION, run=sorted(RUNS)),
-        "scored": each(SCORED, run=sorted(RUNS)),
-    }
-
-
 checkpoint confirm:
     input:
         unpack(confirm_inputs),
@@ -131,11 +109,6 @@ checkpoint confirm:
         reached=lambda w: {c: rung_reached(c) for c in sorted(CONFIGURATIONS)},
     script:
         "../scripts/confirm.py"
-
-
-def choice_inputs(wildcards):
-    runs = choice_runs()
-    return {"selections": each(L.SELECTION, run=runs), "scored": each(SCORED, run=runs)}
 
 
 rule seed_tables:

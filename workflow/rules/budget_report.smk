@@ -2,16 +2,10 @@
 # figure of validation curves against epochs with the rungs (included only under halving).
 
 
-def finished(wildcards):
-    """The selections and scored validation tables of the runs that reached the last rung."""
-    runs = [r.run_id for c in survivors() for r in CONFIGURATIONS[c]]
-    return {"selections": each(L.SELECTION, run=runs), "scored": each(SCORED, run=runs)}
-
-
 rule budget_summary:
     input:
         unpack(rung_decisions),
-        unpack(finished),
+        unpack(survivors_selected),
         logs=each(L.RUN_LOG, run=sorted(RUNS)),
         provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
     output:

@@ -560,3 +560,37 @@ def choice_runs():
     if CONFIRM["top"]:
         runs += [r.run_id for s in confirmed() for r in CONFIRMING[s]]
     return runs
+
+
+def rung_inputs(wildcards):
+    """The selections and scoring tables at the rung of every run of the configurations that
+    entered it."""
+    runs = [r.run_id for c in entering(wildcards.epochs) for r in CONFIGURATIONS[c]]
+    at = {"epochs": wildcards.epochs}
+    return {
+        "selections": each(L.path(L.at_rung(L.SELECTION), **at), run=runs),
+        "scored": each(L.path(L.at_rung(SCORED), **at), run=runs),
+    }
+
+
+def confirm_inputs(wildcards):
+    """What the confirmation ranks settings by: every run's selection and scoring table (a
+    pruned run's at its rung) and, under halving, the rungs' decisions (how far each trained:
+    settings that trained further rank first)."""
+    return {
+        **rung_decisions(wildcards),
+        "selections": each(L.SELECTION, run=sorted(RUNS)),
+        "scored": each(SCORED, run=sorted(RUNS)),
+    }
+
+
+def choice_inputs(wildcards):
+    """The selections and scoring tables the final choice and the seed tables read."""
+    runs = choice_runs()
+    return {"selections": each(L.SELECTION, run=runs), "scored": each(SCORED, run=runs)}
+
+
+def survivors_selected(wildcards):
+    """The selections and scored validation tables of the runs that reached the last rung."""
+    runs = [r.run_id for c in survivors() for r in CONFIGURATIONS[c]]
+    return {"selections": each(L.SELECTION, run=runs), "scored": each(SCORED, run=runs)}
