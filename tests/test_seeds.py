@@ -283,3 +283,13 @@ def test_top_settings_rank_those_trained_further_first() -> None:
     assert top_settings(scores, 2, True) == ["b", "a"]
     reached = {"a": 20, "b": 4, "c": 20}
     assert top_settings(scores, 2, True, reached) == ["a", "c"]
+
+
+def test_the_seed_averaged_choice_is_made_among_the_candidates() -> None:
+    """Under halving a setting confirmed after its own seed was pruned is compared, not chosen:
+    its model would be the pruned configuration."""
+    scores = scores_of({"a": [0.80, 0.82], "b": [0.70, 0.95, 0.93]})
+    assert seed_averaged_choice(scores, 1, True)["run_id"].tolist() == ["b"]
+    chosen = seed_averaged_choice(scores, 2, True, candidates=["a", "b_seed-1"])
+    assert chosen["run_id"].tolist() == ["b_seed-1", "a"]
+    assert seed_averaged_choice(scores, 1, True, candidates=["a"])["run_id"].tolist() == ["a"]

@@ -58,5 +58,6 @@ checkpoint choose_final:
         sweep=SWEEP,
         runs=(lambda w: choice_runs()) if HALVING or CONFIRM["top"] else sorted(RUNS),
         seed_averaged=bool(CONFIRM["top"]),
+        candidates=(lambda w: survivors()) if HALVING else sorted(CONFIGURATIONS),
     script:
         "../scripts/choose_final.py"

@@ -18,4 +18,5 @@ with logged(snakemake.log[0]):
         snakemake.output.table,
         task_of(cfg).choice_scorer(cfg),
         seed_averaged=snakemake.params.seed_averaged,
+        candidates=snakemake.params.candidates,
     )

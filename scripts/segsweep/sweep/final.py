@@ -91,17 +91,20 @@ def write_final(
     out: str | Path,
     scorer: Scorer | None = None,
     seed_averaged: bool = False,
+    candidates: list[str] | None = None,
 ) -> pd.DataFrame:
     """results/summary/final.csv from the selection.json of `runs` (the configurations the
     choice is made among: under successive halving those that reached the last rung) and the
     validation table that scores a configuration (both by run id), scored by `scorer` (None:
     the per-patient or per-slice aggregate). `seed_averaged` (the sweep confirms its top
     settings with more seeds): the n_best settings on their seed-averaged score
-    (`segsweep.sweep.seeds`; `group_by` does not apply)."""
+    (`segsweep.sweep.seeds`; `group_by` does not apply), each by a configuration of
+    `candidates` (the ones that reached the last rung; None: any)."""
     higher = config["selection"]["higher_is_better"]
     if seed_averaged:
         scores, _ = seed_scores(runs, selections, val_tables, config["selection"], scorer)
-        final = seed_averaged_choice(scores, config["final"]["n_best"], higher)
+        n_best = config["final"]["n_best"]
+        final = seed_averaged_choice(scores, n_best, higher, candidates)
     else:
         final = choose_final(
             selection_scores(runs, selections, val_tables, config["selection"], scorer),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -247,16 +247,30 @@ def winner_share(stability: pd.DataFrame) -> float:
     return float(stability["winner_first"].astype(bool).mean()) if len(stability) else math.nan
 
 
-def seed_averaged_choice(scores: pd.DataFrame, n_best: int, higher_is_better: bool) -> pd.DataFrame:
+def seed_averaged_choice(
+    scores: pd.DataFrame,
+    n_best: int,
+    higher_is_better: bool,
+    candidates: Collection[str] | None = None,
+) -> pd.DataFrame:
     """The final models chosen on the seed-averaged score, as `final.choose_final` writes them
     (run_id, group "overall", score): the n best settings, each by its configuration at its
     first seed that trained (the setting's own id, unless that seed failed), with the setting's
-    seed-averaged score. Raises ValueError when no setting has a trained seed."""
-    averaged = _averaged(scores, higher_is_better).head(n_best)
+    seed-averaged score. `candidates` (configuration ids; None: all) limits the choice to
+    settings with a candidate among their trained seeds, and a setting's model to those (under
+    successive halving the configurations that reached the last rung: a setting confirmed
+    after its own seed was pruned is compared, not chosen). Raises ValueError when no setting
+    has a trained candidate."""
+    trained = _trained(scores).sort_values("seed")
+    if candidates is not None:
+        eligible = trained[trained["configuration"].isin(list(candidates))]
+    else:
+        eligible = trained
+    first = eligible.groupby("setting")["configuration"].first()
+    averaged = _averaged(scores, higher_is_better)
+    averaged = averaged[averaged["setting"].isin(first.index)].head(n_best)
     if averaged.empty:
         raise ValueError("no setting has a trained seed; cannot choose final models")
-    trained = _trained(scores).sort_values("seed")
-    first = trained.groupby("setting")["configuration"].first()
     return pd.DataFrame(
         {
             "run_id": [first[s] for s in averaged["setting"]],
