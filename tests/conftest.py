@@ -75,8 +75,9 @@ def slurm_job_records(root: Path) -> dict[str, dict[str, dict[str, str]]]:
     return records
 
 
-def run_on_slurm(root: Path) -> subprocess.CompletedProcess:
-    """The workflow in `root` through the repository's SLURM profile, on the test cluster."""
+def run_on_slurm(root: Path, *targets: str) -> subprocess.CompletedProcess:
+    """The workflow in `root` (to `targets`, else to its end) through the repository's SLURM
+    profile, on the test cluster."""
     # The test cluster, not whatever cluster the caller's environment points at.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SBATCH_", "SLURM_"))}
     command = [
@@ -94,6 +95,7 @@ def run_on_slurm(root: Path) -> subprocess.CompletedProcess:
         # The node's CPUs: a group's jobs that would need more run in series in its submission.
         *("--cores", "2"),
         "--slurm-keep-successful-logs",
+        *targets,
     ]
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=1900)
 

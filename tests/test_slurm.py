@@ -8,9 +8,13 @@ a missing SLURM fails the tiny run.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
-from conftest import TinyRun
-from runs import SLURM_MISSING
+from conftest import TinyRun, run_on_slurm, slurm_job_records
+from runs import SLURM_MISSING, configure, seed
+from tiny import TINY_CONFIG, TINY_SWEEP
+
+from segsweep import layout
 
 pytestmark = pytest.mark.slurm
 
@@ -81,3 +85,27 @@ def test_per_subject_preprocessing_goes_to_slurm_grouped(run: TinyRun) -> None:
     for group, rules in grouped.items():
         assert 0 < len(group_jobs(run, group)) < SUBJECTS, group
         assert not [rule for rule in rules if rule in run.slurm_jobs], group
+
+
+def test_successive_halving_runs_its_rungs_on_slurm(run: TinyRun, tmp_path) -> None:
+    """From a copy of the tiny run's preprocessing, a halving sweep up to the final choice:
+    each rung's trainings are SLURM jobs holding a GPU, its decision a checkpoint whose file
+    the run's own jobs then follow (the pruned end at the rung, the promoted train on)."""
+    root = seed(run.root, tmp_path / "halving")
+    sweep = {**TINY_SWEEP, "budget": {"method": "halving", "eta": 2, "min_epochs": 1}}
+    configure(root, TINY_CONFIG, sweep)
+    result = run_on_slurm(root, layout.FINAL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    jobs = slurm_job_records(root)
+    assert sorted(job["log_folder"] for job in jobs["train_rung"].values()) == [
+        f"{r}_1" for r in RUNS
+    ]
+    assert {job["TresPerJob"] for job in jobs["train_rung"].values()} == {"gres:gpu:1"}
+    decision = pd.read_csv(root / layout.path(layout.RUNG_DECISION, epochs="1"))
+    promoted = set(decision.query("decision == 'promoted'")["configuration"])
+    assert len(promoted) == 2
+    for each in RUNS:
+        log = pd.read_csv(root / layout.path(layout.RUN_LOG, run=each))
+        assert len(log) == (2 if each in promoted else 1), each
+    final = pd.read_csv(root / layout.FINAL)
+    assert set(final["run_id"]) <= promoted
