@@ -33,6 +33,7 @@ from segsweep.sweep.cost import (
     device_cost,
     pareto_front,
     run_cost,
+    train_benchmarks,
 )
 from segsweep.sweep.grammar import expand_sweep
 from segsweep.train import job
@@ -81,6 +82,24 @@ def test_a_benchmark_sums_its_executions_in_seconds_and_keeps_the_peak_in_mb(
     cost = benchmark_cost(path)
     assert cost["wall_s"] == 0.8 and math.isnan(cost["cpu_s"]) and math.isnan(cost["max_rss_mb"])
     assert all(math.isnan(v) for v in benchmark_cost(tmp_path / "nothing.tsv").values())
+
+
+def test_a_halved_run_costs_its_rungs_jobs_and_its_own(tmp_path: Path) -> None:
+    """Under successive halving a run trains in its rungs' jobs before its own job: the cost is
+    theirs together, found beside the run's own benchmark by `train_benchmarks`."""
+    own = tmp_path / layout.path(layout.benchmark("train/{run}"), run="a")
+    rungs = [
+        tmp_path / layout.path(layout.benchmark("train/{run}-rung-{epochs}"), run="a", epochs=e)
+        for e in ("4", "12")
+    ]
+    write_benchmark(own, [(1.0, 2.0, 100.0)])
+    write_benchmark(rungs[0], [(10.0, 20.0, 300.0)])
+    write_benchmark(rungs[1], [(5.0, 8.0, 200.0)])
+    write_benchmark(tmp_path / layout.path(layout.benchmark("train/{run}"), run="a-b"), [(9, 9, 9)])
+    files = train_benchmarks(tmp_path / layout.BENCHMARKS, ["a"])["a"]
+    assert files[0] == own and sorted(files[1:]) == sorted(rungs)
+    assert benchmark_cost(files) == {"wall_s": 16.0, "cpu_s": 30.0, "max_rss_mb": 300.0}
+    assert all(math.isnan(v) for v in benchmark_cost([tmp_path / "none.tsv", *rungs]).values())
 
 
 def test_device_cost_comes_from_the_provenance_of_a_cuda_run(tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ rule analysis:
         subjects=each(L.RUN_SUBJECTS, run=sorted(RUNS)),
         provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
         benchmarks=each(L.benchmark("train/{run}"), run=sorted(RUNS)),
+        # under halving what the runs trained in their rungs' jobs
+        rung_benchmarks=rung_benchmarks,
         splits=L.SPLITS,
         final=L.FINAL,
     output:
@@ -56,6 +58,7 @@ rule analysis:
         finals=lambda w: final_runs(),
         members=lambda w: final_members(),
         external=sorted(EXTERNAL),
+        rung_runs=lambda w: [job["run"] for job in rung_jobs()],
     script:
         "../scripts/analysis.py"
 

@@ -30,7 +30,7 @@ rule train_rung:
     log:
         L.log("train/{run}-rung-{epochs}"),
     benchmark:
-        benchmarked("train/{run}-rung-{epochs}", lambda w: [], runs=False)
+        benchmarked("train/{run}-rung-{epochs}", rung_jobs)
     retries: config["train_retries"]
     conda:
         "../../envs/train.yaml"
@@ -62,7 +62,7 @@ rule select_rung:
     log:
         L.log("select/{run}-rung-{epochs}"),
     benchmark:
-        benchmarked("select/{run}-rung-{epochs}", lambda w: [], runs=False)
+        benchmarked("select/{run}-rung-{epochs}", rung_jobs)
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]
@@ -80,6 +80,8 @@ checkpoint rung_decision:
         decision=L.RUNG_DECISION,
     log:
         L.log("budget/rung-{epochs}"),
+    benchmark:
+        benchmarked("budget/rung-{epochs}", lambda w: [str(e) for e in RUNGS[:-1]])
     conda:
         "../../envs/report.yaml"
     params:
@@ -99,6 +101,8 @@ checkpoint confirm:
         table=L.CONFIRM,
     log:
         L.log("budget/confirm"),
+    benchmark:
+        benchmarked("budget/confirm", runs=bool(CONFIRM["top"]))
     conda:
         "../../envs/report.yaml"
     params:
@@ -120,6 +124,8 @@ rule seed_tables:
         winners=L.SEED_WINNERS,
     log:
         L.log("budget/seeds"),
+    benchmark:
+        benchmarked("budget/seeds", runs=SEEDS)
     conda:
         "../../envs/report.yaml"
     params:

@@ -427,10 +427,19 @@ BENCHMARK_JOBS = {}
 _WILDCARD = re.compile(r"\{(\w+)(,[^{}]*)?\}")
 
 
+def _job_file(pattern, value):
+    """One job's benchmark file: `value` fills the one wildcard of `pattern`, or is a mapping
+    of its wildcards' values."""
+    if isinstance(value, dict):
+        return L.path(pattern, **value)
+    return _WILDCARD.sub(lambda _: value, pattern)
+
+
 def benchmarked(name, jobs=None, runs=True):
     """A rule's benchmark file, `layout.benchmark(name)`, and the jobs it runs: `jobs(wildcards)`
-    gives, for each job, the value of the one wildcard in `name` (a rule without one runs one
-    job); `runs=False` for a rule this workflow holds but does not run here."""
+    gives, for each job, the value of the one wildcard in `name`, or a mapping of its
+    wildcards' values (a rule without one runs one job); `runs=False` for a rule this workflow
+    holds but does not run here."""
     pattern = L.benchmark(name)
     if _WILDCARD.search(pattern) and jobs is None:
         raise ValueError(f"benchmark {name}: say which jobs its rule runs (jobs=)")
@@ -456,7 +465,7 @@ def benchmarks(wildcards):
         found[step.name] = (
             [pattern]
             if jobs is None
-            else [_WILDCARD.sub(lambda _: value, pattern) for value in jobs(wildcards)]
+            else [_job_file(pattern, value) for value in jobs(wildcards)]
         )
     return found
 
@@ -594,3 +603,22 @@ def survivors_selected(wildcards):
     """The selections and scored validation tables of the runs that reached the last rung."""
     runs = [r.run_id for c in survivors() for r in CONFIGURATIONS[c]]
     return {"selections": each(L.SELECTION, run=runs), "scored": each(SCORED, run=runs)}
+
+
+def rung_jobs(wildcards=None):
+    """The jobs of the rungs below the last, as their wildcards: every run of each
+    configuration that entered a rung (none without halving)."""
+    return [
+        {"run": run.run_id, "epochs": str(epochs)}
+        for epochs in RUNGS[:-1]
+        for configuration in entering(epochs)
+        for run in CONFIGURATIONS[configuration]
+    ]
+
+
+def rung_benchmarks(wildcards):
+    """The benchmark files of every rung job (what halving trained before the runs' own
+    jobs), for the runs table's cost."""
+    return [
+        L.path(L.benchmark("train/{run}-rung-{epochs}"), **job) for job in rung_jobs()
+    ]

@@ -14,6 +14,15 @@ with logged(snakemake.log[0]):
     def by_model(name):
         return dict(zip(models, getattr(given, name), strict=True)) if name in given.keys() else {}
 
+    def training_benchmarks(own):
+        """Each run's training jobs' benchmark files: its own job's and, under halving, its
+        rungs' jobs'."""
+        jobs = {run: [path] for run, path in own.items()}
+        rungs = snakemake.params.rung_runs
+        for run, path in zip(rungs, given.rung_benchmarks, strict=True):
+            jobs[run].append(path)
+        return jobs
+
     inputs = AnalysisInputs(
         selections=by_run(given.selections),
         val_per_patient=by_run(given.per_patient),
@@ -31,7 +40,7 @@ with logged(snakemake.log[0]):
         best_per_patient=by_model("best_per_patient"),
         external=dict(zip(snakemake.params.external, given.external, strict=True)),
         provenance=by_run(given.provenance),
-        benchmarks=by_run(given.benchmarks),
+        benchmarks=training_benchmarks(by_run(given.benchmarks)),
         # under halving: the decision of every rung below the last
         decisions=list(given.decisions) if "decisions" in given.keys() else [],
         final_val_per_patient=dict(zip(members, given.final_per_patient, strict=True))

@@ -50,7 +50,7 @@ from segsweep.io.records import read_json, write_csv
 from segsweep.labels import FOREGROUND
 from segsweep.sweep.configurations import COLUMNS as CONFIGURATION_COLUMNS
 from segsweep.sweep.configurations import configuration_table, fold_audit, fold_table
-from segsweep.sweep.cost import COST_COLUMNS, run_cost, train_benchmarks
+from segsweep.sweep.cost import COST_COLUMNS, JobFiles, run_cost, train_benchmarks
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
 from segsweep.sweep.pruning import (
     BUDGET_COLUMNS,
@@ -134,7 +134,7 @@ def runs_table(
     runs: list[Run],
     selections: Mapping[str, str | Path],
     val_per_patient: Mapping[str, str | Path],
-    benchmarks: Mapping[str, str | Path] | None = None,
+    benchmarks: Mapping[str, JobFiles] | None = None,
     provenance: Mapping[str, str | Path] | None = None,
 ) -> pd.DataFrame:
     """One row per run: swept values, status, selected score and epoch, per-patient validation
@@ -158,7 +158,7 @@ def run_rows(
     selections: Mapping[str, str | Path],
     metrics: Callable[[Run], dict[str, float]],
     metric_columns: list[str],
-    benchmarks: Mapping[str, str | Path] | None = None,
+    benchmarks: Mapping[str, JobFiles] | None = None,
     provenance: Mapping[str, str | Path] | None = None,
 ) -> pd.DataFrame:
     """The runs table of either task: one row per run with its id (and configuration and fold),
@@ -545,7 +545,7 @@ class AnalysisInputs:
     best_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
     external: Mapping[str, str | Path] = field(default_factory=dict)  # name → its test table
     provenance: Mapping[str, str | Path] = field(default_factory=dict)
-    benchmarks: Mapping[str, str | Path] = field(default_factory=dict)  # the train jobs'
+    benchmarks: Mapping[str, JobFiles] = field(default_factory=dict)  # the train jobs'
     decisions: list[str | Path] = field(default_factory=list)
     final_val_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
 

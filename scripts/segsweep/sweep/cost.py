@@ -19,6 +19,7 @@ point beats: none costs at most as much and scores at least as well, and better 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +39,33 @@ def _number(value: object) -> float:
     return math.nan if pd.isna(number) else float(number)
 
 
-def train_benchmarks(folder: str | Path, runs: list[str]) -> dict[str, Path]:
-    """Run id → its training job's benchmark file under `folder` (Snakemake's benchmarks)."""
-    train = layout.benchmark("train/{run}")
-    return {run: layout.under(folder, train, base=layout.BENCHMARKS, run=run) for run in runs}
+# a run's training jobs' benchmark files: its own job's first, then (under successive halving)
+# its rungs' jobs'
+JobFiles = str | Path | Sequence[str | Path]
 
 
-def benchmark_cost(path: str | Path | None) -> dict[str, float]:
-    """wall_s, cpu_s and max_rss_mb of one job from its Snakemake benchmark TSV (NaN without
-    the file)."""
-    if path is None or not Path(path).is_file():
+def train_benchmarks(folder: str | Path, runs: list[str]) -> dict[str, list[Path]]:
+    """Run id → its training jobs' benchmark files under `folder` (Snakemake's benchmarks):
+    its own job's, then its rungs' jobs' that ran."""
+    own, rung = layout.benchmark("train/{run}"), layout.benchmark("train/{run}-rung-{epochs}")
+
+    def files(run: str) -> list[Path]:
+        found = layout.under(folder, rung, base=layout.BENCHMARKS, run=run, epochs="*")
+        rungs = sorted(found.parent.glob(found.name))
+        return [layout.under(folder, own, base=layout.BENCHMARKS, run=run), *rungs]
+
+    return {run: files(run) for run in runs}
+
+
+def benchmark_cost(path: JobFiles | None) -> dict[str, float]:
+    """wall_s, cpu_s and max_rss_mb of one run's training from Snakemake's benchmark TSV of its
+    job, or of each of its jobs (under successive halving its rungs' and its own: their rows
+    add up); NaN without its own job's file (the first)."""
+    paths = [path] if path is None or isinstance(path, str | Path) else list(path)
+    if not paths or paths[0] is None or not Path(paths[0]).is_file():
         return {"wall_s": math.nan, "cpu_s": math.nan, "max_rss_mb": math.nan}
-    table = pd.read_csv(path, sep="\t").apply(pd.to_numeric, errors="coerce")
+    tables = [pd.read_csv(p, sep="\t") for p in paths if Path(p).is_file()]
+    table = pd.concat(tables, ignore_index=True).apply(pd.to_numeric, errors="coerce")
     return {
         "wall_s": _number(table["s"].sum(min_count=1)),
         "cpu_s": _number(table["cpu_time"].sum(min_count=1)),
@@ -64,7 +80,7 @@ def device_cost(path: str | Path | None) -> dict[str, float]:
     return {key: _number(record.get(key)) for key in ("device_s", "device_peak_mb")}
 
 
-def run_cost(benchmark: str | Path | None, provenance: str | Path | None) -> dict[str, float]:
+def run_cost(benchmark: JobFiles | None, provenance: str | Path | None) -> dict[str, float]:
     """The cost columns of one run (`COST_COLUMNS`)."""
     return {**benchmark_cost(benchmark), **device_cost(provenance)}
 

@@ -57,7 +57,8 @@ def first_rung_text(config: Mapping[str, Any], sweep: Mapping[str, Any], n: int,
     if not halving(config, sweep):
         return ""
     plural = unit if n == 1 else f"{unit}s"
-    return f"all {n} {plural} at rung 1, {rung_epochs(config, sweep)[0]} epochs"
+    epochs = rung_epochs(config, sweep)[0]
+    return f"all {n} {plural} at rung 1, {epochs} epoch{'' if epochs == 1 else 's'}"
 
 
 def budget_columns(runs_df: pd.DataFrame, runs: list[Run], decisions: pd.DataFrame) -> pd.DataFrame:

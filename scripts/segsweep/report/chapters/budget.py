@@ -11,9 +11,7 @@ from segsweep.numerals import NA, integer, number, plural, significant
 from segsweep.report.document import Document, Figure, Paragraph, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.sweep.budget import budget_of
-from segsweep.sweep.grammar import swept_names
 from segsweep.sweep.pruning import halving, rung_epochs
-from segsweep.vocabulary import format_level
 
 PRUNE_RULES = {
     "rank": "the configurations below the best 1/η of those ranked are pruned",
@@ -72,16 +70,13 @@ def estimate_frame(total: pd.Series) -> pd.DataFrame:
     )
 
 
-def configuration_frame(table: pd.DataFrame, swept: list[str], rungs: list[int]) -> pd.DataFrame:
-    """configurations.csv as display text: swept values, outcome, what it trained, its score at
-    every rung and the reason of its last decision."""
+def configuration_frame(table: pd.DataFrame, rungs: list[int]) -> pd.DataFrame:
+    """configurations.csv as display text, narrow enough for a page: the configuration (its id
+    names its values), outcome, run-epochs trained, its score at every rung and the reason of
+    its last decision (its values and hours are in the CSV)."""
     frame = pd.DataFrame({"Configuration": table["configuration"].astype(str)})
-    for name in swept:
-        if name in table:
-            frame[name] = table[name].map(format_level)
     frame["Outcome"] = table["outcome"]
     frame["Run-epochs"] = table["epochs_trained"].map(integer)
-    frame["Hours"] = table["hours"].map(significant)
     for k, epochs in enumerate(rungs, start=1):
         frame[f"Score, rung {k} ({epochs})"] = table[f"score_at_{epochs}"].map(number)
     frame["Reason"] = table["reason"].replace("", NA)
@@ -96,10 +91,11 @@ def method_text(inputs: ReportInputs) -> str:
     return (
         f"The sweep was trained by successive halving (η = {budget['eta']}, min_epochs = "
         f"{budget['min_epochs']}): every configuration, all its folds, trained to the first "
-        f"rung of {rungs[0]} epochs; at each rung the configurations were ranked by their "
-        f"validation score and {rule}, the others training on to the next rung. The rungs were "
-        f"at {', '.join(map(str, rungs[:-1]))} and {rungs[-1]} epochs (train.epochs). A pruned "
-        "configuration keeps its runs and its score at the epochs it reached."
+        f"rung of {plural(rungs[0], 'epoch')}; at each rung the configurations were ranked by "
+        f"their validation score and {rule}, the others training on to the next rung. The "
+        f"rungs were at {', '.join(map(str, rungs[:-1]))} and {rungs[-1]} epochs "
+        "(train.epochs). A pruned configuration keeps its runs and its score at the epochs it "
+        "reached."
     )
 
 
@@ -135,14 +131,14 @@ def sections(inputs: ReportInputs) -> list[Section]:
         "that reached the last rung are drawn solid and named.",
         inputs.figures["budget"],
     )
-    swept = swept_names(inputs.sweep)
     budgets = Table.of(
         "budget-configurations",
         f"Every configuration's budget: how far it trained ({plural(len(rungs), 'rung')}), the "
-        "run-epochs and hours it took and its validation score at each rung it reached (at the "
-        "last rung the score of its selected checkpoint at the full budget). The table mixes "
+        "run-epochs it took, its validation score at each rung it reached (at the last rung the "
+        "score of its selected checkpoint at the full budget) and why its last decision went as "
+        "it did (every rung's decision: results/budget/rung-<epochs>.csv). The table mixes "
         "budgets: a pruned configuration's last score is at the epochs of its rung.",
-        configuration_frame(per, swept, rungs),
+        configuration_frame(per, rungs),
         long=True,
     )
     finished = int((per["outcome"] == "full budget").sum())
