@@ -89,7 +89,7 @@ def test_a_halved_run_costs_its_rungs_jobs_and_its_own(tmp_path: Path) -> None:
     theirs together, found beside the run's own benchmark by `train_benchmarks`."""
     own = tmp_path / layout.path(layout.benchmark("train/{run}"), run="a")
     rungs = [
-        tmp_path / layout.path(layout.benchmark("train/{run}-rung-{epochs}"), run="a", epochs=e)
+        tmp_path / layout.path(layout.benchmark(layout.RUNG_TRAIN_JOB), run="a", epochs=e)
         for e in ("4", "12")
     ]
     write_benchmark(own, [(1.0, 2.0, 100.0)])

@@ -90,6 +90,9 @@ VAL_PER_STUDY = "results/runs/{run}/val/per_study.csv"
 RUNG_DIR = "results/runs/{run}/rungs/{epochs}"
 RUNG_INDEX = "results/runs/{run}/checkpoints/rung-{epochs}.json"
 RUNG_STATE = "results/runs/{run}/rungs/{epochs}/state.pt"
+# a rung's jobs, as their logs and benchmarks name them (`log`, `benchmark`)
+RUNG_TRAIN_JOB = "train_rung/{run}/{epochs}"
+RUNG_SELECT_JOB = "select_rung/{run}/{epochs}"
 # TensorBoard event files of a run (curves and hyperparameters), written as it trains
 RUN_EVENTS = "results/runs/{run}/tensorboard"
 # the decision of one rung (configuration, score, rank, promoted or pruned and why), the rung
@@ -260,10 +263,11 @@ def segmentation_thesis_files(
     return files
 
 
-def classification_thesis_files(swept: Iterable[str]) -> dict[str, str]:
+def classification_thesis_files(swept: Iterable[str], budget: bool = False) -> dict[str, str]:
     """The tables ("table_<name>") and figures ("figure_<name>", PNG) the classification thesis
-    shows, by name: the report rule's inputs, and what its report finds by hand."""
-    return {
+    shows, by name: the report rule's inputs, and what its report finds by hand; the training
+    budget's tables and figure only under successive halving (`budget`)."""
+    files = {
         "table_runs": RUNS_TABLE,
         "table_configurations": CONFIGURATIONS_TABLE,
         **{f"table_{name}": path(TABLE, name=name) for name in CLASSIFICATION_TABLES},
@@ -276,3 +280,8 @@ def classification_thesis_files(swept: Iterable[str]) -> dict[str, str]:
         "figure_cls_probabilities": PROBABILITY_FIGURE,
         "figure_cls_examples": EXAMPLES_FIGURE,
     }
+    if budget:
+        files["table_budget_rungs"] = BUDGET_RUNGS
+        files["table_budget_configurations"] = BUDGET_CONFIGURATIONS
+        files["figure_budget"] = BUDGET_FIGURE
+    return files

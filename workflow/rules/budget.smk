@@ -28,9 +28,9 @@ rule train_rung:
         subjects=L.at_rung(L.RUN_SUBJECTS),
         state=L.RUNG_STATE,
     log:
-        L.log("train/{run}-rung-{epochs}"),
+        L.log(L.RUNG_TRAIN_JOB),
     benchmark:
-        benchmarked("train/{run}-rung-{epochs}", rung_jobs)
+        benchmarked(L.RUNG_TRAIN_JOB, rung_jobs)
     retries: config["train_retries"]
     conda:
         "../../envs/train.yaml"
@@ -60,9 +60,9 @@ rule select_rung:
         **{name: L.at_rung(table) for name, table in TASK.select_outputs.items()},
         selection=L.at_rung(L.SELECTION),
     log:
-        L.log("select/{run}-rung-{epochs}"),
+        L.log(L.RUNG_SELECT_JOB),
     benchmark:
-        benchmarked("select/{run}-rung-{epochs}", rung_jobs)
+        benchmarked(L.RUNG_SELECT_JOB, rung_jobs)
     conda:
         "../../envs/train.yaml"
     threads: config["threads"]

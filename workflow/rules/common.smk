@@ -620,5 +620,5 @@ def rung_benchmarks(wildcards):
     """The benchmark files of every rung job (what halving trained before the runs' own
     jobs), for the runs table's cost."""
     return [
-        L.path(L.benchmark("train/{run}-rung-{epochs}"), **job) for job in rung_jobs()
+        L.path(L.benchmark(L.RUNG_TRAIN_JOB), **job) for job in rung_jobs()
     ]

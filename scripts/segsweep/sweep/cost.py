@@ -47,7 +47,7 @@ JobFiles = str | Path | Sequence[str | Path]
 def train_benchmarks(folder: str | Path, runs: list[str]) -> dict[str, list[Path]]:
     """Run id → its training jobs' benchmark files under `folder` (Snakemake's benchmarks):
     its own job's, then its rungs' jobs' that ran."""
-    own, rung = layout.benchmark("train/{run}"), layout.benchmark("train/{run}-rung-{epochs}")
+    own, rung = layout.benchmark("train/{run}"), layout.benchmark(layout.RUNG_TRAIN_JOB)
 
     def files(run: str) -> list[Path]:
         found = layout.under(folder, rung, base=layout.BENCHMARKS, run=run, epochs="*")
