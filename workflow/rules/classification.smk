@@ -2,6 +2,8 @@
 # radiographs.smk; split, training, selection and the choice are shared): a final model's test
 # predictions per image and per study at the threshold chosen on validation (the only rule that
 # reads the test set), the study-level analysis and figures beside the sweep's, and the thesis.
+# Under halving the sweep's tables, tests and figures compare every configuration at the first
+# rung (the one budget all of them trained to); the final models keep their full budget.
 
 
 rule final_test:
@@ -49,9 +51,23 @@ rule final_test:
 
 rule analysis:
     input:
-        selections=each(L.SELECTION, run=sorted(RUNS)),
-        per_study=each(L.VAL_PER_STUDY, run=sorted(RUNS)),
-        scored=each(SCORED, run=sorted(RUNS)),  # as choose_final's
+        # under halving: which runs stopped where, the final models' own validation tables at
+        # the full budget, and what the runs trained in their rungs' jobs
+        *([unpack(rung_decisions)] if HALVING else []),
+        **(
+            {
+                "final_per_study": lambda w: each(
+                    L.VAL_PER_STUDY, run=final_members()
+                ),
+                "rung_benchmarks": rung_benchmarks,
+            }
+            if HALVING
+            else {}
+        ),
+        # every configuration on one budget: under halving the first rung's
+        selections=at_first_rung(L.SELECTION),
+        per_study=at_first_rung(L.VAL_PER_STUDY),
+        scored=at_first_rung(SCORED),  # as choose_final's
         provenance=each(L.RUN_PROVENANCE, run=sorted(RUNS)),
         benchmarks=each(L.benchmark("train/{run}"), run=sorted(RUNS)),
         test_per_study=lambda w: each(L.TEST_PER_STUDY, run=final_runs()),
@@ -73,6 +89,15 @@ rule analysis:
     conda:
         "../../envs/report.yaml"
     params:
+        # under halving: the final models' runs and the runs of the rung jobs, in input order
+        **(
+            {
+                "members": lambda w: final_members(),
+                "rung_runs": lambda w: [job["run"] for job in rung_jobs()],
+            }
+            if HALVING
+            else {}
+        ),
         cfg=ANALYSIS_CONFIG,
         sweep=SWEEP,
         runs=sorted(RUNS),
@@ -90,7 +115,7 @@ rule figures:
         confusion=L.path(L.TABLE, name="confusion"),
         metrics=L.path(L.TABLE, name="classification_metrics"),
         logs=each(L.RUN_LOG, run=sorted(RUNS)),
-        selections=each(L.SELECTION, run=sorted(RUNS)),
+        selections=at_first_rung(L.SELECTION),
         test_per_study=lambda w: each(L.TEST_PER_STUDY, run=final_runs()),
     output:
         jitter=report(
@@ -133,7 +158,7 @@ rule report:
                 f"benchmarks_{rule}": files for rule, files in benchmarks(w).items()
             }
         ),
-        **L.classification_thesis_files(SWEPT),
+        **L.classification_thesis_files(SWEPT, budget=HALVING),
         test_per_study=lambda w: each(L.TEST_PER_STUDY, run=final_runs()),
         test_per_image=lambda w: each(L.TEST_PER_IMAGE, run=final_runs()),
         gallery=lambda w: each(L.GALLERY, run=final_runs()),

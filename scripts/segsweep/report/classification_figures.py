@@ -47,6 +47,7 @@ from segsweep.plotting import (
 )
 from segsweep.report.figures import sweep_figures
 from segsweep.sweep.grammar import sweep_runs, swept_names
+from segsweep.sweep.pruning import halving, rung_epochs
 from segsweep.vocabulary import model_label, pooled_score_label
 
 SPLIT_TITLES = {"val": "Validation set", "test": "Test set"}
@@ -273,8 +274,9 @@ def draw_classification_figures(
 @dataclass(frozen=True)
 class ClassificationFigureInputs:
     """What the figures show: the runs and configurations tables, the final models (final.csv),
-    each run's selection.json and training log (by run id), the analysis tables of `TABLES` by
-    name, and each final model's test per_study.csv (by its id)."""
+    each run's selection.json (under successive halving its first rung's, as the sweep's tables
+    compare) and training log (by run id), the analysis tables of `TABLES` by name, and each
+    final model's test per_study.csv (by its id)."""
 
     runs: str | Path
     configurations: str | Path
@@ -314,11 +316,14 @@ def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
     def under(pattern: str, **wildcards: str) -> Path:
         return layout.under(results, pattern, **wildcards)
 
+    compared = layout.SELECTION  # under halving the first rung's, as the analysis compares
+    if halving(config, sweep):
+        compared = layout.path(layout.at_rung(compared), epochs=str(rung_epochs(config, sweep)[0]))
     given = ClassificationFigureInputs(
         runs=under(layout.RUNS_TABLE),
         configurations=under(layout.CONFIGURATIONS_TABLE),
         final=final,
-        selections={r: under(layout.SELECTION, run=r) for r in runs},
+        selections={r: under(compared, run=r) for r in runs},
         train_logs={r: under(layout.RUN_LOG, run=r) for r in runs},
         tables={name: under(layout.TABLE, name=name) for name in TABLES},
         test_per_study={m: under(layout.TEST_PER_STUDY, run=m) for m in finals},

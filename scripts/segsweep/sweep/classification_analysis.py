@@ -3,7 +3,11 @@ models' study-level tables of Kaliyugarsan 2019 (Table 5.1, Figs 5.5 and 5.7).
 
 - `runs` (results/summary/runs.csv): one row per run with its swept values, status, selection
   score and epoch, the selected checkpoint's study-level validation AUC, accuracy and kappa
-  (`RUN_METRICS`), what its training cost and the error of a failed training.
+  (`RUN_METRICS`), what its training cost and the error of a failed training. Under successive
+  halving (`segsweep.sweep.pruning`) also the epochs each run trained (`epochs_trained`) and the
+  rung it was pruned at (`pruned_at`, empty for the runs that reached the last rung); its scores
+  and every table of the sweep below are then those of the first rung, the one budget every
+  configuration trained to, while the final models' tables keep their full budget.
 - `configurations`: `segsweep.sweep.configurations` with the classification scorer: with folds
   a configuration's score is the selection metric of its pooled out-of-fold studies (each
   scored once, by the fold model that never trained on it), its interval a patient bootstrap.
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +59,9 @@ from segsweep.sweep.analysis import (
     write_named,
 )
 from segsweep.sweep.configurations import configuration_table, fold_table
-from segsweep.sweep.cost import train_benchmarks
+from segsweep.sweep.cost import JobFiles, train_benchmarks
 from segsweep.sweep.grammar import Run, configurations, sweep_runs, swept_names
+from segsweep.sweep.pruning import budget_columns, halving, read_decisions, rung_epochs
 
 RUN_METRICS = ["score", "selected_epoch", "auc", "accuracy", "kappa"]
 VALIDATION_METRICS = ("auc", "accuracy", "kappa")  # of the selected checkpoint, per study
@@ -71,10 +76,13 @@ class ClassificationInputs:
     """What the analysis reads: per run (by run id) its selection.json, validation
     per_study.csv, the validation table that scores a configuration (`scored`: the one
     final.csv was chosen from: per_study.csv, or per_image.csv at `selection.level: image`),
-    provenance.json and its training job's benchmark file; splits.csv (no final model's table
+    provenance.json and its training jobs' benchmark files; splits.csv (no final model's table
     may hold a study of another split); the final models
     (final.csv) and per final model (by its id) its test per_study and per_image.csv (the
-    tables are study-level: the images are the figures' gallery)."""
+    tables are study-level: the images are the figures' gallery). Under successive halving the
+    runs' files are those of the first rung, `decisions` the rungs' decision CSVs and
+    `final_val_per_study` the final models' runs' validation per_study.csv at the full budget
+    (by run id)."""
 
     selections: Mapping[str, str | Path]
     val_per_study: Mapping[str, str | Path]
@@ -84,7 +92,9 @@ class ClassificationInputs:
     test_per_study: Mapping[str, str | Path]
     test_per_image: Mapping[str, str | Path]
     provenance: Mapping[str, str | Path] = field(default_factory=dict)
-    benchmarks: Mapping[str, str | Path] = field(default_factory=dict)  # the train jobs'
+    benchmarks: Mapping[str, JobFiles] = field(default_factory=dict)  # the train jobs'
+    decisions: list[str | Path] = field(default_factory=list)
+    final_val_per_study: Mapping[str, str | Path] = field(default_factory=dict)
 
     @classmethod
     def under(
@@ -120,7 +130,7 @@ def classification_runs_table(
     selections: Mapping[str, str | Path],
     val_per_study: Mapping[str, str | Path],
     classes: list[str],
-    benchmarks: Mapping[str, str | Path] | None = None,
+    benchmarks: Mapping[str, JobFiles] | None = None,
     provenance: Mapping[str, str | Path] | None = None,
 ) -> pd.DataFrame:
     """One row per run: swept values, status, selected score and epoch, the selected
@@ -149,13 +159,14 @@ def final_predictions(
     final: pd.DataFrame, members: Mapping[str, list[str]], given: ClassificationInputs
 ) -> dict[tuple[str, str], pd.DataFrame]:
     """(final model, split) → its per_study predictions: on validation those of its runs pooled
-    (its folds' out-of-fold studies), on test its own."""
+    (its folds' out-of-fold studies) at their full budget, on test its own."""
     splits = pd.read_csv(given.splits, dtype={"subject_id": str, "split": str})
+    val = {**given.val_per_study, **given.final_val_per_study}
     tables = {}
     for model in final["run_id"]:
         for split in FINAL_SPLITS:
             paths = (
-                [given.val_per_study[run] for run in members[model]]
+                [val[run] for run in members[model]]
                 if split == "val"
                 else [given.test_per_study[model]]
             )
@@ -200,6 +211,8 @@ def write_classification_tables(
     runs_df = classification_runs_table(
         runs, given.selections, given.val_per_study, classes, given.benchmarks, given.provenance
     )
+    if halving(config, sweep):
+        runs_df = budget_columns(runs_df, runs, read_decisions(given.decisions))
     scorer = pooled_scorer(classes, selection["metric"], n_boot, seed)
     configurations_df = configuration_table(runs, given.selections, given.scored, selection, scorer)
     completed = completed_configurations(configurations_df)
@@ -230,6 +243,32 @@ def write_classification_tables(
     write_named(tables, outputs)
 
 
+def at_first_rung(
+    given: ClassificationInputs,
+    config: dict[str, Any],
+    sweep: dict[str, Any],
+    results: str | Path,
+    scored: str,
+) -> ClassificationInputs:
+    """`given` (the runs' own files under `results`) as successive halving compares them: the
+    runs' selections and validation tables at the first rung, the rungs' decisions, and the
+    runs' own validation per_study.csv (the full budget) for the final models."""
+    rungs = rung_epochs(config, sweep)
+
+    def first(pattern: str) -> dict[str, Path]:
+        at = layout.path(layout.at_rung(pattern), epochs=str(rungs[0]))
+        return {run: layout.under(results, at, run=run) for run in given.selections}
+
+    return replace(
+        given,
+        selections=first(layout.SELECTION),
+        val_per_study=first(layout.VAL_PER_STUDY),
+        scored=first(scored),
+        decisions=[layout.under(results, layout.RUNG_DECISION, epochs=str(e)) for e in rungs[:-1]],
+        final_val_per_study=given.val_per_study,
+    )
+
+
 def main(argv: list[str] | None, scored_tables: Mapping[str, str]) -> None:
     """Write the runs table, the sweep's tables and the final models' study-level tables of
     the classification run whose results folder is --results (`python -m segsweep analysis`):
@@ -249,6 +288,8 @@ def main(argv: list[str] | None, scored_tables: Mapping[str, str]) -> None:
     finals = pd.read_csv(layout.under(results, layout.FINAL), dtype={"run_id": str})["run_id"]
     scored = scored_tables[config["selection"]["level"]]
     given = ClassificationInputs.under(results, runs, finals.tolist(), args.benchmarks, scored)
+    if halving(config, sweep):  # the sweep compares at the first rung, as the workflow does
+        given = at_first_rung(given, config, sweep, results, scored)
     outputs = {name: layout.under(results, layout.TABLE, name=name) for name in OUTPUTS}
     outputs["runs"] = layout.under(results, layout.RUNS_TABLE)
     outputs["configurations"] = layout.under(results, layout.CONFIGURATIONS_TABLE)

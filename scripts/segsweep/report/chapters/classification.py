@@ -32,7 +32,7 @@ from segsweep.numerals import (
     sentence_case,
     verb,
 )
-from segsweep.report.chapters import appendix
+from segsweep.report.chapters import appendix, budget
 from segsweep.report.chapters.data import LAYOUTS, checks_frame
 from segsweep.report.chapters.methods import final_sentence, sweep_text, swept_frame
 from segsweep.report.chapters.sweep_results import best_models, failed_runs, hyperparameter_effects
@@ -48,6 +48,7 @@ from segsweep.report.document import (
 )
 from segsweep.report.inputs import ReportInputs, Thesis, read_table
 from segsweep.sweep.grammar import sweep_runs, swept_names
+from segsweep.sweep.pruning import halving, rung_epochs
 from segsweep.vocabulary import format_level, level_order, model_label, pooled_score_label
 
 METRICS = {
@@ -503,6 +504,20 @@ def selection_sentence(config: dict[str, Any]) -> str:
     )
 
 
+def halving_sentence(config: dict[str, Any], sweep: dict[str, Any]) -> str:
+    """Under successive halving, where the sweep compares and where the final models come from;
+    "" without it."""
+    if not halving(config, sweep):
+        return ""
+    rungs = rung_epochs(config, sweep)
+    return (
+        f"Under successive halving the sweep's tables and figures compare every configuration "
+        f"at the first rung ({plural(rungs[0], 'epoch')}), and the final models were chosen "
+        f"among the configurations that reached the last rung, at the full budget of "
+        f"{plural(rungs[-1], 'epoch')}."
+    )
+
+
 def study_probability_sentence(config: dict[str, Any], classes: list[str]) -> str:
     how = config.get("classification", {}).get("study_probability", "mean")
     positive = classes[-1]
@@ -613,7 +628,9 @@ def methods_chapter(inputs: ReportInputs, label: str = "2") -> Chapter:
             )
         )
     )
-    blocks.append(text(f"{selection_sentence(config)} {final_sentence(config.get('final', {}))}"))
+    chosen = [selection_sentence(config), final_sentence(config.get("final", {}))]
+    chosen.append(halving_sentence(config, sweep))
+    blocks.append(text(" ".join(sentence for sentence in chosen if sentence)))
     folds = int(config.get("split", {}).get("folds") or 0)
     if folds:
         blocks.append(
@@ -913,10 +930,11 @@ def results_chapter(
 
 def chapters(inputs: ReportInputs, all_runs: Table) -> list[Chapter]:
     """The classification thesis: its data and methods, the sweep's results as for
-    segmentation (shared sections) followed by the final models' study-level results, and the
-    same appendices."""
+    segmentation (shared sections, under successive halving with the training budget) followed
+    by the final models' study-level results, and the same appendices."""
     sweep = [
         *failed_runs(inputs, all_runs),
+        *budget.sections(inputs),
         hyperparameter_effects(inputs, all_runs),
         best_models(inputs),
     ]
@@ -937,16 +955,16 @@ def report_inputs(
 ) -> ReportInputs:
     """The files of the classification run whose results folder is `results`, as
     `ReportInputs.under` finds them, with its own tables and figures
-    (`layout.classification_thesis_files`), and its images and final models' test predictions
-    and galleries in place of the segmentation's (it has no QC figures: `qc_subjects` is
-    empty)."""
+    (`layout.classification_thesis_files`, under successive halving with the training
+    budget's), and its images and final models' test predictions and galleries in place of the
+    segmentation's (it has no QC figures: `qc_subjects` is empty)."""
     inputs = ReportInputs.under(results, config, sweep, qc_subjects, benchmarks)
 
     def under(pattern: str, **wildcards: str) -> Path:
         return layout.under(results, pattern, **wildcards)
 
     finals = pd.read_csv(inputs.final, dtype=str)["run_id"].tolist()
-    files = layout.classification_thesis_files(swept_names(sweep))
+    files = layout.classification_thesis_files(swept_names(sweep), budget=halving(config, sweep))
     return replace(
         inputs,
         tables=layout.named_under(results, files, "table_"),
