@@ -619,6 +619,4 @@ def rung_jobs(wildcards=None):
 def rung_benchmarks(wildcards):
     """The benchmark files of every rung job (what halving trained before the runs' own
     jobs), for the runs table's cost."""
-    return [
-        L.path(L.benchmark(L.RUNG_TRAIN_JOB), **job) for job in rung_jobs()
-    ]
+    return [L.path(L.benchmark(L.RUNG_TRAIN_JOB), **job) for job in rung_jobs()]
