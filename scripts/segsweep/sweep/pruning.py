@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from segsweep.sweep.budget import sweep_rungs
+from segsweep.sweep.budget import budget_of, sweep_rungs
 from segsweep.sweep.grammar import Run, sweep_runs
 
 BUDGET_COLUMNS = ["epochs_trained", "pruned_at"]  # the runs table's, under halving
@@ -28,8 +28,10 @@ def rung_epochs(config: Mapping[str, Any], sweep: Mapping[str, Any]) -> list[int
 
 
 def halving(config: Mapping[str, Any], sweep: Mapping[str, Any]) -> bool:
-    """Whether the sweep trains by successive halving: it has a rung below `train.epochs`."""
-    return len(rung_epochs(config, sweep)) > 1
+    """Whether the sweep trains by successive halving: it has a rung below `train.epochs`
+    (without `method: halving` known without expanding the sweep, which the report asks per
+    caption)."""
+    return budget_of(sweep)["method"] == "halving" and len(rung_epochs(config, sweep)) > 1
 
 
 def read_decisions(paths: Iterable[str | Path]) -> pd.DataFrame:

@@ -33,6 +33,18 @@ def _ratio(value: float) -> str:
     return NA if pd.isna(value) else f"{significant(value)}×"
 
 
+def _saving(total: pd.Series) -> dict[str, str]:
+    """The numbers of a saving sentence, from rungs.csv's total row: run-epochs spent and of
+    the full grid, hours spent and estimated, and the saving in hours as a ratio."""
+    return {
+        "spent": integer(total["epochs_trained"]),
+        "full": integer(total["full_epochs"]),
+        "hours": significant(total["hours"]),
+        "full_hours": significant(total["full_hours"]),
+        "saving": _ratio(total["saving_hours"]),
+    }
+
+
 def rung_frame(rungs: pd.DataFrame) -> pd.DataFrame:
     """rungs.csv as display text (the total row last)."""
     return pd.DataFrame(
@@ -164,11 +176,7 @@ def sections(inputs: ReportInputs) -> list[Section]:
                     "would have, {hours} h instead of an estimated {full_hours} h, {saving} less "
                     "({table}). {figure} shows where each configuration stopped, and "
                     "{budgets} lists every configuration's budget.",
-                    spent=integer(total["epochs_trained"]),
-                    full=integer(total["full_epochs"]),
-                    hours=significant(total["hours"]),
-                    full_hours=significant(total["full_hours"]),
-                    saving=_ratio(total["saving_hours"]),
+                    **_saving(total),
                     table=estimate,
                     figure=figure,
                     budgets=budgets,
@@ -191,10 +199,6 @@ def summary_sentence(inputs: ReportInputs, document: Document) -> Paragraph | No
     return text(
         "Successive halving trained {spent} of the {full} epochs a full grid would have, "
         "{hours} h instead of an estimated {full_hours} h ({saving} less; {table}).",
-        spent=integer(total["epochs_trained"]),
-        full=integer(total["full_epochs"]),
-        hours=significant(total["hours"]),
-        full_hours=significant(total["full_hours"]),
-        saving=_ratio(total["saving_hours"]),
+        **_saving(total),
         table=table,
     )
