@@ -159,3 +159,23 @@ def test_mask_all_and_unknown_mask_name():
     assert np.isfinite(sitk.GetArrayFromImage(corrected)).all()
     with pytest.raises(ConfigError, match="preprocess.n4.mask"):
         n4.n4_correct(image, mask="bone", **FAST)
+
+
+def test_n4_corrects_the_same_on_any_number_of_threads():
+    # ITK's fit sums in a thread-dependent order: a package predicting on another machine must
+    # reproduce the workflow's correction voxel for voxel
+    rng = np.random.default_rng(3)
+    size = (256, 256, 6)
+    image = sitk.GetImageFromArray(
+        (rng.gamma(4.0, 100.0, size[::-1]) * np.linspace(0.6, 1.4, size[0])).astype(np.float32)
+    )
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    corrected = []
+    try:
+        for count in (1, 3, 4):
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
+            corrected.append(sitk.GetArrayFromImage(n4.n4_correct(image)[0]))
+            assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == count
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    assert all(np.array_equal(corrected[0], other) for other in corrected[1:])

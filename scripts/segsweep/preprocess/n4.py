@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -94,13 +95,28 @@ def n4_correct(
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
     corrector.SetMaximumNumberOfIterations(iterations)
     corrector.SetConvergenceThreshold(float(convergence))
-    corrector.Execute(small, small_mask)
+    with _one_thread():
+        corrector.Execute(small, small_mask)
     log_field = corrector.GetLogBiasFieldAsImage(full)
     field = sitk.Cast(sitk.Exp(log_field), sitk.sitkFloat32)
     field.CopyInformation(full)
     corrected = sitk.Cast(positive / field - shift, sitk.sitkFloat32)
     corrected.CopyInformation(full)
     return corrected, field
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """ITK's N4 fit sums in an order that depends on the thread count, so the same image
+    corrects slightly differently on machines with different cores; fitting on one thread makes
+    it the same everywhere (a model package reproduces the workflow's preprocessing exactly).
+    The fit runs on the shrunk image, so this costs little."""
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
 def _ones_like(image: sitk.Image) -> sitk.Image:
