@@ -11,26 +11,22 @@ import sys
 import zipfile
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
 
 from segsweep.config_schema import defaults
-from segsweep.model.checkpoints import Ensemble, InputLayer, VolumeSlices
-from segsweep.model.classifiers import build_classifier
-from segsweep.model.inputs import resolve
-from segsweep.model.unet import PerClassModel, UNet, build_model
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
-
-from segsweep.deploy.onnx_export import (  # noqa: E402
+from segsweep.deploy.onnx_export import (
     OPSET,
     export_network,
     readme_snippet,
     run_onnx,
 )
+from segsweep.model.checkpoints import Ensemble, InputLayer, VolumeSlices
+from segsweep.model.classifiers import build_classifier
+from segsweep.model.inputs import resolve
+from segsweep.model.unet import PerClassModel, UNet, build_model
 
 torch.set_num_threads(1)
 SIDE = 32
@@ -183,7 +179,10 @@ def test_the_readme_snippet_runs_a_package_and_gives_the_ensembles_labels(tmp_pa
     manifest = {
         "normalisation": {"method": "zscore", "shift": shift, "scale": scale},
         "label_values": [0, 3, 7],
-        "networks": networks,
+        "networks": [
+            {"onnx": {**network, "file": f"onnx/fold-{i}.onnx"}}
+            for i, network in enumerate(networks)
+        ],
     }
     (package / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.chdir(tmp_path)

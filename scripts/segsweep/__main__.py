@@ -51,6 +51,8 @@ STAGES = {
         "segsweep.evaluate.classify",
         "select a classifier's checkpoint on validation; test a final classifier, per study",
     ),
+    "package": ("segsweep.deploy.package", "a final model as a self-contained model package"),
+    "predict": ("segsweep.deploy.predict", "segment new scans with a model package, with QC"),
     "status": ("segsweep.sweep.status", "one table of a sweep while it trains, per configuration"),
 }
 

@@ -135,6 +135,11 @@ PREDICTIONS = "results/final/{run}/predictions"
 PREDICTIONS_NATIVE = "results/final/{run}/predictions_native"
 OUTLINES = "results/final/{run}/figures"
 UNLABELLED = "results/final/{run}/unlabelled"
+# the model packages (one zip per final model, `segsweep.deploy`) and their index; each final
+# model's QC of its test patients (one row per patient, the columns of `segsweep.deploy.qc`)
+PACKAGE = "results/package/{run}.zip"
+PACKAGE_INDEX = "results/package/index.json"
+FINAL_QC = "results/final/{run}/qc.csv"
 UNLABELLED_FIGURE = "results/final/{run}/unlabelled.png"
 
 # analysis, figures and the thesis

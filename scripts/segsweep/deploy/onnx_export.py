@@ -138,7 +138,7 @@ shift, scale = (np.reshape(norm[key], (1, -1, 1, 1)) for key in ("shift", "scale
 x = ((image - shift) / scale).astype(np.float32)  # image: your [n, c, H, W] slices
 mean = 0
 for network in manifest["networks"]:  # one per fold (onnx/fold-0.onnx, ...): average softmax
-    onnx_file = f"model/onnx/{network['file']}"
+    onnx_file = f"model/{network['onnx']['file']}"
     session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {"image": x})[0]
     p = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -71,16 +71,24 @@ def export_predictions(
 
 
 def to_native(
-    cropped: sitk.Image, crop_info: dict[str, Any], ingest_info: dict[str, Any]
+    cropped: sitk.Image,
+    crop_info: dict[str, Any],
+    ingest_info: dict[str, Any],
+    interpolator: int = sitk.sitkNearestNeighbor,
+    outside: float = 0.0,
 ) -> sitk.Image:
-    """A label map on the cropped grid, in the subject's original geometry (uint8)."""
+    """A map on the cropped grid in the subject's original geometry: a label map (uint8,
+    nearest neighbour), or with `interpolator` linear a float32 map (uncertainty, a class's
+    probability) that is `outside` beyond the crop window. It holds two maps of the original
+    grid at once (the resampled canonical one and its reoriented copy)."""
+    pixel = sitk.sitkUInt8 if interpolator == sitk.sitkNearestNeighbor else sitk.sitkFloat32
     canonical = sitk.Resample(
-        sitk.Cast(cropped, sitk.sitkUInt8),
-        blank(crop_info["input"]),
+        sitk.Cast(cropped, pixel),
+        blank(crop_info["input"], pixel),
         sitk.Transform(),
-        sitk.sitkNearestNeighbor,
-        0,
-        sitk.sitkUInt8,
+        interpolator,
+        outside,
+        pixel,
     )
     original = ingest_info["original"]
     native = sitk.DICOMOrient(canonical, original["orientation"])

@@ -112,13 +112,25 @@ def load_checkpoint(
     """
     checkpoint = torch.load(path, map_location=device, weights_only=True)
     meta = {k: v for k, v in checkpoint.items() if k != "model"}
+    return model_from(meta, checkpoint["model"], device, build), meta
+
+
+def model_from(
+    meta: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    device: torch.device | str,
+    build: Builder = build_model,
+) -> nn.Module:
+    """The model a checkpoint's metadata describes with `weights` (its state dict), in eval
+    mode on `device`: what `load_checkpoint` returns, and what a model package rebuilds from its
+    manifest and weight files."""
     model = build(meta["hp"], meta["in_channels"], meta["out_channels"])
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(weights)
     if meta.get("inputs"):
         model = InputLayer(model, meta["inputs"])
     if meta.get("volume_slices"):
         model = VolumeSlices(model, int(meta["volume_slices"]))
-    return model.to(device).eval(), meta
+    return model.to(device).eval()
 
 
 def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any], epoch: int, step: int):

@@ -1,0 +1,228 @@
+"""The one inference path of a segmentation model: a package's fold networks on a scan, from the
+image as read to the label map in the scan's own geometry, with its uncertainty and QC.
+
+`Predictor.prepare` repeats the workflow's preprocessing on an image in memory: the canonical
+(LIP) float32 image of ingest, N4 (`segsweep.preprocess.n4`, as configured), the crop centre and
+the crop (`segsweep.preprocess.crop`) with the packaged window; each intermediate is stored and
+read back as the workflow's NIfTI files are (their headers keep geometry in float32), so a
+package reproduces the workflow's crops exactly. `Predictor.predict_prepared` is what the
+workflow itself runs on its crops (the test patients' and the unlabelled subjects'
+predictions): the normalisation of packing, each fold network's softmax (slices in batches of
+`BATCH_SIZE`, as every inference path), their mean — the ensemble's class is the argmax of the
+log of the mean, as `segsweep.model.checkpoints.Ensemble`; one network: the argmax of its
+logits — and the maps taken back to the scan's geometry (`segsweep.evaluate.export.to_native`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from segsweep.data.ingest import read_channels
+from segsweep.deploy import qc
+from segsweep.deploy.archive import open_archive
+from segsweep.devices import choose_device
+from segsweep.evaluate.export import to_native
+from segsweep.evaluate.predict import BATCH_SIZE
+from segsweep.io.images import canonical, float_type, geometry, write_image
+from segsweep.labels import FOREGROUND
+from segsweep.model.checkpoints import model_from, slices_per_batch
+from segsweep.model.tensors import to_tensor
+from segsweep.preprocess.crop import crop_subject, find_centre
+from segsweep.preprocess.n4 import n4_correct
+from segsweep.preprocess.normalise import normalised_volume
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A scan as the networks see it: its crop (canonical, float32), the crop record
+    (crop.json's fields) and the scan's geometry as read (`segsweep.io.images.geometry`)."""
+
+    cropped: sitk.Image
+    crop: dict[str, Any]
+    original: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One scan's prediction: `labels` (the data's label values, uint8) and `uncertainty`
+    (normalised entropy of the fold-averaged probabilities, float32) in the scan's geometry,
+    `probabilities` (one float32 component per class, class order of `Predictor.classes`;
+    only when asked), the class indices on the cropped grid `classes` [z, y, x] and the label
+    map there `cropped_labels`, and the case's QC (`segsweep.deploy.qc`)."""
+
+    labels: sitk.Image
+    uncertainty: sitk.Image
+    probabilities: sitk.Image | None
+    classes: np.ndarray
+    cropped_labels: sitk.Image
+    qc: dict[str, Any]
+
+
+def stored(image: sitk.Image) -> sitk.Image:
+    """`image` as the workflow's NIfTI file of it reads back (geometry in float32)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "image.nii"
+        write_image(image, path)
+        return sitk.ReadImage(str(path))
+
+
+class Predictor:
+    """A package's networks and everything their inputs and outputs need (its manifest)."""
+
+    def __init__(
+        self, manifest: dict[str, Any], networks: Sequence[nn.Module], device: torch.device
+    ) -> None:
+        self.manifest = manifest
+        self.networks = list(networks)
+        self.device = device
+        self.label_values = np.asarray(manifest["label_values"], dtype=np.uint8)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
+        """The predictor of a package zip, its networks on `device` (auto: CUDA when present)."""
+        archive = open_archive(path)
+        if archive.manifest.get("task") != "segmentation":
+            raise ValueError(f"{path}: a {archive.manifest.get('task')} package, not segmentation")
+        device = choose_device(device) if isinstance(device, str) else device
+        networks = [
+            model_from(network, archive.weights(fold), device)
+            for fold, network in enumerate(archive.manifest["networks"])
+        ]
+        return cls(archive.manifest, networks, device)
+
+    def only(self, fold: int) -> Predictor:
+        """This predictor with one fold network alone (a configuration's best fold)."""
+        return Predictor(self.manifest, [self.networks[fold]], self.device)
+
+    def with_manifest(self, **changes: Any) -> Predictor:
+        """This predictor with manifest entries replaced (packaging adds its QC calibration)."""
+        return Predictor({**self.manifest, **changes}, self.networks, self.device)
+
+    # -- preprocessing ---------------------------------------------------------------------
+
+    def read(self, paths: Sequence[str | Path], case: str | None = None) -> sitk.Image:
+        """A scan's channel files (or DICOM series folders) as one image, as ingest reads."""
+        return read_channels(list(paths), case)
+
+    def prepare(self, image: sitk.Image) -> Prepared:
+        """The scan's crop as the workflow makes it: canonical float32, N4, centre, crop."""
+        original = geometry(image)
+        expected = len(self.manifest["normalisation"]["mean"])
+        if image.GetNumberOfComponentsPerPixel() != expected:
+            raise ValueError(
+                f"{image.GetNumberOfComponentsPerPixel()} channel(s); the model takes {expected} "
+                f"({', '.join(self.manifest['channels'])})"
+            )
+        image = stored(sitk.Cast(canonical(image), float_type(image)))
+        image = stored(self._n4(image))
+        crop = self.manifest["crop"]
+        centre = find_centre(image, crop["centre"], crop.get("centre_mm"))
+        cropped, info = crop_subject(
+            image, centre, float(crop["window_mm"]), int(crop["size"]), int(crop["slices"])
+        )
+        info["centre_method"] = crop["centre"]
+        return Prepared(stored(cropped), info, original)
+
+    def _n4(self, image: sitk.Image) -> sitk.Image:
+        settings = self.manifest["n4"]
+        if image.GetNumberOfComponentsPerPixel() == 1:
+            image = sitk.Cast(image, sitk.sitkFloat32)
+        if not settings.get("enabled", True):
+            return image
+        corrected, _ = n4_correct(
+            image,
+            shrink=int(settings["shrink"]),
+            iterations=settings["iterations"],
+            convergence=float(settings["convergence"]),
+            mask=settings["mask"],
+        )
+        return corrected
+
+    # -- inference -------------------------------------------------------------------------
+
+    def predict(self, image: sitk.Image, probabilities: bool = False) -> Prediction:
+        """One scan (a SimpleITK image, channels as vector components) predicted."""
+        return self.predict_prepared(self.prepare(image), probabilities)
+
+    @torch.no_grad()
+    def _softmax(self, slices: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each network's softmax [z, K, y, x] (on the CPU) and the ensemble's class indices
+        (one network: the argmax of its logits)."""
+        members, logits_of_one = [], None
+        for network in self.networks:
+            batch = slices_per_batch(network, BATCH_SIZE)
+            logits = [
+                network(to_tensor(slices[start : start + batch]).to(self.device))
+                for start in range(0, len(slices), batch)
+            ]
+            logits_of_one = torch.cat([part.argmax(dim=1).cpu() for part in logits])
+            members.append(torch.cat([torch.softmax(part, dim=1).cpu() for part in logits]))
+        if len(members) == 1:
+            return members, logits_of_one
+        return members, torch.stack(members).mean(dim=0).log().argmax(dim=1)
+
+    def predict_prepared(self, prepared: Prepared, probabilities: bool = False) -> Prediction:
+        """A prepared scan predicted: maps in its geometry, classes on the crop, and QC."""
+        slices = normalised_volume(prepared.cropped, self.manifest["normalisation"])
+        members, classes = self._softmax(slices)
+        mean = torch.stack(members).mean(dim=0).numpy() if len(members) > 1 else members[0].numpy()
+        classes = classes.numpy().astype(np.uint8)  # [z, y, x]
+        entropy = qc.normalised_entropy(np.moveaxis(mean, 1, 0))  # [z, y, x]
+        foreground = classes > 0
+        ingest = {"original": prepared.original}
+        cropped_labels = self._on_crop(self.label_values[classes], prepared.cropped)
+        labels = to_native(cropped_labels, prepared.crop, ingest)
+        uncertainty = to_native(
+            self._on_crop(entropy, prepared.cropped), prepared.crop, ingest, sitk.sitkLinear
+        )
+        row = {
+            **self._volumes(labels),
+            "agreement": qc.agreement([m.argmax(dim=1).numpy() > 0 for m in members]),
+            "uncertainty": qc.mean_uncertainty(entropy, foreground),
+            "intensity_distance": qc.intensity_distance(slices, self.manifest["qc"]["reference"]),
+        }
+        calibration = self.manifest["qc"].get("calibration")
+        if calibration is not None:
+            row["flag"], row["reason"] = qc.flag(row, calibration)
+        maps = None
+        if probabilities:
+            maps = sitk.Compose(
+                [
+                    to_native(
+                        self._on_crop(mean[:, k], prepared.cropped),
+                        prepared.crop,
+                        ingest,
+                        sitk.sitkLinear,
+                        1.0 if k == 0 else 0.0,
+                    )
+                    for k in range(mean.shape[1])
+                ]
+            )
+        return Prediction(labels, uncertainty, maps, classes, cropped_labels, row)
+
+    @staticmethod
+    def _on_crop(array: np.ndarray, cropped: sitk.Image) -> sitk.Image:
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(cropped)
+        return image
+
+    def _volumes(self, labels: sitk.Image) -> dict[str, float]:
+        """Predicted volume (mL) of each class and of the foreground in the scan's geometry."""
+        counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=256)
+        voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
+        volumes = {
+            f"volume_ml_{name}": float(counts[value]) * voxel_ml
+            for name, value in zip(self.manifest["classes"], self.label_values[1:], strict=True)
+            if name != FOREGROUND
+        }
+        volumes[f"volume_ml_{FOREGROUND}"] = float(counts[1:].sum()) * voxel_ml
+        return volumes
