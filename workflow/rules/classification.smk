@@ -49,6 +49,33 @@ rule final_test:
         " --out-gallery {output.gallery} --threads {threads} > {log} 2>&1"
 
 
+# A final model as a model package (segsweep.deploy.classification): the networks of the runs
+# its models.json names, at the checkpoints their selections chose, with the threshold the
+# final test used; all of its configuration's runs are given (models.json picks among them).
+rule package:
+    input:
+        unpack(model_runs),
+        models=L.FINAL_THRESHOLD,
+        provenance=lambda w: each(
+            L.RUN_PROVENANCE, run=[r.run_id for r in CONFIGURATIONS[w.run]]
+        ),
+    output:
+        L.PACKAGE,
+    log:
+        L.log("package/{run}"),
+    benchmark:
+        benchmarked("package/{run}", lambda w: final_runs())
+    conda:
+        "../../envs/train.yaml"
+    params:
+        runs=lambda w: " ".join(r.run_id for r in CONFIGURATIONS[w.run]),
+    shell:
+        "python -m segsweep package --task classification --run {wildcards.run}"
+        " --models-json {input.models} --runs {params.runs}"
+        " --selections {input.selections} --indices {input.indices}"
+        " --provenance {input.provenance} --out {output} > {log} 2>&1"
+
+
 rule analysis:
     input:
         # under halving: which runs stopped where, the final models' own validation tables at

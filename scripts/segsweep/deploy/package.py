@@ -231,7 +231,17 @@ def _runs_of(results: Path, configuration: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Package a final model of a finished workflow (`--run`, a configuration id)."""
+    from segsweep.deploy import classification
+
+    if classification.requested(argv):  # --task, the --config's task, or the results say so
+        classification.main(argv)
+        return
     parser = argparse.ArgumentParser(prog="segsweep package", description=main.__doc__)
+    parser.add_argument(
+        "--task",
+        choices=("segmentation", "classification"),
+        help="the final model's task (default: the --config's, else from its results)",
+    )
     parser.add_argument("--run", required=True, help="the final model's configuration id")
     parser.add_argument("--runs", nargs="*", help="its fold runs (default: from its results)")
     parser.add_argument("--results", type=Path, default=Path(layout.RESULTS))

@@ -72,7 +72,16 @@ def _failed(case: str, reason: str) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Segment new scans with a model package, each in its own geometry, with QC."""
+    """Segment new scans with a model package, each in its own geometry, with QC (a
+    classification package: classify radiographs per image and per study)."""
+    from segsweep.deploy import classification_predict
+
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--model", type=Path)
+    model = probe.parse_known_args(argv)[0].model
+    if model is not None and classification_predict.is_classification(model):
+        classification_predict.main(argv)
+        return
     parser = argparse.ArgumentParser(prog="segsweep predict", description=main.__doc__)
     parser.add_argument("--model", required=True, type=Path, help="the package zip")
     parser.add_argument(
