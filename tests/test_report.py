@@ -530,3 +530,49 @@ def test_without_halving_there_is_no_budget(built: dict) -> None:
     html = built["html"]
     assert "Training budget" not in html and "Successive halving" not in html
     assert "at rung 1" not in html and "mixes budgets" not in html
+
+
+def test_the_quality_control_section_from_the_final_models_qc_tables(
+    built: dict, tmp_path: Path
+) -> None:
+    """The report run by hand finds every final model's qc.csv beside its test tables and sets
+    the QC against the test Dice (2 fake test patients: every ρ undefined, n = 2 < 3); without
+    a qc.csv there is no section."""
+    import shutil
+
+    assert "Quality control of predictions" not in built["html"]  # the fakes have no qc.csv
+    results = tmp_path / "results"
+    shutil.copytree(built["results"], results)
+    for run, (first, second) in {"default": (0.9, 0.6), "labels-separate": (0.8, 0.8)}.items():
+        pd.DataFrame(
+            {
+                "case": ["t1", "t2"],
+                "volume_ml_foreground": [12.5, 14.0],
+                "agreement": [first, second],
+                "uncertainty": [0.1, 0.3],
+                "intensity_distance": [0.2, 2.3],
+                "flag": [False, True],
+                "reason": ["", "intensity_distance 2.3 > 0.6"],
+            }
+        ).to_csv(results / "final" / run / "qc.csv", index=False)
+    document = document_of(results)
+    rho, flags = document.find("qc-rho"), document.find("qc-flags")
+    assert rho is not None and flags is not None
+    assert "processed space" in rho.caption  # the fakes' test tables are processed only
+    assert [row[:4] for row in rho.rows[:2]] == [
+        ["default", "Agreement", "2", "–"],
+        ["default", "Uncertainty", "2", "–"],
+    ]
+    assert {row[-1] for row in rho.rows} == {"undefined: n = 2 < 3"}
+    # the fake test Dice: 0.80 ∓ 0.05 (default), 0.70 ∓ 0.05 (labels-separate)
+    assert flags.rows == [
+        ["default", "2", "1", "0.850", "1", "0.750"],
+        ["labels-separate", "2", "1", "0.750", "1", "0.650"],
+    ]
+    html = render_html(document)
+    assert "Quality control of predictions" in html
+    assert (
+        "For default, agreement&#39;s ρ is undefined (n = 2 &lt; 3), so these test patients "
+        "cannot say whether agreement predicts Dice" in html
+    )
+    assert "The predictor flagged 1 of the 2 test patients of default, median Dice 0.850" in html

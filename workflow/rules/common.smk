@@ -408,12 +408,15 @@ def report_qc(wildcards):
 
 
 def report_finals(wildcards):
-    """What the thesis shows of the final models (outlines, unlabelled predictions), and the
-    runtime of every job (Snakemake's benchmarks, by rule)."""
+    """What the thesis shows of the final models (outlines, unlabelled predictions, the QC of
+    their test patients against their test Dice), and the runtime of every job (Snakemake's
+    benchmarks, by rule)."""
     runs = final_runs()
     return {
         "outlines": each(L.OUTLINES, run=runs),
         "unlabelled": each(L.UNLABELLED_FIGURE, run=runs),
+        "final_qc": each(L.FINAL_QC, run=runs),
+        "test_per_patient": each(L.TEST_PER_PATIENT, run=runs),
         **{
             f"benchmarks_{rule}": files for rule, files in benchmarks(wildcards).items()
         },

@@ -34,6 +34,8 @@ with logged(snakemake.log[0]):
         provenance=dict(zip(params.runs, given.provenance, strict=True)),
         benchmarks={rule: list(files) for rule, files in named("benchmarks_").items()},
         description=given.description,
+        final_qc=dict(zip(params.finals, given.final_qc, strict=True)),
+        test_per_patient=dict(zip(params.finals, given.test_per_patient, strict=True)),
     )
     templates = os.path.dirname(given.templates[0])
     output = snakemake.output

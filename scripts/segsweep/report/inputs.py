@@ -72,6 +72,11 @@ class ReportInputs:
     # "test_per_study", "test_per_image" and "gallery"
     classification: Mapping[str, Any] = field(default_factory=dict)
     thesis: Thesis = Thesis()  # what differs between the tasks' theses
+    # by final model id: the QC of its test patients (qc.csv, `layout.FINAL_QC`) and its test
+    # per_patient.csv, which the section "Quality control of predictions" sets against each
+    # other (`segsweep.evaluate.qc_validation`); the section shows the models with a qc.csv
+    final_qc: Paths = field(default_factory=dict)
+    test_per_patient: Paths = field(default_factory=dict)
 
     @classmethod
     def under(
@@ -84,7 +89,7 @@ class ReportInputs:
     ) -> ReportInputs:
         """The files of the run whose results folder is `results`, its tables and figures
         those of `layout.segmentation_thesis_files` (and, when given, the benchmark files under
-        `benchmarks`, one folder per rule group)."""
+        `benchmarks`, one folder per rule group); a final model's qc.csv where it is there."""
 
         def under(pattern: str, **wildcards: str) -> Path:
             return layout.under(results, pattern, **wildcards)
@@ -127,6 +132,8 @@ class ReportInputs:
             provenance={r: under(layout.RUN_PROVENANCE, run=r) for r in runs},
             benchmarks=found,
             description=_existing(under(layout.DATA_DESCRIPTION)),
+            final_qc={r: path for r in finals if (path := under(layout.FINAL_QC, run=r)).is_file()},
+            test_per_patient={r: under(layout.TEST_PER_PATIENT, run=r) for r in finals},
         )
 
 

@@ -1,10 +1,11 @@
-"""Chapter 4, Results: the failed runs (when any), then sections 4.1–4.4."""
+"""Chapter 4, Results: the failed runs (when any), then its sections; the training budget, seed
+noise and quality control of predictions only where the thesis has their files."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from segsweep.report.chapters import budget, seeds
+from segsweep.report.chapters import budget, quality, seeds
 from segsweep.report.chapters.final_results import final_models, visualisation
 from segsweep.report.chapters.sweep_results import best_models, failed_runs, hyperparameter_effects
 from segsweep.report.document import Chapter, Table
@@ -21,6 +22,7 @@ def chapter(inputs: ReportInputs, all_runs: Table) -> Chapter:
         best_models(inputs),
         *seeds.sections(inputs),
         final_models(inputs, final_ids),
+        *quality.sections(inputs),
         visualisation(inputs, final_ids),
     ]
     return Chapter("results", "4", "Results", blocks)
