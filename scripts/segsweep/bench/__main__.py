@@ -11,6 +11,8 @@ BENCHMARKS = {
     "dag": "dry-run time of 1,000 and 10,000-run sweeps against a bare Snakefile",
     "halving": "successive halving against the full grid: epochs, hours, chosen configuration"
     " and score",
+    "predict": "segsweep predict against the workflow's own inference: seconds and peak memory"
+    " per thesis-sized scan, and the native resampling's memory",
 }
 
 
