@@ -79,6 +79,9 @@ else:
     include: "workflow/rules/classification.smk"
 
 
+include: "workflow/rules/package.smk"
+
+
 if HALVING:
 
     include: "workflow/rules/budget_report.smk"
@@ -94,6 +97,7 @@ shell.prefix(_PREFIX + f"export SEGSWEEP_CONFIG_HASH={config_hash(IN_FORCE, SWEE
 
 rule all:
     input:
+        L.PACKAGE_INDEX,
         L.THESIS_HTML,
         L.THESIS_PDF,
         L.THESIS_LATEX,

@@ -150,7 +150,7 @@ def classification_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # default) each group of files goes to one worker, so each run is made once per session; a test
 # of a shared run in a file not listed here fails at collection.
 SHARED_RUN_FILES = {
-    "tiny_run": ("test_workflow.py", "test_slurm.py"),
+    "tiny_run": ("test_workflow.py", "test_slurm.py", "test_package_workflow.py"),
     "prepared_cohort": (
         "test_cv_workflow.py",
         "test_faults.py",

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from segsweep.evaluate.export import native_rows, to_native
+from segsweep.deploy.native import to_native
+from segsweep.evaluate.export import native_rows
 from segsweep.preprocess.crop import CANONICAL, _output_grid, crop_mask, harmonise_slices
 
 

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import torch
 from test_train import CLASSES, HP, write_toy_h5
 
-from segsweep.errors import ConfigError
+from segsweep.errors import ConfigError, InputError
 from segsweep.evaluate import predict, select, tables
 from segsweep.evaluate.distances import surface_distances
 from segsweep.evaluate.select import (
@@ -321,7 +321,7 @@ def test_evaluate_main_writes_tables_and_predictions_on_the_crop_grid(run, tmp_p
     selection = tmp_path / "selection.json"
     selection.write_text(json.dumps({"selected": {"file": "epoch-0002.pt", "epoch": 2}}))
     crop_dir, pred_dir, out_dir = tmp_path / "crop", tmp_path / "pred", tmp_path / "test"
-    _crop_images(crop_dir, ["d", "e"], n_slices=5)
+    _crop_images(crop_dir, ["d", "e"])
     labels = {"femur": 1, "tibia": 5, "fibula": 7}
     tables.main(
         ["--run-dir", str(run_dir), "--selection", str(selection), "--data", str(val_h5)]
@@ -346,10 +346,19 @@ def test_evaluate_main_writes_tables_and_predictions_on_the_crop_grid(run, tmp_p
         np.testing.assert_allclose(exported.GetDirection(), grid.GetDirection())
         volume = sitk.GetArrayFromImage(exported)
         assert volume.dtype == np.uint8 and set(np.unique(volume)) <= {0, 1, 5, 7}
-        assert not volume[4].any()  # slice 4 is not in the split
         # label values back to per-class counts: exported tibia voxels = predicted tibia (tp+fp)
         tibia = per_slice[(per_slice["patient_id"] == patient) & (per_slice["class"] == "tibia")]
         assert (volume == 5).sum() == (tibia["tp"] + tibia["fp"]).sum()
+
+    # a crop that is not what the split holds (another slice count) is one clear error
+    longer = tmp_path / "longer"
+    _crop_images(longer, ["d", "e"], n_slices=5)
+    with pytest.raises(InputError, match="subject d: .*its split holds slices \\[0, 1, 2, 3\\]"):
+        tables.main(
+            ["--run-dir", str(run_dir), "--selection", str(selection), "--data", str(val_h5)]
+            + ["--split", "test", "--out-dir", str(out_dir), "--predictions-dir", str(pred_dir)]
+            + ["--crop-dir", str(longer), "--labels-json", json.dumps(labels), "--device", "cpu"]
+        )
 
 
 def test_label_values_of_runs():

@@ -11,9 +11,9 @@ from typing import Any
 from segsweep import layout
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
+def add_run_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--index (a run's checkpoints/index.json) or --run-dir (its run folder)."""
-    where = parser.add_mutually_exclusive_group(required=True)
+    where = parser.add_mutually_exclusive_group(required=required)
     where.add_argument("--index", type=Path, help="the run's checkpoints/index.json")
     where.add_argument("--run-dir", type=Path, help="a run folder laid out as results/runs/{run}")
 

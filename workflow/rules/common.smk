@@ -290,6 +290,18 @@ def final_test_data(wildcards):
     }
 
 
+def package_data(wildcards):
+    """What packaging a final model reads of the valid labelled subjects: the crops of its
+    training subjects (the intensity reference) and of its folds' validation patients (the QC
+    calibration), with their crop and ingest records."""
+    subjects = valid_labelled(wildcards)
+    return {
+        "crops": each(L.CROP_IMAGE, subject=subjects),
+        "crop_records": each(L.CROP_RECORD, subject=subjects),
+        "ingest_records": each(L.INGEST_RECORD, subject=subjects),
+    }
+
+
 def unlabelled_data(wildcards):
     """The crops and records of the valid unlabelled subjects, for their predictions."""
     subjects = valid_unlabelled(wildcards)

@@ -1,6 +1,42 @@
-# The final models of the segmentation task on the test set — only for those; no other rule reads
-# test data — their predictions in processed and native space, the unlabelled subjects, and the
-# external methods' predictions scored as the final models are.
+# The final models of the segmentation task: each as a model package (its QC calibrated on its
+# folds' validation patients), on the test set — only they; no other rule reads test data — by
+# its package, with predictions in processed and native space and their QC, the unlabelled
+# subjects, and the external methods' predictions scored as the final models are.
+
+
+rule package:
+    input:
+        unpack(package_data),
+        unpack(model_runs),
+        final=L.FINAL,
+        val_tables=lambda w: each(
+            L.VAL_PER_PATIENT, run=[run.run_id for run in CONFIGURATIONS[w.run]]
+        ),
+        provenance=lambda w: L.path(
+            L.RUN_PROVENANCE, run=CONFIGURATIONS[w.run][0].run_id
+        ),
+        stats=L.NORMALISATION,
+        plan=L.CROP_PLAN if PLANNED else [],
+    output:
+        L.PACKAGE,
+    log:
+        L.log("package/{run}"),
+    benchmark:
+        benchmarked("package/{run}", lambda w: final_runs())
+    conda:
+        "../../envs/train.yaml"
+    threads: config["threads"]
+    params:
+        subjects=valid_labelled,
+        runs=lambda w: [run.run_id for run in CONFIGURATIONS[w.run]],
+        settings={
+            "labels": LABELS,
+            "channels": IN_FORCE["data"]["channels"],
+            "n4": config["preprocess"]["n4"],
+            "crop": CROP,
+        },
+    script:
+        "../scripts/package.py"
 
 
 rule final_test:
@@ -8,6 +44,7 @@ rule final_test:
         unpack(final_test_data),
         unpack(model_runs),
         final=L.FINAL,
+        package=L.PACKAGE,
         test=L.path(L.DATASET, split="test"),
     output:
         **(
@@ -27,6 +64,7 @@ rule final_test:
             subcategory="Final models",
             labels={"run": "{run}", "table": "per-patient test scores"},
         ),
+        qc=L.FINAL_QC,
         predictions=directory(L.PREDICTIONS),
         native=directory(L.PREDICTIONS_NATIVE),
         figures=directory(L.OUTLINES),
@@ -51,9 +89,7 @@ rule final_test:
 rule predict_unlabelled:
     input:
         unpack(unlabelled_data),
-        unpack(model_runs),
-        final=L.FINAL,
-        stats=L.NORMALISATION,
+        package=L.PACKAGE,
     output:
         predictions=directory(L.UNLABELLED),
         figure=report(

@@ -1,8 +1,10 @@
 """Rule final_test: a final model on the test set (with folds: its fold ensemble, and its best
-fold alone), its predictions and native-space scores."""
+fold alone), its predictions by its package (the predictor of `segsweep predict`), their QC and
+native-space scores."""
 
 import torch
 
+from segsweep.deploy.predictor import Predictor
 from segsweep.devices import choose_device
 from segsweep.evaluate.tables import FinalExport, evaluate_final
 from segsweep.logs import logged
@@ -15,6 +17,7 @@ with logged(snakemake.log[0]):
         snakemake.params,
         snakemake.output,
     )
+    device = choose_device()
     final = FinalExport(
         labels=params.labels,
         grids=dict(zip(subjects, given.crops, strict=True)),
@@ -24,6 +27,8 @@ with logged(snakemake.log[0]):
         native_dir=out.native,
         figures_dir=out.figures,
         patients=tuple(params.patients),
+        predictor=Predictor.load(given.package, device),
+        qc_csv=out.qc,
     )
     best_fold = (out.best_slice, out.best_patient) if "best_slice" in out.keys() else None
     evaluate_final(
@@ -35,6 +40,6 @@ with logged(snakemake.log[0]):
         out.models,
         params.higher_is_better,
         params.reported,
-        choose_device(),
+        device,
         final,
     )

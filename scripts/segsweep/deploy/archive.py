@@ -10,8 +10,11 @@ truncated one), a member whose checksum fails, and a member the manifest lists b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from segsweep.errors import InputError
+from segsweep.io.records import write_json
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -83,7 +87,10 @@ def open_archive(path: str | Path) -> Archive:
         raise InputError(None, str(path), "model package not found")
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
+            try:
+                bad = archive.testzip()
+            except zlib.error as err:  # a deflated member that does not inflate
+                raise InputError(None, str(path), f"a member is corrupt ({err})") from err
             if bad is not None:
                 raise InputError(None, str(path), f"member {bad} is corrupt (checksum fails)")
             names = set(archive.namelist())
@@ -113,3 +120,20 @@ def listed_members(manifest: dict[str, Any]) -> list[str]:
     for network in manifest.get("networks", []):
         members += [network["weights"], *([network["onnx"]["file"]] if network.get("onnx") else [])]
     return members
+
+
+def write_index(packages: Mapping[str, str | Path], out: str | Path) -> list[dict[str, Any]]:
+    """index.json: each final model's package, its size and sha256."""
+    entries = []
+    for configuration, path in packages.items():
+        data = Path(path).read_bytes()
+        entries.append(
+            {
+                "configuration": configuration,
+                "file": Path(path).name,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    write_json(out, {"packages": entries})
+    return entries

@@ -10,11 +10,9 @@ is the training subjects' normalised crops (those the normalisation statistics c
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,35 +27,14 @@ from segsweep.deploy import qc
 from segsweep.deploy.archive import onnx_member, write_archive
 from segsweep.deploy.manifest import segmentation_manifest
 from segsweep.deploy.onnx_export import export_network, readme_snippet
-from segsweep.deploy.predictor import Predictor, Prepared
+from segsweep.deploy.predictor import Predictor, SubjectFiles
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
-from segsweep.evaluate.tables import selected_checkpoints
 from segsweep.io.images import read_volume
-from segsweep.io.records import read_json, write_json
-from segsweep.model.checkpoints import model_from
+from segsweep.io.records import read_json
+from segsweep.model.checkpoints import model_from, selected_checkpoints
 from segsweep.preprocess.crop_plan import AUTO, resolve_centre
 from segsweep.preprocess.normalise import normalised_volume, output_channels
-
-
-@dataclass(frozen=True)
-class SubjectFiles:
-    """The workflow's files of each subject: crop (subject → path), crop.json, ingest.json."""
-
-    crops: Mapping[str, str | Path]
-    crop_records: Mapping[str, str | Path]
-    ingest_records: Mapping[str, str | Path]
-
-    def prepared(self, subject: str) -> Prepared:
-        """The subject's crop as the predictor takes it."""
-        for files in (self.crops, self.crop_records, self.ingest_records):
-            if subject not in files:
-                raise InputError(subject, None, "no crop, crop.json or ingest.json given for it")
-        return Prepared(
-            read_volume(self.crops[subject], subject),
-            read_json(self.crop_records[subject]),
-            read_json(self.ingest_records[subject])["original"],
-        )
 
 
 def intensity_reference(files: SubjectFiles, subjects: list[str], stats: dict) -> dict:
@@ -182,23 +159,6 @@ def package_readme(manifest: dict[str, Any]) -> str:
             "",
         ]
     )
-
-
-def write_index(packages: Mapping[str, str | Path], out: str | Path) -> list[dict[str, Any]]:
-    """index.json: each final model's package, its size and sha256."""
-    entries = []
-    for configuration, path in packages.items():
-        data = Path(path).read_bytes()
-        entries.append(
-            {
-                "configuration": configuration,
-                "file": Path(path).name,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
-        )
-    write_json(out, {"packages": entries})
-    return entries
 
 
 def settings_of(config: Mapping[str, Any], dataset: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,8 +15,9 @@ logits — and the maps taken back to the scan's geometry (`segsweep.evaluate.ex
 
 from __future__ import annotations
 
+import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,19 @@ from torch import nn
 from segsweep.data.ingest import read_channels
 from segsweep.deploy import qc
 from segsweep.deploy.archive import open_archive
+from segsweep.deploy.manifest import NETWORK_KEYS
+from segsweep.deploy.native import to_native
 from segsweep.devices import choose_device
-from segsweep.evaluate.export import to_native
-from segsweep.evaluate.predict import BATCH_SIZE
-from segsweep.io.images import canonical, float_type, geometry, write_image
-from segsweep.labels import FOREGROUND
-from segsweep.model.checkpoints import model_from, slices_per_batch
+from segsweep.errors import InputError
+from segsweep.io.images import canonical, float_type, geometry, read_volume, write_image
+from segsweep.io.records import read_json
+from segsweep.labels import FOREGROUND, label_values
+from segsweep.model.checkpoints import (
+    BATCH_SIZE,
+    load_checkpoint,
+    model_from,
+    slices_per_batch,
+)
 from segsweep.model.tensors import to_tensor
 from segsweep.preprocess.crop import crop_subject, find_centre
 from segsweep.preprocess.n4 import n4_correct
@@ -44,27 +52,49 @@ from segsweep.preprocess.normalise import normalised_volume
 @dataclass(frozen=True)
 class Prepared:
     """A scan as the networks see it: its crop (canonical, float32), the crop record
-    (crop.json's fields) and the scan's geometry as read (`segsweep.io.images.geometry`)."""
+    (crop.json's fields) and the scan's geometry as read (`segsweep.io.images.geometry`);
+    without the last two (a crop alone) only the maps on the cropped grid are made."""
 
     cropped: sitk.Image
-    crop: dict[str, Any]
-    original: dict[str, Any]
+    crop: dict[str, Any] | None = None
+    original: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class Prediction:
     """One scan's prediction: `labels` (the data's label values, uint8) and `uncertainty`
-    (normalised entropy of the fold-averaged probabilities, float32) in the scan's geometry,
+    (normalised entropy of the fold-averaged probabilities, float32) in the scan's geometry
+    (None for a crop alone),
     `probabilities` (one float32 component per class, class order of `Predictor.classes`;
     only when asked), the class indices on the cropped grid `classes` [z, y, x] and the label
     map there `cropped_labels`, and the case's QC (`segsweep.deploy.qc`)."""
 
-    labels: sitk.Image
-    uncertainty: sitk.Image
+    labels: sitk.Image | None
+    uncertainty: sitk.Image | None
     probabilities: sitk.Image | None
     classes: np.ndarray
     cropped_labels: sitk.Image
     qc: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SubjectFiles:
+    """The workflow's files of each subject: crop (subject → path), crop.json, ingest.json."""
+
+    crops: Mapping[str, str | Path]
+    crop_records: Mapping[str, str | Path]
+    ingest_records: Mapping[str, str | Path]
+
+    def prepared(self, subject: str) -> Prepared:
+        """The subject's crop as the predictor takes it."""
+        for files in (self.crops, self.crop_records, self.ingest_records):
+            if subject not in files:
+                raise InputError(subject, None, "no crop, crop.json or ingest.json given for it")
+        return Prepared(
+            read_volume(self.crops[subject], subject),
+            read_json(self.crop_records[subject]),
+            read_json(self.ingest_records[subject])["original"],
+        )
 
 
 def stored(image: sitk.Image) -> sitk.Image:
@@ -98,6 +128,35 @@ class Predictor:
             for fold, network in enumerate(archive.manifest["networks"])
         ]
         return cls(archive.manifest, networks, device)
+
+    @classmethod
+    def of_checkpoints(
+        cls,
+        paths: Sequence[str | Path],
+        labels: dict[str, int],
+        device: torch.device,
+        stats: dict[str, Any] | None = None,
+    ) -> Predictor:
+        """A predictor of checkpoint files (a run's, or a configuration's folds) without a
+        package: no QC calibration nor intensity reference (those measures are NaN, nothing
+        is flagged), and `stats` to normalise crops (`predict_prepared`) when given."""
+        loaded = [load_checkpoint(Path(path), device) for path in paths]
+        classes = list(loaded[0][1]["classes"])
+        if any(list(meta["classes"]) != classes for _, meta in loaded):
+            raise ValueError(f"the networks of {list(map(str, paths))} predict different classes")
+        manifest = {
+            "classes": classes,
+            "label_values": label_values(classes, labels).tolist(),
+            "networks": [{key: meta.get(key) for key in NETWORK_KEYS} for _, meta in loaded],
+        }
+        if stats is not None:
+            manifest["normalisation"] = stats
+        return cls(manifest, [model for model, _ in loaded], device)
+
+    @property
+    def hp(self) -> dict[str, Any]:
+        """The first network's hyperparameters (how its split is read)."""
+        return self.manifest["networks"][0]["hp"]
 
     def only(self, fold: int) -> Predictor:
         """This predictor with one fold network alone (a configuration's best fold)."""
@@ -173,6 +232,13 @@ class Predictor:
     def predict_prepared(self, prepared: Prepared, probabilities: bool = False) -> Prediction:
         """A prepared scan predicted: maps in its geometry, classes on the crop, and QC."""
         slices = normalised_volume(prepared.cropped, self.manifest["normalisation"])
+        return self.predict_slices(slices, prepared, probabilities)
+
+    def predict_slices(
+        self, slices: np.ndarray, prepared: Prepared, probabilities: bool = False
+    ) -> Prediction:
+        """The prepared scan predicted from its normalised slices [z, y, x, c] (as packing
+        stores them: the workflow's test patients come from their split file)."""
         members, classes = self._softmax(slices)
         mean = torch.stack(members).mean(dim=0).numpy() if len(members) > 1 else members[0].numpy()
         classes = classes.numpy().astype(np.uint8)  # [z, y, x]
@@ -180,21 +246,30 @@ class Predictor:
         foreground = classes > 0
         ingest = {"original": prepared.original}
         cropped_labels = self._on_crop(self.label_values[classes], prepared.cropped)
-        labels = to_native(cropped_labels, prepared.crop, ingest)
-        uncertainty = to_native(
-            self._on_crop(entropy, prepared.cropped), prepared.crop, ingest, sitk.sitkLinear
+        native = prepared.crop is not None and prepared.original is not None
+        labels = to_native(cropped_labels, prepared.crop, ingest) if native else None
+        uncertainty = (
+            to_native(
+                self._on_crop(entropy, prepared.cropped), prepared.crop, ingest, sitk.sitkLinear
+            )
+            if native
+            else None
         )
         row = {
-            **self._volumes(labels),
+            **self._volumes(labels if native else cropped_labels),
             "agreement": qc.agreement([m.argmax(dim=1).numpy() > 0 for m in members]),
             "uncertainty": qc.mean_uncertainty(entropy, foreground),
-            "intensity_distance": qc.intensity_distance(slices, self.manifest["qc"]["reference"]),
+            "intensity_distance": (
+                qc.intensity_distance(slices, self.manifest["qc"]["reference"])
+                if "reference" in self.manifest.get("qc", {})
+                else math.nan
+            ),
         }
-        calibration = self.manifest["qc"].get("calibration")
+        calibration = self.manifest.get("qc", {}).get("calibration")
         if calibration is not None:
             row["flag"], row["reason"] = qc.flag(row, calibration)
         maps = None
-        if probabilities:
+        if probabilities and native:
             maps = sitk.Compose(
                 [
                     to_native(

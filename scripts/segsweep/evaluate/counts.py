@@ -22,11 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from segsweep.evaluate.predict import BATCH_SIZE
 from segsweep.io.splits import Split
 from segsweep.labels import class_mapping
 from segsweep.metrics import fractions, volumes
-from segsweep.model.checkpoints import slices_per_batch
+from segsweep.model.checkpoints import BATCH_SIZE, slices_per_batch
 from segsweep.model.tensors import to_tensor
 
 

@@ -1,16 +1,8 @@
-"""Predictions as label maps: on the cropped grid (`export_predictions`), back in each subject's
-original geometry (`to_native`, `export_native`), and their scores in native space.
-
-The crop stage resampled the canonical (LIP) volume with nearest neighbour onto the cropped grid
-recorded in crop.json ("output": origin, spacing, direction, size; every `step`-th canonical slice).
-`to_native` undoes it: the label map on the cropped grid is resampled with nearest neighbour onto
-the canonical grid ("input"), so each canonical slice takes its nearest predicted slice and voxels
-outside the crop window are background; it is then reoriented to the orientation ingest.json
-recorded and given the original origin, spacing and direction, so it overlays on the raw image.
-
-Native scores (`native_tables`): the exported prediction against the original mask (a label map,
-a DICOM series or one file per class), restricted to the labelled region (`roi`) when the subject
-has one — per patient only, with the metrics of `segsweep.metrics` and the surface distances of
+"""The scores of predictions in each subject's original geometry (`native_tables`): the
+exported prediction (`segsweep.deploy.predictor`, back in original geometry by
+`segsweep.deploy.native.to_native`) against the original mask (a label map, a DICOM series or
+one file per class), restricted to the labelled region (`roi`) when the subject has one — per
+patient only, with the metrics of `segsweep.metrics` and the surface distances of
 `segsweep.evaluate.distances` on the original spacing.
 """
 
@@ -26,103 +18,10 @@ import SimpleITK as sitk
 
 from segsweep.errors import InputError
 from segsweep.evaluate.distances import surface_distances
-from segsweep.io.images import blank, read_image, read_volume, write_image
+from segsweep.io.images import read_image, read_volume
 from segsweep.io.records import read_json
-from segsweep.io.splits import Split
-from segsweep.labels import FOREGROUND, label_values
+from segsweep.labels import FOREGROUND
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes_ml
-
-
-def export_predictions(
-    pred: np.ndarray,
-    data: Split,
-    classes_of_run: list[str],
-    labels: dict[str, int],
-    grids: Mapping[str, str | Path],
-    out_dir: Path,
-) -> list[Path]:
-    """One uint8 label map per patient, {out_dir}/{patient}.nii.gz, with the geometry of its
-    cropped image (`grids`: patient → path); slices absent from the split stay background."""
-    lut = label_values(classes_of_run, labels)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    written = []
-    for patient in np.unique(data.patient_id):
-        if patient not in grids:
-            raise InputError(patient, None, "no cropped image given for its predictions")
-        grid_path = grids[patient]
-        grid = read_volume(grid_path, patient)
-        volume = np.zeros(grid.GetSize()[::-1], dtype=np.uint8)  # (z, y, x)
-        rows = data.patient_id == patient
-        slices = data.slice_id[rows]
-        if pred.shape[1:] != volume.shape[1:] or slices.min() < 0 or slices.max() >= len(volume):
-            raise InputError(
-                patient,
-                str(grid_path),
-                f"grid {volume.shape} does not hold slices {sorted(set(slices.tolist()))} of "
-                f"shape {pred.shape[1:]}",
-            )
-        volume[slices] = lut[pred[rows]]
-        image = sitk.GetImageFromArray(volume)
-        image.CopyInformation(grid)
-        path = Path(out_dir) / f"{patient}.nii.gz"
-        write_image(image, path)
-        written.append(path)
-    return written
-
-
-def to_native(
-    cropped: sitk.Image,
-    crop_info: dict[str, Any],
-    ingest_info: dict[str, Any],
-    interpolator: int = sitk.sitkNearestNeighbor,
-    outside: float = 0.0,
-) -> sitk.Image:
-    """A map on the cropped grid in the subject's original geometry: a label map (uint8,
-    nearest neighbour), or with `interpolator` linear a float32 map (uncertainty, a class's
-    probability) that is `outside` beyond the crop window. It holds two maps of the original
-    grid at once (the resampled canonical one and its reoriented copy)."""
-    pixel = sitk.sitkUInt8 if interpolator == sitk.sitkNearestNeighbor else sitk.sitkFloat32
-    canonical = sitk.Resample(
-        sitk.Cast(cropped, pixel),
-        blank(crop_info["input"], pixel),
-        sitk.Transform(),
-        interpolator,
-        outside,
-        pixel,
-    )
-    original = ingest_info["original"]
-    native = sitk.DICOMOrient(canonical, original["orientation"])
-    if list(native.GetSize()) != [int(s) for s in original["size"]]:
-        raise InputError(
-            ingest_info.get("subject_id"),
-            "ingest.json",
-            f"reoriented size {native.GetSize()} is not the original {original['size']}",
-        )
-    native.SetOrigin([float(v) for v in original["origin"]])
-    native.SetSpacing([float(v) for v in original["spacing"]])
-    native.SetDirection([float(v) for v in original["direction"]])
-    return native
-
-
-def export_native(
-    predictions: list[Path],
-    crop_records: Mapping[str, str | Path],
-    ingest_records: Mapping[str, str | Path],
-    out_dir: Path,
-) -> list[Path]:
-    """Each cropped-grid prediction {subject}.nii.gz (from `export_predictions`) in original
-    geometry as {out_dir}/{subject}.nii.gz, undoing the crop its crop.json records and the
-    reorientation its ingest.json records; returned in the order of their paths."""
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in sorted(map(str, predictions)):
-        subject = Path(path).name[: -len(".nii.gz")]
-        crop_info, ingest_info = _records(subject, crop_records, ingest_records)
-        native = to_native(read_volume(path, subject), crop_info, ingest_info)
-        target = Path(out_dir) / Path(path).name
-        write_image(native, target)
-        written.append(target)
-    return written
 
 
 def _records(subject: str, *records: Mapping[str, str | Path]) -> list[dict[str, Any]]:

@@ -7,10 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from segsweep.model.checkpoints import slices_per_batch
+from segsweep.model.checkpoints import BATCH_SIZE, slices_per_batch
 from segsweep.model.tensors import to_tensor
-
-BATCH_SIZE = 32  # slices per batch of every inference path (selection counts included)
 
 
 @torch.no_grad()

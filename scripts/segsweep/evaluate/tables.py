@@ -37,20 +37,23 @@ from torch import nn
 
 from segsweep import layout
 from segsweep.cli import add_run_options, add_split_options, checkpoint_index, split_subjects
+from segsweep.deploy import qc
+from segsweep.deploy.predictor import Prediction, Predictor, Prepared, SubjectFiles
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.evaluate.chunks import SplitChunks
 from segsweep.evaluate.distances import surface_distances
-from segsweep.evaluate.export import export_native, export_predictions, native_tables
+from segsweep.evaluate.export import native_tables
 from segsweep.evaluate.outlines import draw_outlines_of
 from segsweep.evaluate.predict import predict_labels
 from segsweep.evaluate.select import best_fold
+from segsweep.io.images import read_volume, write_image
 from segsweep.io.records import read_json, write_csv, write_json
 from segsweep.io.splits import Spacing, Split
 from segsweep.io.stream import list_patients
 from segsweep.labels import FOREGROUND, class_mapping
 from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes_ml
-from segsweep.model.checkpoints import load_models, selected_checkpoint
+from segsweep.model.checkpoints import load_models, selected_checkpoints
 
 COUNTS = ("tp", "fp", "fn", "tn")
 DISTANCES = ("hd95", "assd")
@@ -176,9 +179,11 @@ def evaluate_model(
 
 @dataclass(frozen=True)
 class FinalExport:
-    """What scoring a final model on the test set adds to its tables: predictions on the
-    cropped grid (`grids`: patient → cropped image), in original geometry (undoing what
-    `crop_records` and `ingest_records` record) with native-space scores, and outlines."""
+    """What scoring a final model on the test set adds to its tables: its predictions made by
+    the one inference path of `segsweep predict` (`predictor`: the model's package; None: one
+    made of the checkpoints, without QC) on the cropped grid (`grids`: patient → cropped
+    image), in original geometry (undoing what `crop_records` and `ingest_records` record) with
+    native-space scores, the QC of each patient (`qc_csv`), and outlines."""
 
     labels: dict[str, int]
     grids: Mapping[str, str | Path]
@@ -188,6 +193,17 @@ class FinalExport:
     native_dir: Path | None = None
     figures_dir: Path | None = None
     patients: tuple[str, ...] = ("best", "median", "worst")
+    predictor: Predictor | None = None
+    qc_csv: Path | None = None
+
+    def prepared(self, patient: str) -> Prepared:
+        """The patient's crop, crop record and original geometry, as the predictor takes them
+        (the crop alone when nothing is exported in original geometry)."""
+        if self.native_dir is None:
+            if patient not in self.grids:
+                raise InputError(patient, None, "no cropped image given for its predictions")
+            return Prepared(read_volume(self.grids[patient], patient))
+        return SubjectFiles(self.grids, self.crop_records, self.ingest_records).prepared(patient)
 
 
 def failed_tables(run_id: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -204,14 +220,6 @@ def failed_tables(run_id: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         split=split,
         spacing={},
     )
-
-
-def selected_checkpoints(selections: list[Path], indices: list[Path]) -> list[Path] | None:
-    """The checkpoints the runs' selections chose (one run, or a configuration's folds); None
-    when a run's training failed (its selection.json says so)."""
-    if any(read_json(selection).get("status") == "failed" for selection in selections):
-        return None
-    return [selected_checkpoint(s, i) for s, i in zip(selections, indices, strict=True)]
 
 
 def evaluate_split(
@@ -233,33 +241,104 @@ def evaluate_split(
         if final is not None:
             raise InputError(run_id, None, "a failed run has nothing to predict")
         per_slice, per_patient = failed_tables(run_id, split)
+    elif final is not None:
+        per_slice, per_patient = _final_tables(
+            checkpoints, data_h5, subjects, run_id, split, final, device
+        )
     else:
         model, meta = load_models(checkpoints, device)
-        chunks = SplitChunks(data_h5, subjects, meta["hp"])
-        slices, patients, predictions = [], [], []
-        for data in chunks:  # one patient at a time, sorted
-            per_slice, per_patient, pred = evaluate_model(model, meta, data, run_id, split, device)
+        slices, patients = [], []
+        for data in SplitChunks(data_h5, subjects, meta["hp"]):  # one patient at a time, sorted
+            per_slice, per_patient, _ = evaluate_model(model, meta, data, run_id, split, device)
             slices.append(per_slice)
             patients.append(per_patient)
-            if final is not None:
-                predictions += export_predictions(
-                    pred, data, meta["classes"], final.labels, final.grids, final.predictions_dir
-                )
         per_slice, per_patient = _joined(slices), _joined(patients)
-        if final is not None:
-            per_patient = _export(
-                final,
-                predictions,
-                chunks,
-                model,
-                meta["classes"],
-                per_patient,
-                run_id,
-                split,
-                device,
-            )
     write_csv(per_slice, per_slice_csv)
     write_csv(per_patient, per_patient_csv)
+
+
+def _patient_volume(data: Split, prepared: Prepared, grid: str | Path) -> np.ndarray:
+    """One patient's normalised slices [z, y, x, c] in slice order: every slice of its crop,
+    which packing wrote (a split that lacks one, or a crop of another shape, is an error)."""
+    depth = prepared.cropped.GetSize()[2]
+    held = sorted(set(data.slice_id.tolist()))
+    shape = tuple(prepared.cropped.GetSize()[1::-1])
+    if held != list(range(depth)) or len(data.slice_id) != depth or data.images.shape[1:3] != shape:
+        raise InputError(
+            str(data.patient_id[0]),
+            str(grid),
+            f"its split holds slices {held} of shape {data.images.shape[1:3]}, not the "
+            f"crop's {depth} slices of shape {shape}",
+        )
+    volume = np.empty((depth, *data.images.shape[1:]), dtype=data.images.dtype)
+    volume[data.slice_id] = data.images
+    return volume
+
+
+def _final_tables(
+    checkpoints: list[Path],
+    data_h5: Path | list[Path],
+    subjects: list[str] | None,
+    run_id: str,
+    split: str,
+    final: FinalExport,
+    device: torch.device,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A final model's tables from the predictions of `final.predictor` (the predictor of
+    `segsweep predict`) on each patient's packed slices, which it exports on the cropped grid
+    and in original geometry as it goes, with the patients' QC and the native-space rows."""
+    predictor = final.predictor or Predictor.of_checkpoints(checkpoints, final.labels, device)
+    classes = predictor.manifest["classes"]
+    chunks = SplitChunks(data_h5, subjects, predictor.hp)
+    for folder in (final.predictions_dir, final.native_dir):
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+
+    def predicted(data: Split) -> Prediction:
+        patient = str(data.patient_id[0])
+        prepared = final.prepared(patient)
+        volume = _patient_volume(data, prepared, final.grids[patient])
+        return predictor.predict_slices(volume, prepared)
+
+    slices, patients, native, rows = [], [], [], []
+    for data in chunks:  # one patient at a time, sorted
+        patient = str(data.patient_id[0])
+        prediction = predicted(data)
+        per_slice, per_patient = metrics_tables(
+            prediction.classes[data.slice_id],
+            data.masks,
+            data.patient_id,
+            data.slice_id,
+            classes,
+            data.classes,
+            run_id=run_id,
+            split=split,
+            spacing=data.spacing,
+        )
+        slices.append(per_slice)
+        patients.append(per_patient)
+        write_image(prediction.cropped_labels, Path(final.predictions_dir) / f"{patient}.nii.gz")
+        if final.native_dir is not None:
+            native.append(Path(final.native_dir) / f"{patient}.nii.gz")
+            write_image(prediction.labels, native[-1])
+        rows.append({"case": patient, **prediction.qc})
+    per_slice, per_patient = _joined(slices), _joined(patients)
+    if native:
+        rows_native = native_tables(
+            native, final.ingest_records, classes, final.labels, run_id, split
+        )
+        per_patient = pd.concat([per_patient, rows_native], ignore_index=True)[per_patient.columns]
+    if final.qc_csv is not None:
+        write_csv(pd.DataFrame(rows, columns=qc.columns(classes)), final.qc_csv)
+    if final.figures_dir is not None:
+        Path(final.figures_dir).mkdir(parents=True, exist_ok=True)
+
+        def slices_of(patient: str) -> tuple[np.ndarray, Split]:
+            data = chunks.of(patient)
+            return predicted(data).classes[data.slice_id], data
+
+        draw_outlines_of(slices_of, per_patient, list(final.patients), final.figures_dir)
+    return per_slice, per_patient
 
 
 def evaluate_final(
@@ -289,11 +368,14 @@ def evaluate_final(
     best = best_fold(selections, higher_is_better)
     evaluate_split(checkpoints, test_h5, "test", model_id, *tables, device, final)
     if best_fold_tables is not None:
-        best_checkpoint = checkpoints[list(runs).index(best)]
+        fold = list(runs).index(best)
+        best_checkpoint = checkpoints[fold]
         with tempfile.TemporaryDirectory() as scratch:  # scored like the ensemble, not exported
             alone = dataclasses.replace(
                 final,
                 predictions_dir=Path(scratch) / "predictions",
+                predictor=None if final.predictor is None else final.predictor.only(fold),
+                qc_csv=None,
                 native_dir=None if final.native_dir is None else Path(scratch) / "native",
                 figures_dir=None,
             )
@@ -309,38 +391,6 @@ def evaluate_final(
 def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The patients' tables as one, in their order (sorted, the row order of one table)."""
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-def _export(
-    final: FinalExport,
-    predictions: list[Path],
-    chunks: SplitChunks,
-    model: nn.Module,
-    classes: list[str],
-    per_patient: pd.DataFrame,
-    run_id: str,
-    split: str,
-    device: torch.device,
-) -> pd.DataFrame:
-    """What a final model adds to its exported `predictions` (on the cropped grid): its
-    per-patient table with the native rows added when `final.native_dir` is set, and outlines
-    of the shown patients (each read and predicted again in turn: a streamed split keeps no
-    patient's predictions)."""
-    if final.native_dir is not None:
-        native = export_native(
-            predictions, final.crop_records, final.ingest_records, final.native_dir
-        )
-        rows = native_tables(native, final.ingest_records, classes, final.labels, run_id, split)
-        per_patient = pd.concat([per_patient, rows], ignore_index=True)[per_patient.columns]
-    if final.figures_dir is not None:
-        Path(final.figures_dir).mkdir(parents=True, exist_ok=True)
-
-        def slices_of(patient: str) -> tuple[np.ndarray, Split]:
-            data = chunks.of(patient)
-            return predict_labels(model, data.images, device), data
-
-        draw_outlines_of(slices_of, per_patient, list(final.patients), final.figures_dir)
-    return per_patient
 
 
 def main(argv: list[str] | None = None) -> None:

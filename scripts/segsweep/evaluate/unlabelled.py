@@ -1,17 +1,16 @@
 """Predictions for subjects without a reference, by a final model, in each subject's original
 geometry, and a figure of them.
 
-Each unlabelled subject's cropped image is normalised exactly as packing normalised the splits
-(`segsweep.preprocess.normalise.normalised_volume`, with the training split's statistics), so a
-subject gets the labels the test path would give the same image; the label map on the cropped
-grid is then taken back to the original geometry (`segsweep.evaluate.export.to_native`).
+Each unlabelled subject's crop goes through the predictor of `segsweep predict`
+(`segsweep.deploy.predictor`): normalised exactly as packing normalised the splits, predicted as
+the test patients are, and taken back to the original geometry; a subject gets the labels the
+test path would give the same image.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,11 @@ from matplotlib.figure import Figure
 
 from segsweep import layout
 from segsweep.cli import add_run_options, checkpoint_index
+from segsweep.deploy.predictor import Predictor, SubjectFiles
 from segsweep.devices import choose_device
-from segsweep.evaluate.export import to_native
-from segsweep.evaluate.predict import predict_labels
-from segsweep.io.images import read_volume, write_image
+from segsweep.io.images import write_image
 from segsweep.io.records import read_json
-from segsweep.labels import label_values
-from segsweep.model.checkpoints import load_models, selected_checkpoint
+from segsweep.model.checkpoints import selected_checkpoint
 from segsweep.plotting import VAL_COLOUR, save
 from segsweep.preprocess.normalise import normalised_volume
 
@@ -55,53 +52,41 @@ def overlay_figure(shown: list[tuple[str, np.ndarray, np.ndarray]], out: Path, t
 
 
 def predict_unlabelled(
-    checkpoint: Path | list[Path],
-    stats: dict,
-    crops: Mapping[str, str | Path],
-    crop_records: Mapping[str, str | Path],
-    ingest_records: Mapping[str, str | Path],
-    labels: dict[str, int],
+    predictor: Predictor,
+    files: SubjectFiles,
     out_dir: Path,
     figure: Path,
     run_id: str,
-    device: torch.device,
 ) -> None:
     """Write {out_dir}/{subject}.nii.gz (original geometry, data label values) for every
-    subject of `crops` (subject → cropped image), and the overlay figure of the first few; by
-    one checkpoint's model or the ensemble of several (a configuration's folds)."""
-    paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint)
-    model, meta = load_models(paths, device)
-    lut = label_values(meta["classes"], labels)
+    subject of `files.crops` and the overlay figure of the first few, by the predictor of
+    `segsweep predict` (a package's, or one made of a run's checkpoints)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     shown = []
-    for subject, crop in crops.items():
-        image = read_volume(crop, subject)
-        slices = normalised_volume(image, stats)
-        predicted = lut[predict_labels(model, slices, device)]
-        cropped = sitk.GetImageFromArray(predicted)
-        cropped.CopyInformation(image)
-        native = to_native(
-            cropped, read_json(crop_records[subject]), read_json(ingest_records[subject])
-        )
-        write_image(native, Path(out_dir) / f"{subject}.nii.gz")
-        shown.append((subject, slices[..., 0], predicted))
-        print(
-            f"{subject}: {int(np.count_nonzero(predicted))} foreground voxels predicted", flush=True
-        )
+    for subject in files.crops:
+        prepared = files.prepared(subject)
+        prediction = predictor.predict_prepared(prepared)
+        write_image(prediction.labels, Path(out_dir) / f"{subject}.nii.gz")
+        image = normalised_volume(prepared.cropped, predictor.manifest["normalisation"])
+        shown.append((subject, image[..., 0], sitk.GetArrayFromImage(prediction.cropped_labels)))
+        foreground = int(np.count_nonzero(prediction.classes))
+        print(f"{subject}: {foreground} foreground voxels predicted", flush=True)
     overlay_figure(shown[:SHOWN], figure, f"Predictions of {run_id} (orange outline)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Predict unlabelled subjects with a run's selected checkpoint, in original geometry."""
+    """Predict unlabelled subjects in original geometry: by a model package (`--model`), or by
+    a run's selected checkpoint (with the normalisation statistics and label values)."""
     parser = argparse.ArgumentParser(prog="segsweep export", description=main.__doc__)
-    add_run_options(parser)
+    add_run_options(parser, required=False)
+    parser.add_argument("--model", type=Path, help="a model package (instead of a run)")
     parser.add_argument("--run-id", help="the run, for the figure (default: its folder's name)")
-    parser.add_argument("--selection", required=True, type=Path, help="selection.json")
-    parser.add_argument("--stats", required=True, type=Path, help="normalisation.json")
+    parser.add_argument("--selection", type=Path, help="selection.json (with a run)")
+    parser.add_argument("--stats", type=Path, help="normalisation.json (with a run)")
+    parser.add_argument("--labels-json", help="label values of the data (with a run)")
     parser.add_argument("--subjects", nargs="*", default=[], help="subjects to predict")
     parser.add_argument("--crop-dir", type=Path, default=Path(layout.CROP_DIR))
     parser.add_argument("--data-dir", type=Path, default=Path(layout.DATA_DIR))
-    parser.add_argument("--labels-json", required=True, help="label values of the data")
     parser.add_argument("--out-dir", required=True, type=Path, help="native label maps")
     parser.add_argument("--figure", required=True, type=Path, help="overlay figure (PNG)")
     parser.add_argument("--threads", type=int, default=None)
@@ -109,22 +94,34 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    index = checkpoint_index(args)
+    device = choose_device(args.device)
+    if args.model:
+        predictor, run_id = Predictor.load(args.model, device), args.model.stem
+    elif args.selection and args.stats and args.labels_json:
+        index = checkpoint_index(args)
+        predictor = Predictor.of_checkpoints(
+            [selected_checkpoint(args.selection, index)],
+            json.loads(args.labels_json),
+            device,
+            read_json(args.stats),
+        )
+        run_id = Path(index).parent.parent.name
+    else:
+        parser.error("give --model, or a run with --selection, --stats and --labels-json")
 
     def files(folder: Path, pattern: str, base: str) -> dict[str, Path]:
         return {s: layout.under(folder, pattern, base=base, subject=s) for s in args.subjects}
 
     predict_unlabelled(
-        selected_checkpoint(args.selection, index),
-        read_json(args.stats),
-        files(args.crop_dir, layout.CROP_IMAGE, layout.CROP_DIR),
-        files(args.crop_dir, layout.CROP_RECORD, layout.CROP_DIR),
-        files(args.data_dir, layout.INGEST_RECORD, layout.DATA_DIR),
-        json.loads(args.labels_json),
+        predictor,
+        SubjectFiles(
+            files(args.crop_dir, layout.CROP_IMAGE, layout.CROP_DIR),
+            files(args.crop_dir, layout.CROP_RECORD, layout.CROP_DIR),
+            files(args.data_dir, layout.INGEST_RECORD, layout.DATA_DIR),
+        ),
         args.out_dir,
         args.figure,
-        args.run_id or Path(index).parent.parent.name,
-        choose_device(args.device),
+        args.run_id or run_id,
     )
 
 

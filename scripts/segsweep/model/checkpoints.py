@@ -152,6 +152,16 @@ def selected_checkpoint(selection_json: Path, index_json: Path) -> Path:
     return Path(index_json).parent / selection["selected"]["file"]
 
 
+def selected_checkpoints(
+    selections: list[str | Path], indices: list[str | Path]
+) -> list[Path] | None:
+    """The checkpoints the runs' selections chose (one run, or a configuration's folds); None
+    when a run's training failed (its selection.json says so)."""
+    if any(json.loads(Path(s).read_text()).get("status") == "failed" for s in selections):
+        return None
+    return [selected_checkpoint(s, i) for s, i in zip(selections, indices, strict=True)]
+
+
 def load_models(paths: list[Path], device: torch.device | str) -> tuple[nn.Module, dict[str, Any]]:
     """One checkpoint's model, or the `Ensemble` of several (a configuration's folds), with the
     first checkpoint's metadata; the members must predict the same classes."""
@@ -162,6 +172,9 @@ def load_models(paths: list[Path], device: torch.device | str) -> tuple[nn.Modul
     if any(meta["classes"] != metas[0]["classes"] for meta in metas):
         raise ValueError(f"ensemble members predict different classes: {paths}")
     return Ensemble([model for model, _ in loaded]).to(device).eval(), metas[0]
+
+
+BATCH_SIZE = 32  # slices per batch of every inference path (selection counts included)
 
 
 def slices_per_batch(model: nn.Module, batch_size: int) -> int:
