@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from typing import Any
 import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
+from torch import nn
 
+from segsweep.deploy.onnx_export import export_network
 from segsweep.errors import InputError
 from segsweep.io.records import write_json
 
@@ -61,6 +64,25 @@ def write_archive(
             archive.write(file, onnx_member(fold))
     partial.replace(path)
     return path
+
+
+def write_package(
+    path: str | Path,
+    manifest: dict[str, Any],
+    networks: Sequence[tuple[nn.Module, torch.Tensor]],
+    weights: list[dict[str, torch.Tensor]],
+    readme: Callable[[dict[str, Any]], str],
+) -> Path:
+    """Export each network (on the CPU, with its example input) as ONNX, record it under its
+    manifest entry's "onnx", and write the package (`write_archive`) with `readme(manifest)`."""
+    with tempfile.TemporaryDirectory() as folder:
+        exported = []
+        for fold, (network, example) in enumerate(networks):
+            onnx = Path(folder) / f"fold-{fold}.onnx"
+            entry = export_network(network, example, onnx)
+            manifest["networks"][fold]["onnx"] = {**entry, "file": onnx_member(fold)}
+            exported.append(onnx)
+        return write_archive(path, manifest, weights, exported, readme(manifest))
 
 
 @dataclass(frozen=True)

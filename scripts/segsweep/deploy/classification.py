@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,8 @@ import yaml
 
 import segsweep
 from segsweep import layout
-from segsweep.deploy.archive import FORMAT, onnx_member, weights_member, write_archive
-from segsweep.deploy.onnx_export import OPSET, export_network
+from segsweep.deploy.archive import FORMAT, weights_member, write_package
+from segsweep.deploy.onnx_export import OPSET
 from segsweep.errors import InputError
 from segsweep.evaluate.predictions import HOW
 from segsweep.io.records import read_json
@@ -187,23 +186,16 @@ def build_classification_package(
         selected[run] = chosen
     metas = {run: {k: v for k, v in c.items() if k != "model"} for run, c in loaded.items()}
     manifest = classification_manifest(configuration, models, metas, selected, config_hash)
-    with tempfile.TemporaryDirectory() as folder:
-        exported = []
-        for fold, run in enumerate(loaded):
-            network = model_from(metas[run], loaded[run]["model"], "cpu", build_classifier)
-            side = int(metas[run]["input_size"])
-            example = torch.zeros(2, int(metas[run]["in_channels"]), side, side)
-            path = Path(folder) / f"fold-{fold}.onnx"
-            entry = export_network(network, example, path)
-            manifest["networks"][fold]["onnx"] = {**entry, "file": onnx_member(fold)}
-            exported.append(path)
-        write_archive(
-            out,
-            manifest,
-            [loaded[run]["model"] for run in loaded],
-            exported,
-            package_readme(manifest),
+    networks = []
+    for run in loaded:
+        side = int(metas[run]["input_size"])
+        networks.append(
+            (
+                model_from(metas[run], loaded[run]["model"], "cpu", build_classifier),
+                torch.zeros(2, int(metas[run]["in_channels"]), side, side),
+            )
         )
+    write_package(out, manifest, networks, [loaded[run]["model"] for run in loaded], package_readme)
     return manifest
 
 

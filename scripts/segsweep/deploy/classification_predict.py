@@ -27,10 +27,8 @@ left out with one error line; the exit status is then 1.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from segsweep.data.studies import MURA_SUFFIXES, _image_ids
-from segsweep.deploy.archive import MANIFEST, open_archive
+from segsweep.deploy.archive import open_archive
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.evaluate.predictions import IDS, apply_threshold, image_table, study_table
@@ -241,37 +239,9 @@ def predict_images(
     return per_image, per_study, problems
 
 
-def is_classification(model: str | Path) -> bool:
-    """Whether the package at `model` says it is a classification package, from its manifest
-    alone (False when that cannot be read: the segmentation path's checks report why)."""
-    try:
-        with zipfile.ZipFile(model) as archive:
-            manifest = json.loads(archive.read(MANIFEST))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("task") == TASK
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Classify new radiographs with a classification package, per image and per study."""
-    parser = argparse.ArgumentParser(prog="segsweep predict", description=main.__doc__)
-    parser.add_argument("--model", required=True, type=Path, help="the package zip")
-    parser.add_argument(
-        "--input",
-        required=True,
-        nargs="+",
-        help="image files (PNG, JPEG, DICOM, …: each its own study), folders of them, or a "
-        "manifest CSV (image, study_id, patient_id; optionally label, study_type, image_id)",
-    )
-    parser.add_argument("--output", required=True, type=Path, help="folder for the results")
-    parser.add_argument(
-        "--probabilities", action="store_true", help="(always in the tables; accepted)"
-    )
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run(args: argparse.Namespace) -> None:
+    """`segsweep predict` with a classification package (`segsweep.deploy.predict` parses):
+    classify new radiographs per image and per study."""
     try:
         predictor = ClassificationPredictor.load(args.model, args.device)
     except (InputError, ValueError) as err:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ import yaml
 from segsweep import layout
 from segsweep.config_schema import complete
 from segsweep.deploy import qc
-from segsweep.deploy.archive import onnx_member, write_archive
+from segsweep.deploy.archive import write_package
 from segsweep.deploy.manifest import segmentation_manifest
-from segsweep.deploy.onnx_export import export_network, readme_snippet
+from segsweep.deploy.onnx_export import readme_snippet
 from segsweep.deploy.predictor import Predictor, SubjectFiles
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
@@ -94,24 +93,20 @@ def build_package(
         rows.append({"case": subject, **measures})
     manifest["qc"]["calibration"] = qc.calibrate(pd.DataFrame(rows))
     manifest["qc"]["validation"] = rows
-    with tempfile.TemporaryDirectory() as folder:
-        exported = []
-        for fold, run in enumerate(loaded):
-            network = model_from(metas[run], loaded[run]["model"], "cpu")
-            depth = metas[run].get("volume_slices") or 2
-            size = manifest["crop"]["size"]
-            example = torch.zeros(int(depth), output_channels(stats), size, size)
-            path = Path(folder) / f"fold-{fold}.onnx"
-            entry = export_network(network, example, path)
-            manifest["networks"][fold]["onnx"] = {**entry, "file": onnx_member(fold)}
-            exported.append(path)
-        write_archive(
-            out,
-            manifest,
-            [loaded[run]["model"] for run in loaded],
-            exported,
-            package_readme(manifest),
-        )
+    size, channels = manifest["crop"]["size"], output_channels(stats)
+    write_package(
+        out,
+        manifest,
+        [
+            (
+                model_from(metas[run], loaded[run]["model"], "cpu"),
+                torch.zeros(int(metas[run].get("volume_slices") or 2), channels, size, size),
+            )
+            for run in loaded
+        ],
+        [loaded[run]["model"] for run in loaded],
+        package_readme,
+    )
     return manifest
 
 

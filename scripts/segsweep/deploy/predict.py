@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from segsweep.deploy import qc
+from segsweep.deploy import classification_predict, qc
+from segsweep.deploy.archive import open_archive
 from segsweep.deploy.cases import find_cases
 from segsweep.deploy.predictor import Predictor
 from segsweep.errors import InputError
@@ -74,31 +75,34 @@ def _failed(case: str, reason: str) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> None:
     """Segment new scans with a model package, each in its own geometry, with QC (a
     classification package: classify radiographs per image and per study)."""
-    from segsweep.deploy import classification_predict
-
-    probe = argparse.ArgumentParser(add_help=False)
-    probe.add_argument("--model", type=Path)
-    model = probe.parse_known_args(argv)[0].model
-    if model is not None and classification_predict.is_classification(model):
-        classification_predict.main(argv)
-        return
     parser = argparse.ArgumentParser(prog="segsweep predict", description=main.__doc__)
     parser.add_argument("--model", required=True, type=Path, help="the package zip")
     parser.add_argument(
         "--input",
         required=True,
         nargs="+",
-        help="image files (.nii, .nii.gz, .mha, .mhd), DICOM series folders, folders of them, "
-        "or a manifest CSV (subject_id and the channels' columns)",
+        help="segmentation: image files (.nii, .nii.gz, .mha, .mhd), DICOM series folders, "
+        "folders of them, or a manifest CSV (subject_id and the channels' columns); "
+        "classification: image files (PNG, JPEG, DICOM, …: each its own study), folders of "
+        "them, or a manifest CSV (image, study_id, patient_id; optionally label, study_type, "
+        "image_id)",
     )
     parser.add_argument("--output", required=True, type=Path, help="folder for the results")
-    parser.add_argument("--probabilities", action="store_true", help="also write them")
+    parser.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write them (segmentation; a classification's tables always hold them)",
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        task = open_archive(args.model).manifest.get("task")
+        if task == "classification":
+            classification_predict.run(args)
+            return
         predictor = Predictor.load(args.model, args.device)
     except (InputError, ValueError) as err:
         sys.exit(f"error: {err}")
