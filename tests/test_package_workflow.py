@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import locale
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from segsweep import layout
 from segsweep.deploy import qc
 from segsweep.deploy.archive import open_archive
 from segsweep.deploy.onnx_export import run_onnx
-from segsweep.deploy.predictor import Predictor
+from segsweep.deploy.predictor import Predictor, SubjectFiles
 from segsweep.model.tensors import to_tensor
 from segsweep.preprocess.normalise import normalised_volume
 
@@ -64,14 +65,37 @@ def test_the_index_lists_each_final_models_package(workdir: Path) -> None:
 
 
 def test_each_package_gives_every_test_patient_the_workflows_native_prediction(workdir: Path):
-    """From the raw scan, as a user would run it: the same labels, voxel for voxel."""
+    """From the raw scan, as a user would run it: the workflow's crop, voxel for voxel, hence
+    the same probabilities (the uncertainty map, exactly), labels and QC as the workflow's."""
     for run in _final_models(workdir):
         predictor = Predictor.load(workdir / layout.path(layout.PACKAGE, run=run), "cpu")
+        recorded = pd.read_csv(workdir / layout.path(layout.FINAL_QC, run=run), dtype={"case": str})
         for subject in _test_patients(workdir):
-            prediction = predictor.predict(predictor.read([_raw(workdir, subject)], subject))
-            expected = _native(workdir, run, subject)
-            assert expected.any(), (run, subject)
-            np.testing.assert_array_equal(sitk.GetArrayFromImage(prediction.labels), expected)
+            raw = predictor.read([_raw(workdir, subject)], subject)
+            prepared = predictor.prepare(raw)
+            crop = workdir / layout.path(layout.CROP_IMAGE, subject=subject)
+            np.testing.assert_array_equal(
+                sitk.GetArrayFromImage(prepared.cropped),
+                sitk.GetArrayFromImage(sitk.ReadImage(str(crop))),
+            )
+            from_raw = predictor.predict_prepared(prepared)
+            files = SubjectFiles(
+                {subject: crop},
+                {subject: workdir / layout.path(layout.CROP_RECORD, subject=subject)},
+                {subject: workdir / layout.path(layout.INGEST_RECORD, subject=subject)},
+            )
+            from_workflow = predictor.predict_prepared(files.prepared(subject))
+            uncertainty = sitk.GetArrayFromImage(from_raw.uncertainty)
+            assert uncertainty.max() > 0, (run, subject)  # the networks' probabilities show
+            np.testing.assert_array_equal(
+                uncertainty, sitk.GetArrayFromImage(from_workflow.uncertainty)
+            )
+            np.testing.assert_array_equal(
+                sitk.GetArrayFromImage(from_raw.labels), _native(workdir, run, subject)
+            )
+            row = recorded.set_index("case").loc[subject]
+            assert from_raw.qc["intensity_distance"] == row["intensity_distance"]
+            assert from_raw.qc["uncertainty"] == row["uncertainty"]
 
 
 def test_the_onnx_networks_give_pytorchs_logits(workdir: Path, tmp_path: Path) -> None:
@@ -122,10 +146,11 @@ def fresh_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _write_dicom(image: sitk.Image, folder: Path) -> None:
-    """The scan as a DICOM series (int16 slices with their position and orientation)."""
+    """The scan as a DICOM series (its intensities rounded to int16 slices, with their
+    position and orientation)."""
     saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer switches the process locale to C
     folder.mkdir(parents=True)
-    image = sitk.Cast(sitk.RescaleIntensity(image, 0, 4000), sitk.sitkInt16)
+    image = sitk.Cast(sitk.Round(image), sitk.sitkInt16)
     direction = image.GetDirection()
     orientation = "\\".join(
         f"{v:g}"
@@ -204,7 +229,7 @@ def test_a_fresh_install_segments_new_scans_in_their_own_geometry(
     assert found.stdout.startswith(str(fresh_install)), found.stdout + found.stderr
     result = subprocess.run(command, cwd=empty, capture_output=True, text=True, timeout=900)
     assert result.returncode == 1, result.stderr[-3000:]  # the broken file failed, alone
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = re.findall(r"^error: .*$", result.stderr, re.MULTILINE)
     assert len(errors) == 1 and errors[0].startswith("error: broken"), result.stderr[-3000:]
 
     inputs = {
@@ -238,4 +263,7 @@ def test_a_fresh_install_segments_new_scans_in_their_own_geometry(
     table = pd.read_csv(out / "qc.csv").set_index("case")
     assert set(table.index) == {*inputs, "broken"}
     assert table.loc[["inverted", "noise", "broken"], "flag"].all(), table.to_string()
+    distance = table["intensity_distance"]
+    assert distance["inverted"] > distance["image"], table.to_string()
+    assert abs(distance["dicom"] - distance["image"]) < 0.05, table.to_string()
     assert table.loc["broken", "reason"].startswith("not predicted")

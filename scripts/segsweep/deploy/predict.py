@@ -58,7 +58,7 @@ def predict_cases(
                 path = out_dir / f"{case.name}_probabilities.nii.gz"
                 write_image(prediction.probabilities, path)
         except CASE_ERRORS as err:
-            print(f"error: {case.name}: {err}", file=sys.stderr)
+            tqdm.write(f"error: {case.name}: {err}", file=sys.stderr)  # on its own line
             rows.append(_failed(case.name, str(err)))
             continue
         rows.append({"case": case.name, **prediction.qc})
