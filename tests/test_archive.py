@@ -67,7 +67,8 @@ def test_a_corrupt_member_is_named(tmp_path: Path):
     start = info.header_offset + 30 + len(info.filename) + len(info.extra)
     data[start + 5] ^= 0xFF  # a byte of the deflated weights
     path.write_bytes(bytes(data))
-    with pytest.raises(InputError, match=f"member {weights_member(0)} is corrupt|a member is corrupt"):
+    corrupt = f"member {weights_member(0)} is corrupt|a member is corrupt"
+    with pytest.raises(InputError, match=corrupt):
         open_archive(path)
 
 
