@@ -123,8 +123,8 @@ def flag(row: dict[str, Any], calibration: dict[str, Any]) -> tuple[bool, str]:
     reasons = []
     if row.get(f"volume_ml_{FOREGROUND}", 1.0) == 0:
         reasons.append("nothing segmented")
-    for measure, fences in calibration["thresholds"].items():
-        value = row.get(measure)
+    for measure in SIDES:  # reasons in the order of the measures, however stored
+        fences, value = calibration["thresholds"].get(measure, {}), row.get(measure)
         if value is None or not math.isfinite(value):
             continue
         if fences.get(LOW) is not None and value < fences[LOW]:
