@@ -381,3 +381,16 @@ def test_segsweep_package_on_a_results_tree_packages_the_selected_checkpoints(to
             assert torch.equal(packaged[key], tensor), key
     # the settings it read from the config and dataset.json are those the package was built with
     assert archive.manifest == _json(toy.manifest)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_the_package_predicts_on_cuda_as_on_the_cpu(toy: Toy, predictor: Predictor):
+    """The device is chosen at run time: the same scan on CUDA gets the CPU's labels (up to
+    voxels where two classes tie within float error) and nearly its uncertainty."""
+    raw = predictor.read([toy.raw["h0"]], "h0")
+    on_cpu = predictor.predict(raw)
+    on_cuda = Predictor.load(toy.package, "cuda").predict(raw)
+    assert (_array(on_cuda.labels) == _array(on_cpu.labels)).mean() > 0.999
+    np.testing.assert_allclose(_array(on_cuda.uncertainty), _array(on_cpu.uncertainty), atol=1e-4)
+    assert on_cuda.qc["flag"] == on_cpu.qc["flag"]

@@ -33,7 +33,7 @@ fi
 torch_rc=$?
 
 # One process (-o addopts= drops the suite's two xdist workers: the GPU machine may lack xdist).
-timeout -k 10 240 .venv/bin/pytest -o addopts= -m cuda -rs -q tests/test_cuda.py \
+timeout -k 10 240 .venv/bin/pytest -o addopts= -m cuda -rs -q tests/test_cuda.py tests/test_package.py \
     >"$out/cuda_tests.txt" 2>&1
 tests_rc=$?
 
