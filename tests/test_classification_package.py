@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import torch
+from onnx_runtime import run_onnx
 from torch import nn
 
 from segsweep.deploy import package, predict
@@ -29,7 +30,6 @@ from segsweep.deploy.classification_predict import (
     find_images,
     predict_images,
 )
-from segsweep.deploy.onnx_export import run_onnx
 from segsweep.evaluate import classify
 from segsweep.evaluate.predictions import study_table
 from segsweep.evaluate.probabilities import ensemble_probabilities

@@ -28,7 +28,7 @@ from segsweep.data.ingest import check_subject, ingest_image, ingest_mask
 from segsweep.deploy import qc
 from segsweep.deploy.archive import README, open_archive
 from segsweep.deploy.onnx_export import readme_snippet
-from segsweep.deploy.package import build_package
+from segsweep.deploy.package import Records, build_package
 from segsweep.deploy.predictor import Predictor, SubjectFiles
 from segsweep.io.images import read_volume, write_image
 from segsweep.io.records import write_json
@@ -203,7 +203,8 @@ class Toy:
             SETTINGS,
             self.stats,
             None,
-            self.files,
+            [_under(self.results, layout.DATASET, split=split) for split in ("train", "val")],
+            Records(self.files.crop_records, self.files.ingest_records),
             CONFIG_HASH,
         )
 
@@ -298,10 +299,11 @@ def test_qc_is_calibrated_on_the_validation_patients_by_the_packaged_networks(
     calibration = manifest["qc"]["calibration"]
     validation = manifest["qc"]["validation"]
     assert [row["case"] for row in validation] == sorted(VALIDATION)
-    for row in validation:  # the loaded package measures each patient as packaging did
+    for row in validation:  # the loaded package measures each patient (from its crop file)
         measured = predictor.predict_prepared(toy.files.prepared(row["case"])).qc
-        assert {k: measured[k] for k in row if k != "case"} == pytest.approx(
-            {k: v for k, v in row.items() if k != "case"}, rel=1e-6
+        assert {k: measured[k] for k in row if k != "case"} == pytest.approx(  # as packaging did
+            {k: v for k, v in row.items() if k != "case"},
+            rel=1e-6,  # from its packed slices
         )
     assert calibration == qc.calibrate(pd.DataFrame(validation))
     assert calibration["patients"] == len(VALIDATION)

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import torch
+from onnx_runtime import run_onnx
 from runs import REPO
 
 from segsweep import layout
 from segsweep.deploy import qc
 from segsweep.deploy.archive import open_archive
-from segsweep.deploy.onnx_export import run_onnx
 from segsweep.deploy.predictor import Predictor, SubjectFiles
 from segsweep.model.tensors import to_tensor
 from segsweep.preprocess.normalise import normalised_volume

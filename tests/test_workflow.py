@@ -140,7 +140,9 @@ def thesis_captions(html: str) -> dict[str, str]:
     """Label ("Table 3.2") → the caption's text after the label, from thesis.html."""
     label = r'<figcaption><span class="label">((?:Table|Figure) [0-9A-Z]+\.\d+):</span>'
     found = re.findall(label + r"(.*?)</figcaption>", html, flags=re.S)
-    return {label: " ".join(re.sub(r"<[^>]+>", "", text).split()) for label, text in found}
+    return {
+        label: " ".join(unescape(re.sub(r"<[^>]+>", "", text)).split()) for label, text in found
+    }
 
 
 @pytest.mark.skipif(PDFTOTEXT is None and not IN_CI, reason="pdftotext not installed")

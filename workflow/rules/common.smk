@@ -291,12 +291,13 @@ def final_test_data(wildcards):
 
 
 def package_data(wildcards):
-    """What packaging a final model reads of the valid labelled subjects: the crops of its
-    training subjects (the intensity reference) and of its folds' validation patients (the QC
-    calibration), with their crop and ingest records."""
+    """What packaging a final model reads: the train and val split files (its training
+    subjects' slices, the intensity reference, and its folds' validation patients', the QC
+    calibration; never the test set) and the valid labelled subjects' crop and ingest records
+    (to take the validation patients' maps back to their geometry)."""
     subjects = valid_labelled(wildcards)
     return {
-        "crops": each(L.CROP_IMAGE, subject=subjects),
+        "datasets": [L.path(L.DATASET, split=split) for split in ("train", "val")],
         "crop_records": each(L.CROP_RECORD, subject=subjects),
         "ingest_records": each(L.INGEST_RECORD, subject=subjects),
     }

@@ -12,7 +12,7 @@ rule package_index:
     benchmark:
         benchmarked("package/index")
     conda:
-        "../../envs/preprocess.yaml"
+        "../../envs/train.yaml"
     params:
         runs=lambda w: final_runs(),
     script:

@@ -2,8 +2,7 @@
 
 import torch
 
-from segsweep.deploy.package import build_package
-from segsweep.deploy.predictor import SubjectFiles
+from segsweep.deploy.package import Records, build_package
 from segsweep.devices import choose_device
 from segsweep.io.records import read_json
 from segsweep.logs import logged
@@ -19,8 +18,8 @@ with logged(snakemake.log[0]):
         params.settings,
         read_json(given.stats),
         read_json(given.plan) if given.plan else None,
-        SubjectFiles(
-            dict(zip(subjects, given.crops, strict=True)),
+        list(given.datasets),
+        Records(
             dict(zip(subjects, given.crop_records, strict=True)),
             dict(zip(subjects, given.ingest_records, strict=True)),
         ),

@@ -28,7 +28,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -101,22 +100,6 @@ def export_network(model: nn.Module, example: torch.Tensor, path: Path) -> dict[
     if slices:
         record["volume_slices"] = slices
     return record
-
-
-def run_onnx(path: Path, image: np.ndarray) -> np.ndarray:
-    """The logits of the ONNX network at `path` on `image` (its "image" input, as float32), run
-    by onnxruntime on the CPU."""
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise ImportError(
-            "running an ONNX network needs onnxruntime, which segsweep does not install: "
-            "pip install onnxruntime"
-        ) from error
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    feed = {name: np.ascontiguousarray(image, dtype=np.float32)}
-    return session.run(None, feed)[0]
 
 
 README_SNIPPET = """\

@@ -2,9 +2,10 @@
 a finished workflow's files — its fold networks' selected checkpoints and the settings,
 statistics and crop plan of the manifest (`segsweep.deploy.manifest`) — with its QC calibration
 made here: the package's own predictor (`segsweep.deploy.predictor`) runs on each fold's
-validation patients (their crops from the workflow's crop stage), and
+validation patients (their packed slices, as the workflow's split files hold them), and
 `segsweep.deploy.qc.calibrate` sets the thresholds from their measures; the intensity reference
-is the training subjects' normalised crops (those the normalisation statistics come from).
+is the training subjects' packed slices (those the normalisation statistics come from). It reads
+no test patient.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -26,26 +27,36 @@ from segsweep.deploy import qc
 from segsweep.deploy.archive import write_package
 from segsweep.deploy.manifest import segmentation_manifest
 from segsweep.deploy.onnx_export import readme_snippet
-from segsweep.deploy.predictor import Predictor, SubjectFiles
+from segsweep.deploy.predictor import Predictor, Prepared, packed_volume
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
-from segsweep.io.images import read_volume
 from segsweep.io.records import read_json
+from segsweep.io.splits import Split, read_subjects
 from segsweep.model.checkpoints import model_from, selected_checkpoints
 from segsweep.preprocess.crop_plan import AUTO, resolve_centre
-from segsweep.preprocess.normalise import normalised_volume, output_channels
+from segsweep.preprocess.normalise import output_channels
 
 
-def intensity_reference(files: SubjectFiles, subjects: list[str], stats: dict) -> dict:
-    """Quantiles and SD of the training subjects' normalised crops, per channel."""
-    voxels = np.concatenate(
-        [
-            normalised_volume(read_volume(files.crops[s], s), stats).reshape(
-                -1, output_channels(stats)
-            )
-            for s in subjects
-        ]
-    )
+@dataclass(frozen=True)
+class Records:
+    """The crop.json and ingest.json of each subject (subject → path): with a patient's packed
+    slices, what the predictor needs to take its maps back to its original geometry."""
+
+    crops: Mapping[str, str | Path]
+    ingests: Mapping[str, str | Path]
+
+    def prepared(self, subject: str) -> Prepared:
+        if subject not in self.crops or subject not in self.ingests:
+            raise InputError(subject, None, "no crop.json or ingest.json given for it")
+        crop, ingest = read_json(self.crops[subject]), read_json(self.ingests[subject])
+        return Prepared.of_records(crop, ingest["original"])
+
+
+def intensity_reference(datasets: list[str | Path], subjects: list[str]) -> dict:
+    """Quantiles and SD, per channel, of the training subjects' normalised slices as packing
+    wrote them (`datasets`: the split files that hold them)."""
+    images = read_subjects(datasets, subjects).images
+    voxels = images.reshape(-1, images.shape[-1])
     return {
         "quantiles": qc.intensity_quantiles(voxels).tolist(),
         "std": voxels.std(axis=0).tolist(),
@@ -61,6 +72,18 @@ def validation_patients(val_tables: list[str | Path]) -> list[str]:
     return sorted(ids)
 
 
+def _rows_of(split: Split, patient: str) -> Split:
+    """The patient's rows of a split."""
+    rows = split.patient_id == patient
+    return replace(
+        split,
+        images=split.images[rows],
+        masks=split.masks[rows],
+        patient_id=split.patient_id[rows],
+        slice_id=split.slice_id[rows],
+    )
+
+
 def build_package(
     out: str | Path,
     configuration: str,
@@ -69,12 +92,15 @@ def build_package(
     settings: Mapping[str, Any],
     stats: dict[str, Any],
     plan: dict[str, Any] | None,
-    files: SubjectFiles,
+    datasets: list[str | Path],
+    records: Records,
     config_hash: str | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Write the package of a final model (`runs`: fold run → (selection.json, index.json), in
-    fold order; `val_tables`: their validation per-patient tables) and return its manifest."""
+    fold order; `val_tables`: their validation per-patient tables) and return its manifest. The
+    training and validation patients' slices come from the split files (`datasets`: train.h5
+    and val.h5, which hold them with or without folds), so packaging reads no test patient."""
     paths = selected_checkpoints([s for s, _ in runs.values()], [i for _, i in runs.values()])
     if paths is None:
         raise InputError(configuration, None, "a final model with a failed run")
@@ -84,13 +110,16 @@ def build_package(
     }
     metas = {run: {k: v for k, v in c.items() if k != "model"} for run, c in loaded.items()}
     manifest = segmentation_manifest(configuration, metas, settings, stats, plan, config_hash)
-    manifest["qc"] = {"reference": intensity_reference(files, stats["subjects"], stats)}
+    manifest["qc"] = {"reference": intensity_reference(datasets, stats["subjects"])}
     networks = [model_from(metas[run], loaded[run]["model"], device) for run in loaded]
     predictor = Predictor(manifest, networks, torch.device(device))
+    patients = validation_patients(val_tables)
+    packed = read_subjects(datasets, patients)
     rows = []
-    for subject in validation_patients(val_tables):
-        measures = predictor.predict_prepared(files.prepared(subject)).qc
-        rows.append({"case": subject, **measures})
+    for subject in patients:
+        prepared = records.prepared(subject)
+        volume = packed_volume(_rows_of(packed, subject), prepared, packed.path)
+        rows.append({"case": subject, **predictor.predict_slices(volume, prepared).qc})
     manifest["qc"]["calibration"] = qc.calibrate(pd.DataFrame(rows))
     manifest["qc"]["validation"] = rows
     size, channels = manifest["crop"]["size"], output_channels(stats)
@@ -229,11 +258,11 @@ def main(argv: list[str] | None = None) -> None:
     stats = read_json(under(layout.NORMALISATION))
     planned = settings["crop"]["window_mm"] == AUTO
     subjects = [p.parent.name for p in sorted((results / "crop").glob("*/crop.json"))]
-    files = SubjectFiles(
-        {s: under(layout.CROP_IMAGE, subject=s) for s in subjects},
+    records = Records(
         {s: under(layout.CROP_RECORD, subject=s) for s in subjects},
         {s: under(layout.INGEST_RECORD, subject=s) for s in subjects},
     )
+    datasets = [under(layout.DATASET, split=split) for split in ("train", "val")]
     provenance = under(layout.RUN_PROVENANCE, run=runs[0])
     build_package(
         args.out,
@@ -243,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         settings,
         stats,
         read_json(under(layout.CROP_PLAN)) if planned else None,
-        files,
+        [path for path in datasets if path.is_file()],
+        records,
         read_json(provenance).get("config_hash") if provenance.is_file() else None,
         choose_device(args.device),
     )

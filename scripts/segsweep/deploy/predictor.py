@@ -34,8 +34,16 @@ from segsweep.deploy.manifest import NETWORK_KEYS
 from segsweep.deploy.native import to_native
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
-from segsweep.io.images import canonical, float_type, geometry, read_volume, write_image
+from segsweep.io.images import (
+    blank,
+    canonical,
+    float_type,
+    geometry,
+    read_volume,
+    write_image,
+)
 from segsweep.io.records import read_json
+from segsweep.io.splits import Split
 from segsweep.labels import FOREGROUND, label_values
 from segsweep.model.checkpoints import (
     BATCH_SIZE,
@@ -58,6 +66,12 @@ class Prepared:
     cropped: sitk.Image
     crop: dict[str, Any] | None = None
     original: dict[str, Any] | None = None
+
+    @classmethod
+    def of_records(cls, crop: dict[str, Any], original: dict[str, Any]) -> Prepared:
+        """A crop known from its records alone (its voxels come from a split file): the
+        crop's grid, empty, as crop.json records it ("output")."""
+        return cls(blank(crop["output"], sitk.sitkFloat32), crop, original)
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,25 @@ class SubjectFiles:
             read_json(self.crop_records[subject]),
             read_json(self.ingest_records[subject])["original"],
         )
+
+
+def packed_volume(data: Split, prepared: Prepared, where: str | Path) -> np.ndarray:
+    """One patient's packed slices (`data`: its rows of a split) as the normalised volume
+    [z, y, x, c] of its crop, in slice order: packing wrote every slice (a split that lacks one,
+    or a crop of another shape, is an error naming `where`)."""
+    depth = prepared.cropped.GetSize()[2]
+    held = sorted(set(data.slice_id.tolist()))
+    shape = tuple(prepared.cropped.GetSize()[1::-1])
+    if held != list(range(depth)) or len(data.slice_id) != depth or data.images.shape[1:3] != shape:
+        raise InputError(
+            str(data.patient_id[0]),
+            str(where),
+            f"its split holds slices {held} of shape {data.images.shape[1:3]}, not the "
+            f"crop's {depth} slices of shape {shape}",
+        )
+    volume = np.empty((depth, *data.images.shape[1:]), dtype=data.images.dtype)
+    volume[data.slice_id] = data.images
+    return volume
 
 
 def stored(image: sitk.Image) -> sitk.Image:

@@ -38,7 +38,13 @@ from torch import nn
 from segsweep import layout
 from segsweep.cli import add_run_options, add_split_options, checkpoint_index, split_subjects
 from segsweep.deploy import qc
-from segsweep.deploy.predictor import Prediction, Predictor, Prepared, SubjectFiles
+from segsweep.deploy.predictor import (
+    Prediction,
+    Predictor,
+    Prepared,
+    SubjectFiles,
+    packed_volume,
+)
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.evaluate.chunks import SplitChunks
@@ -257,24 +263,6 @@ def evaluate_split(
     write_csv(per_patient, per_patient_csv)
 
 
-def _patient_volume(data: Split, prepared: Prepared, grid: str | Path) -> np.ndarray:
-    """One patient's normalised slices [z, y, x, c] in slice order: every slice of its crop,
-    which packing wrote (a split that lacks one, or a crop of another shape, is an error)."""
-    depth = prepared.cropped.GetSize()[2]
-    held = sorted(set(data.slice_id.tolist()))
-    shape = tuple(prepared.cropped.GetSize()[1::-1])
-    if held != list(range(depth)) or len(data.slice_id) != depth or data.images.shape[1:3] != shape:
-        raise InputError(
-            str(data.patient_id[0]),
-            str(grid),
-            f"its split holds slices {held} of shape {data.images.shape[1:3]}, not the "
-            f"crop's {depth} slices of shape {shape}",
-        )
-    volume = np.empty((depth, *data.images.shape[1:]), dtype=data.images.dtype)
-    volume[data.slice_id] = data.images
-    return volume
-
-
 def _final_tables(
     checkpoints: list[Path],
     data_h5: Path | list[Path],
@@ -297,7 +285,7 @@ def _final_tables(
     def predicted(data: Split) -> Prediction:
         patient = str(data.patient_id[0])
         prepared = final.prepared(patient)
-        volume = _patient_volume(data, prepared, final.grids[patient])
+        volume = packed_volume(data, prepared, final.grids[patient])
         return predictor.predict_slices(volume, prepared)
 
     slices, patients, native, rows = [], [], [], []
