@@ -2,6 +2,7 @@
 # model) listed with their checksums in one index.
 
 
+# Hashing a few zips: on SLURM it runs where Snakemake runs rather than waiting for a node.
 rule package_index:
     input:
         lambda w: each(L.PACKAGE, run=final_runs()),
@@ -11,6 +12,7 @@ rule package_index:
         L.log("package/index"),
     benchmark:
         benchmarked("package/index")
+    localrule: True
     conda:
         "../../envs/train.yaml"
     params:
