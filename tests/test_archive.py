@@ -16,8 +16,8 @@ from segsweep.deploy.archive import (
     open_archive,
     weights_member,
     write_archive,
-    write_index,
 )
+from segsweep.deploy.index import write_index
 from segsweep.errors import InputError
 
 

@@ -14,7 +14,7 @@ rule package_index:
         benchmarked("package/index")
     localrule: True
     conda:
-        "../../envs/train.yaml"
+        "../../envs/preprocess.yaml"
     params:
         runs=lambda w: final_runs(),
     script:

@@ -1,6 +1,6 @@
 """Rule package_index: the final models' packages, their sizes and checksums."""
 
-from segsweep.deploy.archive import write_index
+from segsweep.deploy.index import write_index
 from segsweep.logs import logged
 
 with logged(snakemake.log[0]):

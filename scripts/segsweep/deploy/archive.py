@@ -10,12 +10,11 @@ truncated one), a member whose checksum fails, and a member the manifest lists b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from torch import nn
 
 from segsweep.deploy.onnx_export import export_network
 from segsweep.errors import InputError
-from segsweep.io.records import write_json
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -142,20 +140,3 @@ def listed_members(manifest: dict[str, Any]) -> list[str]:
     for network in manifest.get("networks", []):
         members += [network["weights"], *([network["onnx"]["file"]] if network.get("onnx") else [])]
     return members
-
-
-def write_index(packages: Mapping[str, str | Path], out: str | Path) -> list[dict[str, Any]]:
-    """index.json: each final model's package, its size and sha256."""
-    entries = []
-    for configuration, path in packages.items():
-        data = Path(path).read_bytes()
-        entries.append(
-            {
-                "configuration": configuration,
-                "file": Path(path).name,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
-        )
-    write_json(out, {"packages": entries})
-    return entries
