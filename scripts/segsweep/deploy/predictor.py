@@ -195,6 +195,8 @@ class Predictor:
         """This predictor with one fold network alone (a configuration's best fold)."""
         return Predictor(self.manifest, [self.networks[fold]], self.device)
 
+    # -- preprocessing ---------------------------------------------------------------------
+
     def read(self, paths: Sequence[str | Path], case: str | None = None) -> sitk.Image:
         """A scan's channel files (or DICOM series folders) as one image, as ingest reads."""
         return read_channels(list(paths), case)
