@@ -5,7 +5,8 @@ configuration and sweep, package versions, the git revision of the workflow, the
 and leased device index, the attempt, the status (ok | failed), the start and end time (UTC) and
 what the training cost on the device: on CUDA `device_s` (seconds the job trained on the device)
 and `device_peak_mb` (the peak memory torch allocated there, MB of 2^20 bytes); both null on the
-CPU, whose cost Snakemake's benchmark of the job measures (`segsweep.sweep.cost`). It answers
+CPU, whose cost Snakemake's benchmark of the job measures (`segsweep.sweep.cost`); and where the
+run's weights started (`starting_weights`, `segsweep.train.job`). It answers
 "were these two runs trained with the same code and settings?", through the lease index and times
 "which runs trained at once, on which device?", and "what did this run cost on the GPU?".
 
@@ -95,6 +96,7 @@ def provenance(
     ended: str,
     status: str,
     attempt: int,
+    starting_weights: list[dict[str, Any]],
     device_s: float | None,
     device_peak_mb: float | None,
 ) -> dict[str, Any]:
@@ -116,4 +118,5 @@ def provenance(
         "ended_utc": ended,
         "device_s": device_s,
         "device_peak_mb": device_peak_mb,
+        "starting_weights": starting_weights,
     }

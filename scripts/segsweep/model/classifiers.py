@@ -1,7 +1,9 @@
 """The image classifiers of the classification task: torchvision's ResNet-18/34/50, DenseNet-121
 and VGG-16, built untrained (`weights=None`: nothing is ever downloaded), with the first
 convolution taking `in_channels` (1: grey radiographs) and the head replaced by
-Dropout(`dropout`) + Linear(→ K classes). Logits [B, K] from images [B, C, H, W].
+Dropout(`dropout`) + Linear(→ K classes). Logits [B, K] from images [B, C, H, W]. With
+`pretrained="imagenet"` all but the head then start from torchvision's ImageNet weights, read
+from torch's cache (`segsweep.model.pretrained`).
 
 Smallest input side (px): 16 for the ResNets, 32 for DenseNet-121 and VGG-16 (five halvings;
 VGG's adaptive pooling then stretches the 1 × 1 map to its 7 × 7 classifier input). VGG-16 keeps
@@ -51,14 +53,21 @@ def _head(dropout: float, in_features: int, n_classes: int) -> nn.Sequential:
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, n_classes))
 
 
-def build_classifier(hp: dict[str, Any], in_channels: int, n_classes: int) -> nn.Module:
-    """The untrained classifier `hp["model"]` (see the module docstring), with `hp["dropout"]`
-    before its final linear layer."""
+def build_classifier(
+    hp: dict[str, Any], in_channels: int, n_classes: int, pretrained: str = "none"
+) -> nn.Module:
+    """The classifier `hp["model"]` (see the module docstring), with `hp["dropout"]` before its
+    final linear layer: untrained, or with `pretrained="imagenet"` from ImageNet but its head
+    (a run's start; a checkpoint's model is rebuilt untrained, its weights then loaded)."""
     from torchvision import models
+
+    from segsweep.model.pretrained import PRETRAINED, load_imagenet
 
     name, dropout = hp["model"], float(hp["dropout"])
     if name not in CLASSIFIERS:
         raise ConfigError("train.model", name, " | ".join(CLASSIFIERS))
+    if pretrained not in PRETRAINED:
+        raise ConfigError("train.pretrained", pretrained, " | ".join(PRETRAINED))
     if name.startswith("resnet"):
         model = getattr(models, name)(weights=None)
         model.conv1 = _conv_like(model.conv1, in_channels, "fan_out")
@@ -72,6 +81,8 @@ def build_classifier(hp: dict[str, Any], in_channels: int, n_classes: int) -> nn
         model.features[0] = _conv_like(model.features[0], in_channels, "fan_out")
         # torchvision's classifier ends in Dropout(dropout), Linear: only the Linear changes
         model.classifier[6] = nn.Linear(model.classifier[6].in_features, n_classes)
+    if pretrained == "imagenet":
+        load_imagenet(model, name, in_channels)
     return model
 
 

@@ -28,9 +28,12 @@ one-versus-rest AUC over the classes validation has both with and without; NaN w
 none (early stopping on val_auc then never sees a gain). val_accuracy: the argmax's. Early
 stopping watches val_auc (unset `early_stopping_metric`) or val_loss.
 
-Transfer (`init_from`, `freeze_blocks`): every tensor of the source checkpoint whose name and
-shape match is loaded (a head for other classes is not), and the first `freeze_blocks` blocks
-(`classifier_blocks`) are frozen, their batch norm kept in eval mode.
+Start and transfer (`pretrained`, `init_from`, `freeze_blocks`): the network starts from
+random weights (seeded) or, with `pretrained: imagenet`, from torchvision's ImageNet weights but
+its head (`segsweep.model.pretrained`: read from torch's cache, never downloaded); then every
+tensor of the `init_from` checkpoint whose name and shape match is loaded over it (a head for
+other classes is not). With either, the first `freeze_blocks` blocks (`classifier_blocks`) are
+frozen, their batch norm kept in eval mode.
 """
 
 from __future__ import annotations
@@ -197,7 +200,7 @@ class ClassifierTrainer(Trainer):
         return len(data.classes)
 
     def build_network(self, in_channels: int, out_channels: int) -> nn.Module:
-        return build_classifier(self.hp, in_channels, out_channels)
+        return build_classifier(self.hp, in_channels, out_channels, self.hp["pretrained"])
 
     def frozen_blocks(self, model: nn.Module, k: int) -> list[nn.Module]:
         return classifier_blocks(model, k)

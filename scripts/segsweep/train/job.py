@@ -10,6 +10,11 @@ training (reading the splits to the checkpoint index, or to the error), and `dev
 peak memory torch allocated on the device meanwhile (its peak statistics reset at the start; MB of
 2^20 bytes, as Snakemake's benchmarks count `max_rss`). On the CPU both are null: Snakemake's
 benchmark of the job measures that cost.
+
+provenance.json also records where the run's weights started (`starting_weights`, in the order
+they are loaded): torchvision's ImageNet weights of `pretrained: imagenet` (the enum member, the
+file and its URL), then the checkpoint of `init_from`; an empty list is random initialisation
+from the run's seed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from segsweep import layout
 from segsweep.devices import choose_device, lease_device
 from segsweep.errors import InputError
 from segsweep.io.records import read_json, write_json
+from segsweep.model import pretrained
 from segsweep.model.checkpoints import selected_checkpoint
 from segsweep.preprocess.split import run_subjects
 from segsweep.provenance import provenance, utc_now
@@ -66,6 +72,19 @@ def init_checkpoint(args: argparse.Namespace, hp: dict) -> Path | None:
     if hp.get("init_from") and Path(str(hp["init_from"])).is_file():
         return Path(hp["init_from"])
     return None
+
+
+def starting_weights(hp: dict[str, Any], init: Path | None) -> list[dict[str, str]]:
+    """Where a run's weights start, in the order they are loaded (see the module docstring)."""
+    starts = []
+    if hp.get("pretrained", "none") != "none":
+        source = pretrained.imagenet_weights(hp["model"])
+        starts.append(
+            {"from": "imagenet", "weights": source.weights, "file": source.file, "url": source.url}
+        )
+    if init is not None:
+        starts.append({"from": "init_from", "init_from": hp["init_from"], "checkpoint": str(init)})
+    return starts
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -177,13 +196,14 @@ def main(argv: list[str] | None, training: Training) -> None:
         print(f"leased device {lease.index} ({device})", file=sys.stderr, flush=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    started, status, subjects = utc_now(), "ok", None
+    started, status, subjects, starts = utc_now(), "ok", None, []
     clock = time.perf_counter()
     try:
         if args.splits is not None:
             splits = pd.read_csv(args.splits, dtype={"subject_id": str})
             subjects = run_subjects(splits, hp.get("fold"))
         init = init_checkpoint(args, hp)
+        starts = starting_weights(hp, init)
         rung = Rung(args.stop_at, args.from_state, args.rung_state)
         training.train(
             hp, args.train, args.val, files, device, args.threads, init, subjects, rung=rung
@@ -210,6 +230,7 @@ def main(argv: list[str] | None, training: Training) -> None:
         ended=ended,
         status=status,
         attempt=args.attempt,
+        starting_weights=starts,
         **device_cost(device, seconds),
     )
     write_json(files.provenance, record)

@@ -61,7 +61,7 @@ from tqdm import tqdm
 from segsweep import layout
 from segsweep.config_schema import complete
 from segsweep.devices import choose_device
-from segsweep.errors import InputError
+from segsweep.errors import ConfigError, InputError
 from segsweep.io.records import write_atomic, write_json
 from segsweep.io.stream import RowReader, Rows, open_rows
 from segsweep.labels import run_classes, targets
@@ -263,12 +263,20 @@ def validate(
     return total / count, float(overlap_metrics(*counts)["dice"])
 
 
+def freeze(model: nn.Module, freeze_blocks: int, blocks=encoder_blocks) -> list[nn.Module]:
+    """Freeze the first `freeze_blocks` blocks of `model` (`blocks(model, k)`: the U-Net's
+    contracting blocks by default); returns them."""
+    frozen = blocks(model, freeze_blocks)
+    for block in frozen:
+        block.requires_grad_(False)
+    return frozen
+
+
 def init_from_checkpoint(
     model: nn.Module, path: Path, freeze_blocks: int, blocks=encoder_blocks
 ) -> list[nn.Module]:
     """Load every weight of `path` whose name and shape match (transfer learning: the output
-    layer may differ) and freeze the first `freeze_blocks` blocks (`blocks(model, k)`: the
-    U-Net's contracting blocks by default); returns them."""
+    layer may differ) and freeze the first `freeze_blocks` blocks (`freeze`); returns them."""
     state = load_weights(path)
     own = model.state_dict()
     matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -276,10 +284,7 @@ def init_from_checkpoint(
         raise InputError(None, str(path), "no weight matches the model (different architecture)")
     model.load_state_dict(matching, strict=False)
     print(f"initialised {len(matching)}/{len(own)} tensors from {path}", flush=True)
-    frozen = blocks(model, freeze_blocks)
-    for block in frozen:
-        block.requires_grad_(False)
-    return frozen
+    return freeze(model, freeze_blocks, blocks)
 
 
 class Trainer:
@@ -331,6 +336,8 @@ class Trainer:
             self.frozen = init_from_checkpoint(
                 model, init_checkpoint, int(hp["freeze_blocks"]), self.frozen_blocks
             )
+        elif hp["pretrained"] != "none":  # built from ImageNet weights
+            self.frozen = freeze(model, int(hp["freeze_blocks"]), self.frozen_blocks)
         self.cuda = device.type == "cuda"
         cuda_format = torch.channels_last if self.spatial_dims() == 2 else torch.channels_last_3d
         memory_format = cuda_format if self.cuda else torch.contiguous_format
@@ -378,6 +385,9 @@ class Trainer:
         return 1 + len(data.classes)
 
     def build_network(self, in_channels: int, out_channels: int) -> nn.Module:
+        """The untrained network (a U-Net: no pretrained weights)."""
+        if self.hp["pretrained"] != "none":
+            raise ConfigError("train.pretrained", self.hp["pretrained"], "none for a U-Net")
         return build_model(self.hp, in_channels, out_channels)
 
     def frozen_blocks(self, model: nn.Module, k: int) -> list[nn.Module]:
