@@ -580,25 +580,25 @@ def test_class_summary_per_class_split_and_space_against_hand_computed_values(
     tmp_path: Path,
 ) -> None:
     nan = math.nan
-    columns = ["patient_id", "space", "class", "dice", "iou", "hd95"]
+    columns = ["patient_id", "space", "class", "dice", "iou", "hd95", "nsd"]
     val = pd.DataFrame(
         [
-            ["p1", "processed", "femur", 0.8, 0.7, 2.0],
-            ["p1", "processed", "tibia", 0.5, 0.4, 3.0],
-            ["p1", "processed", "foreground", 0.7, 0.6, 2.5],
-            ["p2", "processed", "femur", 0.6, 0.5, 4.0],
-            ["p2", "processed", "tibia", 0.5, 0.4, 3.0],
-            ["p2", "processed", "foreground", 0.6, 0.5, 3.5],
-            ["p3", "processed", "femur", nan, nan, nan],  # femur absent from both
-            ["p3", "processed", "tibia", 0.8, 0.7, 9.0],
-            ["p3", "processed", "foreground", 0.8, 0.7, 9.0],
+            ["p1", "processed", "femur", 0.8, 0.7, 2.0, 0.9],
+            ["p1", "processed", "tibia", 0.5, 0.4, 3.0, 0.6],
+            ["p1", "processed", "foreground", 0.7, 0.6, 2.5, 0.8],
+            ["p2", "processed", "femur", 0.6, 0.5, 4.0, 0.7],
+            ["p2", "processed", "tibia", 0.5, 0.4, 3.0, 0.6],
+            ["p2", "processed", "foreground", 0.6, 0.5, 3.5, 0.7],
+            ["p3", "processed", "femur", nan, nan, nan, nan],  # femur absent from both
+            ["p3", "processed", "tibia", 0.8, 0.7, 9.0, 0.3],
+            ["p3", "processed", "foreground", 0.8, 0.7, 9.0, 0.4],
         ],
         columns=columns,
     )
     test = pd.DataFrame(
         [
-            ["t1", "processed", "foreground", 0.9, 0.8, 1.0],
-            ["t1", "native", "foreground", 0.85, 0.75, 1.5],
+            ["t1", "processed", "foreground", 0.9, 0.8, 1.0, 0.95],
+            ["t1", "native", "foreground", 0.85, 0.75, 1.5, 0.9],
         ],
         columns=columns,
     )
@@ -610,7 +610,7 @@ def test_class_summary_per_class_split_and_space_against_hand_computed_values(
     summary = class_summary(final, final_files(results, final, "per_patient"))
     rows = summary.set_index(["split", "space", "class", "metric"])
     assert list(dict.fromkeys(summary["class"])) == ["femur", "tibia", "foreground"]
-    assert len(summary) == 3 * 3 + 2 * 3  # val: 3 classes x 3 metrics; test: 2 spaces x 3
+    assert len(summary) == 3 * 4 + 2 * 4  # val: 3 classes x 4 metrics; test: 2 spaces x 4
     stats = ["patients", "undefined", "mean", "median", "std"]
     femur = rows.loc[("val", "processed", "femur", "dice"), stats].tolist()
     assert femur == [3, 1, pytest.approx(0.7), pytest.approx(0.7), pytest.approx(0.02**0.5)]
@@ -618,6 +618,8 @@ def test_class_summary_per_class_split_and_space_against_hand_computed_values(
     assert tibia == [3, 0, pytest.approx(0.6), pytest.approx(0.5), pytest.approx(0.03**0.5)]
     hd95 = rows.loc[("val", "processed", "femur", "hd95"), stats].tolist()
     assert hd95 == [3, 1, pytest.approx(3.0), pytest.approx(3.0), pytest.approx(2**0.5)]
+    nsd = rows.loc[("val", "processed", "femur", "nsd"), stats].tolist()
+    assert nsd == [3, 1, pytest.approx(0.8), pytest.approx(0.8), pytest.approx(0.02**0.5)]
     iou = rows.loc[("val", "processed", "tibia", "iou"), ["mean", "median"]].tolist()
     assert iou == [pytest.approx(0.5), pytest.approx(0.4)]
     native = rows.loc[("test", "native", "foreground", "dice"), stats].tolist()

@@ -101,6 +101,7 @@ def test_device_tables_equal_metrics_tables_on_random_cases(mode, seed):
         run_id="r",
         split="val",
         spacing=SPACING,
+        nsd_tolerance_mm=1.0,
     )
     assert counts.classes == list(per_slice["class"].iloc[: len(counts.classes)])
     assert counts.classes[-1] == "foreground" and len(counts.classes) == len(set(counts.classes))
@@ -130,7 +131,7 @@ def test_device_counts_of_real_models_equal_evaluate_model(labels, tmp_path):
     model = build_model(hp, 1, len(run_classes) + 1).to(DEVICE).eval()
     counts = dm.split_counts(model, data, run_classes, DEVICE, batch_size=3)
     meta = {"classes": run_classes}
-    per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", DEVICE)
+    per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", DEVICE, 1.0)
     voxel = np.prod(data.spacing_of("a"))  # the toy split's common spacing, 1 × 1 × 2 mm
     assert voxel == 2.0
     _assert_table_equal(
@@ -146,7 +147,7 @@ def test_a_3d_model_gets_whole_volumes(tmp_path):
     model = VolumeSlices(nn.Conv3d(1, len(CLASSES) + 1, 3, padding=1), 4).to(DEVICE).eval()
     counts = dm.split_counts(model, data, CLASSES, DEVICE, batch_size=6)
     meta = {"classes": CLASSES}
-    per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", DEVICE)
+    per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", DEVICE, 1.0)
     assert per_slice["fp"].sum() > 0 and per_slice["tp"].sum() > 0
     voxel = np.prod(data.spacing_of("a"))  # the toy split's common spacing, 1 × 1 × 2 mm
     assert voxel == 2.0

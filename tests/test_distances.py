@@ -1,5 +1,6 @@
 """HD95 and ASSD agree with distances from SimpleITK's Maurer distance maps and its contour filter,
-and follow the empty conventions (missed structure → image diagonal, never NaN)."""
+and follow the empty conventions (missed structure → image diagonal, never NaN). The NSD beside
+them is checked against MONAI in tests/test_nsd.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from segsweep.evaluate.distances import diagonal_mm, surface, surface_distances
+
+TAU = 1.0  # the NSD's tolerance (mm): HD95 and ASSD do not depend on it
 
 
 def _sitk_surface(mask: np.ndarray) -> np.ndarray:
@@ -55,7 +58,7 @@ def test_agrees_with_simpleitk_distance_maps(seed):
         _blob(shape, rng, rng.uniform(0.05, 0.4)) if seed % 2 else ref ^ (rng.random(shape) < 0.05)
     )
     np.testing.assert_array_equal(surface(ref), _sitk_surface(ref))
-    ours = surface_distances(pred, ref, spacing)
+    ours = surface_distances(pred, ref, spacing, TAU)
     hd95, assd = _reference(pred, ref, spacing)
     assert ours["hd95"] == pytest.approx(hd95, abs=1e-6)
     assert ours["assd"] == pytest.approx(assd, abs=1e-6)
@@ -73,20 +76,26 @@ def test_full_hausdorff_bound_by_simpleitk():
         images.append(image)
     hausdorff = sitk.HausdorffDistanceImageFilter()
     hausdorff.Execute(*images)
-    assert 0 < surface_distances(pred, ref, spacing)["hd95"] <= hausdorff.GetHausdorffDistance()
+    assert (
+        0 < surface_distances(pred, ref, spacing, TAU)["hd95"] <= hausdorff.GetHausdorffDistance()
+    )
 
 
 def test_identical_masks_have_zero_distance():
     mask = np.zeros((5, 8, 8), bool)
     mask[1:4, 2:6, 2:6] = True
-    assert surface_distances(mask, mask, (2.0, 1.0, 1.0)) == {"hd95": 0.0, "assd": 0.0}
+    assert surface_distances(mask, mask, (2.0, 1.0, 1.0), TAU) == {
+        "hd95": 0.0,
+        "assd": 0.0,
+        "nsd": 1.0,
+    }
 
 
 def test_shift_by_one_slice_is_the_slice_thickness():
     ref = np.zeros((10, 10, 10), bool)
     ref[2:5, 2:8, 2:8] = True
     pred = np.roll(ref, 1, axis=0)
-    assert surface_distances(pred, ref, (3.0, 1.0, 1.0))["hd95"] == pytest.approx(3.0)
+    assert surface_distances(pred, ref, (3.0, 1.0, 1.0), TAU)["hd95"] == pytest.approx(3.0)
 
 
 def test_empty_conventions():
@@ -96,7 +105,8 @@ def test_empty_conventions():
     spacing = (3.0, 1.5, 0.5)
     diagonal = math.sqrt(12.0**2 + 9.0**2 + 4.0**2)
     assert diagonal_mm(empty.shape, spacing) == pytest.approx(diagonal)
-    both = surface_distances(empty, empty, spacing)
-    assert math.isnan(both["hd95"]) and math.isnan(both["assd"])
+    both = surface_distances(empty, empty, spacing, TAU)
+    assert math.isnan(both["hd95"]) and math.isnan(both["assd"]) and math.isnan(both["nsd"])
     for pred, ref in [(empty, full), (full, empty)]:  # missed structure, false positives only
-        assert surface_distances(pred, ref, spacing) == {"hd95": diagonal, "assd": diagonal}
+        found = surface_distances(pred, ref, spacing, TAU)
+        assert found == {"hd95": diagonal, "assd": diagonal, "nsd": 0.0}

@@ -93,10 +93,11 @@ def test_native_scores_only_count_the_roi(tmp_path):
         sitk.WriteImage(image, paths[name])
     prediction = sitk.GetImageFromArray(pred)
     prediction.SetSpacing((0.5, 0.5, 2.0))
-    (row,) = native_rows(prediction, paths, ["foreground"], {"femur": 1})
+    (row,) = native_rows(prediction, paths, ["foreground"], {"femur": 1}, 1.0)
     assert row["dice"] == 1.0 and row["fp"] == 0 and row["tn"] == roi.sum() - ref.sum()
     assert row["hd95"] == 0.0 and row["volume_ref_ml"] == pytest.approx(32 * 0.5 / 1000)
-    without_roi = native_rows(prediction, {"mask": paths["mask"]}, ["foreground"], {})[0]
+    assert row["nsd"] == 1.0
+    without_roi = native_rows(prediction, {"mask": paths["mask"]}, ["foreground"], {}, 1.0)[0]
     assert (
         without_roi["fp"] == 8 and without_roi["dice"] < 1 and not math.isnan(without_roi["hd95"])
     )
@@ -138,6 +139,6 @@ def test_native_scores_read_class_mask_files_and_dicom_series(tmp_path):
         {"subject_id": "s", "mask": str(tmp_path / "mask")},
     ]
     for record in records:
-        rows = {r["class"]: r for r in native_rows(prediction, record, [*labels], labels)}
+        rows = {r["class"]: r for r in native_rows(prediction, record, [*labels], labels, 1.0)}
         assert rows["vertebra"]["dice"] == 1.0 and rows["disc"]["fn"] == ref.astype(bool).sum() / 2
         assert rows["foreground"]["tp"] == 32 and rows["foreground"]["fn"] == 32

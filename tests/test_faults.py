@@ -141,7 +141,7 @@ def test_select_and_evaluate_carry_the_failure(
     per_patient = pd.read_csv(val / "per_patient.csv")
     assert len(per_slice) == len(per_patient) == 0
     assert {"run_id", "slice_id", "class", "dice", "volume_ref_ml"} <= set(per_slice.columns)
-    assert {"patient_id", "dice", "hd95", "assd"} <= set(per_patient.columns)
+    assert {"patient_id", "dice", "hd95", "assd", "nsd"} <= set(per_patient.columns)
     with pytest.raises(InputError, match="a failed run has nothing to predict"):
         evaluate.main(
             [*argv, "--data", str(data[1]), "--split", "test", "--out-dir", str(tmp_path / "t")]

@@ -191,6 +191,17 @@ def test_selection_and_final_sentences() -> None:
     )
 
 
+def test_the_metric_conventions_state_the_nsd_tolerance_and_its_empty_cases() -> None:
+    conventions = " ".join(methods.metric_conventions(2.5))
+    assert "normalised surface Dice (NSD" in conventions and "τ = 2.5 mm" in conventions
+    assert "the cropped grid in the processed space" in conventions
+    assert "HD95, ASSD and NSD are undefined" in conventions  # both empty
+    assert "the NSD is then 0" in conventions  # exactly one empty
+    assert methods.nsd_tolerance({}) == 1.0  # the schema's default without a metrics section
+    assert methods.nsd_tolerance({"metrics": {"nsd_tolerance_mm": 0.5}}) == 0.5
+    assert "τ = 1 mm" in " ".join(methods.metric_conventions(methods.nsd_tolerance({})))
+
+
 def test_config_hash_is_canonical() -> None:
     reordered = dict(reversed(list(CONFIG.items())))
     assert config_hash(reordered, SWEEP) == config_hash(CONFIG, SWEEP)
@@ -225,8 +236,8 @@ def test_final_model_tables_hold_the_numbers_of_the_csvs(built: dict) -> None:
     assert len(tests) == 2 and (compared["test"] == "Wilcoxon").sum() == 10
     assert html.count(">Wilcoxon<") == 12
     # per class: the fakes' femur has one validation patient (Dice 0, IoU 0), so no STD
-    assert html.count("</span> Per-class per-patient Dice, IoU and HD95") == 2
-    femur = ["default", "femur", "1", "0.000 (0.000) ± –", "0.000 (0.000) ± –", "–"]
+    assert html.count("</span> Per-class per-patient Dice, IoU, HD95 and NSD (τ = ") == 2
+    femur = ["default", "femur", "1", "0.000 (0.000) ± –", "0.000 (0.000) ± –", "–", "–"]
     assert re.search(row_pattern(femur), html)
     dice = summary[(summary.metric == "dice") & (summary.split == "test")]
     for row in dice.itertuples():  # the foreground rows repeat the metrics summary
@@ -369,6 +380,7 @@ CLASS_ROWS = [
     ("a", "processed", "vertebra", "dice", 2, 0.7, 0.7, 0.1),
     ("a", "processed", "foreground", "dice", 2, 0.95, 0.95, 0.01),
     ("a", "processed", "canal", "hd95", 2, 3.0, 3.0, 1.0),
+    ("a", "processed", "canal", "nsd", 2, 0.8, 0.8, 0.1),
     ("b", "processed", "foreground", "dice", 2, 0.8, 0.8, 0.1),
 ]
 
@@ -388,6 +400,7 @@ def test_class_frame_orders_models_spaces_and_classes() -> None:
         "Dice",
         "IoU",
         "HD95 (mm)",
+        "NSD",
     ]
     assert frame[["Model", "Space", "Class"]].values.tolist() == [
         ["b", "processed", "foreground"],
@@ -398,7 +411,13 @@ def test_class_frame_orders_models_spaces_and_classes() -> None:
         ["a", "native", "foreground"],
     ]
     canal = frame.iloc[3].tolist()[3:]
-    assert canal == ["2", "0.900 (0.900) ± 0.000", "–", "3.000 (3.000) ± 1.000"]
+    assert canal == [
+        "2",
+        "0.900 (0.900) ± 0.000",
+        "–",
+        "3.000 (3.000) ± 1.000",
+        "0.800 (0.800) ± 0.100",
+    ]
     processed = class_table().query("space == 'processed'")
     assert "Space" not in final_results.class_frame(processed, ["a"]).columns  # one space only
 

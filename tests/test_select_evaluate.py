@@ -36,6 +36,7 @@ SLICE_COLUMNS = [*COLUMNS[:4], "slice_id", *COLUMNS[4:], *VOLUMES]
 COLUMNS = [*COLUMNS, *VOLUMES, *DISTANCES]
 CPU = torch.device("cpu")
 ONE_MM = {"p": (1.0, 1.0, 1.0), "q": (1.0, 1.0, 1.0)}  # the toy patients' spacing
+TAU = 1.0  # the NSD's tolerance (mm)
 
 
 def index_of(run_dir):
@@ -45,7 +46,7 @@ def index_of(run_dir):
 def checkpoint_tables(checkpoint, h5, run_id, split):
     """(per_slice, per_patient) of one checkpoint on one split, through the numpy tables."""
     model, meta = load_checkpoint(checkpoint, CPU)
-    per_slice, per_patient, _ = evaluate_model(model, meta, read_split(h5), run_id, split, CPU)
+    per_slice, per_patient, _ = evaluate_model(model, meta, read_split(h5), run_id, split, CPU, TAU)
     return per_slice, per_patient
 
 
@@ -85,7 +86,16 @@ def _toy_case():
 def test_metrics_tables_separate_run_agree_with_direct_counts():
     pred, masks, patient, slice_id = _toy_case()
     per_slice, per_patient = metrics_tables(
-        pred, masks, patient, slice_id, CLASSES, CLASSES, run_id="r", split="val", spacing=ONE_MM
+        pred,
+        masks,
+        patient,
+        slice_id,
+        CLASSES,
+        CLASSES,
+        run_id="r",
+        split="val",
+        spacing=ONE_MM,
+        nsd_tolerance_mm=TAU,
     )
     assert list(per_slice.columns) == SLICE_COLUMNS
     assert list(per_patient.columns) == COLUMNS
@@ -121,7 +131,7 @@ def test_metrics_tables_separate_run_agree_with_direct_counts():
         volumes = [np.zeros((depth, *pred.shape[1:]), bool) for _ in range(2)]
         volumes[0][slice_id[rows]] = preds[row["class"]][rows]
         volumes[1][slice_id[rows]] = refs[row["class"]][rows]
-        expected = surface_distances(*volumes, (1.0, 1.0, 1.0))
+        expected = surface_distances(*volumes, (1.0, 1.0, 1.0), TAU)
         for name in DISTANCES:
             np.testing.assert_equal(row[name], expected[name])
     # fibula: q has none in reference or prediction → NaN dice; p has it predicted exactly
@@ -142,6 +152,7 @@ def test_metrics_tables_merged_run_has_only_foreground():
         run_id="m",
         split="test",
         spacing=ONE_MM,
+        nsd_tolerance_mm=TAU,
     )
     assert set(per_slice["class"]) == set(per_patient["class"]) == {"foreground"}
     p = per_patient.set_index("patient_id")
@@ -164,6 +175,7 @@ def test_metrics_tables_reject_unknown_run_classes():
             run_id="",
             split="",
             spacing=ONE_MM,
+            nsd_tolerance_mm=TAU,
         )
 
 
@@ -230,7 +242,7 @@ def _numpy_selections(run_dir, val_h5, cfgs):
     found = []
     for entry in index["checkpoints"]:
         model, meta = load_checkpoint(run_dir / "checkpoints" / entry["file"], CPU)
-        per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", CPU)
+        per_slice, per_patient, _ = evaluate_model(model, meta, data, "r", "val", CPU, TAU)
         found.append((entry, {"slice": per_slice, "patient": per_patient}))
     selections = []
     for cfg in cfgs:
@@ -268,8 +280,10 @@ def test_device_selection_equals_the_numpy_tables_path(run_of_each_mode):
         )
     ]
     cfgs.append({"metric": "dice", "higher_is_better": False})
+    # the NSD, from the label maps on the CPU: the per-patient tables' column
+    cfgs += [{"metric": "nsd", "aggregate": "mean", "class": name} for name in classes]
     for cfg, expected in zip(cfgs, _numpy_selections(run_dir, val_h5, cfgs), strict=True):
-        selection = score_checkpoints(index_of(run_dir), val_h5, cfg, CPU)
+        selection = score_checkpoints(index_of(run_dir), val_h5, cfg, CPU, nsd_tolerance_mm=TAU)
         assert json.dumps(selection) == json.dumps(expected), cfg
 
 
@@ -303,6 +317,21 @@ def test_selection_config_is_checked(run):
         score_checkpoints(index_of(run_dir), val_h5, {"aggregate": "max"}, CPU)
     with pytest.raises(ConfigError, match="selection.class.*patella"):
         score_checkpoints(index_of(run_dir), val_h5, {"class": "patella"}, CPU)
+    with pytest.raises(ConfigError, match="'selection.metric'.*'nsd'.*at level slice"):
+        select.selection_config({"metric": "nsd", "level": "slice"})
+    with pytest.raises(ValueError, match="metrics.nsd_tolerance_mm"):
+        score_checkpoints(index_of(run_dir), val_h5, {"metric": "nsd"}, CPU)
+
+
+def test_select_main_selects_on_the_nsd_at_the_tolerance_given(run, tmp_path):
+    run_dir, val_h5 = run
+    out = tmp_path / "selection.json"
+    cfg = {"metric": "nsd", "class": "tibia"}
+    argv = ["--run-dir", str(run_dir), "--val", str(val_h5), "--out", str(out)]
+    select.main([*argv, "--config-json", json.dumps(cfg), "--nsd-tolerance-mm", "2.5"])
+    expected = score_checkpoints(index_of(run_dir), val_h5, cfg, CPU, nsd_tolerance_mm=2.5)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(expected))
+    assert expected["metric"] == "nsd" and expected["level"] == "patient"
 
 
 def _crop_images(crop_dir, patients, n_slices=4, size=16):

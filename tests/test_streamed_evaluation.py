@@ -236,7 +236,15 @@ def _evaluate(root, test_h5, index, name):
     checkpoints = [index.parent / "epoch-0001.pt", index.parent / "epoch-0002.pt"]
     final = _final(root, ["s0", "s1", "s2"], out)
     evaluate_split(
-        checkpoints, test_h5, "test", "m", out / "slice.csv", out / "patient.csv", CPU, final
+        checkpoints,
+        test_h5,
+        "test",
+        "m",
+        out / "slice.csv",
+        out / "patient.csv",
+        CPU,
+        final,
+        nsd_tolerance_mm=1.0,
     )
     return out
 
@@ -283,14 +291,23 @@ def test_streamed_tables_of_a_folds_subjects_equal_the_resident_ones(files):
         checkpoints = [index.parent / "epoch-0003.pt"]
         subjects = ["e", "b", "d"]
         evaluate_split(
-            checkpoints, [train, val], "val", "r", out / "s.csv", out / "p.csv", CPU, None, subjects
+            checkpoints,
+            [train, val],
+            "val",
+            "r",
+            out / "s.csv",
+            out / "p.csv",
+            CPU,
+            None,
+            subjects,
+            nsd_tolerance_mm=1.0,
         )
         found[name] = [(out / f).read_bytes() for f in ("s.csv", "p.csv")]
     assert found["streamed"] == found["resident"] == found["forced"]
     # and the tables of the whole split in memory at once, as evaluation made them before
     model, meta = load_checkpoint(runs["resident"].parent / "epoch-0003.pt", CPU)
     data = read_samples([train, val], ["e", "b", "d"])
-    whole = evaluate_model(model, meta, data, "r", "val", CPU)[:2]
+    whole = evaluate_model(model, meta, data, "r", "val", CPU, 1.0)[:2]
     for table, name in zip(whole, ("s.csv", "p.csv"), strict=True):
         write_csv(table, root / "fold-out" / name)
     assert found["resident"] == [(root / "fold-out" / f).read_bytes() for f in ("s.csv", "p.csv")]

@@ -105,8 +105,8 @@ def test_report_tables_hold_the_numbers_of_the_csvs(workdir: Path) -> None:
     assert html.count("data:image/svg+xml;base64,") >= 4  # jitter plots, boxplots, curves
     classes = pd.read_csv(workdir / "results/tables/class_summary.csv")
     assert set(classes["split"]) == {"val", "test"} and "foreground" in set(classes["class"])
-    assert set(classes["metric"]) == {"dice", "iou", "hd95"}
-    assert html.count("</span> Per-class per-patient Dice, IoU and HD95") == 2  # val and test
+    assert set(classes["metric"]) == {"dice", "iou", "hd95", "nsd"}
+    assert html.count("</span> Per-class per-patient Dice, IoU, HD95 and NSD (τ = ") == 2
     for _, row in classes.iterrows():
         assert row.tolist()[5:] == class_statistics(workdir, row), row.tolist()
         if row["metric"] == "dice":
@@ -325,7 +325,8 @@ def test_final_models_export_native_predictions_scored_in_both_spaces(workdir: P
         folder = workdir / "results/final" / run
         per_patient = pd.read_csv(folder / "test/per_patient.csv")
         assert set(per_patient["space"]) == {"processed", "native"}
-        assert per_patient["hd95"][per_patient["dice"].notna()].notna().all()
+        for metric in ("hd95", "nsd"):  # undefined only where both masks are empty
+            assert per_patient[metric][per_patient["dice"].notna()].notna().all()
         for path in (folder / "predictions_native").glob("*.nii.gz"):
             record = json.loads(
                 (workdir / "results/data" / path.name[:-7] / "ingest.json").read_text()

@@ -1,5 +1,6 @@
-"""Command-line options several stages share: where a run's checkpoints are, and the
-configuration, sweep and results folder of the cohort-level stages run by hand."""
+"""Command-line options several stages share: where a run's checkpoints are, the NSD's
+tolerance, and the configuration, sweep and results folder of the cohort-level stages run by
+hand."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from segsweep import layout
+from segsweep.config_schema import defaults
 
 
 def add_run_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -43,6 +45,25 @@ def split_subjects(args: argparse.Namespace, split: str) -> list[str] | None:
     if args.subjects_json is None:
         return None
     return json.loads(args.subjects_json.read_text())[split]
+
+
+def _positive_mm(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 mm, not {text}")
+    return value
+
+
+def add_nsd_tolerance_option(parser: argparse.ArgumentParser) -> None:
+    """--nsd-tolerance-mm: the NSD's τ in mm (config `metrics.nsd_tolerance_mm`, whose schema
+    default it takes)."""
+    default = defaults("metrics")["nsd_tolerance_mm"]
+    parser.add_argument(
+        "--nsd-tolerance-mm",
+        type=_positive_mm,
+        default=default,
+        help=f"tolerance of the normalised surface Dice in mm (default {default})",
+    )
 
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:

@@ -24,8 +24,9 @@ Empty conventions (as MONAI: a metric whose denominator is zero is NaN, never a 
 - specificity is NaN only when TN + FP == 0 (the reference covers every voxel);
 - accuracy is always defined (NaN only for a region of zero voxels).
 
-Volumes (mL) and surface distances (HD95, ASSD in mm, per patient in 3D) need the voxel spacing
-and live in `volumes_ml` and `segsweep.evaluate.distances`.
+Volumes (mL) and the surface metrics (HD95, ASSD in mm and the normalised surface Dice at a
+tolerance in mm, per patient in 3D) need the voxel spacing and live in `volumes_ml` and
+`segsweep.evaluate.distances`.
 """
 
 from __future__ import annotations

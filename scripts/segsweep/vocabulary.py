@@ -25,6 +25,7 @@ METRIC_NAMES = {
     "f2": "F2",
     "hd95": "HD95 (mm)",
     "assd": "ASSD (mm)",
+    "nsd": "NSD",
     "volume_ref_ml": "reference volume (mL)",
     "volume_pred_ml": "predicted volume (mL)",
     "auc": "ROC AUC",

@@ -23,6 +23,7 @@ rule select:
     params:
         cfg=as_json(config["selection"]),
         classification=as_json(STUDY_RULES),
+        nsd_tolerance=config["metrics"]["nsd_tolerance_mm"],
     shell:
         TASK.select_command
 

@@ -42,4 +42,5 @@ with logged(snakemake.log[0]):
         params.reported,
         device,
         final,
+        params.nsd_tolerance,
     )

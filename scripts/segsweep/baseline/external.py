@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from segsweep.cli import add_nsd_tolerance_option
 from segsweep.errors import InputError
 from segsweep.evaluate.export import native_rows
 from segsweep.io.images import SUFFIXES, blank
@@ -62,9 +63,11 @@ def score_external(
     subjects: list[str],
     ingest_records: Mapping[str, str | Path],
     labels: dict[str, int],
+    nsd_tolerance_mm: float,
 ) -> pd.DataFrame:
     """Per-patient native-space rows (run_id = `name`, split test) of every test subject's
-    prediction in `folder`; one InputError listing every test subject without a prediction."""
+    prediction in `folder`, the NSD at `nsd_tolerance_mm` as for our models; one InputError
+    listing every test subject without a prediction."""
     folder = Path(folder)
     found = {s: prediction_file(folder, s) for s in subjects}
     missing = [s for s, path in found.items() if path is None]
@@ -91,7 +94,7 @@ def score_external(
         )
         mapped = sitk.GetImageFromArray(lut[sitk.GetArrayFromImage(native)])
         mapped.CopyInformation(native)
-        for row in native_rows(mapped, info, classes, labels):
+        for row in native_rows(mapped, info, classes, labels, nsd_tolerance_mm):
             rows.append(
                 {"run_id": name, "split": "test", "space": "native", "patient_id": subject, **row}
             )
@@ -100,7 +103,7 @@ def score_external(
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m segsweep external NAME FOLDER --splits splits.csv --records SUBJECT=PATH ...
-    --labels-json '{...}' --out per_patient.csv`."""
+    --labels-json '{...}' [--nsd-tolerance-mm MM] --out per_patient.csv`."""
     parser = argparse.ArgumentParser(prog="segsweep external", description=__doc__.splitlines()[0])
     parser.add_argument("name")
     parser.add_argument("folder", type=Path)
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--records", nargs="+", required=True, help="SUBJECT=PATH of ingest.json")
     parser.add_argument("--labels-json", required=True)
     parser.add_argument("--out", required=True)
+    add_nsd_tolerance_option(parser)
     args = parser.parse_args(argv)
     splits = pd.read_csv(args.splits, dtype={"subject_id": str})
     subjects = sorted(splits.loc[splits["split"] == "test", "subject_id"])
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         subjects,
         named_paths(args.records, "--records"),
         json.loads(args.labels_json),
+        args.nsd_tolerance_mm,
     )
     write_csv(table, args.out)
     print(f"scored {args.name}: {len(subjects)} test subjects")

@@ -2,8 +2,9 @@
 exported prediction (`segsweep.deploy.predictor`, back in original geometry by
 `segsweep.deploy.native.to_native`) against the original mask (a label map, a DICOM series or
 one file per class), restricted to the labelled region (`roi`) when the subject has one — per
-patient only, with the metrics of `segsweep.metrics` and the surface distances of
-`segsweep.evaluate.distances` on the original spacing.
+patient only, with the metrics of `segsweep.metrics` and the surface metrics of
+`segsweep.evaluate.distances` (HD95, ASSD, and the NSD at the config's τ in mm) on the original
+spacing.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ def native_rows(
     ingest_info: dict[str, Any],
     classes: list[str],
     labels: dict[str, int],
+    nsd_tolerance_mm: float,
 ) -> list[dict[str, Any]]:
-    """Per-class and foreground rows of one subject's native-space scores (within the roi)."""
+    """Per-class and foreground rows of one subject's native-space scores (within the roi),
+    the NSD at `nsd_tolerance_mm` on the original grid."""
     if not ingest_info.get("mask"):
         return []
     pred = sitk.GetArrayFromImage(prediction)
@@ -99,7 +102,7 @@ def native_rows(
                 "tn": tn,
                 **{m: float(metrics[m]) for m in METRICS},
                 **{k: float(v) for k, v in volumes_ml(tp, fp, fn, voxel_mm3).items()},
-                **surface_distances(p, r, spacing_zyx),
+                **surface_distances(p, r, spacing_zyx, nsd_tolerance_mm),
             }
         )
     return rows
@@ -112,14 +115,17 @@ def native_tables(
     labels: dict[str, int],
     run_id: str,
     split: str,
+    nsd_tolerance_mm: float,
 ) -> pd.DataFrame:
     """Native-space per-patient rows of every exported native prediction {subject}.nii.gz of a
-    labelled subject (its ingest.json names the original mask and roi)."""
+    labelled subject (its ingest.json names the original mask and roi), the NSD at
+    `nsd_tolerance_mm`."""
     rows = []
     for path in sorted(map(str, predictions)):
         subject = Path(path).name[: -len(".nii.gz")]
         (ingest_info,) = _records(subject, ingest_records)
-        for row in native_rows(read_volume(path, subject), ingest_info, classes, labels):
+        prediction = read_volume(path, subject)
+        for row in native_rows(prediction, ingest_info, classes, labels, nsd_tolerance_mm):
             rows.append(
                 {"run_id": run_id, "split": split, "space": "native", "patient_id": subject, **row}
             )

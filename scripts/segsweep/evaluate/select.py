@@ -9,10 +9,12 @@ never beats a number. Every score is recorded in selection.json, so the choice c
 Scoring runs on the model's device (`segsweep.evaluate.counts`): one pass per checkpoint over
 batches of the split, keeping only per-slice confusion counts there, so scores equal those of
 the evaluation tables without copying label maps back or building per-class masks on the CPU.
-The selection metrics are the overlap metrics, all computable from counts; the surface
-distances of the evaluation tables (HD95, ASSD) are not among them: they need each patient's
-whole predicted volume and distance transforms (SciPy, CPU), which stay in the evaluation tables
-(`segsweep.evaluate.tables`).
+The overlap metrics are all computable from counts. One boundary metric is a selection metric
+too, the normalised surface Dice (`nsd`, at `metrics.nsd_tolerance_mm`): it needs each
+patient's whole predicted volume and distance transforms (SciPy, CPU), so for it the label maps
+come back and each patient's NSD is computed as the evaluation tables compute it
+(`segsweep.evaluate.distances`), at the patient level only. HD95 and ASSD stay in the evaluation
+tables (`segsweep.evaluate.tables`).
 
 Scoring goes one patient at a time (`segsweep.evaluate.chunks`): the score's values are per
 slice or per patient, concatenated in the tables' order. A validation split that fits the run's
@@ -32,28 +34,41 @@ from typing import Any
 import numpy as np
 import torch
 
-from segsweep.cli import add_run_options, add_split_options, checkpoint_index, split_subjects
+from segsweep.cli import (
+    add_nsd_tolerance_option,
+    add_run_options,
+    add_split_options,
+    checkpoint_index,
+    split_subjects,
+)
 from segsweep.config_schema import complete, defaults
 from segsweep.devices import choose_device
 from segsweep.errors import ConfigError, InputError
 from segsweep.evaluate.chunks import SplitChunks
 from segsweep.evaluate.counts import split_counts, table_values
+from segsweep.evaluate.distances import normalised_surface_dice, patient_volume
+from segsweep.evaluate.predict import predict_labels
 from segsweep.io.records import read_json, write_json
-from segsweep.labels import FOREGROUND
+from segsweep.io.splits import Split
+from segsweep.labels import FOREGROUND, class_mapping
 from segsweep.metrics import METRICS
 from segsweep.model.checkpoints import load_checkpoint
 
 AGGREGATES = {"mean": np.nanmean, "median": np.nanmedian}
 LEVELS = ("patient", "slice")
+NSD = "nsd"  # the boundary metric, of a patient's volume: patient level only
 
 
 def selection_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The selection section with defaults filled in, checked."""
     cfg = complete(cfg, "selection")
-    allowed = {"metric": METRICS, "aggregate": tuple(AGGREGATES), "level": LEVELS}
+    allowed = {"metric": (*METRICS, NSD), "aggregate": tuple(AGGREGATES), "level": LEVELS}
     for key, values in allowed.items():
         if cfg[key] not in values:
             raise ConfigError(f"selection.{key}", cfg[key], " | ".join(values))
+    if cfg["metric"] == NSD and cfg["level"] != "patient":
+        why = "the NSD is a patient's 3D boundary metric: use level patient"
+        raise ConfigError("selection.metric", NSD, f"{' | '.join(METRICS)} at level slice ({why})")
     known = defaults("selection")
     unknown = sorted(set(cfg) - set(known))
     if unknown:
@@ -96,17 +111,48 @@ def _json_score(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "score": None if math.isnan(entry["score"]) else entry["score"]}
 
 
+def patient_nsd(
+    model: torch.nn.Module,
+    data: Split,
+    classes_of_run: list[str],
+    class_name: str,
+    device: torch.device,
+    tolerance_mm: float,
+) -> np.ndarray:
+    """NSD at `tolerance_mm` of `class_name` per patient of `data` (sorted: the per-patient
+    tables' order) from the model's label maps, as the evaluation tables compute it."""
+    pred = predict_labels(model, data.images, device)
+    ((labels, channels),) = [
+        (labels, channels)
+        for name, labels, channels in class_mapping(classes_of_run, data.classes)
+        if name == class_name
+    ]
+    pred_mask, ref_mask = np.isin(pred, labels), data.masks[..., channels].any(axis=-1)
+    patients, slice_id = np.asarray(data.patient_id, dtype=str), np.asarray(data.slice_id)
+    values = []
+    for patient in np.unique(patients):
+        rows = np.flatnonzero(patients == patient)
+        volumes = [patient_volume(mask[rows], slice_id[rows]) for mask in (pred_mask, ref_mask)]
+        zyx = data.spacing_of(patient)[::-1]
+        values.append(normalised_surface_dice(*volumes, zyx, tolerance_mm))
+    return np.array(values, dtype=np.float64)
+
+
 def score_checkpoints(
     index_path: Path,
     val: Path | list[Path],
     selection_cfg: dict[str, Any],
     device: torch.device,
     subjects: list[str] | None = None,
+    nsd_tolerance_mm: float | None = None,
 ) -> dict[str, Any]:
     """Scores of all checkpoints listed in a run's checkpoint index (the checkpoints lie beside
     it) and the selected one, as written to selection.json (NaN scores as null), on the
-    validation split `val`, or on the run's validation `subjects` among the files of `val`."""
+    validation split `val`, or on the run's validation `subjects` among the files of `val`;
+    `nsd_tolerance_mm` (mm) is needed only to select on the NSD."""
     cfg = selection_config(selection_cfg)
+    if cfg["metric"] == NSD and nsd_tolerance_mm is None:
+        raise ValueError("selection on the NSD needs its tolerance (metrics.nsd_tolerance_mm)")
     index_path = Path(index_path)
     if not index_path.is_file():
         raise InputError(None, str(index_path), "checkpoint index not found (training unfinished?)")
@@ -128,7 +174,9 @@ def score_checkpoints(
             chunks = SplitChunks(val, subjects, meta["hp"])
         values = np.concatenate(
             [
-                table_values(
+                patient_nsd(model, data, meta["classes"], cfg["class"], device, nsd_tolerance_mm)
+                if cfg["metric"] == NSD
+                else table_values(
                     split_counts(model, data, meta["classes"], device),
                     cfg["level"],
                     cfg["class"],
@@ -158,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="selection.json")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_nsd_tolerance_option(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -168,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         json.loads(args.config_json),
         choose_device(args.device),
         subjects,
+        args.nsd_tolerance_mm,
     )
     write_json(args.out, selection)
 

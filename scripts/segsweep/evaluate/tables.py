@@ -6,10 +6,10 @@ confusion counts and every metric of `segsweep.metrics`. Classes (`segsweep.labe
 the run predicts plus "foreground", the union of the run's classes, present for every run so that
 runs with merged and separate labels compare on one class. Per-patient metrics come from the
 counts summed over the patient's slices (a 3D metric), not from averaging slice metrics. Volumes
-(mL) use the grid's voxel size; per-patient tables also carry HD95 and ASSD in mm
-(`segsweep.evaluate.distances`, computed on the patient's volume with the spacing the split
-records: an unknown spacing is an error, never 1 mm). Space is "processed": the cropped,
-slice-harmonised grid the network sees.
+(mL) use the grid's voxel size; per-patient tables also carry HD95 and ASSD in mm and the NSD
+at the config's `metrics.nsd_tolerance_mm` (`segsweep.evaluate.distances`, computed on the
+patient's volume with the spacing the split records: an unknown spacing is an error, never
+1 mm). Space is "processed": the cropped, slice-harmonised grid the network sees.
 
 A split is evaluated one patient at a time (`segsweep.evaluate.chunks`): every metric is per
 slice or per patient, so the patients' tables, concatenated in sorted patient order, are the
@@ -36,7 +36,13 @@ import torch
 from torch import nn
 
 from segsweep import layout
-from segsweep.cli import add_run_options, add_split_options, checkpoint_index, split_subjects
+from segsweep.cli import (
+    add_nsd_tolerance_option,
+    add_run_options,
+    add_split_options,
+    checkpoint_index,
+    split_subjects,
+)
 from segsweep.deploy import qc
 from segsweep.deploy.predictor import (
     Prediction,
@@ -48,7 +54,7 @@ from segsweep.deploy.predictor import (
 from segsweep.devices import choose_device
 from segsweep.errors import InputError
 from segsweep.evaluate.chunks import SplitChunks
-from segsweep.evaluate.distances import surface_distances
+from segsweep.evaluate.distances import patient_volume, surface_distances
 from segsweep.evaluate.export import native_tables
 from segsweep.evaluate.outlines import draw_outlines_of
 from segsweep.evaluate.predict import predict_labels
@@ -62,7 +68,7 @@ from segsweep.metrics import METRICS, confusion_counts, overlap_metrics, volumes
 from segsweep.model.checkpoints import load_models, selected_checkpoints
 
 COUNTS = ("tp", "fp", "fn", "tn")
-DISTANCES = ("hd95", "assd")
+DISTANCES = ("hd95", "assd", "nsd")
 
 
 def _spacing_of(spacing: Mapping[str, Spacing], patient: str) -> Spacing:
@@ -96,23 +102,21 @@ def _patient_distances(
     patient_id: np.ndarray,
     slice_id: np.ndarray,
     spacing: Mapping[str, Spacing],
+    nsd_tolerance_mm: float,
 ) -> pd.DataFrame:
-    """HD95 and ASSD per (patient, class) on each patient's volume; absent slices are empty."""
+    """HD95, ASSD and NSD (at `nsd_tolerance_mm`) per (patient, class) on each patient's
+    volume; absent slices are empty."""
     rows = []
     for patient in np.unique(patient_id):
         rows_of = np.flatnonzero(patient_id == patient)
-        depth = int(slice_id[rows_of].max()) + 1
+        zyx = _spacing_of(spacing, patient)[::-1]
         for name, pred, ref in pairs:
-            volumes = []
-            for source in (pred, ref):
-                volume = np.zeros((depth, *source.shape[1:]), dtype=bool)
-                volume[slice_id[rows_of]] = source[rows_of]
-                volumes.append(volume)
+            volumes = [patient_volume(source[rows_of], slice_id[rows_of]) for source in (pred, ref)]
             rows.append(
                 {
                     "patient_id": patient,
                     "class": name,
-                    **surface_distances(*volumes, _spacing_of(spacing, patient)[::-1]),
+                    **surface_distances(*volumes, zyx, nsd_tolerance_mm),
                 }
             )
     return pd.DataFrame(rows, columns=["patient_id", "class", *DISTANCES])
@@ -129,11 +133,12 @@ def metrics_tables(
     run_id: str,
     split: str,
     spacing: Mapping[str, Spacing],
+    nsd_tolerance_mm: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per_slice, per_patient) tables of class-index predictions [n, H, W] against one-hot
     masks [n, H, W, m], rows sorted by patient, slice, then class in the run's order.
     `spacing` maps each patient to its grid's (x, y, z) voxel size in mm (an unknown spacing is
-    an error); no slices give the tables' header only."""
+    an error), `nsd_tolerance_mm` is the NSD's τ; no slices give the tables' header only."""
     pairs = _class_pairs(pred, masks, list(classes_of_run), list(class_names_of_data))
     names = [name for name, _, _ in pairs]
     # counts [n, classes, 4]: per slice, per class, (tp, fp, fn, tn)
@@ -156,7 +161,7 @@ def metrics_tables(
     )
     keys = ["run_id", "split", "space", "patient_id", "class"]
     per_patient = per_slice.groupby(keys, sort=False)[list(COUNTS)].sum().reset_index()
-    distances = _patient_distances(pairs, patient_id, slice_id, spacing)
+    distances = _patient_distances(pairs, patient_id, slice_id, spacing, nsd_tolerance_mm)
     per_patient = _with_metrics(per_patient, spacing).merge(
         distances, on=["patient_id", "class"], how="left", validate="one_to_one"
     )
@@ -164,10 +169,16 @@ def metrics_tables(
 
 
 def evaluate_model(
-    model: nn.Module, meta: dict, data: Split, run_id: str, split: str, device: torch.device
+    model: nn.Module,
+    meta: dict,
+    data: Split,
+    run_id: str,
+    split: str,
+    device: torch.device,
+    nsd_tolerance_mm: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Tables of a loaded model on an in-memory split (`evaluate_split`: one patient's slices),
-    and its class-index predictions."""
+    with the NSD at `nsd_tolerance_mm`, and its class-index predictions."""
     pred = predict_labels(model, data.images, device)
     tables = metrics_tables(
         pred,
@@ -179,6 +190,7 @@ def evaluate_model(
         run_id=run_id,
         split=split,
         spacing=data.spacing,
+        nsd_tolerance_mm=nsd_tolerance_mm,
     )
     return *tables, pred
 
@@ -212,7 +224,9 @@ class FinalExport:
         return SubjectFiles(self.grids, self.crop_records, self.ingest_records).prepared(patient)
 
 
-def failed_tables(run_id: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def failed_tables(
+    run_id: str, split: str, nsd_tolerance_mm: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Header-only tables of a run whose training failed: it is listed, not scored."""
     empty = np.zeros((0, 1, 1), dtype=np.int64)
     return metrics_tables(
@@ -225,6 +239,7 @@ def failed_tables(run_id: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         run_id=run_id,
         split=split,
         spacing={},
+        nsd_tolerance_mm=nsd_tolerance_mm,
     )
 
 
@@ -238,24 +253,28 @@ def evaluate_split(
     device: torch.device,
     final: FinalExport | None = None,
     subjects: list[str] | None = None,
+    *,
+    nsd_tolerance_mm: float,
 ) -> None:
     """Write the per-slice and per-patient tables of a model on one split (or on its
     `subjects` among the split files of `data_h5`): one checkpoint's, or the ensemble of
     several (a configuration's folds); header-only tables for a failed run (`checkpoints`
-    None). For a final model, also what `final` asks for."""
+    None). For a final model, also what `final` asks for. NSD at `nsd_tolerance_mm`."""
     if checkpoints is None:
         if final is not None:
             raise InputError(run_id, None, "a failed run has nothing to predict")
-        per_slice, per_patient = failed_tables(run_id, split)
+        per_slice, per_patient = failed_tables(run_id, split, nsd_tolerance_mm)
     elif final is not None:
         per_slice, per_patient = _final_tables(
-            checkpoints, data_h5, subjects, run_id, split, final, device
+            checkpoints, data_h5, subjects, run_id, split, final, device, nsd_tolerance_mm
         )
     else:
         model, meta = load_models(checkpoints, device)
         slices, patients = [], []
         for data in SplitChunks(data_h5, subjects, meta["hp"]):  # one patient at a time, sorted
-            per_slice, per_patient, _ = evaluate_model(model, meta, data, run_id, split, device)
+            per_slice, per_patient, _ = evaluate_model(
+                model, meta, data, run_id, split, device, nsd_tolerance_mm
+            )
             slices.append(per_slice)
             patients.append(per_patient)
         per_slice, per_patient = _joined(slices), _joined(patients)
@@ -271,6 +290,7 @@ def _final_tables(
     split: str,
     final: FinalExport,
     device: torch.device,
+    nsd_tolerance_mm: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A final model's tables from the predictions of `final.predictor` (the predictor of
     `segsweep predict`) on each patient's packed slices, which it exports on the cropped grid
@@ -302,6 +322,7 @@ def _final_tables(
             run_id=run_id,
             split=split,
             spacing=data.spacing,
+            nsd_tolerance_mm=nsd_tolerance_mm,
         )
         slices.append(per_slice)
         patients.append(per_patient)
@@ -313,7 +334,7 @@ def _final_tables(
     per_slice, per_patient = _joined(slices), _joined(patients)
     if native:
         rows_native = native_tables(
-            native, final.ingest_records, classes, final.labels, run_id, split
+            native, final.ingest_records, classes, final.labels, run_id, split, nsd_tolerance_mm
         )
         per_patient = pd.concat([per_patient, rows_native], ignore_index=True)[per_patient.columns]
     if final.qc_csv is not None:
@@ -340,6 +361,7 @@ def evaluate_final(
     reported: str,
     device: torch.device,
     final: FinalExport,
+    nsd_tolerance_mm: float,
 ) -> None:
     """A final model on the test set: its configuration's run, or with folds the ensemble of
     its fold runs (`runs`: run id → (selection.json, index.json), in fold order), whose tables
@@ -348,13 +370,22 @@ def evaluate_final(
     score), scored in both spaces like the ensemble (its predictions are not kept: the exported
     ones are the ensemble's). models.json records which runs make up the model, its best fold
     and which of the two `reported` (final.model: ensemble | best_fold) names the final
-    result."""
+    result. The NSD's tolerance is `nsd_tolerance_mm`."""
     selections = {run: read_json(selection) for run, (selection, _) in runs.items()}
     checkpoints = selected_checkpoints([s for s, _ in runs.values()], [i for _, i in runs.values()])
     if checkpoints is None:
         raise InputError(model_id, None, "a final model with a failed run")
     best = best_fold(selections, higher_is_better)
-    evaluate_split(checkpoints, test_h5, "test", model_id, *tables, device, final)
+    evaluate_split(
+        checkpoints,
+        test_h5,
+        "test",
+        model_id,
+        *tables,
+        device,
+        final,
+        nsd_tolerance_mm=nsd_tolerance_mm,
+    )
     if best_fold_tables is not None:
         fold = list(runs).index(best)
         best_checkpoint = checkpoints[fold]
@@ -368,7 +399,14 @@ def evaluate_final(
                 figures_dir=None,
             )
             evaluate_split(
-                [best_checkpoint], test_h5, "test", model_id, *best_fold_tables, device, alone
+                [best_checkpoint],
+                test_h5,
+                "test",
+                model_id,
+                *best_fold_tables,
+                device,
+                alone,
+                nsd_tolerance_mm=nsd_tolerance_mm,
             )
     kind = reported if len(runs) > 1 else "single"
     write_json(
@@ -407,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--patients", nargs="*", default=["best", "median", "worst"], help="best|median|worst|id"
     )
+    add_nsd_tolerance_option(parser)
     args = parser.parse_args(argv)
     if args.predictions_dir and not (args.crop_dir and args.labels_json):
         parser.error("--predictions-dir needs --crop-dir and --labels-json")
@@ -455,6 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         choose_device(args.device),
         final,
         subjects,
+        nsd_tolerance_mm=args.nsd_tolerance_mm,
     )
 
 

@@ -22,7 +22,7 @@
 - `metrics_summary`: per final model, split and space, every per-patient metric as mean, median
   and STD (Tables 5.15, 5.18).
 - `class_summary`: the same for every class of the final models (the foreground included), for
-  Dice, IoU and HD95, so a multi-class dataset gets per-class numbers.
+  Dice, IoU, HD95 and NSD, so a multi-class dataset gets per-class numbers.
 - statistics (`segsweep.sweep.stats`): Kruskal–Wallis per hyperparameter, paired tests of final
   models.
 
@@ -106,7 +106,7 @@ SUMMARY_COLUMNS = [
     "ci_low",
     "ci_high",
 ]
-CLASS_METRICS = ["dice", "iou", "hd95"]
+CLASS_METRICS = ["dice", "iou", "hd95", "nsd"]
 CLASS_COLUMNS = [*SUMMARY_COLUMNS[:3], "class", *SUMMARY_COLUMNS[3:]]
 
 
@@ -434,8 +434,9 @@ def metrics_summary(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
 
 def class_summary(final: pd.DataFrame, files: Tables) -> pd.DataFrame:
     """Per final model, split, space and class of its per_patient.csv (classes in the table's
-    order, the foreground included): Dice, IoU and HD95 as mean, median and STD over patients,
-    with the number of patients where the metric is undefined (the class absent from both)."""
+    order, the foreground included): Dice, IoU, HD95 and NSD as mean, median and STD over
+    patients, with the number of patients where the metric is undefined (the class absent from
+    both)."""
     rows = []
     for (run_id, split), table in _final_tables(final, files).items():
         classes = list(dict.fromkeys(table["class"]))

@@ -61,6 +61,8 @@ class Task:
     foreign: Mapping[str, str] = field(default_factory=dict)
     # a run's hyperparameters whose values the task narrows: name → the values it runs
     train_values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # selection.level → the selection metrics its table lacks: metric → why (refused there)
+    not_at_level: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def early_stopping(self) -> str:
@@ -87,11 +89,22 @@ class Task:
 
     def check(self, config: Mapping[str, Any], runs: Iterable[Run] = ()) -> None:
         """Refuse what the task cannot run, in the config or in a run of the sweep: a model of
-        the other task, a selection metric or level it has no table for, an early stopping
-        metric its log lacks, a key only the other task reads."""
+        the other task, a selection metric or level it has no table for (or a metric the
+        level's table lacks), an early stopping metric its log lacks, a key only the other task
+        reads."""
         train, selection = config.get("train") or {}, config.get("selection") or {}
-        self._one_of("selection.level", selection.get("level"), tuple(self.scored_tables))
-        self._one_of("selection.metric", selection.get("metric"), self.metrics)
+        level, metric = selection.get("level"), selection.get("metric")
+        self._one_of("selection.level", level, tuple(self.scored_tables))
+        self._one_of("selection.metric", metric, self.metrics)
+        lacking = self.not_at_level.get(level, {})
+        if metric in lacking:
+            allowed = [m for m in self.metrics if m not in lacking]
+            raise ConfigError(
+                "selection.metric",
+                metric,
+                f"{' | '.join(allowed)} at selection.level: {level} under task: {self.name} "
+                f"({lacking[metric]})",
+            )
         self._train(train, "train.")
         for run in runs:
             self._train(run.params, f"sweep: run {run.run_id}: ")

@@ -13,11 +13,12 @@ from markupsafe import Markup
 from segsweep import layout
 from segsweep.labels import FOREGROUND
 from segsweep.numerals import NA, ci_text, integer, number, plural
+from segsweep.report.chapters.methods import nsd_tolerance
 from segsweep.report.chapters.sweep_results import cross_validated, tests_frame
 from segsweep.report.document import Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs, read_table
 from segsweep.sweep.analysis import CLASS_METRICS, NATIVE_TEST
-from segsweep.vocabulary import METRIC_NAMES
+from segsweep.vocabulary import METRIC_NAMES, format_level
 
 SPLIT_NAMES = {"val": "validation set", "test": "test set"}  # with folds: out of fold
 SPACE_ORDER = ["processed", "native"]
@@ -110,7 +111,7 @@ def _class_cells(cells: pd.DataFrame, key: tuple[str, str, str]) -> list[str]:
 
 def class_frame(table: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
     """class_summary.csv rows of one split: per final model, space and class (in the CSV's
-    order), the number of patients and Dice, IoU and HD95 as "mean (median) ± std"; the Space
+    order), the number of patients and Dice, IoU, HD95 and NSD as "mean (median) ± std"; the Space
     column only when the split was scored in more than one space."""
     spaces = sorted(dict.fromkeys(table["space"]), key=_space_key)
     cells = table.set_index(["run_id", "space", "class", "metric"])
@@ -157,6 +158,7 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
     name = SPLIT_NAMES[split]
     external = list(inputs.config.get("final", {}).get("external") or {}) if split == "test" else []
     models = [*final_ids, *external]  # external methods: scored on test, in native space
+    tau = format_level(nsd_tolerance(inputs.config))
     distribution = Table.of(
         f"distribution-{split}",
         f"Distribution of the per-slice foreground Dice of the final models on the {name}.",
@@ -190,8 +192,9 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
     split_classes = data["classes"][data["classes"]["split"] == split]
     classes = Table.of(
         f"classes-{split}",
-        f"Per-class per-patient Dice, IoU and HD95 of the final models on the {name}, for every "
-        "class a model predicts and the foreground (the union of its classes).",
+        f"Per-class per-patient Dice, IoU, HD95 and NSD (τ = {tau} mm) of the final models on the "
+        f"{name}, for every class a model predicts and the foreground (the union of its "
+        "classes).",
         class_frame(split_classes, models),
         notes=[
             "The format is “mean (median) ± std” over the patients; patients where a class is "
@@ -243,7 +246,8 @@ def _final_split(inputs: ReportInputs, split: str, final_ids: list[str], data) -
     n = len(frame)
     cited = text(
         "On the {name} ({patients}), {distribution} gives the distribution of the per-slice "
-        "Dice, {metrics} every metric per patient, {classes} the Dice, IoU and HD95 per class, "
+        "Dice, {metrics} every metric per patient, {classes} the Dice, IoU, HD95 and NSD per "
+        "class, "
         "{table} the per-patient Dice",
         name=name,
         patients=plural(n, "patient"),
