@@ -16,6 +16,7 @@ import pytest
 from matplotlib.figure import Figure as MplFigure
 
 from segsweep.evaluate import gallery
+from segsweep.evaluate.calibration import reliability_table
 from segsweep.io.image_sets import read_image_set, write_image_set
 from segsweep.plotting import save
 from segsweep.report import classification_figures as cf
@@ -216,6 +217,32 @@ def roc_rows(model: str) -> list[dict]:
     ]
 
 
+def calibration_rows(model: str) -> list[dict]:
+    return [
+        {
+            "model": model,
+            "split": split,
+            "n_studies": 6 if split == "test" else 5,
+            "n_patients": 4 if split == "test" else 3,
+            "bins": 2,
+            "probability": "p_abnormal",
+            "ece": 0.2,
+            "ece_low": 0.1,
+            "ece_high": 0.4,
+        }
+        for split in ("val", "test")
+    ]
+
+
+def reliability_rows(model: str) -> list[dict]:
+    bins = reliability_table(per_study(), CLASSES)
+    return [
+        {"model": model, "split": s, **row}
+        for s in ("val", "test")
+        for row in bins.to_dict("records")
+    ]
+
+
 def write_results(root: Path, models: list[str]) -> SimpleNamespace:
     """A fake results tree of `models` (the same predictions each) and the report inputs."""
     tables = root / "tables"
@@ -226,6 +253,8 @@ def write_results(root: Path, models: list[str]) -> SimpleNamespace:
         ("study_types", study_type_rows),
         ("confusion", confusion_rows),
         ("roc", roc_rows),
+        ("calibration", calibration_rows),
+        ("reliability", reliability_rows),
     ):
         paths[name] = tables / f"{name}.csv"
         pd.DataFrame([r for m in models for r in rows(m)]).to_csv(paths[name], index=False)
@@ -306,7 +335,7 @@ def write_results(root: Path, models: list[str]) -> SimpleNamespace:
     save(fig, examples)  # drawn by the data stage: PNG, SVG and PDF
     figures = {
         name: root / "figures" / f"{name}.png"
-        for name in ("cls_roc", "cls_confusion", "cls_probabilities")
+        for name in ("cls_roc", "cls_confusion", "cls_probabilities", "cls_calibration")
     }
     cf.draw_classification_figures(final, paths, studies, figures)
     galleries = {}  # drawn by the final test, one per model, as it reads the test images
@@ -332,6 +361,7 @@ def write_results(root: Path, models: list[str]) -> SimpleNamespace:
         tables=paths,
         figures={**figures, "cls_examples": examples},
         final=final,
+        provenance={},  # no run's provenance.json: the methods name no ImageNet file
         classification={
             "images": data / "images.csv",
             "test_per_study": studies,
@@ -503,6 +533,7 @@ def test_the_results_chapter_states_metrics_with_their_patients(inputs: SimpleNa
         "cls-roc",
         "cls-probabilities",
         "cls-gallery-default",
+        "cls-calibration",
     }
     metrics, types = found["cls-metrics"], found["cls-study-types"]
     gallery = found["cls-gallery-default"].caption
@@ -565,6 +596,7 @@ def test_the_chapters_render_to_html_and_latex(inputs: SimpleNamespace, tmp_path
         "fig-cls-gallery-default",
         "fig-cls-confusion",
         "fig-cls-probabilities",
+        "fig-cls-calibration",
         "fig-cls-examples",
     ):
         assert f'id="{key}"' in html, key

@@ -144,6 +144,7 @@ def test_the_classification_analysis_scores_configurations_from_the_tasks_table(
 
 def test_the_classification_figures_by_hand(results: Path) -> None:
     figures = [layout.ROC_FIGURE, layout.CONFUSION_FIGURE, layout.PROBABILITY_FIGURE]
+    figures.append(layout.CALIBRATION_FIGURE)
     figures += [layout.TRAINING_CURVES, layout.CHECKPOINT_SCORES, layout.COST_FIGURE]
     for pattern in figures:
         assert layout.under(results, pattern).is_file(), pattern

@@ -141,6 +141,8 @@ rule figures:
         roc=L.path(L.TABLE, name="roc"),
         confusion=L.path(L.TABLE, name="confusion"),
         metrics=L.path(L.TABLE, name="classification_metrics"),
+        calibration=L.path(L.TABLE, name="calibration"),
+        reliability=L.path(L.TABLE, name="reliability"),
         logs=each(L.RUN_LOG, run=sorted(RUNS)),
         selections=at_first_rung(L.SELECTION),
         test_per_study=lambda w: each(L.TEST_PER_STUDY, run=final_runs()),
@@ -162,6 +164,7 @@ rule figures:
         roc=L.ROC_FIGURE,
         confusion=L.CONFUSION_FIGURE,
         probabilities=L.PROBABILITY_FIGURE,
+        calibration=L.CALIBRATION_FIGURE,
     log:
         L.log("analysis/figures"),
     benchmark:

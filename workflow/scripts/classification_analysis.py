@@ -1,8 +1,8 @@
 """Rule analysis (classification): the runs and configurations tables, the sweep's tables and
-statistics, and the final models' study-level metrics, per study type, confusion and ROC. Under
-successive halving the runs' files are those of the first rung, and the rule also gives the
-rungs' decisions, the final models' own validation tables (their full budget) and the rung
-jobs' benchmarks."""
+statistics, and the final models' study-level metrics, per study type, confusion, ROC and
+calibration. Under successive halving the runs' files are those of the first rung, and the rule
+also gives the rungs' decisions, the final models' own validation tables (their full budget) and
+the rung jobs' benchmarks."""
 
 from segsweep import layout
 from segsweep.logs import logged

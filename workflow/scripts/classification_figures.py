@@ -1,7 +1,7 @@
 """Rule figures (classification): the sweep's figures as for segmentation (jitter, training
 curves with the task's validation metric, checkpoint scores, cost) and the final models' ROC
-curves, confusion matrices and study probabilities, as `python -m segsweep figures` draws
-them."""
+curves, confusion matrices, study probabilities and reliability diagrams, as `python -m segsweep
+figures` draws them."""
 
 from segsweep.logs import logged
 from segsweep.report.classification_figures import ClassificationFigureInputs, draw_figures
@@ -25,6 +25,8 @@ with logged(snakemake.log[0]):
             "roc": given.roc,
             "confusion": given.confusion,
             "classification_metrics": given.metrics,
+            "calibration": given.calibration,
+            "reliability": given.reliability,
         },
         test_per_study=dict(zip(models, given.test_per_study, strict=True)),
     )
@@ -36,5 +38,6 @@ with logged(snakemake.log[0]):
         "cls_roc": out.roc,
         "cls_confusion": out.confusion,
         "cls_probabilities": out.probabilities,
+        "cls_calibration": out.calibration,
     }
     draw_figures(snakemake.params.cfg, sweep, inputs, outputs, snakemake.params.curve)

@@ -7,6 +7,10 @@ and Harrison 2018:
   predicted one), each cell its count and its share of the row: confusion.png;
 - the study probabilities of the positive class on the test set, by true class, with the
   decision threshold: probabilities.png;
+- reliability diagrams per split (`segsweep.evaluate.calibration`): per bin of the study
+  probability, the share of positive studies against the bin's mean probability, one line per
+  final model with its ECE and bootstrap 95 % interval (over patients) in the legend beneath,
+  the diagonal of perfect calibration, and the studies of each bin as bars: calibration.png;
 (The gallery of a final model's most confident test errors is drawn by the final test, the one
 stage that reads test images: `segsweep.evaluate.gallery`.)
 
@@ -35,6 +39,7 @@ from matplotlib.ticker import MaxNLocator
 
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
+from segsweep.evaluate.calibration import TOP_LABEL
 from segsweep.evaluate.predictions import positive_column
 from segsweep.numerals import ci_text, number, percent, plural
 from segsweep.plotting import (
@@ -57,8 +62,10 @@ FIGURES = {  # the final models' figures by name
     "cls_roc": layout.ROC_FIGURE,
     "cls_confusion": layout.CONFUSION_FIGURE,
     "cls_probabilities": layout.PROBABILITY_FIGURE,
+    "cls_calibration": layout.CALIBRATION_FIGURE,
 }
-TABLES = ("roc", "confusion", "classification_metrics")  # the analysis tables they show
+# the analysis tables they show
+TABLES = ("roc", "confusion", "classification_metrics", "calibration", "reliability")
 
 
 def _splits(table: pd.DataFrame) -> list[str]:
@@ -238,18 +245,103 @@ def probability_figure(
     save(fig, out_png)
 
 
+def _calibration_axes(probability: str) -> tuple[str, str]:
+    """(x, y) axis labels of a reliability diagram of calibration.csv's `probability`."""
+    if probability == TOP_LABEL:
+        return "mean confidence (top-label probability)", "observed accuracy"
+    positive = probability.removeprefix("p_")
+    return f"mean study probability of {positive}", f"observed share of {positive}"
+
+
+def reliability_figure(reliability: pd.DataFrame, calibration: pd.DataFrame, out_png: Path) -> None:
+    """One column per split of reliability.csv (model, split, bin, bin_low, bin_high, n_studies,
+    mean_probability, observed): above, each model's observed frequency against the mean
+    probability of its non-empty bins, and the diagonal of perfect calibration; beneath, the
+    studies of each bin, the models' bars side by side. The legend beneath gives each model's
+    ECE with its interval and the title the split's studies, from calibration.csv (model, split,
+    n_studies, bins, probability, ece, ece_low, ece_high)."""
+    splits = _splits(reliability) if len(reliability) else []
+    models = list(dict.fromkeys(reliability["model"].astype(str)))
+    colours = level_colours(models)
+    n = max(1, len(splits))
+    fig = Figure(figsize=(min(TEXT_WIDTH, 3.15 * n), 4.4), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False, sharex="col", height_ratios=[3, 1])
+    probability = calibration["probability"].iloc[0] if len(calibration) else ""
+    x_label, y_label = _calibration_axes(str(probability))
+    for column, split in enumerate(splits):
+        diagram, counts = axes[0, column], axes[1, column]
+        in_split = reliability[reliability["split"] == split]
+        summary = calibration[calibration["split"] == split].set_index("model")
+        diagram.plot(
+            [0, 1], [0, 1], linestyle="--", color="0.5", linewidth=0.8, label="perfect calibration"
+        )
+        for i, model in enumerate(models):
+            bins = in_split[in_split["model"].astype(str) == model].sort_values("bin")
+            if bins.empty:
+                continue
+            filled = bins[bins["n_studies"] > 0]
+            label = model
+            if model in summary.index:
+                row = summary.loc[model]
+                label += f": ECE {number(row['ece'])} {ci_text(row['ece_low'], row['ece_high'])}"
+            diagram.plot(
+                filled["mean_probability"],
+                filled["observed"],
+                marker="o",
+                markersize=3.5,
+                color=colours[model],
+                label=label,
+            )
+            width = (bins["bin_high"] - bins["bin_low"]) / len(models)
+            counts.bar(
+                bins["bin_low"] + width * i,
+                bins["n_studies"],
+                width=width,
+                align="edge",
+                color=colours[model],
+                edgecolor="white",
+                linewidth=0.5,
+            )
+        title = SPLIT_TITLES.get(split, split)
+        if len(summary):
+            title += f", {plural(int(summary['n_studies'].max()), 'study', 'studies')}"
+        diagram.set_title(title)
+        diagram.set_ylabel(y_label)
+        diagram.set_xlim(0, 1)
+        diagram.set_ylim(0, 1.01)
+        diagram.grid(alpha=0.3)
+        # points may lie anywhere around the diagonal: the legend goes beneath the column
+        counts.legend(
+            *diagram.get_legend_handles_labels(),
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.55),
+            fontsize=FONT_SIZE - 2,
+            frameon=False,
+        )
+        counts.set_xlabel(x_label)
+        counts.set_ylabel("studies")
+        counts.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
+        counts.grid(axis="y", alpha=0.3)
+    if not splits:
+        for ax in axes[:, 0]:
+            ax.axis("off")
+        axes[0, 0].text(0.5, 0.5, "no reliability diagrams", ha="center", va="center")
+    save(fig, out_png)
+
+
 def draw_classification_figures(
     final: str | Path,
     tables: Mapping[str, str | Path],
     test_per_study: Mapping[str, str | Path],
     outputs: Mapping[str, str | Path],
 ) -> None:
-    """The figures "cls_roc", "cls_confusion" and "cls_probabilities" of `outputs`, of the
-    final models of final.csv (run_id = model id, group; labelled "id (group)"). `tables` holds
-    roc.csv and confusion.csv by those names, and classification_metrics.csv (for the AUC
-    intervals of the ROC legend and the studies and patients of its panels) where given; the
-    per-study test tables are keyed by model id. The classes are confusion.csv's, in its order.
-    (The gallery, which needs the test images, is drawn by the final test, per model.)"""
+    """The figures "cls_roc", "cls_confusion", "cls_probabilities" and "cls_calibration" of
+    `outputs`, of the final models of final.csv (run_id = model id, group; labelled "id
+    (group)"). `tables` holds roc.csv, confusion.csv, calibration.csv and reliability.csv by
+    those names, and classification_metrics.csv (for the AUC intervals of the ROC legend and the
+    studies and patients of its panels) where given; the per-study test tables are keyed by
+    model id. The classes are confusion.csv's, in its order. (The gallery, which needs the test
+    images, is drawn by the final test, per model.)"""
     models = pd.read_csv(final, dtype=str, keep_default_na=False)
     labels = {r.run_id: model_label(r.run_id, r.group) for r in models.itertuples(index=False)}
     relabel = {"model": labels}
@@ -268,6 +360,10 @@ def draw_classification_figures(
         for m in labels
     }
     probability_figure(studies, _classes(confusion), Path(outputs["cls_probabilities"]))
+    named = {"model": str, "split": str, "probability": str}
+    calibration = pd.read_csv(tables["calibration"], dtype=named).replace(relabel)
+    reliability = pd.read_csv(tables["reliability"], dtype={"model": str}).replace(relabel)
+    reliability_figure(reliability, calibration, Path(outputs["cls_calibration"]))
     print(f"wrote {len(outputs)} classification figures")
 
 
@@ -303,9 +399,10 @@ def draw_figures(
 
 
 def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
-    """Write the sweep's figures and the final models' ROC curves, confusion matrices and study
-    probabilities of the classification run whose results folder is --results
-    (`python -m segsweep figures`): the training curves show `curve` (log column, name)."""
+    """Write the sweep's figures and the final models' ROC curves, confusion matrices, study
+    probabilities and reliability diagrams of the classification run whose results folder is
+    --results (`python -m segsweep figures`): the training curves show `curve` (log column,
+    name)."""
     parser = argparse.ArgumentParser(prog="segsweep figures", description=main.__doc__)
     add_sweep_options(parser)
     config, sweep, results = sweep_options(parser.parse_args(argv))

@@ -17,7 +17,8 @@ models' study-level tables of Kaliyugarsan 2019 (Table 5.1, Figs 5.5 and 5.7).
 - per final model (final.csv) and split (`val`: its run's, or with folds its pooled
   out-of-fold, validation predictions; `test`: the final test's), `segsweep.evaluate.diagnostic`:
   `classification_metrics` (every metric with its interval), `study_types` (per study type and
-  all), `confusion` and `roc`, all at study level.
+  all), `confusion` and `roc`, all at study level; `segsweep.evaluate.calibration`:
+  `calibration` (the ECE with its interval) and `reliability` (the reliability diagram's bins).
 
 Intervals resample patients (`classification.bootstrap` resamples, seeded by `split.seed`).
 A final model's validation or test table holding a study of another split (splits.csv) is an
@@ -37,6 +38,12 @@ import pandas as pd
 from segsweep import layout
 from segsweep.cli import add_sweep_options, sweep_options
 from segsweep.errors import InputError
+from segsweep.evaluate.calibration import (
+    CALIBRATION_COLUMNS,
+    RELIABILITY_COLUMNS,
+    calibration_table,
+    reliability_table,
+)
 from segsweep.evaluate.diagnostic import (
     CONFUSION_COLUMNS,
     METRICS_COLUMNS,
@@ -238,6 +245,12 @@ def write_classification_tables(
             studies,
             lambda t: roc_table(t, classes, n_boot, seed),
             ROC_COLUMNS,
+        ),
+        "calibration": _per_model(
+            studies, lambda t: calibration_table(t, classes, n_boot, seed), CALIBRATION_COLUMNS
+        ),
+        "reliability": _per_model(
+            studies, lambda t: reliability_table(t, classes), RELIABILITY_COLUMNS
         ),
     }
     write_named(tables, outputs)
