@@ -1,8 +1,13 @@
-"""The real Snakefile with 3-fold cross-validation on the tiny cohort, to the thesis report.
+"""The real Snakefile with leave-one-site-out cross-validation on the tiny cohort, to the thesis
+report.
 
-One run (two configurations × three folds), seeded with the tiny cohort's preprocessing
-(tests/conftest.py), is shared by the tests of this module; a dry run of a transfer sweep checks
-which fold each transfer run starts from.
+The tiny cohort has three sites: epi and jopp with labelled subjects, maas with none. One run
+(two configurations × the two labelled sites as folds), seeded with the tiny cohort's
+preprocessing (tests/conftest.py), is shared by the tests of this module: the cross-validation
+machinery (folds, pooled out-of-fold scores, ensemble and best fold, ranking) and what
+leave-one-site-out adds (each fold holds out one site; the per-site table and test; the site
+without labels named). A dry run of a transfer sweep checks which fold each transfer run starts
+from.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from tiny import TINY_CONFIG
 
 pytestmark = pytest.mark.workflow
 
-FOLDS = 3
-# two test patients, four to cross-validate; 30 cheap epochs at a high rate, so the folds learn
-# (Dice about 0.8) and the ensemble and its best fold differ
+SITES = ["epi", "jopp"]  # the labelled sites; maas has no labelled subject
+FOLDS = len(SITES)
+# two test patients (one per site), four to cross-validate (two per site); 30 cheap epochs at a
+# high rate, so the folds learn (Dice about 0.8) and the ensemble and its best fold differ
 CONFIG = {
     **TINY_CONFIG,
-    "split": {"folds": FOLDS, "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}},
+    "split": {"folds": "by_source", "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}},
     "train": {**TINY_CONFIG["train"], "epochs": 30, "lr": 0.01, "checkpoint_every": 5},
 }
 SWEEP = {"grids": {"loss": {"loss": ["cross_entropy", "dice"]}}}
@@ -121,7 +127,7 @@ def test_the_report_shows_folds_fold_spread_and_ranking(workdir: Path) -> None:
         "fold ensemble and of its best fold alone",
     ]:
         assert caption in html, caption
-    assert "3-fold cross-validation" in html
+    assert "leave-one-site-out" in html
     ranking = pd.read_csv(workdir / "results/tables/ranking.csv")
     assert set(ranking["configuration"]) == set(CONFIGURATIONS)
     assert (workdir / "results/figures/ranking.png").stat().st_size > 1000
@@ -192,3 +198,26 @@ def test_a_transfer_run_starts_from_its_own_fold_of_the_source(tmp_path: Path) -
         f"{transfer}_fold-{i}": f"results/runs/default_fold-{i}/selection.json"
         for i in range(FOLDS)
     }
+
+
+def test_each_fold_holds_out_one_site_and_the_thesis_reports_every_site(workdir: Path) -> None:
+    splits = pd.read_csv(workdir / "results/splits/splits.csv", dtype=str)
+    site = dict(zip(splits["subject_id"], splits["source"], strict=True))
+    for configuration in CONFIGURATIONS:
+        for i, held_out in enumerate(SITES):
+            fold = _subjects(workdir, f"{configuration}_fold-{i}")
+            assert {site[s] for s in fold["val"]} == {held_out}
+            assert held_out not in {site[s] for s in fold["train"]}
+    html = (workdir / "results/report/thesis.html").read_text()
+    for phrase in [
+        "Results by site",
+        "by the fold model trained without that site",
+        "Kruskal–Wallis test of whether the sites differ",
+        "Left out: maas, whose subjects are all unlabelled",
+        "leave-one-site-out cross-validation over 2 sites",
+        "The weakest site on test was",
+        "by site; each tick gives",
+    ]:
+        assert phrase in html, phrase
+    assert "epi 2, jopp 2" in html  # validation: each site's two development patients
+    assert (workdir / "results/figures/boxplot_sites.png").stat().st_size > 1000

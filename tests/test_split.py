@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from segsweep.errors import ConfigError, InputError
-from segsweep.preprocess.split import audit_splits, leakage_checks, main, split_subjects
+from segsweep.preprocess.split import (
+    audit_splits,
+    labelled_sites,
+    leakage_checks,
+    main,
+    split_subjects,
+)
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
@@ -228,3 +234,58 @@ def test_main_fails_on_identical_images_after_writing_the_checks(tmp_path):
         "image content unique across splits",
     ]
     assert checks["passed"].tolist() == [True, False]
+
+
+def test_leave_one_site_out_folds_hold_out_one_site_each():
+    manifest = _manifest({"epi": 7, "jopp": 5, "xray": 4}, 2)
+    sites = ["epi", "jopp", "xray"]
+    splits = split_subjects(manifest, FRACTIONS, "source", 0, folds=3, fold_sites=sites)
+    pool = splits[splits["split"].isin(["train", "val"])]
+    assert len(pool) and (pool["fold"] == pool["source"].map(sites.index)).all()
+    assert splits.loc[splits["split"] == "test", "fold"].isna().all()
+    assert set(splits.loc[splits["split"] == "test", "source"]) == set(sites)  # stratified
+    # a site whose one labelled patient lands in test has no fold to hold out: named
+    with pytest.raises(ConfigError, match="site jopp has no labelled development patient"):
+        split_subjects(
+            _manifest({"epi": 6, "jopp": 1}),
+            {"train": 0.1, "val": 0.1, "test": 0.8},
+            "source",
+            0,
+            folds=2,
+            fold_sites=["epi", "jopp"],
+        )
+
+
+def test_labelled_sites_leave_out_sites_without_labels_and_need_two():
+    subjects = {
+        "a": {"source": "epi", "labelled": True},
+        "b": {"source": "jopp", "labelled": True},
+        "c": {"source": "maas", "labelled": False},
+    }
+    assert labelled_sites(subjects) == ["epi", "jopp"]
+    with pytest.raises(ConfigError, match="two or more sites"):
+        labelled_sites({"a": subjects["a"], "c": subjects["c"]})
+    with pytest.raises(InputError, match="d"):
+        labelled_sites({**subjects, "d": {"source": "", "labelled": True}})
+
+
+def test_outer_folds_partition_the_labelled_patients_and_the_rest_is_development():
+    manifest = _manifest({"epi": 7, "jopp": 5}, 2)
+    nested = {"train": 0.75, "val": 0.25, "test": 0.0}
+    tested = []
+    for o in range(3):
+        splits = split_subjects(manifest, nested, "source", 4, folds=2, outer=(o, 3))
+        test = set(splits.loc[splits["split"] == "test", "subject_id"])
+        development = splits[splits["split"].isin(["train", "val"])]
+        assert not test & set(development["subject_id"])
+        assert development["fold"].notna().all() and set(development["fold"]) == {0, 1}
+        assert (splits["split"] == "unlabelled").sum() == 2
+        tested.append(test)
+    assert sorted(len(t) for t in tested) == [4, 4, 4]
+    assert set().union(*tested) == set(manifest.loc[manifest["labelled"], "subject_id"])
+    with pytest.raises(ConfigError, match="split.fractions.test"):
+        split_subjects(manifest, FRACTIONS, "source", 4, outer=(0, 3))
+    with pytest.raises(ConfigError, match="split.fractions.test"):
+        split_subjects(manifest, nested, "source", 4)
+    with pytest.raises(ConfigError, match="split.outer_fold"):
+        split_subjects(manifest, nested, "source", 4, outer=(3, 3))

@@ -70,6 +70,7 @@ rule figures:
         configurations=L.CONFIGURATIONS_TABLE,
         ranks=L.path(L.TABLE, name="rank_frequencies"),
         final=L.FINAL,
+        splits=L.SPLITS,
         logs=each(L.RUN_LOG, run=sorted(RUNS)),
         selections=at_first_rung(L.SELECTION),
         external=[
@@ -77,6 +78,7 @@ rule figures:
         ],
     output:
         **({"native": L.NATIVE_BOXPLOT} if EXTERNAL else {}),
+        **({"sites": L.SITE_BOXPLOT} if SITES else {}),
         jitter=report(
             each(L.JITTER, name=SWEPT),
             caption="../../report/jitter.rst",

@@ -7,7 +7,7 @@ rule report:
         unpack(report_finals),
         # the analysis tables and figures the thesis shows
         **L.segmentation_thesis_files(
-            SWEPT, bool(EXTERNAL), seeds=SEEDS, budget=HALVING
+            SWEPT, bool(EXTERNAL), seeds=SEEDS, budget=HALVING, sites=SITES
         ),
         final=L.FINAL,
         splits=L.SPLITS,
@@ -49,6 +49,7 @@ rule report:
         runs=sorted(RUNS),
         subjects=sorted(SUBJECTS),
         finals=lambda w: final_runs(),
+        members=lambda w: final_members(),
         qc=qc_subjects,
     script:
         "../scripts/report.py"

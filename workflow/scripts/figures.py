@@ -23,6 +23,8 @@ with logged(snakemake.log[0]):
     outputs["cost"] = out.cost
     if "native" in out.keys():
         outputs["boxplot_test_native"] = out.native
+    if "sites" in out.keys():
+        outputs["boxplot_sites"] = out.sites
     inputs = FigureInputs(
         runs=given.runs,
         configurations=given.configurations,
@@ -38,5 +40,6 @@ with logged(snakemake.log[0]):
             zip(models, given.best_per_patient if best else given.test_per_patient, strict=True)
         ),
         external=dict(zip(snakemake.params.external, given.external, strict=True)),
+        splits=given.splits,
     )
     draw_figures(cfg, snakemake.params.sweep, inputs, outputs, snakemake.params.curve)

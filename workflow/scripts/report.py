@@ -36,6 +36,7 @@ with logged(snakemake.log[0]):
         description=given.description,
         final_qc=dict(zip(params.finals, given.final_qc, strict=True)),
         test_per_patient=dict(zip(params.finals, given.test_per_patient, strict=True)),
+        val_per_patient=dict(zip(params.members, given.val_per_patient, strict=True)),
     )
     templates = os.path.dirname(given.templates[0])
     output = snakemake.output

@@ -1,9 +1,17 @@
 """Patient-level train/val/test split, stratified and seeded, so no patient leaks across splits.
 
 Each stratum (e.g. `source`) is split by the configured fractions with largest-remainder rounding;
-when there are at least three labelled subjects, every split receives at least one. Subjects are
-sorted by id before anything else, so the result depends only on the set of subjects, the
-fractions, the stratify column and the seed. Unlabelled subjects form the `unlabelled` set.
+when there are at least three labelled subjects, every split with a positive fraction receives at
+least one. Subjects are sorted by id before anything else, so the result depends only on the set of
+subjects, the fractions, the stratify column and the seed. Unlabelled subjects form the
+`unlabelled` set.
+
+Two designs change what the folds are. Leave-one-site-out (`split.folds: by_source`): fold i of
+cross-validation holds out every development patient of the i-th site (the sorted values of the
+manifest's `source` column that have labelled subjects, `labelled_sites`). Nested
+cross-validation (`split.outer_folds: m`, with `fractions.test: 0`): the labelled patients are
+dealt into m outer folds (stratified, seeded, as the inner folds are); the workflow of outer fold
+o (`split.outer_fold`) tests on outer fold o and splits, plans and trains on the rest only.
 """
 
 from __future__ import annotations
@@ -26,13 +34,25 @@ UNLABELLED = "unlabelled"
 SINGLE_STRATUM = "all"
 
 
-def _check_fractions(fractions: dict[str, float]) -> dict[str, float]:
-    """Fractions for exactly train/val/test, positive and summing to one."""
+def _check_fractions(fractions: dict[str, float], nested: bool = False) -> dict[str, float]:
+    """Fractions for exactly train/val/test summing to one: all positive, except that nested
+    cross-validation (`nested`) needs test at 0 (its outer folds hold the test patients)."""
     if set(fractions) != set(SPLITS):
         raise ConfigError("split.fractions", fractions, f"one fraction for each of {SPLITS}")
     values = {s: float(fractions[s]) for s in SPLITS}
-    if min(values.values()) <= 0 or not np.isclose(sum(values.values()), 1.0):
+    if min(values["train"], values["val"]) <= 0 or not np.isclose(sum(values.values()), 1.0):
         raise ConfigError("split.fractions", fractions, "positive fractions summing to 1")
+    if nested and values["test"] != 0:
+        raise ConfigError(
+            "split.fractions.test",
+            values["test"],
+            "0 with split.outer_folds (nested cross-"
+            "validation tests each patient in its outer fold)",
+        )
+    if not nested and values["test"] <= 0:
+        raise ConfigError(
+            "split.fractions.test", values["test"], "> 0 (0 only with split.outer_folds)"
+        )
     return values
 
 
@@ -70,7 +90,7 @@ def _fill_empty_splits(
     """Move one subject into each empty split, from where it is most over its quota."""
     while True:
         totals = {s: sum(c[s] for c in counts.values()) for s in SPLITS}
-        empty = [s for s in SPLITS if totals[s] == 0]
+        empty = [s for s in SPLITS if totals[s] == 0 and fractions[s] > 0]
         if not empty:
             return
         target = empty[0]
@@ -97,6 +117,19 @@ def _stratum_rng(seed: int, stratum: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(stratum.encode())])
 
 
+def labelled_sites(subjects: dict[str, dict]) -> list[str]:
+    """The sites of leave-one-site-out, in fold order: the sorted `source` values of the
+    labelled subjects (subject id → its record with "source" and "labelled"); ConfigError when a
+    labelled subject has no source or fewer than two sites have labelled subjects."""
+    unnamed = sorted(s for s, r in subjects.items() if r["labelled"] and not r.get("source"))
+    if unnamed:
+        raise InputError(unnamed[0], None, "split.folds: by_source needs its source (site)")
+    sites = sorted({str(r["source"]) for r in subjects.values() if r["labelled"]})
+    if len(sites) < 2:
+        raise ConfigError("split.folds", "by_source", f"two or more sites with labels, not {sites}")
+    return sites
+
+
 def split_subjects(
     manifest: pd.DataFrame,
     fractions: dict[str, float],
@@ -104,6 +137,8 @@ def split_subjects(
     seed: int,
     group: str | None = None,
     folds: int = 0,
+    fold_sites: list[str] | None = None,
+    outer: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Assign every subject of `manifest` to train/val/test (labelled) or unlabelled.
 
@@ -112,11 +147,13 @@ def split_subjects(
     stratum. `folds` >= 2 adds a `fold` column (0..k-1) for the train and val subjects, drawn
     per stratum, for k-fold cross-validation over train+val; test stays apart. A dataset that
     brings its own folds (a MONAI datalist's `fold`: the manifest's `dataset_fold` column)
-    keeps them: they must number 0..k-1.
+    keeps them: they must number 0..k-1. With `fold_sites` fold i holds out the site
+    `fold_sites[i]` (leave-one-site-out); with `outer` = (o, m) the test split is outer fold o of
+    m (nested cross-validation; the test fraction is then 0).
     Returns columns subject_id, split, stratum (and source, the group column and fold when
     present), sorted by subject_id.
     """
-    fractions = _check_fractions(fractions)
+    fractions = _check_fractions(fractions, nested=outer is not None)
     if stratify is not None and stratify not in manifest.columns:
         raise ConfigError("split.stratify", stratify, f"null or a column of {list(manifest)}")
     if folds == 1 or folds < 0:
@@ -136,6 +173,10 @@ def split_subjects(
     table["split"] = UNLABELLED
 
     units = table[labelled].drop_duplicates("unit")
+    held_out: set[str] = set()
+    if outer is not None:
+        held_out = _outer_fold(units, outer, seed)
+        units = units[~units["unit"].isin(held_out)]
     groups = {st: ids.tolist() for st, ids in units.groupby("stratum")["unit"]}
     counts = _allocate({st: len(ids) for st, ids in groups.items()}, fractions)
     split_of: dict[str, str] = {}
@@ -144,12 +185,16 @@ def split_subjects(
         bounds = np.cumsum([counts[stratum][s] for s in SPLITS])[:-1]
         for split, part in zip(SPLITS, np.split(shuffled, bounds), strict=True):
             split_of.update(dict.fromkeys(part, split))
+    split_of.update(dict.fromkeys(held_out, "test"))
     table.loc[labelled, "split"] = table.loc[labelled, "unit"].map(split_of)
     columns = ["subject_id", "split", "stratum"] + (["source"] if "source" in table else [])
     columns += [group] if grouped and group != "source" else []
     if folds:
         development = units[units["unit"].map(split_of).isin(["train", "val"])]
-        fold_of = _given_folds(development, folds) or _folds(development, folds, seed)
+        if fold_sites:
+            fold_of = _site_folds(development, fold_sites)
+        else:
+            fold_of = _given_folds(development, folds) or _folds(development, folds, seed)
         table["fold"] = table["unit"].map(fold_of).where(table["split"].isin(["train", "val"]))
         table["fold"] = table["fold"].astype("Int64")
         columns.append("fold")
@@ -166,6 +211,35 @@ def _folds(units: pd.DataFrame, k: int, seed: int) -> dict[str, int]:
             fold_of[unit] = position % k
             position += 1
     return fold_of
+
+
+def _outer_fold(units: pd.DataFrame, outer: tuple[int, int], seed: int) -> set[str]:
+    """The units of outer fold o of m (`outer`), dealt as the inner folds are but with their own
+    seed, so each outer fold's workflow holds out the same patients whichever fold it runs."""
+    fold, m = outer
+    if m < 2 or not 0 <= fold < m:
+        raise ConfigError("split.outer_fold", fold, f"0..{m - 1} of split.outer_folds = {m} >= 2")
+    if len(units) < m:
+        raise ConfigError("split.outer_folds", m, f"at most the {len(units)} labelled patients")
+    dealt = _folds(units, m, seed + 2)
+    return {unit for unit, f in dealt.items() if f == fold}
+
+
+def _site_folds(units: pd.DataFrame, sites: list[str]) -> dict[str, int]:
+    """Fold per unit by its site (leave-one-site-out: fold i is `sites[i]`); ConfigError when
+    the manifest has no source column or a site has no development patient."""
+    if "source" not in units:
+        raise ConfigError("split.folds", "by_source", "a manifest with a source column")
+    site = units.set_index("unit")["source"].astype(str)
+    empty = [s for s in sites if s not in set(site)]
+    if empty:
+        raise ConfigError(
+            "split.folds",
+            "by_source",
+            f"site {empty[0]} has no labelled development patient (all are in test): lower "
+            "split.fractions.test or leave the site out",
+        )
+    return {unit: sites.index(s) for unit, s in site.items() if s in sites}
 
 
 def _given_folds(units: pd.DataFrame, k: int) -> dict[str, int] | None:
@@ -293,6 +367,12 @@ def main(argv: list[str] | None = None) -> None:
         seed=int(config.get("seed", 0)),
         group=group,
         folds=int(config.get("folds", 0)),
+        fold_sites=config.get("fold_sites"),
+        outer=(
+            (int(config["outer_fold"]), int(config["outer_folds"]))
+            if config.get("outer_fold") is not None
+            else None
+        ),
     )
     audit = audit_splits(splits)
     checks = leakage_checks(splits, manifest, group)

@@ -50,6 +50,7 @@ from segsweep.sweep.analysis import configured_pairs, hue_partner, read_tables
 from segsweep.sweep.cost import MEASURES, cost_points
 from segsweep.sweep.grammar import configurations, sweep_runs, swept_names
 from segsweep.sweep.pruning import first_rung_text, halving, rung_epochs
+from segsweep.sweep.sites import labelled_sites, site_of
 from segsweep.vocabulary import format_level, level_order, model_label, score_label
 
 JITTER_SEED = 0
@@ -167,6 +168,37 @@ def native_boxplot(per_patient: dict[str, pd.DataFrame], out: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     patients = data["patient_id"].nunique() if len(data) else 0
     ax.set_title(f"Test set, {patients} patient{'s' * (patients != 1)}", fontsize=10)
+    save(fig, out)
+
+
+def site_boxplot(per_patient: dict[str, pd.DataFrame], sites: dict[str, str], out: Path) -> None:
+    """Per-patient foreground Dice on test (processed space) by site, one box per site and
+    final model (label → its per_patient.csv rows), every patient drawn as a point; each site's
+    tick names its n. Patients without a site are not drawn."""
+    rows = [
+        table[(table["class"] == FOREGROUND) & (table["space"] == "processed")]
+        .assign(model=label, site=lambda t: t["patient_id"].astype(str).map(sites))
+        .dropna(subset=["dice", "site"])
+        for label, table in per_patient.items()
+    ]
+    data = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    columns = ["model", "site", "patient_id", "dice"]
+    data = data[columns] if len(data) else pd.DataFrame(columns=columns)
+    order = sorted(data["site"].unique())
+    counts = data.drop_duplicates(["site", "patient_id"])["site"].value_counts()
+    fig = Figure(figsize=(1.8 + 1.3 * max(1, len(order)), 3.6), layout="tight")
+    ax = fig.subplots()
+    hue = "model" if len(per_patient) > 1 else None
+    sns.boxplot(data=data, x="site", y="dice", hue=hue, order=order, color=FILL_COLOUR,
+                linecolor=LINE_COLOUR, showfliers=False, ax=ax)  # fmt: skip
+    sns.stripplot(data=data, x="site", y="dice", hue=hue, order=order, color=LINE_COLOUR,
+                  dodge=hue is not None, size=4, jitter=0.15, legend=False, ax=ax)  # fmt: skip
+    ax.set_xticks(range(len(order)), [f"{s}\n(n = {counts.get(s, 0)})" for s in order])
+    ax.set_xlabel("")
+    ax.set_ylabel("Dice per patient (processed space)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("Test set by site", fontsize=10)
     save(fig, out)
 
 
@@ -351,6 +383,7 @@ class FigureInputs:
     test_per_slice: Mapping[str, str | Path]
     test_per_patient: Mapping[str, str | Path] = field(default_factory=dict)
     external: Mapping[str, str | Path] = field(default_factory=dict)  # name → its test table
+    splits: str | Path | None = None  # splits.csv, whose source column the site figure reads
 
 
 def draw_figures(
@@ -365,7 +398,8 @@ def draw_figures(
     with folds) and test, "training_curves" (a panel per run of each final model, `curve` the
     training log's column of its validation metric and its name),
     "checkpoint_scores", "ranking" (the bootstrap ranking of the top configurations) and "cost"
-    (score against training cost); with external methods also "boxplot_test_native"."""
+    (score against training cost); with external methods also "boxplot_test_native", with two
+    or more labelled sites "boxplot_sites"."""
     final = pd.read_csv(given.final, keep_default_na=False)
     labels = {r.run_id: model_label(r.run_id, r.group) for r in final.itertuples(index=False)}
     runs = sweep_runs(config, sweep)
@@ -376,6 +410,10 @@ def draw_figures(
         slices = {labels[m]: read_tables(files[m], m) for m in labels}
         boxplot(slices, Path(outputs[f"boxplot_{split}"]), f"Dice per slice, {title}")
         histograms(slices, Path(outputs[f"histogram_{split}"]), f"Dice per slice, {title}")
+    if "boxplot_sites" in outputs:  # with two or more labelled sites
+        tables = {labels[m]: pd.read_csv(given.test_per_patient[m]) for m in labels}
+        sites = site_of(pd.read_csv(given.splits, dtype=str))
+        site_boxplot(tables, sites, Path(outputs["boxplot_sites"]))
     if "boxplot_test_native" in outputs:  # with external methods (final.external)
         tables = {labels[m]: pd.read_csv(given.test_per_patient[m]) for m in labels}
         tables |= {name: pd.read_csv(path) for name, path in given.external.items()}
@@ -476,8 +514,10 @@ def main(argv: list[str] | None, curve: tuple[str, str]) -> None:
         test_per_slice=by(test, finals),
         test_per_patient=by(test_patients, finals),
         external={n: layout.under(results, layout.EXTERNAL_PER_PATIENT, name=n) for n in external},
+        splits=layout.under(results, layout.SPLITS),
     )
     # the figures the thesis shows (`layout.segmentation_thesis_files`)
-    files = layout.segmentation_thesis_files(swept_names(sweep), bool(external))
+    sites = len(labelled_sites(pd.read_csv(given.splits, dtype=str))) >= 2
+    files = layout.segmentation_thesis_files(swept_names(sweep), bool(external), sites=sites)
     outputs = layout.named_under(results, files, "figure_")
     draw_figures(config, sweep, given, outputs, curve)

@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 
 from segsweep import layout, vocabulary
-from segsweep.sweep.grammar import seed_noise, sweep_runs, swept_names
+from segsweep.sweep.grammar import configurations, seed_noise, sweep_runs, swept_names
 from segsweep.sweep.pruning import halving
+from segsweep.sweep.sites import labelled_sites
 
 Paths = Mapping[str, str | Path]
 
@@ -77,6 +78,9 @@ class ReportInputs:
     # other (`segsweep.evaluate.qc_validation`); the section shows the models with a qc.csv
     final_qc: Paths = field(default_factory=dict)
     test_per_patient: Paths = field(default_factory=dict)
+    # by run id, the validation per_patient.csv of each final model's runs (out of fold with
+    # folds), which the section "Results by site" groups by site with the test tables
+    val_per_patient: Paths = field(default_factory=dict)
 
     @classmethod
     def under(
@@ -101,9 +105,11 @@ class ReportInputs:
         finals = pd.read_csv(final, dtype=str)["run_id"].tolist()
         external = bool(config["final"].get("external"))
         budget = halving(config, sweep)
+        sites = len(labelled_sites(pd.read_csv(under(layout.SPLITS), dtype=str))) >= 2
         files = layout.segmentation_thesis_files(
-            swept_names(sweep), external, seeds=seed_noise(sweep), budget=budget
+            swept_names(sweep), external, seeds=seed_noise(sweep), budget=budget, sites=sites
         )
+        members = configurations(sweep_runs(config, sweep))
         found = {}
         if benchmarks is not None:
             for folder in sorted(p for p in Path(benchmarks).glob("*") if p.is_dir()):
@@ -134,6 +140,11 @@ class ReportInputs:
             description=_existing(under(layout.DATA_DESCRIPTION)),
             final_qc={r: path for r in finals if (path := under(layout.FINAL_QC, run=r)).is_file()},
             test_per_patient={r: under(layout.TEST_PER_PATIENT, run=r) for r in finals},
+            val_per_patient={
+                run.run_id: under(layout.VAL_PER_PATIENT, run=run.run_id)
+                for r in finals
+                for run in members[r]
+            },
         )
 
 

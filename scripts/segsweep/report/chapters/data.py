@@ -139,15 +139,23 @@ def fold_audit_blocks(inputs: ReportInputs) -> list:
         if flags(checks["passed"]).all()
         else "at least one check failed"
     )
+    sites = inputs.config["split"].get("fold_sites")
+    dealt = (
+        f"were grouped by site into {folds} folds, one per site ({', '.join(sites)}: "
+        "leave-one-site-out)"
+        if sites
+        else f"were dealt into {folds} folds"
+        + (" within each stratum" if inputs.config["split"].get("stratify") else "")
+    )
     return [
         text(
             "With {k}-fold cross-validation, the {n} labelled subjects of the training and "
-            "validation sets were dealt into {k} folds{stratified}; every configuration was "
+            "validation sets {dealt}; every configuration was "
             "trained {k} times, each time validated on one fold and trained on the others. "
             "{table} lists the folds and {checks} audits them: {verdict}.",
             k=folds,
             n=development,
-            stratified=" within each stratum" if inputs.config["split"].get("stratify") else "",
+            dealt=dealt,
             table=table,
             checks=checked,
             verdict=verdict,

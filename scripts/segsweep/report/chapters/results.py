@@ -1,11 +1,12 @@
 """Chapter 4, Results: the failed runs (when any), then its sections; the training budget, seed
-noise and quality control of predictions only where the thesis has their files."""
+noise, results by site and quality control of predictions only where the thesis has their
+files."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from segsweep.report.chapters import budget, quality, seeds
+from segsweep.report.chapters import budget, quality, seeds, sites
 from segsweep.report.chapters.final_results import final_models, visualisation
 from segsweep.report.chapters.sweep_results import best_models, failed_runs, hyperparameter_effects
 from segsweep.report.document import Chapter, Table
@@ -22,6 +23,7 @@ def chapter(inputs: ReportInputs, all_runs: Table) -> Chapter:
         best_models(inputs),
         *seeds.sections(inputs),
         final_models(inputs, final_ids),
+        *sites.sections(inputs),
         *quality.sections(inputs),
         visualisation(inputs, final_ids),
     ]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from segsweep.numerals import NA, ci_text, number, p_value, plural
-from segsweep.report.chapters import budget, seeds
+from segsweep.report.chapters import budget, seeds, sites
 from segsweep.report.chapters.sweep_results import experiment
 from segsweep.report.document import Document, Paragraph, join_words, text
 from segsweep.report.inputs import ReportInputs, read_table
@@ -37,6 +37,7 @@ def summary(
     paragraphs.append(seeds.summary_sentence(inputs, document))
     paragraphs.append(budget.summary_sentence(inputs, document))
     paragraphs += final(inputs, document)
+    paragraphs.append(sites.summary_sentence(inputs, document))
     return [p for p in paragraphs if p is not None]
 
 
@@ -57,8 +58,14 @@ def _sweep(inputs: ReportInputs, document: Document) -> Paragraph | None:
     splits = assigned["split"].value_counts()
     development = int(splits.get("train", 0) + splits.get("val", 0))
     folds = int(inputs.config.get("split", {}).get("folds") or 0)
+    sites = inputs.config.get("split", {}).get("fold_sites")
+    design = (
+        f"leave-one-site-out cross-validation over {plural(folds, 'site')}"
+        if sites
+        else f"{folds}-fold cross-validation"
+    )
     how = (
-        f"in {folds}-fold cross-validation on {plural(development, 'development patient')}"
+        f"in {design} on {plural(development, 'development patient')}"
         if folds
         else f"on {plural(int(splits.get('train', 0)), 'training patient')}, selected on "
         f"{plural(int(splits.get('val', 0)), 'validation patient')}"
