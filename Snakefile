@@ -33,6 +33,10 @@ from segsweep.tasks import check as check_task, task_of
 task_of(config).with_defaults(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 TASK = check_task(config)
+# Nested cross-validation (`split.outer_folds` without `split.outer_fold`): this workflow runs
+# each outer fold's workflow (this Snakefile with `split.outer_fold` set) as a module writing
+# into its own folders, and pools what their chosen models predicted (workflow/rules/nested.smk).
+NESTED = bool(config["split"]["outer_folds"]) and config["split"]["outer_fold"] is None
 
 
 report: "report/workflow.rst"
@@ -49,55 +53,62 @@ _PREFIX = (
 )
 
 
-include: "workflow/rules/common.smk"
+if NESTED:
 
+    include: "workflow/rules/nested.smk"
 
-if TASK.name == "segmentation":
-
-    include: "workflow/rules/data.smk"
-    include: "workflow/rules/preprocess.smk"
-
-else:
-
-    include: "workflow/rules/radiographs.smk"
-
-
-include: "workflow/rules/split.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/budget.smk"
-include: "workflow/rules/select.smk"
-
-
-if TASK.name == "segmentation":
-
-    include: "workflow/rules/evaluate.smk"
-    include: "workflow/rules/analysis.smk"
-    include: "workflow/rules/report.smk"
+    rule all:
+        input:
+            L.THESIS_HTML,
+            L.THESIS_PDF,
+            [L.outer(L.PACKAGE_INDEX, fold) for fold in OUTER_FOLDS],
 
 else:
 
-    include: "workflow/rules/classification.smk"
+    include: "workflow/rules/common.smk"
 
+    if TASK.name == "segmentation":
 
-include: "workflow/rules/package.smk"
+        include: "workflow/rules/data.smk"
+        include: "workflow/rules/preprocess.smk"
 
+    else:
 
-if HALVING:
+        include: "workflow/rules/radiographs.smk"
+    include: "workflow/rules/split.smk"
+    include: "workflow/rules/train.smk"
+    include: "workflow/rules/budget.smk"
+    include: "workflow/rules/select.smk"
 
-    include: "workflow/rules/budget_report.smk"
+    if TASK.name == "segmentation":
 
+        include: "workflow/rules/evaluate.smk"
+        include: "workflow/rules/analysis.smk"
+        include: "workflow/rules/report.smk"
 
-# Provenance: every job sees the hash of the config in force (common.smk: with the data's
-# classes, channels and folds) and sweep it was planned with. Not a param: editing the config
-# must not retrain finished runs.
-from segsweep.provenance import config_hash
+    else:
 
-shell.prefix(_PREFIX + f"export SEGSWEEP_CONFIG_HASH={config_hash(IN_FORCE, SWEEP)}; ")
+        include: "workflow/rules/classification.smk"
+    include: "workflow/rules/package.smk"
 
+    if HALVING:
 
-rule all:
-    input:
-        L.PACKAGE_INDEX,
-        L.THESIS_HTML,
-        L.THESIS_PDF,
-        L.THESIS_LATEX,
+        include: "workflow/rules/budget_report.smk"
+
+    # Provenance: every job sees the hash of the config in force (common.smk: with the data's
+    # classes, channels and folds) and sweep it was planned with. Not a param: editing the config
+    # must not retrain finished runs.
+    from segsweep.provenance import config_hash
+
+    shell.prefix(
+        _PREFIX + f"export SEGSWEEP_CONFIG_HASH={config_hash(IN_FORCE, SWEEP)}; "
+    )
+
+    rule all:
+        input:
+            # an outer fold of a nested cross-validation: what its chosen model held out
+            [L.NESTED_HELD_OUT] if config["split"]["outer_fold"] is not None else [],
+            L.PACKAGE_INDEX,
+            L.THESIS_HTML,
+            L.THESIS_PDF,
+            L.THESIS_LATEX,

@@ -22,7 +22,7 @@ rule cohort_subject:
         "../../envs/preprocess.yaml"
     params:
         cfg=as_json(config["data"]["synthetic"]),
-        out=L.COHORT_SUBJECT,
+        out=lambda w, output: os.path.dirname(output[-1]),  # L.COHORT_SUBJECT
     shell:
         "python -m segsweep cohort subject --config-json {params.cfg:q}"
         " --subject {wildcards.subject} --out {params.out} > {log} 2>&1"

@@ -140,7 +140,7 @@ rule crop_image:
         "../../envs/preprocess.yaml"
     params:
         cfg=as_json(CROP),
-        plan=f"--plan-json {L.CROP_PLAN}" if PLANNED else "",
+        plan=lambda w, input: f"--plan-json {input.plan}" if PLANNED else "",
     shell:
         "python -m segsweep crop image --image {input.image} --centre-json {input.centre}"
         " {params.plan} --config-json {params.cfg:q} --out-image {output.image}"

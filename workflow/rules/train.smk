@@ -42,7 +42,7 @@ rule train:
         attempts=config["train_retries"] + 1,
     params:
         args=train_arguments,
-        state=L.RUN_STATE,
+        state=lambda w, output: run_state(output.index),
     shell:
         "python -m segsweep train {params.args} --train {input.train} --val {input.val}"
         " --splits {input.splits} --params {output.params} --log {output.log}"

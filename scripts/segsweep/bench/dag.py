@@ -7,11 +7,18 @@ train_log.csv, checkpoints/index.json, provenance.json; select → selection.jso
 validation tables; a log and a benchmark file each; one aggregate over all runs) but none of
 segsweep's code, so the ratio is what segsweep adds to the limit Snakemake itself sets. Both are
 timed as `snakemake --dry-run` in one run of this command.
+
+`--designs` counts instead what each evaluation design costs in training jobs: the default
+config and sweep dry-run as a plain split, k-fold cross-validation, leave-one-site-out and nested
+m × k cross-validation, each line giving the training jobs Snakemake plans beside the count the
+README states (configurations × folds, × sites, × m × k).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import re
 import subprocess
 import sys
 import tempfile
@@ -136,12 +143,69 @@ def time_bare(n_runs: int, scratch: Path) -> float:
     return dry_run(["--config", f"runs={n_runs}"], workdir)
 
 
+def planned_training(config: dict, workdir: Path) -> int:
+    """The training jobs (rules train and outer<o>_train) a dry run of the real Snakefile plans
+    for `config` with the repository's default sweep."""
+    workdir.mkdir(parents=True)
+    (workdir / "config").mkdir()
+    (workdir / "config" / "sweep.yaml").write_text((REPO / "config" / "sweep.yaml").read_text())
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--dry-run", "--cores", "1", "all"]
+    command += ["--snakefile", str(REPO / "Snakefile")]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"snakemake failed in {workdir}:\n{result.stdout}\n{result.stderr}")
+    counts = re.findall(r"^(?:outer\d+_)?train\s+(\d+)\s*$", result.stdout, flags=re.MULTILINE)
+    return sum(int(n) for n in counts)
+
+
+def count_designs(scratch: Path, k: int = 3, m: int = 3) -> list[tuple[str, int, int]]:
+    """(design, training jobs planned, configurations × its factor) of the default config and
+    sweep (on the default synthetic cohort) under each evaluation design."""
+    from segsweep.config_schema import complete
+    from segsweep.data.cohort import plan_cohort
+    from segsweep.sweep.grammar import configurations, load_sweep, sweep_runs
+
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = {section: complete(base.get(section) or {}, section) for section in ("train",)}
+    sweep = load_sweep(str(REPO / "config" / "sweep.yaml"))
+    n = len(configurations(sweep_runs({**config, "split": {"folds": 0}}, sweep)))
+    cohort = plan_cohort((base.get("data") or {}).get("synthetic") or {})
+    sites = len({spec.source for spec in cohort if spec.labelled})
+    designs = {
+        "plain": ({"folds": 0}, n),
+        f"{k}-fold": ({"folds": k}, n * k),
+        "leave-one-site-out": ({"folds": "by_source"}, n * sites),
+        f"nested {m}x{k}": (
+            {"folds": k, "outer_folds": m, "fractions": {"train": 0.75, "val": 0.25, "test": 0}},
+            m * n * k,
+        ),
+    }
+    rows = []
+    for name, (split, expected) in designs.items():
+        config = copy.deepcopy(base)
+        config["split"] = {**config.get("split", {}), **split}
+        planned = planned_training(config, scratch / re.sub(r"\W+", "-", name))
+        rows.append((name, planned, expected))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the dry-run times and, last, `dag: t1000=… t10000=… overhead=…`."""
     parser = argparse.ArgumentParser(prog="python -m segsweep.bench dag", description=main.__doc__)
     parser.add_argument("--sizes", type=int, nargs=2, default=[1000, 10000], metavar="N")
     parser.add_argument("--folds", type=int, default=5, help="k of the configurations (0: none)")
+    parser.add_argument(
+        "--designs", action="store_true", help="count the training jobs of each design instead"
+    )
     args = parser.parse_args(argv)
+    if args.designs:
+        with tempfile.TemporaryDirectory(prefix="segsweep-designs-") as tmp:
+            for name, planned, expected in count_designs(Path(tmp)):
+                print(
+                    f"design {name}: {planned} training runs (configurations x factor: {expected})"
+                )
+        return
     small, large = args.sizes
     with tempfile.TemporaryDirectory(prefix="segsweep-dag-") as tmp:
         scratch = Path(tmp)
