@@ -69,6 +69,20 @@ def test_a_task_refuses_what_it_cannot_run(config, key, value, message):
     assert message in str(refused.value)
 
 
+def test_the_nsd_is_a_patient_level_selection_metric():
+    """The NSD needs a patient's volume: selected on at level patient, refused at level slice
+    (the per-slice table has no NSD) and under classification."""
+    config = _with(SEGMENTATION, "selection.metric", "nsd")
+    check(config)
+    with pytest.raises(ConfigError, match="config key 'selection.metric'") as refused:
+        check(_with(config, "selection.level", "slice"))
+    assert "at selection.level: slice under task: segmentation" in str(refused.value)
+    assert "nsd" not in str(refused.value).split("allowed:")[1].split(" at ")[0]
+    with pytest.raises(ConfigError, match="'selection.metric'.*under task: classification"):
+        check(_with(CLASSIFICATION, "selection.metric", "nsd"))
+    assert "nsd" in section("selection")["properties"]["metric"]["enum"]
+
+
 def test_a_run_of_the_sweep_is_refused_too():
     config = {**SEGMENTATION, "train": complete(SEGMENTATION["train"], "train")}
     sweep = {"grids": {"g": {"model": ["unet2d", "densenet121"]}}}

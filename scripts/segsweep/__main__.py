@@ -54,6 +54,12 @@ STAGES = {
     "package": ("segsweep.deploy.package", "a final model as a self-contained model package"),
     "predict": ("segsweep.deploy.predict", "segment new scans with a model package, with QC"),
     "status": ("segsweep.sweep.status", "one table of a sweep while it trains, per configuration"),
+    "weights": (
+        "segsweep.model.pretrained",
+        "download torchvision's ImageNet weights into torch's cache (train.pretrained)",
+    ),
+    "nested": ("segsweep.sweep.nested", "nested cross-validation: held-out rows, pooled estimate"),
+    "nested-report": ("segsweep.report.nested", "the thesis of a nested cross-validation"),
 }
 
 

@@ -116,6 +116,7 @@ FINAL = "results/summary/final.csv"
 # an external method's test predictions (final.external), scored as the final models are
 EXTERNAL_PER_PATIENT = "results/external/{name}/test/per_patient.csv"
 NATIVE_BOXPLOT = "results/figures/boxplot_test_native.png"  # the final models and the external
+SITE_BOXPLOT = "results/figures/boxplot_sites.png"  # the final models' test patients by site
 TEST_PER_SLICE = "results/final/{run}/test/per_slice.csv"
 TEST_PER_PATIENT = "results/final/{run}/test/per_patient.csv"
 BEST_FOLD_PER_SLICE = "results/final/{run}/test_best_fold/per_slice.csv"
@@ -141,6 +142,15 @@ PACKAGE = "results/package/{run}.zip"
 PACKAGE_INDEX = "results/package/index.json"
 FINAL_QC = "results/final/{run}/qc.csv"
 UNLABELLED_FIGURE = "results/final/{run}/unlabelled.png"
+
+# nested cross-validation (`split.outer_folds`): each outer fold's workflow writes into its own
+# folder (`outer`), where its chosen model's held-out rows lie in NESTED_HELD_OUT; the pooled
+# estimate, per outer fold and overall, and how often each configuration was chosen
+NESTED_HELD_OUT = "results/nested/held_out.csv"
+NESTED_PER_PATIENT = "results/nested/per_patient.csv"
+NESTED_SUMMARY = "results/nested/summary.csv"
+NESTED_CHOICES = "results/nested/choices.csv"
+NESTED_FIGURE = "results/figures/nested_held_out.png"
 
 # analysis, figures and the thesis
 RUNS_TABLE = "results/summary/runs.csv"
@@ -175,10 +185,13 @@ CLASSIFICATION_TABLES = (
     "study_types",
     "confusion",
     "roc",
+    "calibration",  # the ECE with its interval, per final model and split
+    "reliability",  # the reliability diagram's bins
 )
 ROC_FIGURE = "results/figures/roc.png"
 CONFUSION_FIGURE = "results/figures/confusion.png"
 PROBABILITY_FIGURE = "results/figures/probabilities.png"
+CALIBRATION_FIGURE = "results/figures/calibration.png"  # the reliability diagrams
 JITTER = "results/figures/jitter_{name}.png"
 BOXPLOT = "results/figures/boxplot_{split}.png"
 HISTOGRAM = "results/figures/histogram_{split}.png"
@@ -208,6 +221,34 @@ def at_rung(pattern: str) -> str:
     return RUNG_DIR + "/" + pattern[len(prefix) :]
 
 
+# the generated raw data, which a nested workflow's outer folds share (the first generates it)
+RAW_FOLDERS = ("cohort", "radiographs")
+
+
+def outer_prefixes(fold: str) -> dict[str, str]:
+    """Where outer fold `fold` of a nested cross-validation writes what a plain workflow writes
+    under results/ (but the raw data of `RAW_FOLDERS`), logs/ and benchmarks/: in its own
+    subfolder outer/<fold>/ of each (Snakemake's module `replace_prefix`)."""
+    folders = {
+        value.split("/")[1]
+        for value in globals().values()
+        if isinstance(value, str) and value.startswith(f"{RESULTS}/") and value.count("/") > 1
+    }
+    prefixes = {
+        f"{RESULTS}/{f}/": f"{RESULTS}/outer/{fold}/{f}/"
+        for f in sorted(folders - set(RAW_FOLDERS))
+    }
+    return prefixes | {f"{top}/": f"{top}/outer/{fold}/" for top in (LOGS, BENCHMARKS)}
+
+
+def outer(pattern: str, fold: str) -> str:
+    """The file `pattern` of outer fold `fold`'s workflow, e.g. its splits.csv."""
+    for prefix, replacement in outer_prefixes(fold).items():
+        if pattern.startswith(prefix):
+            return replacement + pattern[len(prefix) :]
+    raise ValueError(f"{pattern} is not one of an outer fold's files")
+
+
 def log(job: str) -> str:
     """The log of one job, `job` naming its rule group and wildcards, e.g. "n4/{subject}"."""
     return f"{LOGS}/{job}.log"
@@ -234,14 +275,19 @@ def named_under(folder: str | Path, files: dict[str, str], prefix: str) -> dict[
 
 
 def segmentation_thesis_files(
-    swept: Iterable[str], external: bool, seeds: bool = False, budget: bool = False
+    swept: Iterable[str],
+    external: bool,
+    seeds: bool = False,
+    budget: bool = False,
+    sites: bool = False,
 ) -> dict[str, str]:
     """The tables ("table_<name>") and figures ("figure_<name>", PNG; the SVG lies beside each)
     the segmentation thesis shows, by name: the report rule's inputs, the figures its figures
     stage draws by hand, and what its report finds by hand; the native-space boxplot only with
     external methods (`external`: `final.external` is set); the seed tables only when settings
     are trained with several seeds (`seeds`: `repeats` ≥ 2 or `confirm.top` > 0); the training
-    budget's tables and figure only under successive halving (`budget`)."""
+    budget's tables and figure only under successive halving (`budget`); the test patients by
+    site only with two or more labelled sites (`sites`)."""
     files = {
         "table_runs": RUNS_TABLE,
         "table_configurations": CONFIGURATIONS_TABLE,
@@ -257,6 +303,8 @@ def segmentation_thesis_files(
     files["figure_cost"] = COST_FIGURE
     if external:
         files["figure_boxplot_test_native"] = NATIVE_BOXPLOT
+    if sites:
+        files["figure_boxplot_sites"] = SITE_BOXPLOT
     if seeds:
         files["table_seed_spread"] = SEED_SPREAD
         files["table_seed_comparisons"] = SEED_COMPARISONS
@@ -283,6 +331,7 @@ def classification_thesis_files(swept: Iterable[str], budget: bool = False) -> d
         "figure_cls_roc": ROC_FIGURE,
         "figure_cls_confusion": CONFUSION_FIGURE,
         "figure_cls_probabilities": PROBABILITY_FIGURE,
+        "figure_cls_calibration": CALIBRATION_FIGURE,
         "figure_cls_examples": EXAMPLES_FIGURE,
     }
     if budget:

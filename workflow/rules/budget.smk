@@ -41,7 +41,7 @@ rule train_rung:
         attempts=config["train_retries"] + 1,
     params:
         args=train_arguments,
-        state=L.RUN_STATE,
+        state=lambda w, output: run_state(output.index),
     shell:
         "python -m segsweep train {params.args} --train {input.train} --val {input.val}"
         " --splits {input.splits} --params {output.params} --log {output.log}"
@@ -69,6 +69,7 @@ rule select_rung:
     params:
         cfg=as_json(config["selection"]),
         classification=as_json(STUDY_RULES),
+        nsd_tolerance=config["metrics"]["nsd_tolerance_mm"],
     shell:
         TASK.select_command
 

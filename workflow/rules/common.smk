@@ -15,6 +15,7 @@ from segsweep import layout as L
 from segsweep.config_schema import section
 from segsweep.errors import ConfigError
 from segsweep.io.images import data_files
+from segsweep.preprocess.split import labelled_sites
 from segsweep.sweep.budget import budget_of, sweep_rungs
 from segsweep.sweep.grammar import (
     configurations,
@@ -42,11 +43,16 @@ def _in_force(read):
     """The config in force: a copy of the validated config (which is never changed after
     validation) with the classes and channels read (data.labels/channels, else the dataset's or
     the synthetic cohort's) and, with cross-validation, a dataset's own folds (a MONAI
-    datalist's). Every stage is handed this one, and the provenance hashes it."""
+    datalist's) or, with `folds: by_source`, one fold per site (`split.fold_sites`, in fold
+    order). Every stage is handed this one, and the provenance hashes it."""
     in_force = copy.deepcopy(config)
     in_force["data"]["labels"] = read["labels"]
     in_force["data"]["channels"] = read["channels"]
-    if in_force["split"]["folds"] and read.get("folds"):
+    if in_force["split"]["folds"] == "by_source":
+        # leave-one-site-out: fold i holds out the i-th site with labelled subjects
+        in_force["split"]["fold_sites"] = labelled_sites(SUBJECTS)
+        in_force["split"]["folds"] = len(in_force["split"]["fold_sites"])
+    elif in_force["split"]["folds"] and read.get("folds"):
         in_force["split"]["folds"] = read["folds"]
     return in_force
 
@@ -56,6 +62,12 @@ def _in_force(read):
 # and the classes, channels and folds read.
 SUBJECTS, DATA_READ = TASK.read_data()(config["data"])
 IN_FORCE = _in_force(DATA_READ)
+# two or more sites (the manifest's source) with labelled subjects: the thesis shows the final
+# models' test patients by site
+SITES = (
+    len({s["source"] for s in SUBJECTS.values() if s["labelled"] and s.get("source")})
+    >= 2
+)
 # The classes in the order the packed masks hold them (their channels) and every stage sees
 # them: by name.
 LABELS = dict(sorted(DATA_READ["labels"].items()))
@@ -398,6 +410,22 @@ def final_members():
     return [run.run_id for model in final_runs() for run in CONFIGURATIONS[model]]
 
 
+# the test table of a final model that its results report: its best fold's under
+# `final.model: best_fold` with cross-validation, else its own (the fold ensemble's)
+REPORTED_TEST = (
+    L.BEST_FOLD_PER_PATIENT
+    if config["final"]["model"] == "best_fold" and FOLDS
+    else L.TEST_PER_PATIENT
+)
+
+
+def run_state(index):
+    """A run's state folder (`L.RUN_STATE`, deliberately no output) beside its checkpoint index
+    (`L.RUN_INDEX` or `L.RUNG_INDEX`), in whichever results folder the rule writes (an outer
+    fold's, in a nested cross-validation)."""
+    return str(Path(index).parent.parent / Path(L.RUN_STATE).name)
+
+
 def final_tables(wildcards):
     """The tables of the final models: the per-slice validation tables of their runs (in the
     order of `final_members()`) and their test tables, in the order of `final_runs()` (with
@@ -422,7 +450,8 @@ def report_qc(wildcards):
 
 def report_finals(wildcards):
     """What the thesis shows of the final models (outlines, unlabelled predictions, the QC of
-    their test patients against their test Dice), and the runtime of every job (Snakemake's
+    their test patients against their test Dice, their test and out-of-fold validation tables,
+    by site), and the runtime of every job (Snakemake's
     benchmarks, by rule)."""
     runs = final_runs()
     return {
@@ -430,6 +459,7 @@ def report_finals(wildcards):
         "unlabelled": each(L.UNLABELLED_FIGURE, run=runs),
         "final_qc": each(L.FINAL_QC, run=runs),
         "test_per_patient": each(L.TEST_PER_PATIENT, run=runs),
+        "val_per_patient": each(L.VAL_PER_PATIENT, run=final_members()),
         **{
             f"benchmarks_{rule}": files for rule, files in benchmarks(wildcards).items()
         },
@@ -465,20 +495,37 @@ def benchmarked(name, jobs=None, runs=True):
     return pattern
 
 
+def _declared(rule, benchmark):
+    """(rule name, benchmark) as this workflow declared them; in an outer fold of a nested
+    cross-validation (nested.smk) its rules are renamed outer<o>_<rule> and their benchmarks
+    moved under benchmarks/outer/<o>/, and another outer fold's rules give (None, None).
+    """
+    if config["split"]["outer_fold"] is None or not workflow.modules:  # not a module
+        return rule, benchmark
+    fold = str(config["split"]["outer_fold"])
+    if not rule.startswith(f"outer{fold}_"):
+        return None, None
+    moved = {new: old for old, new in L.outer_prefixes(fold).items()}
+    prefix = next((p for p in moved if benchmark.startswith(p)), None)
+    restored = moved[prefix] + benchmark[len(prefix) :] if prefix else benchmark
+    return rule.removeprefix(f"outer{fold}_"), restored
+
+
 def benchmarks(wildcards):
     """rule → the benchmark files of its jobs in this workflow, for every rule before the
     report (the jobs each declares, `benchmarked`: declaring them runs nothing more)."""
     found = {}
     for step in workflow.rules:
-        if step.name == "report" or not step.benchmark:
+        name, pattern = _declared(step.name, str(step.benchmark or ""))
+        if name is None or name == "report" or not pattern:
             continue
-        pattern = _WILDCARD.sub(r"{\1}", str(step.benchmark))
+        pattern = _WILDCARD.sub(r"{\1}", pattern)
         if pattern not in BENCHMARK_JOBS:
             raise ValueError(f"{step.name}: its benchmark is not `benchmarked(...)`")
         jobs = BENCHMARK_JOBS[pattern]
         if jobs is False:
             continue
-        found[step.name] = (
+        found[name] = (
             [pattern]
             if jobs is None
             else [_job_file(pattern, value) for value in jobs(wildcards)]

@@ -82,6 +82,7 @@ rule final_test:
         patients=config["report"]["patients"],
         higher_is_better=config["selection"]["higher_is_better"],
         reported=config["final"]["model"],
+        nsd_tolerance=config["metrics"]["nsd_tolerance_mm"],
     script:
         "../scripts/final_test.py"
 
@@ -133,7 +134,38 @@ rule score_external:
             for s, p in zip(valid_labelled(w), input.records, strict=True)
         ),
         labels=as_json(LABELS),
+        nsd_tolerance=config["metrics"]["nsd_tolerance_mm"],
     shell:
         "python -m segsweep external {wildcards.name:q} {input.folder:q} --splits {input.splits}"
-        " --records {params.records} --labels-json {params.labels:q} --out {output}"
-        " > {log} 2>&1"
+        " --records {params.records} --labels-json {params.labels:q}"
+        " --nsd-tolerance-mm {params.nsd_tolerance} --out {output} > {log} 2>&1"
+
+
+# The workflow of one outer fold of a nested cross-validation (split.outer_fold): the rows its
+# chosen model predicted for the outer fold's patients, its test split, which the nested
+# workflow pools (nested.smk).
+if config["split"]["outer_fold"] is not None:
+
+    rule held_out:
+        input:
+            final=L.FINAL,
+            configurations=L.CONFIGURATIONS_TABLE,
+            tables=lambda w: each(REPORTED_TEST, run=final_runs()),
+        output:
+            L.NESTED_HELD_OUT,
+        log:
+            L.log("nested/held_out"),
+        benchmark:
+            benchmarked("nested/held_out")
+        conda:
+            "../../envs/report.yaml"
+        params:
+            tables=lambda w, input: " ".join(
+                shlex.quote(f"{run}={path}")
+                for run, path in zip(final_runs(), input.tables, strict=True)
+            ),
+            fold=config["split"]["outer_fold"],
+        shell:
+            "python -m segsweep nested held-out --final {input.final}"
+            " --configurations {input.configurations} --tables {params.tables}"
+            " --outer-fold {params.fold} --out {output} > {log} 2>&1"

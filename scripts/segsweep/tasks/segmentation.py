@@ -9,7 +9,8 @@ TASK = Task(
     name="segmentation",
     models=("unet2d", "unet3d"),
     scored_tables={"patient": layout.VAL_PER_PATIENT, "slice": layout.VAL_PER_SLICE},
-    metrics=("dice", "iou", "sensitivity", "specificity", "precision", "accuracy", "f2"),
+    metrics=("dice", "iou", "sensitivity", "specificity", "precision", "accuracy", "f2", "nsd"),
+    not_at_level={"slice": {"nsd": "the NSD is a patient's 3D boundary metric: use level patient"}},
     stop_metrics=("val_dice", "val_loss"),
     curve=("val_dice", "Dice"),
     log_columns=lazy("segsweep.train.loop", "LOG_COLUMNS"),
@@ -28,11 +29,13 @@ TASK = Task(
     select_command=(
         "python -m segsweep select --index {input.index} --val {input.val}"
         " --subjects-json {input.subjects} --config-json {params.cfg:q}"
+        " --nsd-tolerance-mm {params.nsd_tolerance}"
         " --out {output.selection} --threads {threads} > {log} 2>&1"
         " && python -m segsweep evaluate --index {input.index} --run-id {wildcards.run}"
         " --selection {output.selection} --data {input.val}"
         " --subjects-json {input.subjects} --split val"
         " --per-slice {output.per_slice} --per-patient {output.per_patient}"
-        " --threads {threads} >> {log} 2>&1"
+        " --nsd-tolerance-mm {params.nsd_tolerance} --threads {threads} >> {log} 2>&1"
     ),
+    train_values={"pretrained": ("none",)},  # a U-Net has no ImageNet weights
 )

@@ -4,8 +4,9 @@ Kaliyugarsan 2019 (chapter 5: study-wise accuracy, accuracy per study type in Ta
 confusion matrices in Figs 5.5 and 5.7) and Harrison 2018 (MURA, Cohen's κ).
 
 Every number comes from the workflow's files: the studies manifest, images.csv and splits.csv
-for the cohort; classification_metrics.csv, study_types.csv and confusion.csv for the results
-(intervals are bootstrap 95 % over patients); the configuration for the methods. Classes are
+for the cohort; classification_metrics.csv, study_types.csv, confusion.csv and calibration.csv
+for the results (intervals are bootstrap 95 % over patients); the configuration for the
+methods, with the ImageNet weights files that the runs' provenance.json records. Classes are
 ordered by their value in `data.labels` (without it, as confusion.csv lists them); the last one
 is the positive class. Each table's caption and each comparison state the studies and patients
 they rest on.
@@ -13,7 +14,7 @@ they rest on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from segsweep import layout
+from segsweep.evaluate.calibration import TOP_LABEL
 from segsweep.io.records import flags, read_json
 from segsweep.numerals import (
     NA,
@@ -47,7 +49,7 @@ from segsweep.report.document import (
     text,
 )
 from segsweep.report.inputs import ReportInputs, Thesis, read_table
-from segsweep.sweep.grammar import sweep_runs, swept_names
+from segsweep.sweep.grammar import Run, sweep_runs, swept_names
 from segsweep.sweep.pruning import halving, rung_epochs
 from segsweep.vocabulary import format_level, level_order, model_label, pooled_score_label
 
@@ -375,9 +377,13 @@ SCHEDULES = {
 
 
 def network_sentence(
-    train: dict[str, Any], levels: dict[str, list[str]], classes: list[str], packed: Any
+    train: dict[str, Any],
+    levels: dict[str, list[str]],
+    classes: list[str],
+    packed: Any,
+    imagenet: bool = False,
 ) -> str:
-    """The network, its input size and dropout."""
+    """The network, its input size and dropout; `imagenet`: some run starts from ImageNet."""
     network = _say("model", train["model"], levels, NETWORKS.get(train["model"], train["model"]))
     size = train.get("input_size")
     if "input_size" in levels:
@@ -392,18 +398,65 @@ def network_sentence(
         if "dropout" in levels or dropout
         else "no dropout"
     )
+    built = "" if imagenet else " (the architecture, built without downloaded weights)"
     return (
-        f"The network is torchvision's {network} (the architecture, built without downloaded "
-        f"weights), its final linear layer giving one output per class ({len(classes)}: "
-        f"{', '.join(classes)}), with {drop}; it sees {seen}."
+        f"The network is torchvision's {network}{built}, its final linear layer giving one "
+        f"output per class ({len(classes)}: {', '.join(classes)}), with {drop}; it sees {seen}."
     )
 
 
+IMAGENET_START = (
+    "torchvision's ImageNet weights ({files}), their first convolution's kernel summed over R, G "
+    "and B for the grey images (fed as packed, z-scored per image, without ImageNet's mean and "
+    "standard deviation) and the final layer new"
+)
+
+
+def imagenet_files(
+    runs: Sequence[Run], provenance: Mapping[str, str | Path]
+) -> dict[str, str | None]:
+    """Classifier → the file of the ImageNet weights its runs started from, for the classifiers
+    of the runs with `pretrained: imagenet`, as their provenance.json (`provenance`, by run id)
+    records it in `starting_weights` (None while none of them has)."""
+    files: dict[str, str | None] = {}
+    for run in runs:
+        model = run.params["model"]
+        if run.params.get("pretrained") != "imagenet" or files.get(model):
+            continue
+        files[model] = None
+        path = provenance.get(run.run_id)
+        if path is not None and Path(path).is_file():
+            for start in read_json(path).get("starting_weights", []):
+                if start["from"] == "imagenet":
+                    files[model] = start["file"]
+    return dict(sorted(files.items()))
+
+
+def _imagenet_start(files: Mapping[str, str | None]) -> str:
+    """ "torchvision's ImageNet weights (IMAGENET1K_V1: resnet18-f37072fd.pth), …": the file
+    recorded for each network (named when several start from them)."""
+    known = {model: file for model, file in files.items() if file}
+    if len(files) == 1 and known:
+        shown = f"IMAGENET1K_V1: {next(iter(known.values()))}"
+    elif known:
+        named = [f"{file} for {NETWORKS.get(model, model)}" for model, file in known.items()]
+        shown = f"IMAGENET1K_V1: {', '.join(named)}"
+    else:
+        shown = "IMAGENET1K_V1"
+    return IMAGENET_START.format(files=shown)
+
+
 def initialisation_sentence(
-    train: dict[str, Any], levels: dict[str, list[str]], run_ids: Sequence[str]
+    train: dict[str, Any],
+    levels: dict[str, list[str]],
+    run_ids: Sequence[str],
+    imagenet: Mapping[str, str | None] | None = None,
 ) -> str:
-    """Training from scratch, or from a run of the sweep or a checkpoint, with frozen blocks."""
+    """Training from scratch or from ImageNet weights (`imagenet`: `imagenet_files`), then from
+    a run of the sweep or a checkpoint, with frozen blocks."""
     source = train.get("init_from")
+    if imagenet:
+        return _from_imagenet(train, levels, run_ids, imagenet)
     if "init_from" in levels:
         start = f"The initialisation is {_say('init_from', source, levels)}"
     elif source is None:
@@ -412,13 +465,40 @@ def initialisation_sentence(
         start = f"Every run starts from the selected checkpoint of run {source} of this sweep"
     else:
         start = f"Every run starts from the checkpoint {source}"
+    return f"{start} (the weights whose name and shape match are loaded){_freeze(train, levels)}."
+
+
+def _freeze(train: dict[str, Any], levels: dict[str, list[str]]) -> str:
     frozen = int(train.get("freeze_blocks") or 0)
-    freeze = (
-        f", with the first {_say('freeze_blocks', frozen, levels)} blocks frozen"
-        if "freeze_blocks" in levels or frozen
-        else ", every layer trained"
-    )
-    return f"{start} (the weights whose name and shape match are loaded){freeze}."
+    if "freeze_blocks" in levels or frozen:
+        return f", with the first {_say('freeze_blocks', frozen, levels)} blocks frozen"
+    return ", every layer trained"
+
+
+def _from_imagenet(
+    train: dict[str, Any],
+    levels: dict[str, list[str]],
+    run_ids: Sequence[str],
+    files: Mapping[str, str | None],
+) -> str:
+    """The start of runs some of which (the level imagenet when `pretrained` is swept) load
+    ImageNet weights, then the `init_from` checkpoint over them."""
+    weights = _imagenet_start(files)
+    if "pretrained" in levels:
+        swept = _say("pretrained", train.get("pretrained"), levels)
+        start = f"The starting weights are {swept}: random weights at none, {weights} at imagenet"
+    else:
+        start = f"Every run starts from {weights}"
+    source = train.get("init_from")
+    if "init_from" in levels:
+        start += f"; then the initialisation is {_say('init_from', source, levels)}"
+    elif source in run_ids:
+        start += f"; then the selected checkpoint of run {source} of this sweep is loaded"
+    elif source is not None:
+        start += f"; then the checkpoint {source} is loaded"
+    if "init_from" in levels or source is not None:
+        start += " over them (its weights whose name and shape match)"
+    return f"{start}{_freeze(train, levels)}."
 
 
 def optimiser_sentence(train: dict[str, Any], levels: dict[str, list[str]]) -> str:
@@ -605,13 +685,13 @@ def methods_chapter(inputs: ReportInputs, label: str = "2") -> Chapter:
         ]
     else:
         blocks.append(text(sweep_text(runs, sweep)))
-    run_ids = [r.run_id for r in runs]
+    run_ids, imagenet = [r.run_id for r in runs], imagenet_files(runs, inputs.provenance)
     blocks.append(
         text(
             " ".join(
                 [
-                    network_sentence(train, levels, classes, packed),
-                    initialisation_sentence(train, levels, run_ids),
+                    network_sentence(train, levels, classes, packed, bool(imagenet)),
+                    initialisation_sentence(train, levels, run_ids, imagenet),
                 ]
             )
         )
@@ -821,9 +901,82 @@ def _errors_text(confusion: pd.DataFrame, model: str, classes: list[str]) -> str
     )
 
 
+def _calibration_text(table: pd.DataFrame, model: str) -> str:
+    """ "m had an ECE of 0.081 [0.050, 0.140] on the validation set (120 studies of 80 patients,
+    10 bins) and … on the test set (…)" from calibration.csv."""
+    said = []
+    for split in ["val", "test"]:
+        rows = table[(table["model"] == model) & (table["split"] == split)]
+        if len(rows):
+            row = rows.iloc[0]
+            said.append(
+                f"{interval_cell(row['ece'], row['ece_low'], row['ece_high'])} on the "
+                f"{SPLIT_NAMES[split]} set ({studies(int(row['n_studies']))} of "
+                f"{plural(int(row['n_patients']), 'patient')}, {plural(int(row['bins']), 'bin')})"
+            )
+    return f"{model} had an ECE of {' and '.join(said)}"
+
+
+def calibration_section(
+    inputs: ReportInputs, labels: dict[str, str], classes: list[str]
+) -> Section:
+    """The final models' calibration (calibration.csv): what ECE is, each model's ECE with its
+    interval per split, and the reliability diagrams and how to read them."""
+    table = read_table(inputs.tables["calibration"], text=["model", "split", "probability"])
+    if (table["probability"] == TOP_LABEL).any():
+        score = "confidence"
+        what = (
+            "The top-label expected calibration error (ECE) of the study confidences (with "
+            f"{len(classes)} classes: a study's highest class probability, against whether that "
+            "class is its true one)"
+        )
+        outcome = "studies whose most probable class is the true one"
+    else:
+        score, outcome = "probability", f"{classes[-1]} studies"
+        what = f"The expected calibration error (ECE) of the study probabilities of {classes[-1]}"
+    counts = []
+    for split in [s for s in ["val", "test"] if (table["split"] == s).any()]:
+        rows = table[table["split"] == split]
+        row = rows.loc[rows["n_studies"].idxmax()]
+        counts.append(
+            f"the {SPLIT_NAMES[split]} set has {studies(int(row['n_studies']))} in "
+            f"{plural(int(row['bins']), 'bin')}"
+        )
+    figure = Figure.of(
+        "cls-calibration",
+        f"Reliability diagrams of the final models: per equal-width bin of the study {score}, "
+        f"the share of {outcome} against the bin's mean {score}, the diagonal (perfect "
+        f"calibration) dashed and the studies of each bin as bars beneath; {' and '.join(counts)}."
+        " The legend gives each model's expected calibration error (ECE) with its bootstrap "
+        "95 % interval over patients.",
+        inputs.figures["cls_calibration"],
+    )
+    results = [_calibration_text(table, model) for model in labels]
+    paragraph = text(
+        "{what} measures how far the predicted probabilities stray from the observed "
+        "frequencies: the studies are grouped into equal-width bins of their {score} (about "
+        "ten studies a bin on average, 2 to 10 bins), and ECE = "
+        "Σ_b (n_b/N)|ȳ_b − p̄_b| is the mean over the N studies of the gap between the share "
+        "ȳ_b of {outcome} in a study's bin and the bin's mean {score} p̄_b. It is 0 for "
+        "perfectly calibrated probabilities and at most 1, does not depend on the threshold, "
+        "is computed on studies (not images) and is biased upwards when bins hold few studies; "
+        "its interval is the bootstrap 95 % interval over patients. {results}. In {figure}, a "
+        "point below the diagonal marks a bin whose probabilities are too high (fewer "
+        "{outcome} than predicted), one above it probabilities too low; the bars beneath count "
+        "the studies each point rests on.",
+        what=what,
+        score=score,
+        outcome=outcome,
+        results=join_words(results),
+        figure=figure,
+    )
+    return Section("cls-final-calibration", "Calibration", [paragraph, figure], level=3)
+
+
 def final_section(inputs: ReportInputs) -> Section:
     """The final models' study-level results on validation and test: metrics, per study type,
-    confusion matrices, ROC curves, probabilities, the threshold and the gallery of errors."""
+    confusion matrices, ROC curves, probabilities, the threshold, the gallery of errors and the
+    calibration."""
     config, labels = inputs.config, final_models(inputs)
     metrics = read_table(inputs.tables["classification_metrics"], text=["model", "split", "metric"])
     types = read_table(inputs.tables["study_types"], text=["model", "split", "study_type"])
@@ -916,6 +1069,7 @@ def final_section(inputs: ReportInputs) -> Section:
         roc,
         probabilities,
         *galleries,
+        calibration_section(inputs, labels, classes),
     ]
     return Section("cls-final", "Final models", blocks)
 

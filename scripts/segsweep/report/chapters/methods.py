@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from segsweep.config_schema import complete
 from segsweep.numerals import plural
 from segsweep.report.document import Chapter, Figure, Section, Table, text
 from segsweep.report.inputs import ReportInputs
@@ -64,9 +65,10 @@ def fixed_frame(sweep: dict[str, Any], defaults: dict[str, Any]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=["Setting", "Value", "Set in"])
 
 
-def metric_conventions() -> list[str]:
+def metric_conventions(nsd_tolerance_mm: float) -> list[str]:
     """The metric definitions and empty conventions (`segsweep.metrics`,
-    `segsweep.evaluate.distances`)."""
+    `segsweep.evaluate.distances`), with the NSD's tolerance in mm."""
+    tau = format_level(float(nsd_tolerance_mm))
     return [
         "Metrics are computed per class and for the foreground (the union of all classes) from "
         "the confusion counts of each slice and of each patient's volume (per patient, 3D; the "
@@ -79,19 +81,31 @@ def metric_conventions() -> list[str]:
         "voxels beyond the image border count as outside, so a structure cut by the border has a "
         "surface along it. Distances run between voxel centres from each surface to the other. "
         "HD95 is the larger of the two directed 95th percentiles, ASSD the mean of the distances "
-        "of both directions pooled. Volumes and distances use the spacing each image records; a "
-        "subject without a known spacing is an error, never measured as if its voxels were 1 mm.",
+        "of both directions pooled. The normalised surface Dice (NSD, the boundary metric of "
+        f"Metrics Reloaded) at a tolerance of τ = {tau} mm is the share of the surface voxels of "
+        "reference and prediction together that lie within τ of the other's surface (distance "
+        "at most τ; each surface voxel counts once, as MONAI's surface Dice without subvoxels). "
+        "τ is in mm of the grid the metric is computed on, the cropped grid in the processed "
+        "space and the original image in the native space, so it is the same physical tolerance "
+        "in both (metrics.nsd_tolerance_mm). Volumes and distances use the spacing each image "
+        "records; a subject without a known spacing is an error, never measured as if its voxels "
+        "were 1 mm.",
         "Empty conventions: when reference and prediction are both empty, Dice, IoU, F2, "
-        "sensitivity, precision, HD95 and ASSD are undefined; such slices or patients are left "
-        "out of means and medians but counted. An empty reference with false positives scores a "
-        "Dice, IoU, F2 and precision of 0; a missed structure (empty prediction) scores 0 "
-        "sensitivity. When exactly one of reference and prediction is empty, HD95 and ASSD take "
+        "sensitivity, precision, HD95, ASSD and NSD are undefined; such slices or patients are "
+        "left out of means and medians but counted. An empty reference with false positives "
+        "scores a Dice, IoU, F2 and precision of 0; a missed structure (empty prediction) scores "
+        "0 sensitivity. When exactly one of reference and prediction is empty, HD95 and ASSD take "
         "the worst case, never an undefined value: the length of the image diagonal in mm, the "
         "square root of the summed squared extents (voxels times spacing per axis) of the grid "
         "the distance is computed on (the cropped grid in the processed space, the original "
-        "image in the native space). Specificity is undefined only when the reference covers "
-        "every voxel.",
+        "image in the native space); the NSD is then 0. Specificity is undefined only when the "
+        "reference covers every voxel.",
     ]
+
+
+def nsd_tolerance(config: dict[str, Any]) -> float:
+    """The NSD's tolerance in mm of a config (the schema's default where it has no `metrics`)."""
+    return complete(config.get("metrics") or {}, "metrics")["nsd_tolerance_mm"]
 
 
 def statistics_text(unit: str = "run") -> str:
@@ -115,10 +129,19 @@ def cross_validation_text(config: dict[str, Any]) -> str | None:
     metric = METRIC_NAMES.get(selection["metric"], selection["metric"])
     final = config.get("final", {}).get("model", "ensemble")
     reported = "the ensemble" if final == "ensemble" else "its best fold"
+    sites = config.get("split", {}).get("fold_sites")
+    design = (
+        f"leave-one-site-out cross-validation: {folds} runs, one per site "
+        f"({', '.join(sites)}), each trained on the development subjects of the other sites "
+        "and validated on its own site's, so that every validation score is that of a site "
+        "the model never saw, and choosing its checkpoint on that site"
+        if sites
+        else f"{folds}-fold cross-validation: {folds} runs, each trained on the development "
+        "subjects of the other folds and validated on its own fold, and choosing its "
+        "checkpoint on that fold"
+    )
     return (
-        f"Every configuration was trained with {folds}-fold cross-validation: {folds} runs, "
-        "each trained on the development subjects of the other folds and validated on its own "
-        "fold, and choosing its checkpoint on that fold. A configuration's score is the "
+        f"Every configuration was trained with {design}. A configuration's score is the "
         f"{selection['aggregate']} per-{selection['level']} {metric} of the "
         f"{selection['class']} class over its pooled out-of-fold scores: every development "
         "patient scored once, by the fold model that never trained on it. A transfer run "
@@ -210,6 +233,9 @@ def chapter(inputs: ReportInputs) -> Chapter:
     metrics = Section(
         "metrics",
         "Metrics and their conventions",
-        [*(text(p) for p in metric_conventions()), text(statistics_text(unit))],
+        [
+            *(text(p) for p in metric_conventions(nsd_tolerance(config))),
+            text(statistics_text(unit)),
+        ],
     )
     return Chapter("methods", "3", "Methods", [*blocks, metrics])
