@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from runs import finished, snakemake
+from runs import configure, finished, planned_jobs, snakemake, succeeded
 from tiny import TINY_CONFIG
 
 from segsweep import layout
@@ -126,3 +126,17 @@ def test_a_second_run_has_nothing_to_do(workdir: Path) -> None:
     result = snakemake(workdir, "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_under_halving_each_outer_folds_sweep_prunes_as_an_ordinary_sweep(tmp_path: Path) -> None:
+    """Dry run: every outer fold trains each configuration's inner folds to the first rung only,
+    and each decides its own rungs (a checkpoint per outer fold)."""
+    sweep = {**SWEEP, "budget": {"method": "halving", "eta": 2, "min_epochs": 1}}
+    config = {**CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 2}}
+    configure(tmp_path, config, sweep)
+    result = snakemake(tmp_path, "--dry-run")
+    succeeded(result)
+    jobs = planned_jobs(result)
+    for fold in range(OUTER):
+        assert jobs[f"outer{fold}_train_rung"] == len(CONFIGURATIONS) * INNER, jobs
+        assert jobs[f"outer{fold}_rung_decision"] == 1, jobs

@@ -155,8 +155,9 @@ def planned_training(config: dict, workdir: Path) -> int:
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"snakemake failed in {workdir}:\n{result.stdout}\n{result.stderr}")
-    counts = re.findall(r"^(?:outer\d+_)?train\s+(\d+)\s*$", result.stdout, flags=re.MULTILINE)
-    return sum(int(n) for n in counts)
+    # rule → its job count in the job stats table (which a dry run may print more than once)
+    counts = dict(re.findall(r"^((?:outer\d+_)?train)\s+(\d+)\s*$", result.stdout, re.MULTILINE))
+    return sum(int(n) for n in counts.values())
 
 
 def count_designs(scratch: Path, k: int = 3, m: int = 3) -> list[tuple[str, int, int]]:
