@@ -215,7 +215,7 @@ def test_each_fold_holds_out_one_site_and_the_thesis_reports_every_site(workdir:
         "Kruskal–Wallis test of whether the sites differ",
         "Left out: maas, whose subjects are all unlabelled",
         "leave-one-site-out cross-validation over 2 sites",
-        "The weakest site on test was",
+        "On test, the weakest site of",
         "by site; each tick gives",
     ]:
         assert phrase in html, phrase

@@ -173,9 +173,9 @@ def summary_sentence(inputs: ReportInputs, document: Document) -> Paragraph | No
             continue
         weakest = rows.loc[rows["mean"].idxmin()]
         parts.append(
-            f"for {model}, {weakest['site']} (mean Dice {number(weakest['mean'])} over "
-            f"{plural(int(weakest['patients']), 'test patient')})"
+            f"the weakest site of {model} was {weakest['site']} (mean Dice "
+            f"{number(weakest['mean'])} over {plural(int(weakest['patients']), 'test patient')})"
         )
     if not parts:
         return None
-    return text("The weakest site on test was " + "; ".join(parts) + " ({t}).", t=placed)
+    return text("On test, " + "; ".join(parts) + " ({t}).", t=placed)
