@@ -22,7 +22,7 @@ def test_patterns_keep_or_fill_their_wildcards() -> None:
     assert layout.benchmark("train/{run}") == "benchmarks/train/{run}.tsv"
 
 
-def test_an_outer_fold_moves_every_results_folder_but_the_generated_cohort() -> None:
+def test_an_outer_fold_moves_every_results_folder_but_the_shared_ones() -> None:
     assert layout.outer(layout.CROP_PLAN, "1") == "results/outer/1/crop/plan.json"
     assert layout.outer(layout.log("n4/s"), "0") == "logs/outer/0/n4/s.log"
     assert layout.outer(layout.benchmark("train/r"), "2") == "benchmarks/outer/2/train/r.tsv"
@@ -36,7 +36,7 @@ def test_an_outer_fold_moves_every_results_folder_but_the_generated_cohort() -> 
         and value.count("/") > 1  # files and their folders' contents, not a bare folder
     }
     for pattern in moved:
-        shared = any(pattern.startswith(f"results/{raw}/") for raw in layout.RAW_FOLDERS)
+        shared = any(pattern.startswith(f"results/{f}/") for f in layout.SHARED_FOLDERS)
         matched = [p for p in prefixes if pattern.startswith(p)]
         assert len(matched) == (0 if shared else 1), pattern  # one prefix: never ambiguous
 

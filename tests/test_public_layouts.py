@@ -415,7 +415,7 @@ def test_an_external_prediction_folder_is_scored_beside_the_final_models(run_lay
     native = report_table(html, "on the test set (native space), beside the external methods")
     assert native[model].tolist() == native["nnunet"].tolist()
     classes = report_table(
-        html, "Per-class per-patient Dice, IoU and HD95 of the final models on the test set"
+        html, "of the final models on the test set, for every class a model predicts"
     )
     assert "nnunet" in set(classes["Model"])
     tests = report_table(html, "Paired tests of the final models and the external method")

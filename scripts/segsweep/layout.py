@@ -221,13 +221,14 @@ def at_rung(pattern: str) -> str:
     return RUNG_DIR + "/" + pattern[len(prefix) :]
 
 
-# the generated raw data, which a nested workflow's outer folds share (the first generates it)
-RAW_FOLDERS = ("cohort", "radiographs")
+# what a nested workflow's outer folds share, as it depends on no split (the first outer fold
+# makes it): the generated raw data and each subject's N4 bias correction
+SHARED_FOLDERS = ("cohort", "radiographs", "n4")
 
 
 def outer_prefixes(fold: str) -> dict[str, str]:
     """Where outer fold `fold` of a nested cross-validation writes what a plain workflow writes
-    under results/ (but the raw data of `RAW_FOLDERS`), logs/ and benchmarks/: in its own
+    under results/ (but the shared folders, `SHARED_FOLDERS`), logs/ and benchmarks/: in its own
     subfolder outer/<fold>/ of each (Snakemake's module `replace_prefix`)."""
     folders = {
         value.split("/")[1]
@@ -236,7 +237,7 @@ def outer_prefixes(fold: str) -> dict[str, str]:
     }
     prefixes = {
         f"{RESULTS}/{f}/": f"{RESULTS}/outer/{fold}/{f}/"
-        for f in sorted(folders - set(RAW_FOLDERS))
+        for f in sorted(folders - set(SHARED_FOLDERS))
     }
     return prefixes | {f"{top}/": f"{top}/outer/{fold}/" for top in (LOGS, BENCHMARKS)}
 

@@ -1,11 +1,12 @@
 # Nested cross-validation (split.outer_folds: m, split.fractions.test: 0): the workflow of each
-# outer fold o is this Snakefile with split.outer_fold = o, a module whose results (but the
-# generated raw data), logs and benchmarks go to results/outer/o/, logs/outer/o/ and
-# benchmarks/outer/o/ (L.outer) and whose rules are named outer<o>_<rule>. Each outer fold's split tests on its outer fold's patients
-# and plans, normalises, sweeps, selects and builds its final models on the other patients only
-# (segsweep.preprocess.split); its held_out rule (evaluate.smk) keeps what its chosen model
-# predicted for them. Here the outer folds are pooled into the estimate of the procedure and
-# its thesis (segsweep.sweep.nested, segsweep.report.nested).
+# outer fold o is this Snakefile with split.outer_fold = o, a module whose results (but what
+# depends on no split: the generated cohort and N4), logs and benchmarks go to results/outer/o/,
+# logs/outer/o/ and benchmarks/outer/o/ (L.outer) and whose rules are named outer<o>_<rule>.
+# Each outer fold's split tests on its outer fold's patients and plans, normalises, sweeps,
+# selects and builds its final models on the other patients only (segsweep.preprocess.split);
+# its held_out rule (evaluate.smk) keeps what its chosen model predicted for them. Here the outer
+# folds are pooled into the estimate of the procedure and its thesis (segsweep.sweep.nested,
+# segsweep.report.nested).
 import copy
 import json
 
@@ -38,14 +39,15 @@ for _fold in OUTER_FOLDS:
         replace_prefix:
             L.outer_prefixes(_fold)
 
-    # the synthetic cohort is generated once, by the first outer fold, and read by all
+    # what depends on no split (L.SHARED_FOLDERS: the synthetic cohort, each subject's N4) is
+    # made once, by the first outer fold, and read by all
     if _fold == OUTER_FOLDS[0]:
 
         use rule * from OUTER as OUTER_RULES*
 
     else:
 
-        use rule * from OUTER exclude cohort_subject, cohort_manifest as OUTER_RULES*
+        use rule * from OUTER exclude cohort_subject, cohort_manifest, n4 as OUTER_RULES*
 
 
 rule nested_estimate:

@@ -955,9 +955,9 @@ def calibration_section(
     paragraph = text(
         "{what} measures how far the predicted probabilities stray from the observed "
         "frequencies: the studies are grouped into equal-width bins of their {score} (about "
-        "ten studies a bin on average, 2 to 10 bins), and ECE = "
-        "Σ_b (n_b/N)|ȳ_b − p̄_b| is the mean over the N studies of the gap between the share "
-        "ȳ_b of {outcome} in a study's bin and the bin's mean {score} p̄_b. It is 0 for "
+        "ten studies a bin on average, 2 to 10 bins), and the ECE is the mean over the "
+        "studies of the gap between the share of {outcome} in a study's bin and the bin's mean "
+        "{score} (each bin's gap weighed by its share of the studies). It is 0 for "
         "perfectly calibrated probabilities and at most 1, does not depend on the threshold, "
         "is computed on studies (not images) and is biased upwards when bins hold few studies; "
         "its interval is the bootstrap 95 % interval over patients. {results}. In {figure}, a "
