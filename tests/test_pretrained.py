@@ -38,7 +38,7 @@ from torchvision import models
 
 from segsweep.config_schema import complete, section
 from segsweep.errors import ConfigError, InputError
-from segsweep.model import pretrained
+from segsweep.model import pretrained, weights
 from segsweep.model.classifiers import CLASSIFIERS, build_classifier
 from segsweep.model.pretrained import ImagenetWeights, imagenet_state, state_differences
 from segsweep.report.chapters import classification as chapters
@@ -276,7 +276,7 @@ def test_the_weights_command_names_file_url_and_folder_when_offline(
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(InputError) as raised:
-        pretrained.main(["resnet18"])
+        weights.main(["resnet18"])
     said = str(raised.value)
     assert said.startswith("https://download.pytorch.org/models/resnet18-f37072fd.pth: ")
     assert f"resnet18-f37072fd.pth into {torch_home / 'hub' / 'checkpoints'}" in said

@@ -55,7 +55,7 @@ STAGES = {
     "predict": ("segsweep.deploy.predict", "segment new scans with a model package, with QC"),
     "status": ("segsweep.sweep.status", "one table of a sweep while it trains, per configuration"),
     "weights": (
-        "segsweep.model.pretrained",
+        "segsweep.model.weights",
         "download torchvision's ImageNet weights into torch's cache (train.pretrained)",
     ),
     "nested": ("segsweep.sweep.nested", "nested cross-validation: held-out rows, pooled estimate"),

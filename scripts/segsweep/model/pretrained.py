@@ -37,7 +37,6 @@ therefore see the same inputs, and packages and predictions prepare images the s
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -50,7 +49,6 @@ import torch
 from torch import nn
 
 from segsweep.errors import ConfigError, InputError
-from segsweep.model.classifiers import CLASSIFIERS, build_classifier
 
 PRETRAINED = ("none", "imagenet")
 ENUM_MEMBER = "IMAGENET1K_V1"
@@ -85,9 +83,10 @@ def imagenet_weights(name: str) -> ImagenetWeights:
     """The ImageNet weights of classifier `name` (see the module docstring)."""
     from torchvision import models
 
-    if name not in CLASSIFIERS:
-        raise ConfigError("train.model", name, " | ".join(CLASSIFIERS))
-    member = getattr(models.get_model_weights(name), ENUM_MEMBER)
+    try:
+        member = getattr(models.get_model_weights(name), ENUM_MEMBER)
+    except (ValueError, AttributeError):
+        raise ConfigError("train.model", name, "a classifier with ImageNet weights") from None
     return ImagenetWeights(f"{type(member).__name__}.{ENUM_MEMBER}", member.url)
 
 
@@ -199,23 +198,3 @@ def download(name: str) -> Path:
             "a machine with network, or set TORCH_HOME to a cache that has it",
         ) from None
     return folder / source.file
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="segsweep weights",
-        description="download torchvision's ImageNet weights of classifiers into torch's cache "
-        "(train.pretrained: imagenet; TORCH_HOME moves the cache), then check that each "
-        "classifier loads them: the one command that downloads",
-    )
-    parser.add_argument("models", nargs="+", choices=CLASSIFIERS, help="classifiers")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Download the weights of the classifiers named, check they load, print where they are."""
-    args = _parser().parse_args(argv)
-    for name in args.models:
-        path = download(name)
-        build_classifier({"model": name, "dropout": 0.0}, 1, 2, pretrained="imagenet")
-        print(f"{name}: {path}", flush=True)
